@@ -1,0 +1,25 @@
+//! `pgshift config`: the resolved settings and where each came from.
+
+use clap::Args;
+use serde_json::json;
+
+use crate::ctx::Ctx;
+use crate::exit_codes;
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {}
+
+pub async fn run(ctx: Ctx, _args: ConfigArgs) -> anyhow::Result<i32> {
+    let entries = ctx.settings.entries();
+    if ctx.json() {
+        ctx.print_json(
+            &json!({ "ok": true, "config_file": ctx.settings.config_file, "settings": entries }),
+        )?;
+    } else {
+        let width = entries.iter().map(|e| e.key.len()).max().unwrap_or(10);
+        for e in &entries {
+            println!("{:<width$}  {:<50}  ({})", e.key, e.value, e.origin);
+        }
+    }
+    Ok(exit_codes::SUCCESS)
+}

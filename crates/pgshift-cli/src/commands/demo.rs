@@ -1,0 +1,160 @@
+//! `pgshift demo`: the example project (the spec's CFI Handbook app) on a private, throw-away
+//! PostgreSQL server that is stopped and deleted on exit, also on Ctrl-C. It never touches the
+//! database configured in DATABASE_URL.
+
+use clap::Args;
+use pgshift::embedded::EmbeddedServer;
+use pgshift::migrate::{MigrateOptions, Migrator, Silent, State};
+use pgshift::source;
+
+use crate::commands::migrate::HumanObserver;
+use crate::ctx::Ctx;
+use crate::exit_codes;
+use crate::render::ms;
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the server running until Ctrl-C, and print how to connect to it.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+pub async fn run(mut ctx: Ctx, args: DemoArgs) -> anyhow::Result<i32> {
+    eprintln!("demo: starting a private PostgreSQL server (initdb + pg_ctl in a temp dir)…");
+    let server = EmbeddedServer::start().await?;
+    // From here on the server is stopped and deleted when `server` drops, whatever happens.
+    let result = demo(&mut ctx, &server, &args).await;
+    let stop = tokio::task::spawn_blocking(move || server.stop()).await;
+    match stop {
+        Ok(Ok(())) => eprintln!("demo: server stopped and its data directory deleted"),
+        Ok(Err(e)) => eprintln!("demo: stopping the server: {e}"),
+        Err(e) => eprintln!("demo: stopping the server: {e}"),
+    }
+    result
+}
+
+async fn demo(ctx: &mut Ctx, server: &EmbeddedServer, args: &DemoArgs) -> anyhow::Result<i32> {
+    let work = tempfile::tempdir()?;
+    let dir = pgshift::demo::write_example(work.path())?;
+    let admin = server.url("postgres");
+    let mut settings = ctx.settings.clone();
+    settings.database_url = Some(admin.clone());
+    let admin_client = pgshift::db::Target::from_settings(&settings)?
+        .connect()
+        .await?;
+    admin_client
+        .batch_execute("CREATE DATABASE cfi_handbook")
+        .await?;
+    settings.database_url = Some(server.url("cfi_handbook"));
+    let target = pgshift::db::Target::from_settings(&settings)?;
+    let client = target.connect().await?;
+    println!(
+        "PostgreSQL {} on port {} (data in {})",
+        server.version(),
+        server.port(),
+        server.data_dir().display()
+    );
+    println!("database: {target}");
+    println!();
+
+    let set = source::load(&dir)?;
+    let migrator = Migrator::new(&settings, &set);
+    println!(
+        "$ pgshift migrate validate   # {} migrations in drizzle/ ({})",
+        set.migrations.len(),
+        set.layout
+    );
+    for m in &set.migrations {
+        pgshift::migrate::parse(m)?;
+    }
+    println!("ok: every file parses with PostgreSQL's own parser; nothing applied yet");
+    println!();
+
+    println!("$ pgshift migrate --target {}", set.migrations[2].id);
+    let mut obs = HumanObserver::new(false);
+    let opts = MigrateOptions {
+        target: Some(set.migrations[2].id.clone()),
+        ..Default::default()
+    };
+    let r = migrator.migrate(&client, &opts, &mut obs).await?;
+    obs.finish();
+    println!(
+        "applied {} migration(s) in {}",
+        r.applied.len(),
+        ms(r.duration_ms)
+    );
+    println!();
+
+    println!("$ pgshift migrate --dry-run");
+    let dry = migrator
+        .migrate(
+            &client,
+            &MigrateOptions {
+                dry_run: true,
+                ..Default::default()
+            },
+            &mut Silent,
+        )
+        .await?;
+    for a in &dry.applied {
+        println!("  would apply {} ({} statements)", a.id, a.statements);
+    }
+    println!();
+
+    println!("$ pgshift migrate");
+    let r = migrator
+        .migrate(&client, &MigrateOptions::default(), &mut obs)
+        .await?;
+    obs.finish();
+    println!(
+        "applied {} migration(s) in {}",
+        r.applied.len(),
+        ms(r.duration_ms)
+    );
+    let again = migrator
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await?;
+    println!(
+        "$ pgshift migrate   # again: {} to apply, idempotent",
+        again.applied.len()
+    );
+    println!();
+
+    println!("$ pgshift status");
+    let plan = migrator.plan(&client).await?;
+    for e in &plan.migrations {
+        let state = if e.state == State::Applied {
+            "applied"
+        } else {
+            "?"
+        };
+        println!(
+            "  {state:<8} {:<26} {:>8}",
+            e.id,
+            e.execution_ms
+                .map(|d| ms(d.max(0) as u64))
+                .unwrap_or_default()
+        );
+    }
+    let tables: Vec<String> = client
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    println!();
+    println!("tables: {}", tables.join(", "));
+
+    if args.keep {
+        println!();
+        println!(
+            "server kept running: psql '{}'   (Ctrl-C stops and deletes it)",
+            server.url("cfi_handbook")
+        );
+        tokio::signal::ctrl_c().await?;
+    }
+    Ok(exit_codes::SUCCESS)
+}

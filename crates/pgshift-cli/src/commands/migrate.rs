@@ -1,0 +1,322 @@
+//! `pgshift migrate` and `pgshift migrate validate`.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use pgshift::db::{LockHolder, PgError};
+use pgshift::migrate::{self, Applied, MigrateOptions, Migrator, Observer, State};
+use serde::Serialize;
+
+use crate::args::SafetyOpts;
+use crate::ctx::Ctx;
+use crate::exit_codes;
+use crate::render::ms;
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    action: Option<MigrateAction>,
+    /// Print the plan and the exact SQL that would run; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Stop after this migration id (e.g. 0003_slim_warhawk).
+    #[arg(long, value_name = "ID")]
+    target: Option<String>,
+    /// Apply all pending migrations in one transaction: all or nothing.
+    #[arg(long)]
+    single_transaction: bool,
+    #[command(flatten)]
+    safety: SafetyOpts,
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrateAction {
+    /// Check the folder and the ledger without applying anything (spec: db:migrate:validate):
+    /// every file parses, no applied file changed, nothing applied is missing, nothing failed.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Check the files only; don't connect to the database.
+    #[arg(long)]
+    offline: bool,
+}
+
+pub async fn run(mut ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
+    if let Some(MigrateAction::Validate(v)) = args.action {
+        return validate(ctx, v).await;
+    }
+    ctx.with_safety(&args.safety)?;
+    let set = ctx.load_set()?;
+    let (target, client) = ctx.connect().await?;
+    let opts = MigrateOptions {
+        dry_run: args.dry_run,
+        target: args.target,
+        single_transaction: args.single_transaction,
+    };
+    let migrator = Migrator::new(&ctx.settings, &set);
+    let mut obs = HumanObserver::new(ctx.json());
+    if !ctx.json() {
+        eprintln!(
+            "pgshift: {} migrations in {} ({:?}) → {target}",
+            set.migrations.len(),
+            set.dir.display(),
+            set.layout
+        );
+    }
+    let report = migrator.migrate(&client, &opts, &mut obs).await;
+    obs.finish();
+    let report = report?;
+    if ctx.json() {
+        ctx.print_json(&JsonOut {
+            ok: true,
+            report: &report,
+        })?;
+    } else if report.dry_run {
+        if report.applied.is_empty() {
+            println!(
+                "dry run: nothing to apply ({} already applied)",
+                report.already_applied
+            );
+        }
+        for a in &report.applied {
+            println!(
+                "-- {} ({} statements{})",
+                a.id,
+                a.statements,
+                a.resumed_at
+                    .map(|r| format!(", resumes at statement {}", r + 1))
+                    .unwrap_or_default()
+            );
+            println!("{}\n", a.sql.as_deref().unwrap_or(""));
+        }
+        if !report.applied.is_empty() {
+            println!(
+                "dry run: {} migration(s) would be applied; nothing was changed",
+                report.applied.len()
+            );
+        }
+    } else if report.applied.is_empty() {
+        println!(
+            "nothing to do: {} migration(s) already applied",
+            report.already_applied
+        );
+    } else {
+        println!(
+            "applied {} migration(s) in {} ({} were already applied)",
+            report.applied.len(),
+            ms(report.duration_ms),
+            report.already_applied
+        );
+    }
+    Ok(exit_codes::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct JsonOut<'a, T: Serialize> {
+    ok: bool,
+    #[serde(flatten)]
+    report: &'a T,
+}
+
+/// One problem found by `migrate validate`.
+#[derive(Debug, Serialize)]
+struct Problem {
+    kind: &'static str,
+    id: String,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ValidateOut {
+    ok: bool,
+    migrations_dir: String,
+    layout: String,
+    files: usize,
+    checked_database: bool,
+    problems: Vec<Problem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counts: Option<migrate::Counts>,
+}
+
+async fn validate(ctx: Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
+    let set = ctx.load_set()?;
+    let mut problems = Vec::new();
+    for m in &set.migrations {
+        if let Err(e) = migrate::parse(m) {
+            problems.push(Problem {
+                kind: "syntax",
+                id: m.id.clone(),
+                message: e.to_string(),
+            });
+        }
+    }
+    let mut counts = None;
+    if !args.offline {
+        let (_, client) = ctx.connect().await?;
+        let plan = Migrator::new(&ctx.settings, &set).plan(&client).await?;
+        for e in &plan.migrations {
+            let (kind, message) = match &e.state {
+                State::Modified { cosmetic } => (
+                    "modified",
+                    format!(
+                        "applied with hash {} but the file now hashes to {}; {}",
+                        e.ledger_hash.as_deref().unwrap_or("?"),
+                        e.file_hash.as_deref().unwrap_or("?"),
+                        if *cosmetic {
+                            "cosmetic change only: `pgshift repair` records it"
+                        } else {
+                            "the SQL changed: restore the file and add a new migration"
+                        }
+                    ),
+                ),
+                State::MissingFile => (
+                    "missing_file",
+                    "recorded in the ledger but its file is not in the folder".to_string(),
+                ),
+                State::Failed => (
+                    "failed",
+                    format!(
+                        "failed last time: {}",
+                        e.error.as_deref().unwrap_or("no error recorded")
+                    ),
+                ),
+                _ => continue,
+            };
+            problems.push(Problem {
+                kind,
+                id: e.id.clone(),
+                message,
+            });
+        }
+        counts = Some(plan.counts);
+    }
+    let ok = problems.is_empty();
+    if ctx.json() {
+        ctx.print_json(&ValidateOut {
+            ok,
+            migrations_dir: set.dir.display().to_string(),
+            layout: format!("{:?}", set.layout),
+            files: set.migrations.len(),
+            checked_database: !args.offline,
+            problems,
+            counts,
+        })?;
+    } else {
+        for p in &problems {
+            println!("{}: {}: {}", p.kind, p.id, p.message);
+        }
+        let pending = counts
+            .as_ref()
+            .map(|c| format!(", {} pending", c.pending))
+            .unwrap_or_default();
+        if ok {
+            println!(
+                "ok: {} migration file(s) valid{pending}",
+                set.migrations.len()
+            );
+        } else {
+            println!(
+                "{} problem(s) in {} migration file(s){pending}",
+                problems.len(),
+                set.migrations.len()
+            );
+        }
+    }
+    Ok(if ok {
+        exit_codes::SUCCESS
+    } else {
+        exit_codes::FINDINGS
+    })
+}
+
+/// Progress on stderr: a bar on a terminal, a line per migration otherwise.
+pub struct HumanObserver {
+    quiet: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl HumanObserver {
+    pub fn new(quiet: bool) -> Self {
+        HumanObserver { quiet, bar: None }
+    }
+
+    fn line(&self, s: String) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(b) => b.println(s),
+            None => eprintln!("{s}"),
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Observer for HumanObserver {
+    fn lock_wait(&mut self, holder: Option<&LockHolder>, waited: Duration) {
+        let who = holder
+            .map(|h| h.to_string())
+            .unwrap_or_else(|| "unknown session".into());
+        self.line(format!(
+            "waiting for the deploy lock ({}s so far), held by {who}",
+            waited.as_secs()
+        ));
+    }
+
+    fn start(&mut self, id: &str, index: usize, total: usize) {
+        if self.quiet {
+            return;
+        }
+        if self.bar.is_none() && Ctx::stderr_is_tty() && total > 1 {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            self.bar = Some(bar);
+        }
+        if let Some(b) = &self.bar {
+            b.set_position(index as u64);
+            b.set_message(id.to_string());
+        }
+    }
+
+    fn retry(&mut self, id: &str, attempt: u32, delay: Duration, error: &PgError) {
+        self.line(format!(
+            "  retry {id}: attempt {attempt} failed ({} {}), next try in {}",
+            error.code,
+            error.message,
+            ms(delay.as_millis() as u64)
+        ));
+    }
+
+    fn done(&mut self, a: &Applied) {
+        let resumed = a
+            .resumed_at
+            .map(|r| format!(", resumed at statement {}", r + 1))
+            .unwrap_or_default();
+        let retries = if a.attempts > 1 {
+            format!(", {} attempts", a.attempts)
+        } else {
+            String::new()
+        };
+        self.line(format!(
+            "  applied {:<40} {:>8}{retries}{resumed}",
+            a.id,
+            ms(a.duration_ms)
+        ));
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! One module per subcommand.
+
+pub mod baseline;
+pub mod config;
+pub mod demo;
+pub mod migrate;
+pub mod new;
+pub mod repair;
+pub mod status;

@@ -1,0 +1,96 @@
+//! `pgshift status`: the folder compared with the ledger.
+
+use clap::Args;
+use pgshift::migrate::{Migrator, State};
+use serde::Serialize;
+
+use crate::ctx::Ctx;
+use crate::exit_codes;
+use crate::render::ms;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Exit with code 1 when anything is pending, failed, modified or missing (for CI gates).
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Serialize)]
+struct StatusOut<'a> {
+    ok: bool,
+    migrations_dir: String,
+    layout: String,
+    database: String,
+    ledger: String,
+    #[serde(flatten)]
+    plan: &'a pgshift::migrate::Plan,
+}
+
+pub async fn run(ctx: Ctx, args: StatusArgs) -> anyhow::Result<i32> {
+    let set = ctx.load_set()?;
+    let (target, client) = ctx.connect().await?;
+    let migrator = Migrator::new(&ctx.settings, &set);
+    let plan = migrator.plan(&client).await?;
+    let c = &plan.counts;
+    let clean = c.pending + c.failed + c.modified + c.missing_file + c.rolled_back == 0;
+    if ctx.json() {
+        ctx.print_json(&StatusOut {
+            ok: true,
+            migrations_dir: set.dir.display().to_string(),
+            layout: format!("{:?}", set.layout),
+            database: target.to_string(),
+            ledger: migrator.ledger.table_sql(),
+            plan: &plan,
+        })?;
+    } else {
+        println!("migrations: {} ({:?})", set.dir.display(), set.layout);
+        println!(
+            "database:   {target}  ledger {}",
+            migrator.ledger.table_sql()
+        );
+        println!();
+        println!(
+            "  {:<12} {:<40} {:<20} {:>9}",
+            "STATE", "ID", "APPLIED AT", "DURATION"
+        );
+        for e in &plan.migrations {
+            let state = match &e.state {
+                State::Applied => "applied",
+                State::Baselined => "baselined",
+                State::Pending => "pending",
+                State::Failed => "FAILED",
+                State::RolledBack => "rolled back",
+                State::Modified { cosmetic: true } => "modified~",
+                State::Modified { cosmetic: false } => "MODIFIED",
+                State::MissingFile => "MISSING",
+            };
+            let at = e
+                .applied_at
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default();
+            let dur = e
+                .execution_ms
+                .map(|d| ms(d.max(0) as u64))
+                .unwrap_or_default();
+            println!("  {state:<12} {:<40} {at:<20} {dur:>9}", e.id);
+            if let (State::Failed, Some(err)) = (&e.state, &e.error) {
+                println!("  {:<12} └ {}", "", err.lines().next().unwrap_or(""));
+            }
+        }
+        println!();
+        println!(
+            "{} applied, {} pending, {} failed, {} rolled back, {} modified, {} missing on disk",
+            c.applied, c.pending, c.failed, c.rolled_back, c.modified, c.missing_file
+        );
+        if c.modified > 0 {
+            println!(
+                "modified~ = cosmetic change only (`pgshift repair`); MODIFIED = the SQL changed"
+            );
+        }
+    }
+    Ok(if args.check && !clean {
+        exit_codes::FINDINGS
+    } else {
+        exit_codes::SUCCESS
+    })
+}

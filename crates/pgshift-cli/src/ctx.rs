@@ -1,0 +1,115 @@
+//! What every subcommand needs: resolved settings, the migrations folder, a connection, and the
+//! output format.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::Context as _;
+use pgshift::config::{self, LoadOptions, Overrides, Settings, SslMode};
+use pgshift::db::Target;
+use pgshift::source::{self, MigrationSet};
+use serde::Serialize;
+
+use crate::args::{ConfigOpts, ConnectOpts, Format, MigrationsOpts, OutputOpts, SafetyOpts};
+
+#[derive(Debug)]
+pub struct Ctx {
+    pub settings: Settings,
+    pub cwd: PathBuf,
+    pub format: Format,
+    load: LoadOptions,
+}
+
+impl Ctx {
+    pub fn new(
+        cfg: &ConfigOpts,
+        connect: &ConnectOpts,
+        migrations: &MigrationsOpts,
+        output: &OutputOpts,
+    ) -> anyhow::Result<Self> {
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        let sslmode = connect
+            .sslmode
+            .as_deref()
+            .map(|s| SslMode::from_str(s).map_err(|_| anyhow::anyhow!("unknown --sslmode `{s}`: use disable, allow, prefer, require, verify-ca or verify-full")))
+            .transpose()?;
+        let overrides = Overrides {
+            database_url: connect.database_url.clone(),
+            migrations_dir: migrations.migrations.clone(),
+            sslmode,
+            ..Overrides::default()
+        };
+        let load =
+            LoadOptions::from_process(cwd.clone(), cfg.config.clone(), !cfg.no_dotenv, overrides);
+        let settings = config::load(&load)?;
+        Ok(Ctx {
+            settings,
+            cwd,
+            format: output.format,
+            load,
+        })
+    }
+
+    /// Applies the lock and retry flags of schema-changing commands (the flag layer).
+    pub fn with_safety(&mut self, s: &SafetyOpts) -> anyhow::Result<()> {
+        let dur = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<std::time::Duration>> {
+            v.as_deref()
+                .map(|t| {
+                    source::parse_duration(t).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{flag} `{t}` is not a duration: use e.g. 500ms, 5s, 2min or off"
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let o = &mut self.load.overrides;
+        o.lock_timeout = dur("--lock-timeout", &s.lock_timeout)?.or(o.lock_timeout);
+        o.statement_timeout =
+            dur("--statement-timeout", &s.statement_timeout)?.or(o.statement_timeout);
+        o.deploy_lock_timeout = dur("--lock-wait", &s.lock_wait)?.or(o.deploy_lock_timeout);
+        o.retries = s.retries.or(o.retries);
+        self.settings = config::load(&self.load)?;
+        Ok(())
+    }
+
+    pub fn json(&self) -> bool {
+        self.format == Format::Json
+    }
+
+    pub fn migrations_dir(&self) -> PathBuf {
+        let dir = source::resolve_dir(self.settings.migrations_dir.as_deref(), &self.cwd);
+        if dir.is_absolute() {
+            dir
+        } else {
+            self.cwd.join(dir)
+        }
+    }
+
+    pub fn load_set(&self) -> Result<MigrationSet, source::SourceError> {
+        source::load(&self.migrations_dir())
+    }
+
+    pub fn target(&self) -> Result<Target, pgshift::db::DbError> {
+        Target::from_settings(&self.settings)
+    }
+
+    pub async fn connect(&self) -> Result<(Target, pgshift::db::Client), pgshift::db::DbError> {
+        let target = self.target()?;
+        let client = target.connect().await?;
+        Ok((target, client))
+    }
+
+    /// Prints one JSON document on stdout.
+    pub fn print_json(&self, value: &impl Serialize) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, value)?;
+        writeln!(out)?;
+        Ok(())
+    }
+
+    pub fn stderr_is_tty() -> bool {
+        std::io::stderr().is_terminal()
+    }
+}

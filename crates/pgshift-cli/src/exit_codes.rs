@@ -1,0 +1,19 @@
+//! Named process exit codes. Documented in the README; scripts may rely on them.
+
+/// Everything asked for was done (or there was nothing to do).
+pub const SUCCESS: i32 = 0;
+/// Validation found problems: changed or broken migration files, drift, findings at or above
+/// `--fail-on`.
+pub const FINDINGS: i32 = 1;
+/// Bad command line or configuration (also clap's own code for usage errors).
+pub const USAGE: i32 = 2;
+/// The database could not be reached: not configured, refused, timed out, authentication.
+pub const CONNECTION: i32 = 3;
+/// A migration's SQL failed on the server; its transaction was rolled back.
+pub const MIGRATION_FAILED: i32 = 4;
+/// Another pgshift held the deploy lock for longer than the configured wait.
+pub const LOCK_TIMEOUT: i32 = 5;
+/// A bug in pgshift: please report it.
+pub const INTERNAL: i32 = 70;
+/// Interrupted by Ctrl-C or SIGTERM; the current transaction was rolled back.
+pub const INTERRUPTED: i32 = 130;

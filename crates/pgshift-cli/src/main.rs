@@ -1,0 +1,136 @@
+//! `pgshift`: the command line. Parses flags, calls the library, renders human or JSON output
+//! and maps errors to the exit codes in [`exit_codes`]. No SQL lives here.
+
+mod args;
+mod commands;
+mod ctx;
+mod exit_codes;
+mod render;
+
+use clap::{Parser, Subcommand};
+
+use crate::args::{ConfigOpts, ConnectOpts, MigrationsOpts, OutputOpts};
+
+/// Safe PostgreSQL schema changes: migrate, validate, monitor, back up, restore, test.
+///
+/// Configuration comes from defaults < pgshift.toml < .env < environment (DATABASE_URL, PG*, …)
+/// < flags. `pgshift config` shows the result and where each value came from.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pgshift",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigOpts,
+    #[command(flatten)]
+    connect: ConnectOpts,
+    #[command(flatten)]
+    migrations: MigrationsOpts,
+    #[command(flatten)]
+    output: OutputOpts,
+    /// More log output on stderr (-v info, -vv debug). RUST_LOG also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply pending migrations (spec: db:migrate:prod). `migrate validate` checks without applying.
+    Migrate(commands::migrate::MigrateArgs),
+    /// Show every migration with its state, when it was applied and how long it took.
+    Status(commands::status::StatusArgs),
+    /// Create the next migration file in the folder's layout.
+    New(commands::new::NewArgs),
+    /// Mark migrations up to ID as applied on an existing database, without running them.
+    Baseline(commands::baseline::BaselineArgs),
+    /// Record the new hash of applied migrations whose files changed only cosmetically.
+    Repair(commands::repair::RepairArgs),
+    /// Print the resolved configuration (secrets redacted) and where each value came from.
+    Config(commands::config::ConfigArgs),
+    /// Run the example project against a private, throw-away PostgreSQL server.
+    Demo(commands::demo::DemoArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(exit_codes::INTERNAL);
+        }
+    };
+    let format = cli.output.format;
+    let code = runtime.block_on(async move {
+        let ctx = ctx::Ctx::new(&cli.config, &cli.connect, &cli.migrations, &cli.output);
+        let run = async {
+            match cli.command {
+                Command::Migrate(a) => commands::migrate::run(ctx?, a).await,
+                Command::Status(a) => commands::status::run(ctx?, a).await,
+                Command::New(a) => commands::new::run(ctx?, a).await,
+                Command::Baseline(a) => commands::baseline::run(ctx?, a).await,
+                Command::Repair(a) => commands::repair::run(ctx?, a).await,
+                Command::Config(a) => commands::config::run(ctx?, a).await,
+                Command::Demo(a) => commands::demo::run(ctx?, a).await,
+            }
+        };
+        tokio::select! {
+            res = run => match res {
+                Ok(code) => code,
+                Err(err) => render::error(&err, format),
+            },
+            _ = shutdown_signal() => {
+                eprintln!("interrupted: the current transaction (if any) was rolled back by closing its connection");
+                exit_codes::INTERRUPTED
+            }
+        }
+    });
+    // Dropping the runtime closes connections; that is what rolls back an interrupted migration.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    std::process::exit(code);
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,pgshift=info",
+        _ => "debug,tokio_postgres=info,rustls=info",
+    };
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}

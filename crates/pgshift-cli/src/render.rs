@@ -1,0 +1,95 @@
+//! Rendering shared by subcommands: errors (with their cause chain, once, on stderr), exit-code
+//! mapping and small text helpers.
+
+use std::io::IsTerminal;
+
+use pgshift::config::ConfigError;
+use pgshift::db::DbError;
+use pgshift::migrate::MigrateError;
+use pgshift::source::SourceError;
+use serde_json::json;
+
+use crate::args::Format;
+use crate::exit_codes;
+
+/// Maps an error to its exit code.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    if let Some(e) = err.downcast_ref::<MigrateError>() {
+        return match e {
+            MigrateError::Db(d) => db_code(d),
+            MigrateError::Failed { .. } => exit_codes::MIGRATION_FAILED,
+            MigrateError::Interrupted { .. } => exit_codes::INTERRUPTED,
+            MigrateError::UnknownId { .. } => exit_codes::USAGE,
+            e if e.is_validation() => exit_codes::FINDINGS,
+            _ => exit_codes::INTERNAL,
+        };
+    }
+    if let Some(d) = err.downcast_ref::<DbError>() {
+        return db_code(d);
+    }
+    if err.downcast_ref::<SourceError>().is_some() {
+        return exit_codes::FINDINGS;
+    }
+    if err.downcast_ref::<ConfigError>().is_some() {
+        return exit_codes::USAGE;
+    }
+    if err.downcast_ref::<std::io::Error>().is_some() {
+        return exit_codes::INTERNAL;
+    }
+    exit_codes::USAGE
+}
+
+fn db_code(d: &DbError) -> i32 {
+    match d {
+        DbError::LockTimeout { .. } => exit_codes::LOCK_TIMEOUT,
+        d if d.is_usage() => exit_codes::USAGE,
+        d if d.is_connection() => exit_codes::CONNECTION,
+        _ => exit_codes::MIGRATION_FAILED,
+    }
+}
+
+/// Prints the error and its causes once on stderr (and a JSON document on stdout with
+/// `--format json`); returns the exit code.
+pub fn error(err: &anyhow::Error, format: Format) -> i32 {
+    let code = exit_code(err);
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let label = if color {
+        "\x1b[1;31merror\x1b[0m"
+    } else {
+        "error"
+    };
+    eprintln!("{label}: {err}");
+    for cause in err.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    if format == Format::Json {
+        let pg = err
+            .downcast_ref::<MigrateError>()
+            .and_then(|e| match e {
+                MigrateError::Failed { pg, .. } => Some(pg),
+                MigrateError::Db(d) => d.pg(),
+                _ => None,
+            })
+            .or_else(|| err.downcast_ref::<DbError>().and_then(DbError::pg));
+        let doc = json!({
+            "ok": false,
+            "exit_code": code,
+            "error": {
+                "message": err.to_string(),
+                "causes": err.chain().skip(1).map(|c| c.to_string()).collect::<Vec<_>>(),
+                "postgres": pg,
+            }
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    }
+    code
+}
+
+/// `12 ms`, `1.4 s`.
+pub fn ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}

@@ -1,0 +1,344 @@
+//! End-to-end tests of the `pgshift` binary: exit codes, JSON output, error messages, and that no
+//! secret is ever printed. Real PostgreSQL, one fresh database per test.
+
+#[path = "../../pgshift/tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use support::TestDb;
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cfi-handbook/drizzle")
+}
+
+/// A temp project with one migration in `migrations/`.
+fn project() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("migrations")).unwrap();
+    std::fs::write(
+        tmp.path().join("migrations/0001_init.sql"),
+        "CREATE TABLE t (id int);\n",
+    )
+    .unwrap();
+    tmp
+}
+
+/// `pgshift` with a clean environment: no inherited DATABASE_URL/PG* and no .env.
+fn pgshift(cwd: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("pgshift").unwrap();
+    cmd.current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+fn json(out: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(out).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {}",
+            String::from_utf8_lossy(out)
+        )
+    })
+}
+
+#[tokio::test]
+async fn migrate_and_status_json_have_the_documented_fields() {
+    let db = TestDb::new("cli_json").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = pgshift(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["migrate", "--format", "json", "--migrations"])
+        .arg(example_dir())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let doc = json(&out);
+    assert_eq!(doc["ok"], true);
+    assert_eq!(doc["dry_run"], false);
+    let applied = doc["applied"].as_array().unwrap();
+    assert_eq!(applied.len(), 5);
+    for a in applied {
+        assert!(
+            a["id"].is_string() && a["duration_ms"].is_u64() && a["statements"].is_u64(),
+            "{a}"
+        );
+    }
+    assert_eq!(doc["counts"]["applied"], 5);
+    assert_eq!(doc["counts"]["pending"], 0);
+
+    let out = pgshift(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["status", "--format", "json", "--migrations"])
+        .arg(example_dir())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let doc = json(&out);
+    assert_eq!(doc["layout"], "DrizzleJournal");
+    let ms = doc["migrations"].as_array().unwrap();
+    assert_eq!(ms.len(), 5);
+    assert!(ms.iter().all(|m| m["state"] == "applied"
+        && m["applied_at"].is_string()
+        && m["file_hash"] == m["ledger_hash"]));
+    assert!(ms.iter().any(|m| m["id"] == "0003_slim_warhawk"));
+    assert!(
+        doc["database"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgresql://postgres@127.0.0.1"),
+        "{}",
+        doc["database"]
+    );
+
+    // Second run: nothing to do, still exit 0.
+    pgshift(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["migrate", "--migrations"])
+        .arg(example_dir())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("nothing to do"));
+}
+
+#[tokio::test]
+async fn modified_file_exits_with_findings_code_and_names_both_hashes() {
+    let db = TestDb::new("cli_modified").await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("migrations")).unwrap();
+    let file = tmp.path().join("migrations/0001_init.sql");
+    std::fs::write(&file, "CREATE TABLE t (id int);\n").unwrap();
+    pgshift(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .arg("migrate")
+        .assert()
+        .success();
+    std::fs::write(&file, "CREATE TABLE t (id bigint);\n").unwrap();
+    pgshift(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .arg("migrate")
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("0001_init")
+                .and(predicate::str::contains("the SQL itself changed")),
+        );
+    pgshift(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["migrate", "validate"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("modified: 0001_init"));
+}
+
+#[test]
+fn syntax_error_is_reported_with_file_line_column_before_connecting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("migrations");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("0001_ok.sql"), "CREATE TABLE a (id int);\n").unwrap();
+    std::fs::write(
+        dir.join("0002_bad.sql"),
+        "CREATE TABLE b (\n  id int,,\n  x int\n);\n",
+    )
+    .unwrap();
+    // --offline: no database at all, so the error must come from the files alone.
+    pgshift(tmp.path())
+        .args(["migrate", "validate", "--offline"])
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("0002_bad.sql:2:10")
+                .and(predicate::str::contains("  id int,,"))
+                .and(predicate::str::contains("|          ^")),
+        );
+}
+
+#[test]
+fn missing_folder_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    pgshift(tmp.path())
+        .args(["migrate", "validate", "--offline", "--migrations", "nope"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("nope"));
+}
+
+#[test]
+fn password_is_never_printed_on_connection_failure() {
+    let tmp = project();
+    pgshift(tmp.path())
+        .env(
+            "DATABASE_URL",
+            "postgresql://app:hunter2secret@127.0.0.1:1/prod",
+        )
+        .args(["status", "--format", "json"])
+        .assert()
+        .code(3)
+        .stderr(
+            predicate::str::contains("hunter2secret")
+                .not()
+                .and(predicate::str::contains("app:***@127.0.0.1:1/prod")),
+        )
+        .stdout(
+            predicate::str::contains("hunter2secret")
+                .not()
+                .and(predicate::str::contains("\"exit_code\": 3")),
+        );
+}
+
+#[test]
+fn malformed_url_is_a_usage_error_without_the_password() {
+    let tmp = project();
+    pgshift(tmp.path())
+        .env(
+            "DATABASE_URL",
+            "postgresql://app:hunter2secret@host:notaport/db",
+        )
+        .arg("status")
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("hunter2secret")
+                .not()
+                .and(predicate::str::contains("invalid database URL")),
+        );
+}
+
+#[test]
+fn connect_timeout_is_honoured() {
+    let tmp = project();
+    // A server that accepts the TCP connection and never answers: only the timeout ends the wait.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(4).collect();
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        drop(held);
+    });
+    let started = std::time::Instant::now();
+    pgshift(tmp.path())
+        .env(
+            "DATABASE_URL",
+            format!("postgresql://app@127.0.0.1:{port}/db"),
+        )
+        .env("DATABASE_CONNECTION_TIMEOUT", "1000")
+        .arg("status")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("timed out after"));
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn no_database_configured_says_what_to_set() {
+    let tmp = project();
+    pgshift(tmp.path())
+        .arg("status")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("DATABASE_URL"));
+}
+
+#[tokio::test]
+async fn missing_privilege_is_named() {
+    let db = TestDb::new("cli_priv").await;
+    let client = db.client().await;
+    let role = format!("{}_ro", db.name());
+    client
+        .batch_execute(&format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; REVOKE CREATE ON SCHEMA public FROM PUBLIC;"))
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("migrations")).unwrap();
+    std::fs::write(
+        tmp.path().join("migrations/0001_init.sql"),
+        "CREATE TABLE t (id int);\n",
+    )
+    .unwrap();
+    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    pgshift(tmp.path())
+        .env("DATABASE_URL", &url)
+        .arg("migrate")
+        .assert()
+        .code(4)
+        .stderr(
+            predicate::str::contains("permission denied for schema public")
+                .and(predicate::str::contains("42501")),
+        );
+    drop(client);
+    let client = db.client().await;
+    client
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role};"))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn config_shows_sources_and_redacts_secrets() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("pgshift.toml"), "pool-size = 7\n").unwrap();
+    std::fs::write(
+        tmp.path().join(".env"),
+        "DATABASE_URL=postgresql://u:dotenvsecret@h/db\n",
+    )
+    .unwrap();
+    let out = pgshift(tmp.path())
+        .env("DATABASE_CONNECTION_TIMEOUT", "1234")
+        .args(["config", "--format", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8_lossy(&out);
+    assert!(!text.contains("dotenvsecret"), "{text}");
+    let doc = json(&out);
+    let entries = doc["settings"].as_array().unwrap();
+    let find = |k: &str| {
+        entries
+            .iter()
+            .find(|e| e["key"] == k)
+            .unwrap_or_else(|| panic!("no {k} in {text}"))
+            .clone()
+    };
+    assert!(find("pool-size")["value"].as_str().unwrap().contains('7'));
+    assert!(find("database-url")["value"]
+        .as_str()
+        .unwrap()
+        .contains("u:***@h"));
+    assert!(find("connect-timeout")["value"]
+        .as_str()
+        .unwrap()
+        .contains("1234"));
+}
+
+#[test]
+fn new_creates_the_next_native_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    pgshift(tmp.path())
+        .args(["new", "create users"])
+        .assert()
+        .success();
+    pgshift(tmp.path())
+        .args(["new", "add-roles"])
+        .assert()
+        .success();
+    let mut names: Vec<_> = std::fs::read_dir(tmp.path().join("migrations"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["0001_create_users.sql", "0002_add_roles.sql"]);
+}

@@ -1,0 +1,99 @@
+//! The example project (`examples/cfi-handbook`) embedded in the binary, so `pgshift demo` works
+//! from an installed binary without a checkout. This module only writes the files; the demo's
+//! flow lives in the CLI.
+
+use std::path::{Path, PathBuf};
+
+/// `(path relative to the drizzle folder, contents)` of every example file.
+pub const EXAMPLE_FILES: &[(&str, &str)] = &[
+    (
+        "meta/_journal.json",
+        include_str!("../../../examples/cfi-handbook/drizzle/meta/_journal.json"),
+    ),
+    (
+        "0000_brave_wolverine.down.sql",
+        include_str!("../../../examples/cfi-handbook/drizzle/0000_brave_wolverine.down.sql"),
+    ),
+    (
+        "0000_brave_wolverine.sql",
+        include_str!("../../../examples/cfi-handbook/drizzle/0000_brave_wolverine.sql"),
+    ),
+    (
+        "0001_tiny_nightcrawler.down.sql",
+        include_str!("../../../examples/cfi-handbook/drizzle/0001_tiny_nightcrawler.down.sql"),
+    ),
+    (
+        "0001_tiny_nightcrawler.sql",
+        include_str!("../../../examples/cfi-handbook/drizzle/0001_tiny_nightcrawler.sql"),
+    ),
+    (
+        "0002_loose_colossus.down.sql",
+        include_str!("../../../examples/cfi-handbook/drizzle/0002_loose_colossus.down.sql"),
+    ),
+    (
+        "0002_loose_colossus.sql",
+        include_str!("../../../examples/cfi-handbook/drizzle/0002_loose_colossus.sql"),
+    ),
+    (
+        "0003_slim_warhawk.down.sql",
+        include_str!("../../../examples/cfi-handbook/drizzle/0003_slim_warhawk.down.sql"),
+    ),
+    (
+        "0003_slim_warhawk.sql",
+        include_str!("../../../examples/cfi-handbook/drizzle/0003_slim_warhawk.sql"),
+    ),
+    (
+        "0004_happy_banshee.down.sql",
+        include_str!("../../../examples/cfi-handbook/drizzle/0004_happy_banshee.down.sql"),
+    ),
+    (
+        "0004_happy_banshee.sql",
+        include_str!("../../../examples/cfi-handbook/drizzle/0004_happy_banshee.sql"),
+    ),
+];
+
+/// Writes the example's drizzle folder under `dir` and returns its path.
+pub fn write_example(dir: &Path) -> std::io::Result<PathBuf> {
+    let root = dir.join("drizzle");
+    for (rel, text) in EXAMPLE_FILES {
+        let path = root.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, text)?;
+    }
+    Ok(root)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn embedded_example_matches_the_checked_in_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = super::write_example(tmp.path()).unwrap();
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/cfi-handbook/drizzle");
+        let count = std::fs::read_dir(&here)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "sql")
+            })
+            .count();
+        assert_eq!(
+            super::EXAMPLE_FILES.len(),
+            count + 1,
+            "a new example file must be added to EXAMPLE_FILES"
+        );
+        for (rel, _) in super::EXAMPLE_FILES {
+            assert_eq!(
+                std::fs::read(dir.join(rel)).unwrap(),
+                std::fs::read(here.join(rel)).unwrap(),
+                "{rel}"
+            );
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! The ledger: the spec's `__drizzle_migrations` table (which migrations ran, with which hash and
+//! which rollback) and pgshift's append-only audit table.
+//!
+//! The spec's seven columns are kept exactly (`id TEXT PRIMARY KEY, hash, sql_content,
+//! created_at, applied_at, rollback_sql, status`); pgshift adds its own beside them
+//! (`execution_ms`, `normalized_hash`, `applied_by`, `pgshift_version`, `statements_done`,
+//! `error`) so a table created by the spec's Node scripts is adopted as it is. This module owns
+//! the DDL and the SQL text of every ledger write; it does not decide what to apply.
+
+use chrono::NaiveDateTime;
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::config::Settings;
+use crate::db::{qualified, quote_literal, DbError};
+use crate::source::Migration;
+
+/// The state of a migration as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowStatus {
+    Applied,
+    Failed,
+    RolledBack,
+    Baselined,
+    /// A value written by another tool; shown as-is.
+    Other(String),
+}
+
+impl RowStatus {
+    pub fn as_str(&self) -> &str {
+        match self {
+            RowStatus::Applied => "applied",
+            RowStatus::Failed => "failed",
+            RowStatus::RolledBack => "rolled_back",
+            RowStatus::Baselined => "baselined",
+            RowStatus::Other(s) => s,
+        }
+    }
+
+    fn parse(s: Option<&str>) -> Self {
+        match s.unwrap_or("applied") {
+            "applied" => RowStatus::Applied,
+            "failed" => RowStatus::Failed,
+            "rolled_back" => RowStatus::RolledBack,
+            "baselined" => RowStatus::Baselined,
+            other => RowStatus::Other(other.to_string()),
+        }
+    }
+
+    /// Applied or baselined: the migration's effects are in the database.
+    pub fn is_in_effect(&self) -> bool {
+        matches!(self, RowStatus::Applied | RowStatus::Baselined)
+    }
+}
+
+/// One row of the ledger.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerRow {
+    pub id: String,
+    pub hash: String,
+    pub normalized_hash: Option<String>,
+    pub status: RowStatus,
+    pub applied_at: Option<NaiveDateTime>,
+    pub execution_ms: Option<i64>,
+    pub statements_done: Option<i32>,
+    pub error: Option<String>,
+    pub rollback_sql: Option<String>,
+    pub applied_by: Option<String>,
+}
+
+/// Columns pgshift adds beside the spec's seven.
+const EXTRA_COLUMNS: &[(&str, &str)] = &[
+    ("execution_ms", "bigint"),
+    ("normalized_hash", "text"),
+    ("applied_by", "text"),
+    ("pgshift_version", "text"),
+    ("statements_done", "integer"),
+    ("error", "text"),
+];
+
+/// Where the ledger lives.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    pub schema: String,
+    pub table: String,
+    pub audit_table: String,
+}
+
+impl Ledger {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Ledger {
+            schema: settings.ledger_schema.clone(),
+            table: settings.ledger_table.clone(),
+            audit_table: "__pgshift_audit".into(),
+        }
+    }
+
+    /// The ledger table, quoted and qualified.
+    pub fn table_sql(&self) -> String {
+        qualified(&self.schema, &self.table)
+    }
+
+    fn audit_sql_name(&self) -> String {
+        qualified(&self.schema, &self.audit_table)
+    }
+
+    /// The columns of the ledger table, or `None` when it does not exist.
+    async fn columns(&self, client: &Client) -> Result<Option<Vec<String>>, DbError> {
+        let rows = client
+            .query(
+                "SELECT a.attname::text
+                   FROM pg_attribute a
+                   JOIN pg_class c ON c.oid = a.attrelid
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&self.schema, &self.table],
+            )
+            .await
+            .map_err(|e| DbError::query("reading the ledger's columns", e))?;
+        Ok((!rows.is_empty()).then(|| rows.iter().map(|r| r.get(0)).collect()))
+    }
+
+    /// Creates the ledger and audit tables if missing and adds pgshift's columns to a ledger
+    /// created by another tool. Cheap when everything exists (one catalog query).
+    pub async fn ensure(&self, client: &Client) -> Result<(), DbError> {
+        let ctx = |what: &str| format!("creating the ledger {} ({what})", self.table_sql());
+        let columns = self.columns(client).await?;
+        let row = client
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL, EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $2)",
+                &[&self.audit_sql_name(), &self.schema],
+            )
+            .await
+            .map_err(|e| DbError::query(ctx("audit table"), e))?;
+        let (audit_exists, schema_exists): (bool, bool) = (row.get(0), row.get(1));
+        let mut ddl = String::new();
+        match &columns {
+            None => {
+                if !schema_exists {
+                    ddl.push_str(&format!(
+                        "CREATE SCHEMA IF NOT EXISTS {};\n",
+                        crate::db::quote_ident(&self.schema)
+                    ));
+                }
+                ddl.push_str(&format!(
+                    "CREATE TABLE IF NOT EXISTS {t} (
+                        id TEXT PRIMARY KEY,
+                        hash TEXT NOT NULL,
+                        sql_content TEXT NOT NULL,
+                        created_at TIMESTAMP DEFAULT NOW(),
+                        applied_at TIMESTAMP DEFAULT NOW(),
+                        rollback_sql TEXT,
+                        status VARCHAR(20) DEFAULT 'applied'",
+                    t = self.table_sql()
+                ));
+                for (name, ty) in EXTRA_COLUMNS {
+                    ddl.push_str(&format!(",\n {name} {ty}"));
+                }
+                ddl.push_str(");\n");
+            }
+            Some(cols) => {
+                let missing: Vec<_> = EXTRA_COLUMNS
+                    .iter()
+                    .filter(|(n, _)| !cols.iter().any(|c| c == n))
+                    .map(|(n, ty)| format!("ADD COLUMN IF NOT EXISTS {n} {ty}"))
+                    .collect();
+                if !missing.is_empty() {
+                    ddl.push_str(&format!(
+                        "ALTER TABLE {} {};\n",
+                        self.table_sql(),
+                        missing.join(", ")
+                    ));
+                }
+            }
+        }
+        if !audit_exists {
+            ddl.push_str(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (
+                    id BIGSERIAL PRIMARY KEY,
+                    at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                    operation TEXT NOT NULL,
+                    migration_id TEXT,
+                    outcome TEXT NOT NULL,
+                    duration_ms BIGINT,
+                    actor TEXT NOT NULL DEFAULT current_user,
+                    detail JSONB
+                 );\n",
+                self.audit_sql_name()
+            ));
+        }
+        if !ddl.is_empty() {
+            client
+                .batch_execute(&ddl)
+                .await
+                .map_err(|e| DbError::query(ctx("DDL"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Every ledger row in application order; empty when the ledger doesn't exist yet.
+    pub async fn rows(&self, client: &Client) -> Result<Vec<LedgerRow>, DbError> {
+        let Some(cols) = self.columns(client).await? else {
+            return Ok(Vec::new());
+        };
+        let has = |c: &str| cols.iter().any(|x| x == c);
+        let opt = |c: &str, ty: &str| {
+            if has(c) {
+                c.to_string()
+            } else {
+                format!("NULL::{ty}")
+            }
+        };
+        let sql = format!(
+            "SELECT id, hash, {nh}, status::text, applied_at, {ms}, {sd}, {err}, rollback_sql, {by}
+               FROM {t} ORDER BY applied_at NULLS LAST, id",
+            nh = opt("normalized_hash", "text"),
+            ms = opt("execution_ms", "bigint"),
+            sd = opt("statements_done", "integer"),
+            err = opt("error", "text"),
+            by = opt("applied_by", "text"),
+            t = self.table_sql()
+        );
+        let rows = client
+            .query(&sql, &[])
+            .await
+            .map_err(|e| DbError::query(format!("reading the ledger {}", self.table_sql()), e))?;
+        Ok(rows
+            .iter()
+            .map(|r| LedgerRow {
+                id: r.get(0),
+                hash: r.get(1),
+                normalized_hash: r.get(2),
+                status: RowStatus::parse(r.get::<_, Option<&str>>(3)),
+                applied_at: r.get(4),
+                execution_ms: r.get(5),
+                statements_done: r.get(6),
+                error: r.get(7),
+                rollback_sql: r.get(8),
+                applied_by: r.get(9),
+            })
+            .collect())
+    }
+
+    /// The upsert that records `m` with `status`. Meant to run inside the migration's own
+    /// transaction: `execution_ms` is computed by the server from `statement_timestamp()`, which
+    /// is when the batch that applied the migration arrived.
+    pub fn record_sql(
+        &self,
+        m: &Migration,
+        status: &str,
+        rollback_sql: Option<&str>,
+        statements_done: Option<usize>,
+        error: Option<&str>,
+    ) -> String {
+        let created = match m.when {
+            Some(ms) => format!("(to_timestamp({ms}::double precision / 1000) AT TIME ZONE 'UTC')"),
+            None => "NOW()".into(),
+        };
+        let lit_opt = |v: Option<&str>| v.map(quote_literal).unwrap_or_else(|| "NULL".into());
+        let done = statements_done
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "NULL".into());
+        format!(
+            "INSERT INTO {t} AS l (id, hash, sql_content, created_at, applied_at, rollback_sql, status,
+                                execution_ms, normalized_hash, applied_by, pgshift_version, statements_done, error)
+             VALUES ({id}, {hash}, {sql}, {created}, NOW(), {rb}, {status}, {ms}, {nh}, {by}, {ver}, {done}, {err})
+             ON CONFLICT (id) DO UPDATE SET hash = EXCLUDED.hash, sql_content = EXCLUDED.sql_content,
+                applied_at = EXCLUDED.applied_at, rollback_sql = coalesce(EXCLUDED.rollback_sql, l.rollback_sql),
+                status = EXCLUDED.status, execution_ms = EXCLUDED.execution_ms,
+                normalized_hash = EXCLUDED.normalized_hash, applied_by = EXCLUDED.applied_by,
+                pgshift_version = EXCLUDED.pgshift_version, statements_done = EXCLUDED.statements_done,
+                error = EXCLUDED.error",
+            t = self.table_sql(),
+            id = quote_literal(&m.id),
+            hash = quote_literal(&m.hash),
+            sql = quote_literal(&m.sql),
+            rb = lit_opt(rollback_sql),
+            status = quote_literal(status),
+            ms = "(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::bigint",
+            nh = quote_literal(&m.normalized_hash),
+            by = actor_sql(),
+            ver = quote_literal(env!("CARGO_PKG_VERSION")),
+            err = lit_opt(error),
+        )
+    }
+
+    /// An audit insert, to run in the same transaction as the change it records (or alone).
+    pub fn audit_sql(
+        &self,
+        operation: &str,
+        migration_id: Option<&str>,
+        outcome: &str,
+        detail: Option<&serde_json::Value>,
+    ) -> String {
+        format!(
+            "INSERT INTO {t} (operation, migration_id, outcome, duration_ms, actor, detail)
+             VALUES ({op}, {id}, {outcome}, (extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::bigint, {by}, {detail})",
+            t = self.audit_sql_name(),
+            op = quote_literal(operation),
+            id = migration_id.map(quote_literal).unwrap_or_else(|| "NULL".into()),
+            outcome = quote_literal(outcome),
+            by = actor_sql(),
+            detail = detail
+                .map(|d| format!("{}::jsonb", quote_literal(&d.to_string())))
+                .unwrap_or_else(|| "NULL".into()),
+        )
+    }
+
+    /// Records a failure outside the (rolled back) migration transaction.
+    pub async fn record_failure(
+        &self,
+        client: &Client,
+        m: &Migration,
+        statements_done: usize,
+        error: &str,
+    ) -> Result<(), DbError> {
+        let sql = format!(
+            "{};\n{}",
+            self.record_sql(m, "failed", None, Some(statements_done), Some(error)),
+            self.audit_sql(
+                "migrate",
+                Some(&m.id),
+                "failed",
+                Some(&serde_json::json!({ "error": error, "statements_done": statements_done }))
+            )
+        );
+        client.batch_execute(&sql).await.map_err(|e| {
+            DbError::query(
+                format!("recording the failure of {} in the ledger", m.id),
+                e,
+            )
+        })
+    }
+
+    /// Replaces the recorded hash of an applied migration (`pgshift repair`).
+    pub async fn update_hash(
+        &self,
+        client: &Client,
+        m: &Migration,
+        forced: bool,
+    ) -> Result<(), DbError> {
+        let sql = format!(
+            "BEGIN;
+             UPDATE {t} SET hash = {hash}, normalized_hash = {nh}, sql_content = {sql} WHERE id = {id};
+             {audit};
+             COMMIT;",
+            t = self.table_sql(),
+            hash = quote_literal(&m.hash),
+            nh = quote_literal(&m.normalized_hash),
+            sql = quote_literal(&m.sql),
+            id = quote_literal(&m.id),
+            audit = self.audit_sql("repair", Some(&m.id), if forced { "forced" } else { "cosmetic" }, None),
+        );
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| DbError::query(format!("repairing the hash of {}", m.id), e))
+    }
+}
+
+/// `role@host` of whoever runs pgshift, evaluated partly by the server.
+fn actor_sql() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    format!("current_user || '@' || {}", quote_literal(&host))
+}

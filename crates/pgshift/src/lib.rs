@@ -1,0 +1,17 @@
+//! pgshift: safe PostgreSQL schema changes.
+//!
+//! Data flows one way: a migration folder is read by [`source`], its statements are parsed by
+//! [`sql`], [`migrate`] plans what to run against the ledger ([`ledger`]) and executes it over a
+//! connection from [`db`]. [`config`] resolves settings once (defaults < `pgshift.toml` <
+//! environment < flags) and every other module receives them. [`embedded`] runs a private
+//! PostgreSQL server for the demo; [`demo`] carries the example project. The CLI crate never
+//! talks SQL.
+
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod embedded;
+pub mod ledger;
+pub mod migrate;
+pub mod source;
+pub mod sql;

@@ -1,0 +1,935 @@
+//! Planning and applying migrations.
+//!
+//! [`plan`] compares a migration folder with the ledger (pure: no I/O) and says, per migration,
+//! whether it is applied, pending, failed, modified (and whether only cosmetically) or missing
+//! on disk. [`Migrator`] executes a plan: one transaction per migration, sent as a single
+//! simple-query batch (`BEGIN; SET LOCAL …; <migration>; <ledger row>; <audit row>; COMMIT`) so
+//! the safety costs no extra round trip; statements PostgreSQL refuses inside a transaction run
+//! on their own with per-statement progress; transient lock failures are retried with backoff.
+//! This module does not render anything: callers get typed results and an [`Observer`] hook.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::config::Settings;
+use crate::db::{DbError, DeployLock, LockHolder, PgError};
+use crate::ledger::{Ledger, LedgerRow, RowStatus};
+use crate::source::{self, Migration, MigrationSet};
+use crate::sql::{self, Batch, Statement};
+
+/// A place in a migration file, printed rustc-style.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Location {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub line_text: String,
+}
+
+impl Location {
+    pub fn in_file(path: &std::path::Path, text: &str, offset: usize) -> Self {
+        let (line, column) = source::line_col(text, offset);
+        Location {
+            path: path.to_path_buf(),
+            line,
+            column,
+            line_text: text
+                .lines()
+                .nth(line - 1)
+                .unwrap_or("")
+                .trim_end_matches('\r')
+                .to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let num = self.line.to_string();
+        let pad = " ".repeat(num.len());
+        let caret_pad: String = self
+            .line_text
+            .chars()
+            .take(self.column.saturating_sub(1))
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        write!(
+            f,
+            "  --> {}:{}:{}\n{pad} |\n{num} | {}\n{pad} | {caret_pad}^",
+            self.path.display(),
+            self.line,
+            self.column,
+            self.line_text
+        )
+    }
+}
+
+/// Errors of planning and applying. Each says how far the run got and what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("syntax error in {id}: {message}\n{location}")]
+    Syntax {
+        id: String,
+        message: String,
+        location: Location,
+    },
+    #[error(
+        "{id} was applied with hash {ledger_hash} but {path} now hashes to {file_hash}; {}",
+        if *.cosmetic { "the change is cosmetic only (line endings, BOM or trailing whitespace): run `pgshift repair` to record the new hash" }
+        else { "the SQL itself changed: restore the file as it was applied and put the change in a new migration (`pgshift new NAME`), or run `pgshift repair --force` if you are sure" }
+    )]
+    Modified {
+        id: String,
+        path: PathBuf,
+        ledger_hash: String,
+        file_hash: String,
+        cosmetic: bool,
+    },
+    #[error("{} applied migration(s) changed on disk: {}; run `pgshift status` for details", .ids.len(), .ids.join(", "))]
+    ModifiedMany { ids: Vec<String> },
+    #[error("migration {id} failed{}: {pg}{}\n{}", statement_note(*.statement, *.statements), location_note(.location), applied_note(.applied_before))]
+    Failed {
+        id: String,
+        pg: PgError,
+        location: Option<Location>,
+        statement: usize,
+        statements: usize,
+        attempts: u32,
+        applied_before: Vec<String>,
+    },
+    #[error("no migration `{id}` in {dir}; `pgshift status` lists the ids")]
+    UnknownId { id: String, dir: PathBuf },
+    #[error("{id} contains `{statement}`: pgshift runs each migration in its own transaction; remove transaction control from the file (use `-- pgshift:no-transaction` for statements that must run outside one)")]
+    TransactionControl {
+        id: String,
+        statement: String,
+        location: Location,
+    },
+    #[error("--single-transaction cannot include {id}: it has statements that cannot run inside a transaction block")]
+    SingleTransactionImpossible { id: String },
+    #[error("interrupted during {id}: its transaction was rolled back; nothing of it was applied")]
+    Interrupted { id: String },
+}
+
+fn statement_note(statement: usize, statements: usize) -> String {
+    if statements > 1 {
+        format!(" at statement {} of {statements}", statement + 1)
+    } else {
+        String::new()
+    }
+}
+
+fn location_note(l: &Option<Location>) -> String {
+    l.as_ref().map(|l| format!("\n{l}")).unwrap_or_default()
+}
+
+fn applied_note(before: &[String]) -> String {
+    if before.is_empty() {
+        "its transaction was rolled back; nothing was applied in this run".into()
+    } else {
+        format!(
+            "its transaction was rolled back; applied before it in this run: {}",
+            before.join(", ")
+        )
+    }
+}
+
+impl MigrateError {
+    /// Validation problems (bad files, changed files) as opposed to runtime failures.
+    pub fn is_validation(&self) -> bool {
+        matches!(
+            self,
+            MigrateError::Source(_)
+                | MigrateError::Syntax { .. }
+                | MigrateError::Modified { .. }
+                | MigrateError::ModifiedMany { .. }
+                | MigrateError::TransactionControl { .. }
+                | MigrateError::SingleTransactionImpossible { .. }
+        )
+    }
+}
+
+/// What the plan says about one migration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum State {
+    Applied,
+    Baselined,
+    Pending,
+    /// Tried and failed; will be retried (resumed) by the next `migrate`.
+    Failed,
+    RolledBack,
+    /// In effect, but its file changed since.
+    Modified {
+        cosmetic: bool,
+    },
+    /// In the ledger, not on disk.
+    MissingFile,
+}
+
+/// One line of `pgshift status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub id: String,
+    #[serde(flatten)]
+    pub state: State,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<chrono::NaiveDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub statements_done: Option<i32>,
+    #[serde(skip)]
+    pub index: Option<usize>,
+}
+
+/// Counts over a plan.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub applied: usize,
+    pub pending: usize,
+    pub failed: usize,
+    pub rolled_back: usize,
+    pub modified: usize,
+    pub missing_file: usize,
+}
+
+/// The folder compared with the ledger.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub migrations: Vec<Entry>,
+    pub counts: Counts,
+}
+
+impl Plan {
+    /// Migrations the next `migrate` would run, in order.
+    pub fn pending<'a>(
+        &'a self,
+        set: &'a MigrationSet,
+    ) -> impl Iterator<Item = (&'a Entry, &'a Migration)> {
+        self.migrations.iter().filter_map(move |e| {
+            let runnable = matches!(e.state, State::Pending | State::Failed | State::RolledBack);
+            runnable
+                .then(|| e.index.map(|i| (e, &set.migrations[i])))
+                .flatten()
+        })
+    }
+
+    pub fn modified(&self) -> impl Iterator<Item = &Entry> {
+        self.migrations
+            .iter()
+            .filter(|e| matches!(e.state, State::Modified { .. }))
+    }
+}
+
+/// Compares the folder with the ledger rows. Linear in the number of migrations.
+pub fn plan(set: &MigrationSet, rows: &[LedgerRow]) -> Plan {
+    let by_id: std::collections::HashMap<&str, &LedgerRow> =
+        rows.iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut counts = Counts::default();
+    let mut migrations = Vec::with_capacity(set.migrations.len() + rows.len());
+    for (i, m) in set.migrations.iter().enumerate() {
+        let row = by_id.get(m.id.as_str()).copied();
+        let state = match row {
+            None => State::Pending,
+            Some(r) => match &r.status {
+                RowStatus::Applied | RowStatus::Baselined | RowStatus::Other(_)
+                    if r.hash != m.hash =>
+                {
+                    State::Modified {
+                        cosmetic: r.normalized_hash.as_deref() == Some(m.normalized_hash.as_str()),
+                    }
+                }
+                RowStatus::Applied | RowStatus::Other(_) => State::Applied,
+                RowStatus::Baselined => State::Baselined,
+                RowStatus::Failed => State::Failed,
+                RowStatus::RolledBack => State::RolledBack,
+            },
+        };
+        match state {
+            State::Applied | State::Baselined => counts.applied += 1,
+            State::Pending => counts.pending += 1,
+            State::Failed => counts.failed += 1,
+            State::RolledBack => counts.rolled_back += 1,
+            State::Modified { .. } => counts.modified += 1,
+            State::MissingFile => {}
+        }
+        migrations.push(Entry {
+            id: m.id.clone(),
+            state,
+            path: Some(m.path.clone()),
+            file_hash: Some(m.hash.clone()),
+            ledger_hash: row.map(|r| r.hash.clone()),
+            applied_at: row.and_then(|r| r.applied_at),
+            execution_ms: row.and_then(|r| r.execution_ms),
+            error: row.and_then(|r| r.error.clone()),
+            statements_done: row.and_then(|r| r.statements_done),
+            index: Some(i),
+        });
+    }
+    let on_disk: std::collections::HashSet<&str> =
+        set.migrations.iter().map(|m| m.id.as_str()).collect();
+    for r in rows.iter().filter(|r| !on_disk.contains(r.id.as_str())) {
+        counts.missing_file += 1;
+        migrations.push(Entry {
+            id: r.id.clone(),
+            state: State::MissingFile,
+            path: None,
+            file_hash: None,
+            ledger_hash: Some(r.hash.clone()),
+            applied_at: r.applied_at,
+            execution_ms: r.execution_ms,
+            error: r.error.clone(),
+            statements_done: r.statements_done,
+            index: None,
+        });
+    }
+    Plan { migrations, counts }
+}
+
+/// Parses every statement of `m` with PostgreSQL's parser; a syntax error becomes
+/// `file:line:column` with the line and a caret.
+pub fn parse(m: &Migration) -> Result<Vec<Statement>, MigrateError> {
+    let mut out = Vec::new();
+    for chunk in m.chunks() {
+        let stmts = sql::split(chunk.text, chunk.offset).map_err(|e| MigrateError::Syntax {
+            id: m.id.clone(),
+            message: e.message,
+            location: Location::in_file(&m.path, &m.sql, e.offset),
+        })?;
+        out.extend(stmts);
+    }
+    if let Some(s) = out.iter().find(|s| s.transaction_control) {
+        return Err(MigrateError::TransactionControl {
+            id: m.id.clone(),
+            statement: s.text.clone(),
+            location: Location::in_file(&m.path, &m.sql, s.offset),
+        });
+    }
+    Ok(out)
+}
+
+/// Hooks for progress display. Every method has a no-op default.
+pub trait Observer: Send {
+    fn lock_wait(&mut self, _holder: Option<&LockHolder>, _waited: Duration) {}
+    fn start(&mut self, _id: &str, _index: usize, _total: usize) {}
+    fn retry(&mut self, _id: &str, _attempt: u32, _delay: Duration, _error: &PgError) {}
+    fn done(&mut self, _applied: &Applied) {}
+}
+
+/// An observer that sees nothing.
+#[derive(Debug, Default)]
+pub struct Silent;
+impl Observer for Silent {}
+
+/// Options of `pgshift migrate`.
+#[derive(Debug, Clone, Default)]
+pub struct MigrateOptions {
+    pub dry_run: bool,
+    /// Stop after this migration id.
+    pub target: Option<String>,
+    /// All pending migrations in one transaction (all or nothing).
+    pub single_transaction: bool,
+}
+
+/// One migration applied (or, in a dry run, planned).
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    pub id: String,
+    pub duration_ms: u64,
+    pub statements: usize,
+    pub attempts: u32,
+    /// True when the migration resumed after a partial failure.
+    pub resumed_at: Option<usize>,
+    /// Dry run only: the exact SQL that would be sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+}
+
+/// The outcome of `pgshift migrate`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrateReport {
+    pub dry_run: bool,
+    pub applied: Vec<Applied>,
+    pub already_applied: usize,
+    pub duration_ms: u64,
+    pub counts: Counts,
+}
+
+/// Runs migrations on one connection that holds the deploy lock.
+#[derive(Debug)]
+pub struct Migrator<'a> {
+    pub settings: &'a Settings,
+    pub set: &'a MigrationSet,
+    pub ledger: Ledger,
+}
+
+impl<'a> Migrator<'a> {
+    pub fn new(settings: &'a Settings, set: &'a MigrationSet) -> Self {
+        Migrator {
+            settings,
+            set,
+            ledger: Ledger::from_settings(settings),
+        }
+    }
+
+    /// Reads the ledger (without creating it) and plans.
+    pub async fn plan(&self, client: &Client) -> Result<Plan, MigrateError> {
+        let rows = self.ledger.rows(client).await?;
+        Ok(plan(self.set, &rows))
+    }
+
+    /// Applies pending migrations. Takes the deploy lock unless this is a dry run.
+    pub async fn migrate(
+        &self,
+        client: &Client,
+        opts: &MigrateOptions,
+        obs: &mut dyn Observer,
+    ) -> Result<MigrateReport, MigrateError> {
+        let started = Instant::now();
+        if let Some(t) = &opts.target {
+            if self.set.get(t).is_none() {
+                return Err(MigrateError::UnknownId {
+                    id: t.clone(),
+                    dir: self.set.dir.clone(),
+                });
+            }
+        }
+        if opts.dry_run {
+            return self.dry_run(client, opts, started).await;
+        }
+        let lock = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table);
+        lock.acquire(client, self.settings.deploy_lock_timeout, |h, w| {
+            obs.lock_wait(h, w)
+        })
+        .await?;
+        let result = self.migrate_locked(client, opts, obs, started).await;
+        // The lock goes with the session anyway; release it now so waiters don't wait for us
+        // to disconnect. A failure to release is not worth masking the real outcome.
+        if let Err(e) = lock.release(client).await {
+            tracing::debug!("releasing the deploy lock: {e}");
+        }
+        result
+    }
+
+    async fn dry_run(
+        &self,
+        client: &Client,
+        opts: &MigrateOptions,
+        started: Instant,
+    ) -> Result<MigrateReport, MigrateError> {
+        let plan = self.plan(client).await?;
+        self.refuse_modified(&plan)?;
+        let mut applied = Vec::new();
+        for (entry, m) in plan.pending(self.set) {
+            let stmts = parse(m)?;
+            let resume = resume_point(entry, m, &stmts);
+            let groups = self.groups(m, &stmts, resume);
+            let sql = groups
+                .iter()
+                .map(|g| g.batch.text.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            applied.push(Applied {
+                id: m.id.clone(),
+                duration_ms: 0,
+                statements: stmts.len(),
+                attempts: 0,
+                resumed_at: resume,
+                sql: Some(sql),
+            });
+            if opts.target.as_deref() == Some(m.id.as_str()) {
+                break;
+            }
+        }
+        Ok(MigrateReport {
+            dry_run: true,
+            already_applied: plan.counts.applied,
+            applied,
+            duration_ms: started.elapsed().as_millis() as u64,
+            counts: plan.counts,
+        })
+    }
+
+    fn refuse_modified(&self, plan: &Plan) -> Result<(), MigrateError> {
+        let modified: Vec<&Entry> = plan.modified().collect();
+        match modified.as_slice() {
+            [] => Ok(()),
+            [e] => Err(MigrateError::Modified {
+                id: e.id.clone(),
+                path: e.path.clone().unwrap_or_default(),
+                ledger_hash: e.ledger_hash.clone().unwrap_or_default(),
+                file_hash: e.file_hash.clone().unwrap_or_default(),
+                cosmetic: matches!(e.state, State::Modified { cosmetic: true }),
+            }),
+            many => Err(MigrateError::ModifiedMany {
+                ids: many.iter().map(|e| e.id.clone()).collect(),
+            }),
+        }
+    }
+
+    async fn migrate_locked(
+        &self,
+        client: &Client,
+        opts: &MigrateOptions,
+        obs: &mut dyn Observer,
+        started: Instant,
+    ) -> Result<MigrateReport, MigrateError> {
+        self.ledger.ensure(client).await?;
+        let plan = self.plan(client).await?;
+        self.refuse_modified(&plan)?;
+        let mut todo: Vec<(&Entry, &Migration)> = Vec::new();
+        for (e, m) in plan.pending(self.set) {
+            todo.push((e, m));
+            if opts.target.as_deref() == Some(m.id.as_str()) {
+                break;
+            }
+        }
+        // Parse everything that is going to run before running any of it.
+        let parsed: Vec<Vec<Statement>> = todo
+            .iter()
+            .map(|(_, m)| parse(m))
+            .collect::<Result<_, _>>()?;
+        let mut applied = Vec::with_capacity(todo.len());
+        if opts.single_transaction && !todo.is_empty() {
+            applied = self.apply_all_in_one(client, &todo, &parsed, obs).await?;
+        } else {
+            let total = todo.len();
+            for (i, ((entry, m), stmts)) in todo.iter().zip(&parsed).enumerate() {
+                obs.start(&m.id, i, total);
+                let before: Vec<String> = applied.iter().map(|a: &Applied| a.id.clone()).collect();
+                let a = self
+                    .apply_one(client, entry, m, stmts, obs, &before)
+                    .await?;
+                obs.done(&a);
+                applied.push(a);
+            }
+        }
+        let counts = Counts {
+            applied: plan.counts.applied + applied.len(),
+            pending: plan.counts.pending + plan.counts.failed + plan.counts.rolled_back
+                - applied.len(),
+            failed: 0,
+            ..plan.counts.clone()
+        };
+        Ok(MigrateReport {
+            dry_run: false,
+            already_applied: plan.counts.applied,
+            applied,
+            duration_ms: started.elapsed().as_millis() as u64,
+            counts,
+        })
+    }
+
+    fn settings_sql(&self, m: &Migration, local: bool) -> String {
+        let lock = m
+            .directives
+            .lock_timeout
+            .map_or(self.settings.lock_timeout, |t| t.as_duration());
+        let stmt = m
+            .directives
+            .statement_timeout
+            .map_or(self.settings.statement_timeout, |t| t.as_duration());
+        let scope = if local { "SET LOCAL" } else { "SET" };
+        format!(
+            "{scope} lock_timeout = '{}ms';\n{scope} statement_timeout = '{}ms';\n",
+            lock.as_millis(),
+            stmt.as_millis()
+        )
+    }
+
+    /// Splits a migration into units of execution: consecutive transactional statements form
+    /// one transaction; each non-transactional statement runs alone. The ledger row goes into the
+    /// last transactional unit, or alone after a trailing non-transactional statement.
+    fn groups(&self, m: &Migration, stmts: &[Statement], resume: Option<usize>) -> Vec<Group> {
+        let start = resume.unwrap_or(0);
+        let all_tx = !m.directives.no_transaction && stmts.iter().all(|s| s.transactional);
+        let record = |done: usize| {
+            format!(
+                "{};\n{};\n",
+                self.ledger.record_sql(
+                    m,
+                    "applied",
+                    m.down.as_ref().map(|d| d.sql.as_str()),
+                    Some(done),
+                    None
+                ),
+                self.ledger
+                    .audit_sql("migrate", Some(&m.id), "applied", None)
+            )
+        };
+        if all_tx {
+            let mut b = Batch::default();
+            b.push_raw("BEGIN;\n");
+            b.push_raw(&self.settings_sql(m, true));
+            for s in &stmts[start..] {
+                b.push_statement(s);
+            }
+            b.push_raw(&record(stmts.len()));
+            b.push_raw("COMMIT;");
+            return vec![Group {
+                pre: String::new(),
+                batch: b,
+                post: String::new(),
+                first: start,
+            }];
+        }
+        let mut groups: Vec<Group> = Vec::new();
+        let mut i = start;
+        while i < stmts.len() {
+            let tx = stmts[i].transactional && !m.directives.no_transaction;
+            let mut b = Batch::default();
+            let first = i;
+            let mut pre = String::new();
+            if tx {
+                b.push_raw("BEGIN;\n");
+                b.push_raw(&self.settings_sql(m, true));
+                while i < stmts.len() && stmts[i].transactional {
+                    b.push_statement(&stmts[i]);
+                    i += 1;
+                }
+            } else {
+                // Sent alone: a statement in a multi-statement query runs in an implicit
+                // transaction block, which these statements refuse.
+                pre = self.settings_sql(m, false);
+                b.push_statement(&stmts[i]);
+                i += 1;
+            }
+            // Progress (or completion) is recorded with each unit.
+            let progress = if i == stmts.len() {
+                record(stmts.len())
+            } else {
+                format!(
+                    "{};\n",
+                    self.ledger.record_sql(
+                        m,
+                        "failed",
+                        None,
+                        Some(i),
+                        Some("in progress: interrupted before completion")
+                    )
+                )
+            };
+            let mut post = String::new();
+            if tx {
+                b.push_raw(&progress);
+                b.push_raw("COMMIT;");
+            } else {
+                post = progress;
+            }
+            groups.push(Group {
+                pre,
+                batch: b,
+                post,
+                first,
+            });
+        }
+        if groups.is_empty() {
+            // Empty migration (or resumed past its end): record it.
+            let mut b = Batch::default();
+            b.push_raw(&record(stmts.len()));
+            groups.push(Group {
+                pre: String::new(),
+                batch: b,
+                post: String::new(),
+                first: stmts.len(),
+            });
+        }
+        groups
+    }
+
+    async fn apply_one(
+        &self,
+        client: &Client,
+        entry: &Entry,
+        m: &Migration,
+        stmts: &[Statement],
+        obs: &mut dyn Observer,
+        before: &[String],
+    ) -> Result<Applied, MigrateError> {
+        let started = Instant::now();
+        let resume = resume_point(entry, m, stmts);
+        let groups = self.groups(m, stmts, resume);
+        let tries = m.directives.retries.unwrap_or(self.settings.retries).max(1);
+        let mut attempts_total = 0;
+        for g in &groups {
+            if !g.pre.is_empty() {
+                client
+                    .batch_execute(&g.pre)
+                    .await
+                    .map_err(|e| DbError::query(format!("preparing {}", m.id), e))?;
+            }
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                attempts_total += 1;
+                match client.batch_execute(&g.batch.text).await {
+                    Ok(()) => {
+                        if !g.post.is_empty() {
+                            client.batch_execute(&g.post).await.map_err(|e| {
+                                DbError::query(format!("recording progress of {}", m.id), e)
+                            })?;
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        let pg = PgError::from_driver(&e);
+                        // Leave no aborted transaction behind; the connection may be gone, so
+                        // a failing ROLLBACK says nothing new.
+                        let _ = client.batch_execute("ROLLBACK").await;
+                        let Some(pg) = pg else {
+                            return Err(DbError::query(format!("applying {}", m.id), e).into());
+                        };
+                        if pg.is_transient() && attempt < tries {
+                            let delay = backoff(attempt);
+                            obs.retry(&m.id, attempt, delay, &pg);
+                            tokio::time::sleep(delay).await;
+                            continue;
+                        }
+                        let location = pg
+                            .position
+                            .and_then(|p| g.batch.file_offset(p))
+                            .map(|o| Location::in_file(&m.path, &m.sql, o));
+                        // Which statement failed: the one containing the error position, else the group's first.
+                        let failed_at = location
+                            .as_ref()
+                            .and_then(|_| {
+                                let off = pg.position.and_then(|p| g.batch.file_offset(p))?;
+                                stmts.iter().rposition(|s| s.offset <= off)
+                            })
+                            .unwrap_or(g.first);
+                        let done = g.first; // the group's work was rolled back (or never happened)
+                        self.ledger
+                            .record_failure(client, m, done, &pg.to_string())
+                            .await
+                            .ok();
+                        return Err(MigrateError::Failed {
+                            id: m.id.clone(),
+                            pg,
+                            location,
+                            statement: failed_at,
+                            statements: stmts.len(),
+                            attempts: attempt,
+                            applied_before: before.to_vec(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(Applied {
+            id: m.id.clone(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            statements: stmts.len(),
+            attempts: attempts_total,
+            resumed_at: resume,
+            sql: None,
+        })
+    }
+
+    /// `--single-transaction`: one BEGIN … COMMIT around every pending migration. Each migration
+    /// is still sent as its own batch so a failure is attributed to the right file.
+    async fn apply_all_in_one(
+        &self,
+        client: &Client,
+        todo: &[(&Entry, &Migration)],
+        parsed: &[Vec<Statement>],
+        obs: &mut dyn Observer,
+    ) -> Result<Vec<Applied>, MigrateError> {
+        for ((_, m), stmts) in todo.iter().zip(parsed) {
+            if m.directives.no_transaction || stmts.iter().any(|s| !s.transactional) {
+                return Err(MigrateError::SingleTransactionImpossible { id: m.id.clone() });
+            }
+        }
+        client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| DbError::query("starting the migration transaction", e))?;
+        let mut applied = Vec::with_capacity(todo.len());
+        for (i, ((_, m), stmts)) in todo.iter().zip(parsed).enumerate() {
+            obs.start(&m.id, i, todo.len());
+            let started = Instant::now();
+            let mut b = Batch::default();
+            b.push_raw(&self.settings_sql(m, true));
+            for s in stmts {
+                b.push_statement(s);
+            }
+            b.push_raw(&format!(
+                "{};\n{};\n",
+                self.ledger.record_sql(
+                    m,
+                    "applied",
+                    m.down.as_ref().map(|d| d.sql.as_str()),
+                    Some(stmts.len()),
+                    None
+                ),
+                self.ledger.audit_sql(
+                    "migrate",
+                    Some(&m.id),
+                    "applied",
+                    Some(&serde_json::json!({"single_transaction": true}))
+                )
+            ));
+            if let Err(e) = client.batch_execute(&b.text).await {
+                let _ = client.batch_execute("ROLLBACK").await;
+                let Some(pg) = PgError::from_driver(&e) else {
+                    return Err(DbError::query(format!("applying {}", m.id), e).into());
+                };
+                let location = pg
+                    .position
+                    .and_then(|p| b.file_offset(p))
+                    .map(|o| Location::in_file(&m.path, &m.sql, o));
+                return Err(MigrateError::Failed {
+                    id: m.id.clone(),
+                    pg,
+                    location,
+                    statement: 0,
+                    statements: stmts.len(),
+                    attempts: 1,
+                    // Everything before it was rolled back with it.
+                    applied_before: Vec::new(),
+                });
+            }
+            applied.push(Applied {
+                id: m.id.clone(),
+                duration_ms: started.elapsed().as_millis() as u64,
+                statements: stmts.len(),
+                attempts: 1,
+                resumed_at: None,
+                sql: None,
+            });
+        }
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| DbError::query("committing the migration transaction", e))?;
+        for a in &applied {
+            obs.done(a);
+        }
+        Ok(applied)
+    }
+
+    /// `pgshift baseline --to ID`: records migrations up to ID as applied without running them.
+    pub async fn baseline(&self, client: &Client, to: &str) -> Result<Vec<String>, MigrateError> {
+        let Some(last) = self.set.migrations.iter().position(|m| m.id == to) else {
+            return Err(MigrateError::UnknownId {
+                id: to.to_string(),
+                dir: self.set.dir.clone(),
+            });
+        };
+        let lock = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table);
+        lock.acquire(client, self.settings.deploy_lock_timeout, |_, _| {})
+            .await?;
+        let result = async {
+            self.ledger.ensure(client).await?;
+            let plan = self.plan(client).await?;
+            let mut sql = String::from("BEGIN;\n");
+            let mut ids = Vec::new();
+            for e in &plan.migrations[..=last] {
+                if matches!(e.state, State::Pending | State::Failed | State::RolledBack) {
+                    let m = &self.set.migrations[e.index.expect("file-backed entry")];
+                    sql.push_str(&self.ledger.record_sql(
+                        m,
+                        "baselined",
+                        m.down.as_ref().map(|d| d.sql.as_str()),
+                        None,
+                        None,
+                    ));
+                    sql.push_str(";\n");
+                    ids.push(m.id.clone());
+                }
+            }
+            sql.push_str(&self.ledger.audit_sql(
+                "baseline",
+                Some(to),
+                "baselined",
+                Some(&serde_json::json!({ "ids": ids })),
+            ));
+            sql.push_str(";\nCOMMIT;");
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| DbError::query("recording the baseline", e))?;
+            Ok(ids)
+        }
+        .await;
+        let _ = lock.release(client).await;
+        result
+    }
+
+    /// `pgshift repair`: records the new hash of modified files. Cosmetic changes only unless
+    /// `force`. Returns the repaired ids, or the error for the first non-cosmetic change.
+    pub async fn repair(&self, client: &Client, force: bool) -> Result<Vec<String>, MigrateError> {
+        let plan = self.plan(client).await?;
+        let mut fixed = Vec::new();
+        for e in plan.modified() {
+            let cosmetic = matches!(e.state, State::Modified { cosmetic: true });
+            if !cosmetic && !force {
+                return Err(MigrateError::Modified {
+                    id: e.id.clone(),
+                    path: e.path.clone().unwrap_or_default(),
+                    ledger_hash: e.ledger_hash.clone().unwrap_or_default(),
+                    file_hash: e.file_hash.clone().unwrap_or_default(),
+                    cosmetic,
+                });
+            }
+        }
+        self.ledger.ensure(client).await?;
+        for e in plan.modified() {
+            let m = &self.set.migrations[e.index.expect("modified entries are on disk")];
+            let cosmetic = matches!(e.state, State::Modified { cosmetic: true });
+            self.ledger.update_hash(client, m, !cosmetic).await?;
+            fixed.push(m.id.clone());
+        }
+        Ok(fixed)
+    }
+}
+
+/// Where a previously failed migration resumes: only for migrations with non-transactional
+/// statements (a transactional one was rolled back whole) whose file did not change.
+fn resume_point(entry: &Entry, m: &Migration, stmts: &[Statement]) -> Option<usize> {
+    let partial = m.directives.no_transaction || stmts.iter().any(|s| !s.transactional);
+    if !partial
+        || entry.state != State::Failed
+        || entry.ledger_hash.as_deref() != Some(m.hash.as_str())
+    {
+        return None;
+    }
+    entry
+        .statements_done
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n > 0 && *n <= stmts.len())
+}
+
+#[derive(Debug)]
+struct Group {
+    /// Session settings sent before `batch` (non-transactional units only).
+    pre: String,
+    batch: Batch,
+    /// The ledger write sent after `batch` (non-transactional units only).
+    post: String,
+    first: usize,
+}
+
+/// Exponential backoff with jitter: 200ms, 400ms, 800ms … capped at 10s, ±25%.
+fn backoff(attempt: u32) -> Duration {
+    let base = 200u64
+        .saturating_mul(1 << attempt.min(6).saturating_sub(1))
+        .min(10_000);
+    let jitter = rand::random::<u64>() % (base / 2 + 1);
+    Duration::from_millis(base - base / 4 + jitter)
+}

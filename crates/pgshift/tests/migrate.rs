@@ -1,0 +1,478 @@
+//! `migrate`, `status`, `baseline` and `repair` against a real PostgreSQL, one fresh database per
+//! test.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use pgshift::migrate::{MigrateError, MigrateOptions, Migrator, Silent, State};
+use pgshift::source;
+use support::TestDb;
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cfi-handbook/drizzle")
+}
+
+/// Copies the example into a temp dir so tests can edit files.
+fn example_copy() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&example_dir(), tmp.path());
+    tmp
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// A native folder with the given files.
+fn native(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, sql) in files {
+        std::fs::write(tmp.path().join(name), sql).unwrap();
+    }
+    tmp
+}
+
+async fn tables(client: &tokio_postgres::Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn ledger(client: &tokio_postgres::Client) -> Vec<(String, String)> {
+    client
+        .query(
+            "SELECT id, status FROM __drizzle_migrations ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+async fn example_applies_then_second_run_is_a_no_op() {
+    let db = TestDb::new("example").await;
+    let settings = db.settings();
+    let set = source::load(&example_dir()).unwrap();
+    let client = db.client().await;
+    let m = Migrator::new(&settings, &set);
+
+    let first = m
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    assert_eq!(first.applied.len(), set.migrations.len());
+    assert!(set.migrations.len() >= 5);
+    let t = tables(&client).await;
+    for want in [
+        "users",
+        "analysis_sessions",
+        "processed_files",
+        "question_analysis",
+        "user_progress",
+        "page_feedback",
+    ] {
+        assert!(t.contains(&want.to_string()), "{want} missing from {t:?}");
+    }
+    let rows = ledger(&client).await;
+    assert_eq!(rows.len(), set.migrations.len());
+    assert!(rows.iter().all(|(_, s)| s == "applied"), "{rows:?}");
+    assert!(rows.iter().any(|(id, _)| id == "0003_slim_warhawk"));
+
+    // The ledger records what the spec asks for: hash, content and timing.
+    let row = client
+        .query_one(
+            "SELECT hash, sql_content, execution_ms, normalized_hash, rollback_sql IS NOT NULL FROM __drizzle_migrations WHERE id = '0003_slim_warhawk'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let m3 = set.get("0003_slim_warhawk").unwrap();
+    assert_eq!(row.get::<_, String>(0), m3.hash);
+    assert_eq!(row.get::<_, String>(1), m3.sql);
+    assert!(row.get::<_, Option<i64>>(2).is_some());
+    assert_eq!(
+        row.get::<_, Option<String>>(3).as_deref(),
+        Some(m3.normalized_hash.as_str())
+    );
+    assert!(
+        row.get::<_, bool>(4),
+        "the down file is stored as rollback_sql"
+    );
+
+    let second = m
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    assert!(second.applied.is_empty());
+    assert_eq!(second.already_applied, set.migrations.len());
+    let audit: i64 = client
+        .query_one("SELECT count(*) FROM __pgshift_audit WHERE operation = 'migrate' AND outcome = 'applied'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        audit as usize,
+        set.migrations.len(),
+        "one audit row per applied migration, none for the no-op"
+    );
+}
+
+#[tokio::test]
+async fn edited_applied_file_is_refused_and_cosmetic_edit_can_be_repaired() {
+    let db = TestDb::new("edited").await;
+    let settings = db.settings();
+    let dir = example_copy();
+    let client = db.client().await;
+    {
+        let set = source::load(dir.path()).unwrap();
+        Migrator::new(&settings, &set)
+            .migrate(&client, &MigrateOptions::default(), &mut Silent)
+            .await
+            .unwrap();
+    }
+    let file = source::load(dir.path()).unwrap().migrations[1].path.clone();
+    let original = std::fs::read_to_string(&file).unwrap();
+
+    // A real edit: refused, named, not cosmetic.
+    std::fs::write(&file, format!("{original}\nSELECT 1;\n")).unwrap();
+    let set = source::load(dir.path()).unwrap();
+    let err = Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap_err();
+    match &err {
+        MigrateError::Modified {
+            id, cosmetic, path, ..
+        } => {
+            assert_eq!(id, &set.migrations[1].id);
+            assert!(!cosmetic);
+            assert_eq!(path, &set.migrations[1].path);
+        }
+        other => panic!("expected Modified, got {other:?}"),
+    }
+    assert!(err.is_validation());
+    let repair = Migrator::new(&settings, &set).repair(&client, false).await;
+    assert!(
+        matches!(
+            repair,
+            Err(MigrateError::Modified {
+                cosmetic: false,
+                ..
+            })
+        ),
+        "{repair:?}"
+    );
+
+    // A CRLF-only edit: reported cosmetic, repair records it, migrate is happy again.
+    std::fs::write(&file, original.replace('\n', "\r\n")).unwrap();
+    let set = source::load(dir.path()).unwrap();
+    let plan = Migrator::new(&settings, &set).plan(&client).await.unwrap();
+    assert_eq!(plan.migrations[1].state, State::Modified { cosmetic: true });
+    let err = Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("pgshift repair"), "{err}");
+    let fixed = Migrator::new(&settings, &set)
+        .repair(&client, false)
+        .await
+        .unwrap();
+    assert_eq!(fixed, vec![set.migrations[1].id.clone()]);
+    let again = Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    assert!(again.applied.is_empty());
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing_and_shows_the_sql() {
+    let db = TestDb::new("dryrun").await;
+    let settings = db.settings();
+    let set = source::load(&example_dir()).unwrap();
+    let client = db.client().await;
+    let opts = MigrateOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let report = Migrator::new(&settings, &set)
+        .migrate(&client, &opts, &mut Silent)
+        .await
+        .unwrap();
+    assert!(report.dry_run);
+    assert_eq!(report.applied.len(), set.migrations.len());
+    assert!(report.applied[0]
+        .sql
+        .as_deref()
+        .unwrap()
+        .contains("CREATE TABLE"));
+    assert!(tables(&client).await.is_empty(), "dry run created tables");
+}
+
+#[tokio::test]
+async fn failing_migration_rolls_back_alone_and_a_fixed_file_then_applies() {
+    let db = TestDb::new("failing").await;
+    let settings = db.settings();
+    let dir = native(&[
+        (
+            "0001_create_a.sql",
+            "CREATE TABLE a (id int PRIMARY KEY);\n",
+        ),
+        (
+            "0002_broken.sql",
+            "CREATE TABLE b (id int);\nINSERT INTO b VALUES (1);\nINSERT INTO nope VALUES (1);\n",
+        ),
+        ("0003_create_c.sql", "CREATE TABLE c (id int);\n"),
+    ]);
+    let client = db.client().await;
+    let set = source::load(dir.path()).unwrap();
+    let err = Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap_err();
+    match &err {
+        MigrateError::Failed {
+            id,
+            pg,
+            location,
+            applied_before,
+            ..
+        } => {
+            assert_eq!(id, "0002_broken");
+            assert_eq!(pg.code, "42P01");
+            let loc = location
+                .as_ref()
+                .expect("error position mapped to the file");
+            assert_eq!((loc.line, loc.column), (3, 13));
+            assert_eq!(applied_before, &vec!["0001_create_a".to_string()]);
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert_eq!(
+        tables(&client).await,
+        vec!["__drizzle_migrations", "__pgshift_audit", "a"]
+    );
+    assert_eq!(
+        ledger(&client).await,
+        vec![
+            ("0001_create_a".into(), "applied".into()),
+            ("0002_broken".into(), "failed".into())
+        ]
+    );
+
+    std::fs::write(
+        dir.path().join("0002_broken.sql"),
+        "CREATE TABLE b (id int);\nINSERT INTO b VALUES (1);\n",
+    )
+    .unwrap();
+    let set = source::load(dir.path()).unwrap();
+    let report = Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    assert_eq!(
+        report
+            .applied
+            .iter()
+            .map(|a| a.id.as_str())
+            .collect::<Vec<_>>(),
+        ["0002_broken", "0003_create_c"]
+    );
+    assert!(ledger(&client).await.iter().all(|(_, s)| s == "applied"));
+}
+
+#[tokio::test]
+async fn target_stops_after_the_named_migration_and_baseline_skips_running() {
+    let db = TestDb::new("target").await;
+    let settings = db.settings();
+    let set = source::load(&example_dir()).unwrap();
+    let client = db.client().await;
+    let m = Migrator::new(&settings, &set);
+    let opts = MigrateOptions {
+        target: Some(set.migrations[1].id.clone()),
+        ..Default::default()
+    };
+    let r = m.migrate(&client, &opts, &mut Silent).await.unwrap();
+    assert_eq!(r.applied.len(), 2);
+
+    let unknown = MigrateOptions {
+        target: Some("9999_nope".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        m.migrate(&client, &unknown, &mut Silent).await,
+        Err(MigrateError::UnknownId { .. })
+    ));
+
+    // Baseline the next one without running it: its tables must not appear.
+    let third = set.migrations[2].id.clone();
+    let ids = m.baseline(&client, &third).await.unwrap();
+    assert_eq!(ids, vec![third.clone()]);
+    let plan = m.plan(&client).await.unwrap();
+    assert_eq!(plan.migrations[2].state, State::Baselined);
+    assert_eq!(plan.counts.applied, 3);
+}
+
+#[tokio::test]
+async fn single_transaction_is_all_or_nothing() {
+    let db = TestDb::new("single").await;
+    let settings = db.settings();
+    let dir = native(&[
+        ("0001_a.sql", "CREATE TABLE a (id int);\n"),
+        ("0002_b.sql", "CREATE TABLE b (id int);\nSELECT 1/0;\n"),
+    ]);
+    let client = db.client().await;
+    let set = source::load(dir.path()).unwrap();
+    let opts = MigrateOptions {
+        single_transaction: true,
+        ..Default::default()
+    };
+    let err = Migrator::new(&settings, &set)
+        .migrate(&client, &opts, &mut Silent)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, MigrateError::Failed { id, .. } if id == "0002_b"),
+        "{err:?}"
+    );
+    assert_eq!(
+        tables(&client).await,
+        vec!["__drizzle_migrations", "__pgshift_audit"]
+    );
+}
+
+#[tokio::test]
+async fn non_transactional_statements_run_outside_a_transaction() {
+    let db = TestDb::new("nontx").await;
+    let settings = db.settings();
+    let dir = native(&[(
+        "0001_index.sql",
+        "CREATE TABLE a (id int);\nCREATE INDEX CONCURRENTLY IF NOT EXISTS a_id ON a (id);\nCREATE TABLE b (id int);\n",
+    )]);
+    let client = db.client().await;
+    let set = source::load(dir.path()).unwrap();
+    let r = Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    assert_eq!(r.applied.len(), 1);
+    let valid: bool = client
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'a_id'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(valid);
+    assert_eq!(
+        ledger(&client).await,
+        vec![("0001_index".into(), "applied".into())]
+    );
+}
+
+#[tokio::test]
+async fn ledger_created_by_the_spec_scripts_is_adopted() {
+    let db = TestDb::new("adopt").await;
+    let settings = db.settings();
+    let client = db.client().await;
+    // Exactly the spec's table, as the Node scripts created it.
+    client
+        .batch_execute(
+            "CREATE TABLE __drizzle_migrations (id TEXT PRIMARY KEY, hash TEXT NOT NULL, sql_content TEXT NOT NULL,
+               created_at TIMESTAMP DEFAULT NOW(), applied_at TIMESTAMP DEFAULT NOW(), rollback_sql TEXT,
+               status VARCHAR(20) DEFAULT 'applied')",
+        )
+        .await
+        .unwrap();
+    let set = source::load(&example_dir()).unwrap();
+    let first = &set.migrations[0];
+    // The first migration ran under the old scripts.
+    for chunk in first.chunks() {
+        client.batch_execute(chunk.text).await.unwrap();
+    }
+    client
+        .execute(
+            "INSERT INTO __drizzle_migrations (id, hash, sql_content) VALUES ($1, $2, $3)",
+            &[&first.id, &first.hash, &first.sql],
+        )
+        .await
+        .unwrap();
+    let r = Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.applied.len(),
+        set.migrations.len() - 1,
+        "the first is not re-applied"
+    );
+    assert_eq!(r.already_applied, 1);
+}
+
+#[tokio::test]
+async fn concurrent_migrators_apply_each_migration_once() {
+    let db = TestDb::new("concurrent").await;
+    let dir = native(&[
+        (
+            "0001_a.sql",
+            "CREATE TABLE side_effects (n int);\nINSERT INTO side_effects VALUES (1);\n",
+        ),
+        (
+            "0002_b.sql",
+            "INSERT INTO side_effects VALUES (2);\nSELECT pg_sleep(0.2);\n",
+        ),
+        ("0003_c.sql", "INSERT INTO side_effects VALUES (3);\n"),
+    ]);
+    let mut handles = Vec::new();
+    for _ in 0..6 {
+        let settings = db.settings();
+        let path = dir.path().to_path_buf();
+        handles.push(tokio::spawn(async move {
+            let set = source::load(&path).unwrap();
+            let client = pgshift::db::Target::from_settings(&settings)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            Migrator::new(&settings, &set)
+                .migrate(&client, &MigrateOptions::default(), &mut Silent)
+                .await
+                .map(|r| r.applied.len())
+        }));
+    }
+    let mut total = 0;
+    for h in handles {
+        total += h.await.unwrap().expect("every concurrent migrate succeeds");
+    }
+    assert_eq!(total, 3, "each migration applied by exactly one process");
+    let client = db.client().await;
+    let n: Vec<i32> = client
+        .query("SELECT n FROM side_effects ORDER BY n", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(n, vec![1, 2, 3]);
+}

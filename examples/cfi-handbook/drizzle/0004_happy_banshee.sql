@@ -1,0 +1,3 @@
+CREATE TYPE "public"."feedback_category" AS ENUM('content', 'navigation', 'accuracy', 'other');--> statement-breakpoint
+ALTER TABLE "page_feedback" ADD COLUMN "category" "feedback_category" DEFAULT 'other' NOT NULL;--> statement-breakpoint
+CREATE INDEX "page_feedback_page_idx" ON "page_feedback" USING btree ("page");

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what building and testing pgshift needs on Debian/Ubuntu and makes sure a PostgreSQL
+# server answers on 127.0.0.1:5432 for the role `postgres` without a password (tests create and
+# drop their own databases there). Safe to run again: it only does what is missing.
+set -euo pipefail
+
+need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for pkg in libclang-dev clang postgresql postgresql-contrib pgbouncer; do
+  have_pkg "$pkg" || need+=("$pkg")
+done
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install Rust from https://rustup.rs" >&2
+  exit 1
+fi
+
+# PostgreSQL: start the cluster if it is installed but down, create one if there is none.
+if command -v pg_lsclusters >/dev/null 2>&1; then
+  if [ -z "$(pg_lsclusters -h 2>/dev/null)" ]; then
+    ver=$(ls /usr/lib/postgresql | sort -V | tail -1)
+    echo "setup: creating PostgreSQL $ver cluster main"
+    $SUDO pg_createcluster "$ver" main >/dev/null
+  fi
+  pg_lsclusters -h | while read -r ver name port status _; do
+    if [ "$status" != "online" ]; then
+      echo "setup: starting PostgreSQL $ver/$name"
+      $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" start
+    fi
+  done
+fi
+
+for i in $(seq 1 30); do
+  pg_isready -q -h 127.0.0.1 -p 5432 && break
+  sleep 1
+done
+if ! psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+  # A fresh Debian cluster asks for a password on TCP: let local test connections in.
+  hba=$($SUDO -u postgres psql -Atqc 'show hba_file' 2>/dev/null || su postgres -c "psql -Atqc 'show hba_file'")
+  echo "setup: allowing trust auth for 127.0.0.1 in $hba (test machine only)"
+  $SUDO sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$(pg_lsclusters -h | awk 'NR==1{print $1}')" main reload
+  sleep 1
+fi
+psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null \
+  || { echo "setup: PostgreSQL does not answer on 127.0.0.1:5432 as postgres" >&2; exit 1; }
+echo "setup: ok ($(psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'show server_version'))"
