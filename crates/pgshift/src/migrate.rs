@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::config::Settings;
-use crate::db::{DbError, DeployLock, LockHolder, PgError};
+use crate::db::{Blocker, DbError, DeployLock, LockHolder, PgError};
 use crate::ledger::{Ledger, LedgerRow, RowStatus};
 use crate::source::{self, Migration, MigrationSet};
 use crate::sql::{self, Batch, Statement};
@@ -94,7 +94,7 @@ pub enum MigrateError {
     },
     #[error("{} applied migration(s) changed on disk: {}; run `pgshift status` for details", .ids.len(), .ids.join(", "))]
     ModifiedMany { ids: Vec<String> },
-    #[error("migration {id} failed{}: {pg}{}\n{}", statement_note(*.statement, *.statements), location_note(.location), applied_note(.applied_before))]
+    #[error("migration {id} failed{}{}: {pg}{}{}\n{}", statement_note(*.statement, *.statements), attempts_note(*.attempts), blockers_note(.blockers), location_note(.location), applied_note(.applied_before))]
     Failed {
         id: String,
         pg: PgError,
@@ -103,6 +103,8 @@ pub enum MigrateError {
         statements: usize,
         attempts: u32,
         applied_before: Vec<String>,
+        /// Sessions that blocked the migration while it waited for a lock.
+        blockers: Vec<Blocker>,
     },
     #[error("no migration `{id}` in {dir}; `pgshift status` lists the ids")]
     UnknownId { id: String, dir: PathBuf },
@@ -124,6 +126,28 @@ fn statement_note(statement: usize, statements: usize) -> String {
     } else {
         String::new()
     }
+}
+
+fn attempts_note(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" after {attempts} tries")
+    } else {
+        String::new()
+    }
+}
+
+fn blockers_note(blockers: &[Blocker]) -> String {
+    if blockers.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = blockers
+        .iter()
+        .map(|b| format!("\n  blocked by {b}"))
+        .collect();
+    format!(
+        "{}\n  (end or cancel those sessions, e.g. SELECT pg_cancel_backend(pid), or retry later)",
+        list.join("")
+    )
 }
 
 fn location_note(l: &Option<Location>) -> String {
@@ -328,7 +352,15 @@ pub fn parse(m: &Migration) -> Result<Vec<Statement>, MigrateError> {
 pub trait Observer: Send {
     fn lock_wait(&mut self, _holder: Option<&LockHolder>, _waited: Duration) {}
     fn start(&mut self, _id: &str, _index: usize, _total: usize) {}
-    fn retry(&mut self, _id: &str, _attempt: u32, _delay: Duration, _error: &PgError) {}
+    fn retry(
+        &mut self,
+        _id: &str,
+        _attempt: u32,
+        _delay: Duration,
+        _error: &PgError,
+        _blockers: &[Blocker],
+    ) {
+    }
     fn done(&mut self, _applied: &Applied) {}
 }
 
@@ -377,6 +409,10 @@ pub struct Migrator<'a> {
     pub settings: &'a Settings,
     pub set: &'a MigrationSet,
     pub ledger: Ledger,
+    /// Backend pid of the migrating session (0 until `migrate` starts).
+    pid: std::sync::atomic::AtomicI32,
+    /// A second connection, opened only when a migration waits, to see who blocks it.
+    side: tokio::sync::Mutex<Option<Client>>,
 }
 
 impl<'a> Migrator<'a> {
@@ -385,6 +421,8 @@ impl<'a> Migrator<'a> {
             settings,
             set,
             ledger: Ledger::from_settings(settings),
+            pid: std::sync::atomic::AtomicI32::new(0),
+            side: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -413,11 +451,24 @@ impl<'a> Migrator<'a> {
         if opts.dry_run {
             return self.dry_run(client, opts, started).await;
         }
+        let pid = crate::db::prepare_migration_session(client).await?;
+        self.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
         let lock = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table);
         lock.acquire(client, self.settings.deploy_lock_timeout, |h, w| {
             obs.lock_wait(h, w)
         })
         .await?;
+        // Behind a transaction-pooling proxy the lock lands on whichever backend ran that
+        // statement: it would protect nothing. Refuse instead of migrating unprotected.
+        if let Some(holder) = lock.holder(client).await? {
+            if holder.pid != pid {
+                return Err(DbError::TransactionPooler {
+                    holder: holder.pid,
+                    ours: pid,
+                }
+                .into());
+            }
+        }
         let result = self.migrate_locked(client, opts, obs, started).await;
         // The lock goes with the session anyway; release it now so waiters don't wait for us
         // to disconnect. A failure to release is not worth masking the real outcome.
@@ -586,6 +637,7 @@ impl<'a> Migrator<'a> {
                 pre: String::new(),
                 batch: b,
                 post: String::new(),
+                cleanup: None,
                 first: start,
             }];
         }
@@ -596,6 +648,7 @@ impl<'a> Migrator<'a> {
             let mut b = Batch::default();
             let first = i;
             let mut pre = String::new();
+            let mut cleanup = None;
             if tx {
                 b.push_raw("BEGIN;\n");
                 b.push_raw(&self.settings_sql(m, true));
@@ -607,6 +660,7 @@ impl<'a> Migrator<'a> {
                 // Sent alone: a statement in a multi-statement query runs in an implicit
                 // transaction block, which these statements refuse.
                 pre = self.settings_sql(m, false);
+                cleanup = stmts[i].concurrent_index.clone();
                 b.push_statement(&stmts[i]);
                 i += 1;
             }
@@ -636,6 +690,7 @@ impl<'a> Migrator<'a> {
                 pre,
                 batch: b,
                 post,
+                cleanup,
                 first,
             });
         }
@@ -647,6 +702,7 @@ impl<'a> Migrator<'a> {
                 pre: String::new(),
                 batch: b,
                 post: String::new(),
+                cleanup: None,
                 first: stmts.len(),
             });
         }
@@ -678,7 +734,11 @@ impl<'a> Migrator<'a> {
             loop {
                 attempt += 1;
                 attempts_total += 1;
-                match client.batch_execute(&g.batch.text).await {
+                if let Some(index) = &g.cleanup {
+                    drop_invalid_index(client, index).await?;
+                }
+                let (result, blockers) = self.exec_watched(client, &g.batch.text).await;
+                match result {
                     Ok(()) => {
                         if !g.post.is_empty() {
                             client.batch_execute(&g.post).await.map_err(|e| {
@@ -697,7 +757,7 @@ impl<'a> Migrator<'a> {
                         };
                         if pg.is_transient() && attempt < tries {
                             let delay = backoff(attempt);
-                            obs.retry(&m.id, attempt, delay, &pg);
+                            obs.retry(&m.id, attempt, delay, &pg, &blockers);
                             tokio::time::sleep(delay).await;
                             continue;
                         }
@@ -726,6 +786,7 @@ impl<'a> Migrator<'a> {
                             statements: stmts.len(),
                             attempts: attempt,
                             applied_before: before.to_vec(),
+                            blockers,
                         });
                     }
                 }
@@ -739,6 +800,49 @@ impl<'a> Migrator<'a> {
             resumed_at: resume,
             sql: None,
         })
+    }
+
+    /// Runs `sql`; while it runs longer than a moment, samples who blocks it from a second
+    /// connection, so a lock timeout can be explained. Returns the last non-empty sample.
+    async fn exec_watched(
+        &self,
+        client: &Client,
+        sql: &str,
+    ) -> (Result<(), tokio_postgres::Error>, Vec<Blocker>) {
+        let exec = client.batch_execute(sql);
+        tokio::pin!(exec);
+        let mut seen = Vec::new();
+        let mut wait = Duration::from_millis(150);
+        loop {
+            tokio::select! {
+                res = &mut exec => return (res, seen),
+                _ = tokio::time::sleep(wait) => {
+                    wait = Duration::from_millis(400);
+                    let now = self.sample_blockers().await;
+                    if !now.is_empty() {
+                        seen = now;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn sample_blockers(&self) -> Vec<Blocker> {
+        let pid = self.pid.load(std::sync::atomic::Ordering::Relaxed);
+        if pid == 0 {
+            return Vec::new();
+        }
+        let mut side = self.side.lock().await;
+        if side.as_ref().is_none_or(|c| c.is_closed()) {
+            let Ok(target) = crate::db::Target::from_settings(self.settings) else {
+                return Vec::new();
+            };
+            *side = target.connect().await.ok();
+        }
+        match side.as_ref() {
+            Some(c) => crate::db::blockers(c, pid).await.unwrap_or_default(),
+            None => Vec::new(),
+        }
     }
 
     /// `--single-transaction`: one BEGIN … COMMIT around every pending migration. Each migration
@@ -802,6 +906,7 @@ impl<'a> Migrator<'a> {
                     attempts: 1,
                     // Everything before it was rolled back with it.
                     applied_before: Vec::new(),
+                    blockers: Vec::new(),
                 });
             }
             applied.push(Applied {
@@ -899,6 +1004,28 @@ impl<'a> Migrator<'a> {
     }
 }
 
+/// Drops the invalid leftover of a failed `CREATE INDEX CONCURRENTLY` so the build can be
+/// retried (a valid index of that name is left alone: the statement's IF NOT EXISTS, or its
+/// error, decides).
+async fn drop_invalid_index(client: &Client, index: &str) -> Result<(), DbError> {
+    let invalid: bool = client
+        .query_one(
+            "SELECT coalesce((SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)), false)",
+            &[&index],
+        )
+        .await
+        .map_err(|e| DbError::query(format!("checking index {index}"), e))?
+        .get(0);
+    if invalid {
+        tracing::warn!("dropping invalid index {index} left by an earlier failed build");
+        client
+            .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
+            .await
+            .map_err(|e| DbError::query(format!("dropping invalid index {index}"), e))?;
+    }
+    Ok(())
+}
+
 /// Where a previously failed migration resumes: only for migrations with non-transactional
 /// statements (a transactional one was rolled back whole) whose file did not change.
 fn resume_point(entry: &Entry, m: &Migration, stmts: &[Statement]) -> Option<usize> {
@@ -922,6 +1049,8 @@ struct Group {
     batch: Batch,
     /// The ledger write sent after `batch` (non-transactional units only).
     post: String,
+    /// `CREATE INDEX CONCURRENTLY`: the index whose invalid leftover to drop before a try.
+    cleanup: Option<String>,
     first: usize,
 }
 

@@ -20,6 +20,10 @@ pub struct Statement {
     pub transactional: bool,
     /// BEGIN / COMMIT / ROLLBACK / SAVEPOINT written in the migration itself.
     pub transaction_control: bool,
+    /// For `CREATE INDEX CONCURRENTLY name`: the index, as `schema.name` or `name`, so a failed
+    /// build's invalid leftover can be found and dropped before the statement is retried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrent_index: Option<String>,
 }
 
 /// A syntax error with its place in the chunk that was parsed.
@@ -67,6 +71,7 @@ pub fn split(text: &str, base: usize) -> Result<Vec<Statement>, SyntaxError> {
             offset: base + start + lead,
             transactional: node.is_none_or(is_transactional),
             transaction_control: matches!(node, Some(NodeEnum::TransactionStmt(_))),
+            concurrent_index: node.and_then(concurrent_index_name),
         });
     }
     Ok(out)
@@ -93,6 +98,30 @@ fn leading_trivia(s: &str) -> usize {
             return i;
         }
     }
+}
+
+fn concurrent_index_name(node: &NodeEnum) -> Option<String> {
+    let NodeEnum::IndexStmt(s) = node else {
+        return None;
+    };
+    if !s.concurrent || s.idxname.is_empty() {
+        return None;
+    }
+    // An index lives in its table's schema.
+    let schema = s
+        .relation
+        .as_ref()
+        .map(|r| r.schemaname.as_str())
+        .unwrap_or("");
+    Some(if schema.is_empty() {
+        crate::db::quote_ident(&s.idxname)
+    } else {
+        format!(
+            "{}.{}",
+            crate::db::quote_ident(schema),
+            crate::db::quote_ident(&s.idxname)
+        )
+    })
 }
 
 /// Statements PostgreSQL runs only outside a transaction block.
@@ -214,6 +243,8 @@ mod tests {
         assert!(stmts[0].transactional);
         assert_eq!(stmts[1].offset, 100 + sql.find("CREATE INDEX").unwrap());
         assert!(!stmts[1].transactional);
+        assert_eq!(stmts[1].concurrent_index.as_deref(), Some("\"i\""));
+        assert_eq!(stmts[0].concurrent_index, None);
     }
 
     #[test]

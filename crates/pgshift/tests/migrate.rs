@@ -476,3 +476,112 @@ async fn concurrent_migrators_apply_each_migration_once() {
         .collect();
     assert_eq!(n, vec![1, 2, 3]);
 }
+
+#[tokio::test]
+async fn non_transactional_migration_failing_at_statement_3_of_5_resumes_at_3() {
+    let db = TestDb::new("resume").await;
+    let settings = db.settings();
+    let dir = native(&[(
+        "0001_steps.sql",
+        "-- pgshift:no-transaction\nCREATE TABLE r1 (id int);\nINSERT INTO r1 VALUES (1);\nINSERT INTO r2 VALUES (1);\nCREATE TABLE r3 (id int);\nINSERT INTO r1 VALUES (5);\n",
+    )]);
+    let client = db.client().await;
+    let set = source::load(dir.path()).unwrap();
+    let err = Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            MigrateError::Failed {
+                statement: 2,
+                statements: 5,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("at statement 3 of 5"), "{err}");
+    let row = client
+        .query_one(
+            "SELECT status, statements_done FROM __drizzle_migrations WHERE id = '0001_steps'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, Option<i32>>(1)),
+        ("failed".into(), Some(2))
+    );
+
+    client
+        .batch_execute("CREATE TABLE r2 (id int)")
+        .await
+        .unwrap();
+    let r = Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    assert_eq!(r.applied[0].resumed_at, Some(2));
+    let ids: Vec<i32> = client
+        .query("SELECT id FROM r1 ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, vec![1, 5], "statements 1-2 were not run again");
+    assert_eq!(
+        ledger(&client).await,
+        vec![("0001_steps".into(), "applied".into())]
+    );
+}
+
+#[tokio::test]
+async fn failed_concurrent_index_build_is_dropped_and_rebuilt_on_resume() {
+    let db = TestDb::new("cicresume").await;
+    let settings = db.settings();
+    let dir = native(&[(
+        "0001_unique.sql",
+        "CREATE TABLE u (v int);\nINSERT INTO u VALUES (1), (1);\nCREATE UNIQUE INDEX CONCURRENTLY u_v ON u (v);\n",
+    )]);
+    let client = db.client().await;
+    let set = source::load(dir.path()).unwrap();
+    let err = Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, MigrateError::Failed { pg, .. } if pg.code == "23505"),
+        "{err:?}"
+    );
+    let valid: bool = client
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'u_v'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!valid, "PostgreSQL leaves an invalid index behind");
+
+    client
+        .batch_execute("DELETE FROM u WHERE ctid = (SELECT max(ctid) FROM u)")
+        .await
+        .unwrap();
+    let r = Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    assert_eq!(r.applied[0].resumed_at, Some(2));
+    let valid: bool = client
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'u_v'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(valid);
+}

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use pgshift::db::{LockHolder, PgError};
+use pgshift::db::{Blocker, LockHolder, PgError};
 use pgshift::migrate::{self, Applied, MigrateOptions, Migrator, Observer, State};
 use serde::Serialize;
 
@@ -291,13 +291,23 @@ impl Observer for HumanObserver {
         }
     }
 
-    fn retry(&mut self, id: &str, attempt: u32, delay: Duration, error: &PgError) {
+    fn retry(
+        &mut self,
+        id: &str,
+        attempt: u32,
+        delay: Duration,
+        error: &PgError,
+        blockers: &[Blocker],
+    ) {
         self.line(format!(
             "  retry {id}: attempt {attempt} failed ({} {}), next try in {}",
             error.code,
             error.message,
             ms(delay.as_millis() as u64)
         ));
+        for b in blockers {
+            self.line(format!("    blocked by {b}"));
+        }
     }
 
     fn done(&mut self, a: &Applied) {
