@@ -298,3 +298,128 @@ async fn a_blocker_that_never_commits_fails_the_migration_naming_its_pid() {
     assert!(out.contains(&format!("blocked by pid {pid}")), "{out}");
     blocker.batch_execute("ROLLBACK").await.unwrap();
 }
+
+/// A real PgBouncer in transaction-pooling mode in front of the test server.
+struct PgBouncer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PgBouncer {
+    fn start() -> PgBouncer {
+        let exe = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("pgbouncer is not installed: run scripts/setup.sh (apt-get install pgbouncer)");
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.path().display();
+        std::fs::write(dir.path().join("users.txt"), "\"postgres\" \"\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("pgbouncer.ini"),
+            format!(
+                "[databases]\n* = host=127.0.0.1 port=5432\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+                 auth_type = trust\nauth_file = {d}/users.txt\npool_mode = transaction\ndefault_pool_size = 3\n\
+                 max_client_conn = 200\nlogfile = {d}/pgbouncer.log\npidfile = {d}/pgbouncer.pid\nunix_socket_dir =\n\
+                 ignore_startup_parameters = extra_float_digits,options\n"
+            ),
+        )
+        .unwrap();
+        let root = std::fs::read_to_string("/proc/self/status")
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+            })
+            .unwrap_or(false);
+        let mut cmd = if root {
+            // PgBouncer refuses to run as root.
+            Command::new("chmod")
+                .args(["-R", "a+rwX"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", exe]);
+            c
+        } else {
+            Command::new(exe)
+        };
+        let child = cmd
+            .arg(dir.path().join("pgbouncer.ini"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pgbouncer");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "pgbouncer did not start; see {d}/pgbouncer.log"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PgBouncer {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn through_pgbouncer_transaction_pooling_migrations_are_exactly_once_or_refused() {
+    let db = TestDb::new("pgbouncer").await;
+    let bouncer = PgBouncer::start();
+    let url = format!(
+        "postgresql://postgres@127.0.0.1:{}/{}",
+        bouncer.port,
+        db.name()
+    );
+    let dir = folder(&[
+        (
+            "0001_a.sql",
+            "CREATE TABLE side_effects (n int);\nINSERT INTO side_effects VALUES (1);\n",
+        ),
+        (
+            "0002_b.sql",
+            "INSERT INTO side_effects VALUES (2);\nSELECT pg_sleep(0.2);\n",
+        ),
+        ("0003_c.sql", "INSERT INTO side_effects VALUES (3);\n"),
+    ]);
+    let children: Vec<Child> = (0..6)
+        .map(|_| spawn_migrate(dir.path(), &url, &["--lock-wait", "20s"]))
+        .collect();
+    let mut refused = 0;
+    for c in children {
+        let (code, out) = finish(c, Duration::from_secs(90));
+        match code {
+            0 => {}
+            _ if out.contains("transaction-pooling proxy") => refused += 1,
+            _ => panic!("neither success nor the documented refusal (exit {code}): {out}"),
+        }
+    }
+    // Finish over a direct connection: the pooled attempts must not have left a lock behind.
+    let (code, out) = finish(
+        spawn_migrate(dir.path(), &db.url, &["--lock-wait", "20s"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "a lock was left behind by the pooled runs: {out}");
+    let client = db.client().await;
+    assert_eq!(
+        ints(&client, "SELECT n FROM side_effects ORDER BY n").await,
+        vec![1, 2, 3],
+        "each migration ran exactly once ({refused} of 6 pooled runs refused)"
+    );
+}

@@ -1,8 +1,15 @@
 //! Settings, resolved once: defaults < `pgshift.toml` < `.env` < process environment < flags,
-//! remembering where each value came from; and the redaction of secrets.
+//! remembering where each value came from ([`Origin`]); and the redaction of secrets
+//! ([`redact_url`], the `Debug` impls, [`Settings::entries`]).
 //!
-//! This module reads the toml and `.env` files and nothing else: no database access. Every other
-//! module receives a [`Settings`].
+//! This module owns the names of every setting: its `pgshift.toml` key (kebab-case, the key of
+//! [`Settings::origins`] and [`ConfigEntry::key`]), its environment variable and its default.
+//! `docs/pgshift.toml` is the reference file; a test keeps it in step with this module.
+//!
+//! It must not do I/O beyond reading `pgshift.toml` and `.env` (it never touches the process
+//! environment: [`LoadOptions::env`] is injected), and it never talks to the database. Other
+//! modules receive a [`Settings`] and decide what the values mean (for example `db` chooses the
+//! effective `sslmode` from the URL, [`Settings::sslmode`] and [`Settings::ssl`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -10,35 +17,89 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::source::parse_duration;
 
+/// The name of the config file looked up in the working directory.
+pub const CONFIG_FILE_NAME: &str = "pgshift.toml";
+
 /// Where a setting's value came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
+    /// Built-in default.
     Default,
-    File { path: PathBuf },
+    /// The `pgshift.toml` that was read.
+    File(PathBuf),
+    /// The `.env` file, under this variable name.
     DotEnv { path: PathBuf, var: String },
-    Env { var: String },
+    /// The process environment, under this variable name.
+    Env(String),
+    /// A command-line flag.
     Flag,
 }
 
+impl Origin {
+    /// Names the place to fix a bad value of `key`, for error messages: unlike `Display` it
+    /// shows full paths.
+    fn place(&self, key: &str) -> String {
+        match self {
+            Origin::Default => format!("the default of {key}"),
+            Origin::File(path) => format!("`{key}` in {}", path.display()),
+            Origin::DotEnv { path, var } => format!("{var} in {}", path.display()),
+            Origin::Env(var) => format!("environment variable {var}"),
+            Origin::Flag => format!("the command-line flag for {key}"),
+        }
+    }
+}
+
+/// Short form for `pgshift config`: `default`, `pgshift.toml`, `.env (DATABASE_URL)`,
+/// `env DATABASE_URL`, `flag`.
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn file_name(path: &Path) -> String {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.display().to_string())
+        }
         match self {
             Origin::Default => f.write_str("default"),
-            Origin::File { path } => write!(f, "{}", path.display()),
-            Origin::DotEnv { var, .. } => write!(f, ".env {var}"),
-            Origin::Env { var } => write!(f, "env {var}"),
+            Origin::File(path) => f.write_str(&file_name(path)),
+            Origin::DotEnv { path, var } => write!(f, "{} ({var})", file_name(path)),
+            Origin::Env(var) => write!(f, "env {var}"),
             Origin::Flag => f.write_str("flag"),
         }
     }
 }
 
+/// `{"kind": "default" | "file" | "dotenv" | "env" | "flag", "path"?: …, "var"?: …}`.
+impl Serialize for Origin {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut m = serializer.serialize_map(None)?;
+        match self {
+            Origin::Default => m.serialize_entry("kind", "default")?,
+            Origin::File(path) => {
+                m.serialize_entry("kind", "file")?;
+                m.serialize_entry("path", path)?;
+            }
+            Origin::DotEnv { path, var } => {
+                m.serialize_entry("kind", "dotenv")?;
+                m.serialize_entry("path", path)?;
+                m.serialize_entry("var", var)?;
+            }
+            Origin::Env(var) => {
+                m.serialize_entry("kind", "env")?;
+                m.serialize_entry("var", var)?;
+            }
+            Origin::Flag => m.serialize_entry("kind", "flag")?,
+        }
+        m.end()
+    }
+}
+
 /// libpq's `sslmode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
     Disable,
@@ -49,9 +110,19 @@ pub enum SslMode {
     VerifyFull,
 }
 
+const SSLMODES: &str = "disable, allow, prefer, require, verify-ca or verify-full";
+
+/// An `sslmode` that libpq does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown sslmode `{input}`: use {SSLMODES}")]
+pub struct ParseSslModeError {
+    pub input: String,
+}
+
+/// libpq's spellings (`verify-full`), ignoring case and surrounding whitespace.
 impl FromStr for SslMode {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
+    type Err = ParseSslModeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s.trim().to_ascii_lowercase().as_str() {
             "disable" => SslMode::Disable,
             "allow" => SslMode::Allow,
@@ -59,7 +130,11 @@ impl FromStr for SslMode {
             "require" => SslMode::Require,
             "verify-ca" => SslMode::VerifyCa,
             "verify-full" => SslMode::VerifyFull,
-            _ => return Err(()),
+            _ => {
+                return Err(ParseSslModeError {
+                    input: s.to_string(),
+                })
+            }
         })
     }
 }
@@ -77,7 +152,8 @@ impl fmt::Display for SslMode {
     }
 }
 
-/// libpq's connection variables.
+/// libpq's connection variables (`PGHOST` …), used when there is no database URL. `Debug`
+/// hides the password.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct PgEnv {
     pub host: Option<String>,
@@ -99,50 +175,100 @@ impl fmt::Debug for PgEnv {
     }
 }
 
-/// Every setting pgshift knows.
+/// Every setting pgshift knows. `Debug` redacts secrets.
 #[derive(Clone)]
 pub struct Settings {
+    /// `DATABASE_URL`, raw: it may hold a password. Show it with [`redact_url`].
     pub database_url: Option<String>,
+    /// `DATABASE_SSL`: TLS required (at least `sslmode=require`).
     pub ssl: bool,
+    /// `PGSSLMODE`; `None` = not set (the URL's `sslmode`, then this, then `ssl`, else `prefer`).
     pub sslmode: Option<SslMode>,
+    /// `PGSSLROOTCERT`: CA certificates for `verify-ca` / `verify-full`.
     pub sslrootcert: Option<PathBuf>,
     pub pg: PgEnv,
+    /// `DATABASE_CONNECTION_POOL_SIZE`, at least 1.
     pub pool_size: usize,
+    /// `DATABASE_CONNECTION_TIMEOUT`.
     pub connect_timeout: Duration,
+    /// `DATABASE_IDLE_TIMEOUT`.
     pub idle_timeout: Duration,
+    /// `DATABASE_MAX_LIFETIME`.
     pub max_lifetime: Duration,
+    /// `BACKUP_RETENTION_DAYS`.
     pub backup_retention_days: u32,
+    /// `BACKUP_COMPRESSION_LEVEL`: zstd, 1 to 22.
     pub backup_compression_level: i32,
+    /// `PGSHIFT_BACKUP_DIR`, relative to the working directory unless absolute.
     pub backup_dir: PathBuf,
+    /// `HEALTH_CHECK_TIMEOUT`.
     pub health_check_timeout: Duration,
+    /// `READINESS_CHECK_TIMEOUT`.
     pub readiness_check_timeout: Duration,
+    /// `PGSHIFT_MIGRATIONS`; `None` = detect (`source` decides).
     pub migrations_dir: Option<PathBuf>,
+    /// `PGSHIFT_REPORTS_DIR`, relative to the working directory unless absolute.
     pub reports_dir: PathBuf,
+    /// Schema of pgshift's ledger (the spec's migration table).
     pub ledger_schema: String,
     pub ledger_table: String,
+    /// Schema of drizzle-orm's own migration table, read when taking over a drizzle database.
     pub drizzle_schema: String,
     pub drizzle_table: String,
+    /// `PGSHIFT_LOCK_TIMEOUT`: PostgreSQL `lock_timeout` for migrations; zero = disabled.
     pub lock_timeout: Duration,
+    /// `PGSHIFT_STATEMENT_TIMEOUT`: PostgreSQL `statement_timeout`; zero = disabled.
     pub statement_timeout: Duration,
+    /// `PGSHIFT_RETRIES`: tries (at least 1) on lock timeout, deadlock, serialization failure.
     pub retries: u32,
+    /// `PGSHIFT_DEPLOY_LOCK_TIMEOUT`: how long to wait for another pgshift holding the deploy lock.
     pub deploy_lock_timeout: Duration,
-    /// Setting key (as in pgshift.toml) → where its value came from; absent = default.
+    /// Setting key (as in pgshift.toml, e.g. `pool-size`, `ledger.schema`; `pghost` … for the
+    /// libpq variables) → where its value came from. [`Settings::defaults`] fills every key
+    /// with [`Origin::Default`].
     pub origins: BTreeMap<String, Origin>,
+    /// The pgshift.toml actually read, if any.
     pub config_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("Settings");
-        for e in self.entries() {
-            d.field(&e.key, &e.value);
-        }
-        d.finish()
+        f.debug_struct("Settings")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("ssl", &self.ssl)
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
+            .field("pg", &self.pg)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("backup_retention_days", &self.backup_retention_days)
+            .field("backup_compression_level", &self.backup_compression_level)
+            .field("backup_dir", &self.backup_dir)
+            .field("health_check_timeout", &self.health_check_timeout)
+            .field("readiness_check_timeout", &self.readiness_check_timeout)
+            .field("migrations_dir", &self.migrations_dir)
+            .field("reports_dir", &self.reports_dir)
+            .field("ledger_schema", &self.ledger_schema)
+            .field("ledger_table", &self.ledger_table)
+            .field("drizzle_schema", &self.drizzle_schema)
+            .field("drizzle_table", &self.drizzle_table)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("retries", &self.retries)
+            .field("deploy_lock_timeout", &self.deploy_lock_timeout)
+            .field("origins", &self.origins)
+            .field("config_file", &self.config_file)
+            .finish()
     }
 }
 
-/// Values from command-line flags (the top layer).
-#[derive(Debug, Clone, Default)]
+/// Values from command-line flags (the top layer). `Debug` redacts the URL.
+#[derive(Clone, Default)]
 pub struct Overrides {
     pub database_url: Option<String>,
     pub migrations_dir: Option<PathBuf>,
@@ -155,13 +281,34 @@ pub struct Overrides {
     pub pool_size: Option<usize>,
 }
 
-/// What [`load`] reads.
+impl fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Overrides")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("migrations_dir", &self.migrations_dir)
+            .field("sslmode", &self.sslmode)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("retries", &self.retries)
+            .field("deploy_lock_timeout", &self.deploy_lock_timeout)
+            .field("reports_dir", &self.reports_dir)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+/// What [`load`] reads. `Debug` leaves out the environment (it holds secrets).
 #[derive(Clone, Default)]
 pub struct LoadOptions {
+    /// The working directory: where `pgshift.toml` and `.env` are looked up, and what a relative
+    /// `config_path` is relative to.
     pub cwd: PathBuf,
     /// `--config FILE`: must exist.
     pub config_path: Option<PathBuf>,
-    /// Read `<cwd>/.env` (off with `--no-dotenv`).
+    /// Read `<cwd>/.env` (false with `--no-dotenv`).
     pub dotenv: bool,
     /// The process environment, injected so tests can control it.
     pub env: HashMap<String, String>,
@@ -174,96 +321,216 @@ impl fmt::Debug for LoadOptions {
             .field("cwd", &self.cwd)
             .field("config_path", &self.config_path)
             .field("dotenv", &self.dotenv)
-            .finish_non_exhaustive()
+            .field("env", &format_args!("({} variables)", self.env.len()))
+            .field("overrides", &self.overrides)
+            .finish()
     }
 }
 
 impl LoadOptions {
+    /// Options over the real process environment (variables that are not valid UTF-8 are
+    /// skipped: none of pgshift's are).
     pub fn from_process(
         cwd: PathBuf,
         config_path: Option<PathBuf>,
         dotenv: bool,
         overrides: Overrides,
     ) -> Self {
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
         LoadOptions {
             cwd,
             config_path,
             dotenv,
-            env: std::env::vars().collect(),
+            env,
             overrides,
         }
     }
 }
 
-/// Configuration errors. The value of a secret is never part of the message.
+/// Configuration errors. A secret's value is never part of a message.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config file {path} not found; check --config or create it (docs/pgshift.toml is a reference)")]
+    #[error(
+        "config file {} does not exist: fix the --config path, or leave --config out to read \
+         pgshift.toml from the working directory",
+        path.display()
+    )]
     FileNotFound { path: PathBuf },
-    #[error("cannot read {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
-    #[error("invalid {path}: {reason}")]
-    Toml { path: PathBuf, reason: String },
-    #[error("invalid .env file {path}: {reason}")]
-    DotEnv { path: PathBuf, reason: String },
-    #[error("invalid value {shown} for {key} (from {origin}): expected {expected}")]
+
+    #[error("cannot read config file {}: check that it is a readable UTF-8 file", path.display())]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+
+    /// `message` is toml's, with line, column and the offending line (URLs in it redacted).
+    #[error(
+        "invalid config file {}: {message}\n(docs/pgshift.toml lists every key and its format)",
+        path.display()
+    )]
+    Toml { path: PathBuf, message: String },
+
+    #[error("cannot read {}: check that it is a readable UTF-8 file, or pass --no-dotenv", path.display())]
+    ReadDotEnv {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+
+    /// The offending line is not echoed: it may hold a secret.
+    #[error(
+        "cannot parse {} at line {line}: expected `NAME=value` with balanced quotes \
+         (quote values that contain spaces or `#`), or pass --no-dotenv",
+        path.display()
+    )]
+    DotEnvSyntax { path: PathBuf, line: usize },
+
+    /// `value` is `None` when the setting is a secret.
+    #[error(
+        "{} has invalid value {}: expected {expected}; fix or remove it",
+        origin.place(key),
+        value.as_deref().map_or_else(|| "(hidden)".to_string(), |v| format!("`{v}`"))
+    )]
     InvalidValue {
+        /// The setting's key (`pool-size`); the variable name is in `origin`.
         key: String,
-        shown: String,
+        value: Option<String>,
         origin: Origin,
         expected: String,
     },
 }
 
-/// A duration in pgshift.toml: integer milliseconds or a string with a unit.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum TomlDuration {
-    Millis(u64),
-    Text(String),
+/// Which environment variable sets which setting key.
+const ENV_VARS: &[(&str, &str)] = &[
+    ("DATABASE_URL", "database-url"),
+    ("DATABASE_SSL", "ssl"),
+    ("PGSSLMODE", "sslmode"),
+    ("PGSSLROOTCERT", "sslrootcert"),
+    ("PGHOST", "pghost"),
+    ("PGPORT", "pgport"),
+    ("PGUSER", "pguser"),
+    ("PGPASSWORD", "pgpassword"),
+    ("PGDATABASE", "pgdatabase"),
+    ("DATABASE_CONNECTION_POOL_SIZE", "pool-size"),
+    ("DATABASE_CONNECTION_TIMEOUT", "connect-timeout"),
+    ("DATABASE_IDLE_TIMEOUT", "idle-timeout"),
+    ("DATABASE_MAX_LIFETIME", "max-lifetime"),
+    ("HEALTH_CHECK_TIMEOUT", "health-check-timeout"),
+    ("READINESS_CHECK_TIMEOUT", "readiness-check-timeout"),
+    ("PGSHIFT_MIGRATIONS", "migrations"),
+    ("PGSHIFT_REPORTS_DIR", "reports-dir"),
+    ("PGSHIFT_LOCK_TIMEOUT", "lock-timeout"),
+    ("PGSHIFT_STATEMENT_TIMEOUT", "statement-timeout"),
+    ("PGSHIFT_RETRIES", "retries"),
+    ("PGSHIFT_DEPLOY_LOCK_TIMEOUT", "deploy-lock-timeout"),
+    ("BACKUP_RETENTION_DAYS", "backup.retention-days"),
+    ("BACKUP_COMPRESSION_LEVEL", "backup.compression-level"),
+    ("PGSHIFT_BACKUP_DIR", "backup.dir"),
+];
+
+/// Settings whose value is a secret: never echoed in errors.
+const SECRET_KEYS: &[&str] = &["database-url", "pgpassword"];
+
+const DURATION_EXPECTED: &str =
+    "milliseconds, or a duration such as 500ms, 5s, 2min, 1h (0 or off to disable)";
+
+/// Parses a duration as pgshift.toml and the environment write it: bare digits are
+/// milliseconds, otherwise [`parse_duration`] syntax (`500ms`, `5s`, `2min`, `1h`, `off`).
+fn parse_duration_value(s: &str) -> Option<Duration> {
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse().ok().map(Duration::from_millis);
+    }
+    parse_duration(t)
 }
 
+/// A duration in pgshift.toml: integer milliseconds or a string with a unit.
+#[derive(Debug, Clone, Copy)]
+struct TomlDuration(Duration);
+
+impl<'de> Deserialize<'de> for TomlDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = TomlDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(DURATION_EXPECTED)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<TomlDuration, E> {
+                Ok(TomlDuration(Duration::from_millis(v)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<TomlDuration, E> {
+                u64::try_from(v)
+                    .map(|ms| TomlDuration(Duration::from_millis(ms)))
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TomlDuration, E> {
+                parse_duration_value(v)
+                    .map(TomlDuration)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// `[ledger]` and `[drizzle]`: a table name.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-struct TomlTable {
+struct TomlTableName {
     schema: Option<String>,
     table: Option<String>,
 }
 
+/// `[backup]`. Unknown keys are ignored on purpose (no `deny_unknown_fields`): the section is
+/// reserved for the backup commands, so older binaries must read newer files.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+struct TomlBackup {
+    retention_days: Option<u32>,
+    compression_level: Option<i32>,
+    dir: Option<PathBuf>,
+}
+
+/// The layout of pgshift.toml (see docs/pgshift.toml).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 struct TomlFile {
     database_url: Option<String>,
     ssl: Option<bool>,
-    sslmode: Option<String>,
+    sslmode: Option<SslMode>,
     sslrootcert: Option<PathBuf>,
     pool_size: Option<usize>,
     connect_timeout: Option<TomlDuration>,
     idle_timeout: Option<TomlDuration>,
     max_lifetime: Option<TomlDuration>,
+    health_check_timeout: Option<TomlDuration>,
+    readiness_check_timeout: Option<TomlDuration>,
     migrations: Option<PathBuf>,
     reports_dir: Option<PathBuf>,
     lock_timeout: Option<TomlDuration>,
     statement_timeout: Option<TomlDuration>,
     retries: Option<u32>,
     deploy_lock_timeout: Option<TomlDuration>,
-    health_check_timeout: Option<TomlDuration>,
-    readiness_check_timeout: Option<TomlDuration>,
-    ledger: TomlTable,
-    drizzle: TomlTable,
-    backup: Option<toml::Value>,
-    // Sections reserved for later features: accepted so older binaries read newer files.
-    monitor: Option<toml::Value>,
-    validate: Option<toml::Value>,
-    lint: Option<toml::Value>,
-    test: Option<toml::Value>,
-    deploy: Option<toml::Value>,
+    ledger: TomlTableName,
+    drizzle: TomlTableName,
+    backup: TomlBackup,
+    // Sections reserved for later features: accepted and ignored, so that a file written for a
+    // newer pgshift still loads.
+    monitor: Option<toml::Table>,
+    validate: Option<toml::Table>,
+    lint: Option<toml::Table>,
+    test: Option<toml::Table>,
+    deploy: Option<toml::Table>,
 }
 
 impl Settings {
-    /// The spec's defaults.
+    /// The spec's defaults, every origin [`Origin::Default`].
     pub fn defaults() -> Self {
-        Settings {
+        let mut s = Settings {
             database_url: None,
             ssl: false,
             sslmode: None,
@@ -290,75 +557,20 @@ impl Settings {
             deploy_lock_timeout: Duration::from_secs(600),
             origins: BTreeMap::new(),
             config_file: None,
-        }
+        };
+        s.origins = s
+            .rows()
+            .into_iter()
+            .map(|(key, _)| (key.to_string(), Origin::Default))
+            .collect();
+        s
     }
 
-    /// Every setting for display: secrets redacted, with its origin.
+    /// Every setting for display, in a stable order: secrets redacted (`***`), unset values
+    /// `(not set)`, durations as `5s` / `off`, each with its origin.
     pub fn entries(&self) -> Vec<ConfigEntry> {
-        let ms = |d: Duration| {
-            if d.is_zero() {
-                "off".to_string()
-            } else {
-                format!("{}ms", d.as_millis())
-            }
-        };
-        let opt = |v: Option<String>| v.unwrap_or_else(|| "(not set)".into());
-        let rows: Vec<(&str, String)> = vec![
-            (
-                "database-url",
-                opt(self.database_url.as_deref().map(redact_url)),
-            ),
-            ("ssl", self.ssl.to_string()),
-            ("sslmode", opt(self.sslmode.map(|m| m.to_string()))),
-            (
-                "sslrootcert",
-                opt(self.sslrootcert.as_ref().map(|p| p.display().to_string())),
-            ),
-            ("pghost", opt(self.pg.host.clone())),
-            ("pgport", opt(self.pg.port.map(|p| p.to_string()))),
-            ("pguser", opt(self.pg.user.clone())),
-            (
-                "pgpassword",
-                opt(self.pg.password.as_ref().map(|_| "***".to_string())),
-            ),
-            ("pgdatabase", opt(self.pg.database.clone())),
-            ("pool-size", self.pool_size.to_string()),
-            ("connect-timeout", ms(self.connect_timeout)),
-            ("idle-timeout", ms(self.idle_timeout)),
-            ("max-lifetime", ms(self.max_lifetime)),
-            (
-                "backup-retention-days",
-                self.backup_retention_days.to_string(),
-            ),
-            (
-                "backup-compression-level",
-                self.backup_compression_level.to_string(),
-            ),
-            ("backup-dir", self.backup_dir.display().to_string()),
-            ("health-check-timeout", ms(self.health_check_timeout)),
-            ("readiness-check-timeout", ms(self.readiness_check_timeout)),
-            (
-                "migrations",
-                opt(self
-                    .migrations_dir
-                    .as_ref()
-                    .map(|p| p.display().to_string())),
-            ),
-            ("reports-dir", self.reports_dir.display().to_string()),
-            (
-                "ledger",
-                format!("{}.{}", self.ledger_schema, self.ledger_table),
-            ),
-            (
-                "drizzle",
-                format!("{}.{}", self.drizzle_schema, self.drizzle_table),
-            ),
-            ("lock-timeout", ms(self.lock_timeout)),
-            ("statement-timeout", ms(self.statement_timeout)),
-            ("retries", self.retries.to_string()),
-            ("deploy-lock-timeout", ms(self.deploy_lock_timeout)),
-        ];
-        rows.into_iter()
+        self.rows()
+            .into_iter()
             .map(|(key, value)| ConfigEntry {
                 key: key.to_string(),
                 value,
@@ -366,449 +578,538 @@ impl Settings {
             })
             .collect()
     }
+
+    /// Key → displayed value, for every setting (the list of keys lives here).
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        fn opt<T: fmt::Display>(v: Option<T>) -> String {
+            v.map_or_else(|| "(not set)".to_string(), |v| v.to_string())
+        }
+        fn path(p: &Path) -> String {
+            p.display().to_string()
+        }
+        vec![
+            (
+                "database-url",
+                opt(self.database_url.as_deref().map(redact_url)),
+            ),
+            ("ssl", self.ssl.to_string()),
+            ("sslmode", opt(self.sslmode)),
+            ("sslrootcert", opt(self.sslrootcert.as_deref().map(path))),
+            ("pghost", opt(self.pg.host.as_deref())),
+            ("pgport", opt(self.pg.port)),
+            ("pguser", opt(self.pg.user.as_deref())),
+            ("pgpassword", opt(self.pg.password.as_ref().map(|_| "***"))),
+            ("pgdatabase", opt(self.pg.database.as_deref())),
+            ("pool-size", self.pool_size.to_string()),
+            ("connect-timeout", format_duration(self.connect_timeout)),
+            ("idle-timeout", format_duration(self.idle_timeout)),
+            ("max-lifetime", format_duration(self.max_lifetime)),
+            (
+                "health-check-timeout",
+                format_duration(self.health_check_timeout),
+            ),
+            (
+                "readiness-check-timeout",
+                format_duration(self.readiness_check_timeout),
+            ),
+            ("migrations", opt(self.migrations_dir.as_deref().map(path))),
+            ("reports-dir", path(&self.reports_dir)),
+            ("lock-timeout", format_duration(self.lock_timeout)),
+            ("statement-timeout", format_duration(self.statement_timeout)),
+            ("retries", self.retries.to_string()),
+            (
+                "deploy-lock-timeout",
+                format_duration(self.deploy_lock_timeout),
+            ),
+            ("ledger.schema", self.ledger_schema.clone()),
+            ("ledger.table", self.ledger_table.clone()),
+            ("drizzle.schema", self.drizzle_schema.clone()),
+            ("drizzle.table", self.drizzle_table.clone()),
+            (
+                "backup.retention-days",
+                self.backup_retention_days.to_string(),
+            ),
+            (
+                "backup.compression-level",
+                self.backup_compression_level.to_string(),
+            ),
+            ("backup.dir", path(&self.backup_dir)),
+        ]
+    }
+}
+
+/// `off`, or the largest unit that divides the duration exactly (`30s`, `10min`, `1500ms`): the
+/// syntax pgshift.toml and `PGSHIFT_*` variables accept.
+fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "off".into();
+    }
+    for (unit, len) in [("h", 3_600_000), ("min", 60_000), ("s", 1000)] {
+        if ms % len == 0 {
+            return format!("{}{unit}", ms / len);
+        }
+    }
+    format!("{ms}ms")
 }
 
 /// One line of `pgshift config`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigEntry {
+    /// As in pgshift.toml (`pool-size`, `ledger.schema`), or `pghost` … for libpq variables.
     pub key: String,
+    /// For display: secrets redacted.
     pub value: String,
     pub origin: Origin,
 }
 
-/// Resolves the settings.
+/// Resolves the settings: defaults < pgshift.toml < `.env` < `opts.env` < `opts.overrides`.
+///
+/// Values are checked as each layer is read (a malformed value is an error even if a higher
+/// layer would override it), and ranges once all layers are applied. An empty environment
+/// variable counts as unset. In `.env`, a later line wins over an earlier one.
 pub fn load(opts: &LoadOptions) -> Result<Settings, ConfigError> {
     let mut s = Settings::defaults();
 
-    // Layer 1: pgshift.toml
+    // pgshift.toml
     let file = match &opts.config_path {
         Some(p) => {
-            let p = if p.is_absolute() {
-                p.clone()
-            } else {
-                opts.cwd.join(p)
-            };
-            if !p.is_file() {
+            let p = opts.cwd.join(p);
+            if !p.exists() {
                 return Err(ConfigError::FileNotFound { path: p });
             }
             Some(p)
         }
-        None => Some(opts.cwd.join("pgshift.toml")).filter(|p| p.is_file()),
+        None => Some(opts.cwd.join(CONFIG_FILE_NAME)).filter(|p| p.is_file()),
     };
-    if let Some(path) = &file {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::ReadFile {
             path: path.clone(),
-            reason: e.to_string(),
+            error,
         })?;
         let t: TomlFile = toml::from_str(&text).map_err(|e| ConfigError::Toml {
             path: path.clone(),
-            reason: e.to_string().trim_end().to_string(),
+            message: redact_text(e.to_string().trim_end()),
         })?;
-        apply_toml(&mut s, t, path)?;
-        s.config_file = Some(path.clone());
+        apply_file(&mut s, t, &path);
+        s.config_file = Some(path);
     }
 
-    // Layers 2 and 3: .env, then the real environment (which wins).
-    let mut vars: Vec<(String, String, Origin)> = Vec::new();
-    if opts.dotenv {
-        let path = opts.cwd.join(".env");
-        if path.is_file() {
-            let iter = dotenvy::from_path_iter(&path).map_err(|e| ConfigError::DotEnv {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            for item in iter {
-                let (k, v) = item.map_err(|e| ConfigError::DotEnv {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-                if !opts.env.contains_key(&k) {
-                    let origin = Origin::DotEnv {
-                        path: path.clone(),
-                        var: k.clone(),
-                    };
-                    vars.push((k, v, origin));
-                }
-            }
-        }
-    }
-    for (k, v) in &opts.env {
-        vars.push((k.clone(), v.clone(), Origin::Env { var: k.clone() }));
-    }
-    for (k, v, origin) in vars {
-        apply_env(&mut s, &k, &v, origin)?;
-    }
-
-    // Layer 4: flags.
-    let o = &opts.overrides;
-    let flag = |s: &mut Settings, key: &str| {
-        s.origins.insert(key.into(), Origin::Flag);
+    // .env, then the process environment, which wins.
+    let dotenv_path = opts.cwd.join(".env");
+    let dotenv = if opts.dotenv {
+        read_dotenv(&dotenv_path)?
+    } else {
+        HashMap::new()
     };
-    if let Some(v) = &o.database_url {
-        s.database_url = Some(v.clone());
-        flag(&mut s, "database-url");
+    for (var, key) in ENV_VARS {
+        let set = |v: &&String| !v.trim().is_empty();
+        let (value, origin) = if let Some(v) = opts.env.get(*var).filter(set) {
+            (v, Origin::Env(var.to_string()))
+        } else if let Some(v) = dotenv.get(*var).filter(set) {
+            let origin = Origin::DotEnv {
+                path: dotenv_path.clone(),
+                var: var.to_string(),
+            };
+            (v, origin)
+        } else {
+            continue;
+        };
+        apply_env(&mut s, key, value, origin)?;
     }
-    if let Some(v) = &o.migrations_dir {
-        s.migrations_dir = Some(v.clone());
-        flag(&mut s, "migrations");
-    }
-    if let Some(v) = o.sslmode {
-        s.sslmode = Some(v);
-        flag(&mut s, "sslmode");
-    }
-    if let Some(v) = o.lock_timeout {
-        s.lock_timeout = v;
-        flag(&mut s, "lock-timeout");
-    }
-    if let Some(v) = o.statement_timeout {
-        s.statement_timeout = v;
-        flag(&mut s, "statement-timeout");
-    }
-    if let Some(v) = o.retries {
-        s.retries = v;
-        flag(&mut s, "retries");
-    }
-    if let Some(v) = o.deploy_lock_timeout {
-        s.deploy_lock_timeout = v;
-        flag(&mut s, "deploy-lock-timeout");
-    }
-    if let Some(v) = &o.reports_dir {
-        s.reports_dir = v.clone();
-        flag(&mut s, "reports-dir");
-    }
-    if let Some(v) = o.pool_size {
-        s.pool_size = v;
-        flag(&mut s, "pool-size");
-    }
+
+    apply_overrides(&mut s, &opts.overrides);
     validate(&s)?;
     Ok(s)
 }
 
-fn validate(s: &Settings) -> Result<(), ConfigError> {
-    let bad = |key: &str, shown: String, expected: &str| ConfigError::InvalidValue {
-        key: key.into(),
-        shown,
-        origin: s.origins.get(key).cloned().unwrap_or(Origin::Default),
-        expected: expected.into(),
-    };
-    if s.pool_size == 0 {
-        return Err(bad("pool-size", "0".into(), "an integer of at least 1"));
+/// The variables of the `.env` file at `path` (none if there is no file), later lines winning.
+fn read_dotenv(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    if !path.is_file() {
+        return Ok(HashMap::new());
     }
-    if !(1..=22).contains(&s.backup_compression_level) {
-        return Err(bad(
-            "backup-compression-level",
-            s.backup_compression_level.to_string(),
-            "a zstd level from 1 to 22",
-        ));
-    }
-    Ok(())
-}
-
-fn toml_duration(key: &str, v: &TomlDuration, path: &Path) -> Result<Duration, ConfigError> {
-    match v {
-        TomlDuration::Millis(ms) => Ok(Duration::from_millis(*ms)),
-        TomlDuration::Text(t) => parse_duration(t).ok_or_else(|| ConfigError::InvalidValue {
-            key: key.into(),
-            shown: format!("`{t}`"),
-            origin: Origin::File {
-                path: path.to_path_buf(),
-            },
-            expected: "milliseconds or a duration such as 500ms, 5s, 2min, off".into(),
-        }),
-    }
-}
-
-fn apply_toml(s: &mut Settings, t: TomlFile, path: &Path) -> Result<(), ConfigError> {
-    let origin = Origin::File {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::ReadDotEnv {
         path: path.to_path_buf(),
+        error,
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut vars = HashMap::new();
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
+        match item {
+            Ok((k, v)) => {
+                vars.insert(k, v);
+            }
+            Err(dotenvy::Error::LineParse(fragment, _)) => {
+                // dotenvy reports the line (or its value part); find where it starts.
+                let line = text
+                    .find(fragment.as_str())
+                    .filter(|_| !fragment.is_empty())
+                    .map_or(1, |at| text[..at].matches('\n').count() + 1);
+                return Err(ConfigError::DotEnvSyntax {
+                    path: path.to_path_buf(),
+                    line,
+                });
+            }
+            Err(e) => {
+                return Err(ConfigError::ReadDotEnv {
+                    path: path.to_path_buf(),
+                    error: std::io::Error::other(e.to_string()),
+                })
+            }
+        }
+    }
+    Ok(vars)
+}
+
+fn apply_file(s: &mut Settings, t: TomlFile, path: &Path) {
+    let origin = Origin::File(path.to_path_buf());
+    let mark = |s: &mut Settings, key: &str| {
+        s.origins.insert(key.to_string(), origin.clone());
     };
-    let set = |s: &mut Settings, key: &str| {
-        s.origins.insert(key.into(), origin.clone());
-    };
-    macro_rules! plain {
-        ($field:ident, $target:expr, $key:literal) => {
-            if let Some(v) = t.$field {
-                $target = v.into();
-                set(s, $key);
+    macro_rules! take {
+        ($value:expr, $field:expr, $key:literal) => {
+            if let Some(v) = $value {
+                $field = v;
+                mark(s, $key);
             }
         };
     }
-    macro_rules! dur {
-        ($field:ident, $target:ident, $key:literal) => {
-            if let Some(v) = &t.$field {
-                s.$target = toml_duration($key, v, path)?;
-                set(s, $key);
-            }
-        };
-    }
-    plain!(database_url, s.database_url, "database-url");
-    plain!(ssl, s.ssl, "ssl");
-    plain!(sslrootcert, s.sslrootcert, "sslrootcert");
-    plain!(pool_size, s.pool_size, "pool-size");
-    plain!(migrations, s.migrations_dir, "migrations");
-    plain!(reports_dir, s.reports_dir, "reports-dir");
-    plain!(retries, s.retries, "retries");
-    if let Some(m) = &t.sslmode {
-        s.sslmode = Some(SslMode::from_str(m).map_err(|_| ConfigError::InvalidValue {
-            key: "sslmode".into(),
-            shown: format!("`{m}`"),
-            origin: origin.clone(),
-            expected: "disable, allow, prefer, require, verify-ca or verify-full".into(),
-        })?);
-        set(s, "sslmode");
-    }
-    dur!(connect_timeout, connect_timeout, "connect-timeout");
-    dur!(idle_timeout, idle_timeout, "idle-timeout");
-    dur!(max_lifetime, max_lifetime, "max-lifetime");
-    dur!(lock_timeout, lock_timeout, "lock-timeout");
-    dur!(statement_timeout, statement_timeout, "statement-timeout");
-    dur!(
-        deploy_lock_timeout,
-        deploy_lock_timeout,
-        "deploy-lock-timeout"
+    take!(t.database_url.map(Some), s.database_url, "database-url");
+    take!(t.ssl, s.ssl, "ssl");
+    take!(t.sslmode.map(Some), s.sslmode, "sslmode");
+    take!(t.sslrootcert.map(Some), s.sslrootcert, "sslrootcert");
+    take!(t.pool_size, s.pool_size, "pool-size");
+    take!(
+        t.connect_timeout.map(|d| d.0),
+        s.connect_timeout,
+        "connect-timeout"
     );
-    dur!(
-        health_check_timeout,
-        health_check_timeout,
+    take!(t.idle_timeout.map(|d| d.0), s.idle_timeout, "idle-timeout");
+    take!(t.max_lifetime.map(|d| d.0), s.max_lifetime, "max-lifetime");
+    take!(
+        t.health_check_timeout.map(|d| d.0),
+        s.health_check_timeout,
         "health-check-timeout"
     );
-    dur!(
-        readiness_check_timeout,
-        readiness_check_timeout,
+    take!(
+        t.readiness_check_timeout.map(|d| d.0),
+        s.readiness_check_timeout,
         "readiness-check-timeout"
     );
-    if let Some(v) = t.ledger.schema {
-        s.ledger_schema = v;
-        set(s, "ledger");
-    }
-    if let Some(v) = t.ledger.table {
-        s.ledger_table = v;
-        set(s, "ledger");
-    }
-    if let Some(v) = t.drizzle.schema {
-        s.drizzle_schema = v;
-        set(s, "drizzle");
-    }
-    if let Some(v) = t.drizzle.table {
-        s.drizzle_table = v;
-        set(s, "drizzle");
-    }
-    if let Some(b) = t.backup.as_ref().and_then(|b| b.as_table()) {
-        if let Some(v) = b.get("retention-days").and_then(|v| v.as_integer()) {
-            s.backup_retention_days = u32::try_from(v).unwrap_or(0);
-            set(s, "backup-retention-days");
-        }
-        if let Some(v) = b.get("compression-level").and_then(|v| v.as_integer()) {
-            s.backup_compression_level = i32::try_from(v).unwrap_or(0);
-            set(s, "backup-compression-level");
-        }
-        if let Some(v) = b.get("dir").and_then(|v| v.as_str()) {
-            s.backup_dir = PathBuf::from(v);
-            set(s, "backup-dir");
-        }
-    }
-    Ok(())
+    take!(t.migrations.map(Some), s.migrations_dir, "migrations");
+    take!(t.reports_dir, s.reports_dir, "reports-dir");
+    take!(t.lock_timeout.map(|d| d.0), s.lock_timeout, "lock-timeout");
+    take!(
+        t.statement_timeout.map(|d| d.0),
+        s.statement_timeout,
+        "statement-timeout"
+    );
+    take!(t.retries, s.retries, "retries");
+    take!(
+        t.deploy_lock_timeout.map(|d| d.0),
+        s.deploy_lock_timeout,
+        "deploy-lock-timeout"
+    );
+    take!(t.ledger.schema, s.ledger_schema, "ledger.schema");
+    take!(t.ledger.table, s.ledger_table, "ledger.table");
+    take!(t.drizzle.schema, s.drizzle_schema, "drizzle.schema");
+    take!(t.drizzle.table, s.drizzle_table, "drizzle.table");
+    take!(
+        t.backup.retention_days,
+        s.backup_retention_days,
+        "backup.retention-days"
+    );
+    take!(
+        t.backup.compression_level,
+        s.backup_compression_level,
+        "backup.compression-level"
+    );
+    take!(t.backup.dir, s.backup_dir, "backup.dir");
 }
 
-fn apply_env(s: &mut Settings, var: &str, value: &str, origin: Origin) -> Result<(), ConfigError> {
-    let secret = matches!(var, "DATABASE_URL" | "PGPASSWORD");
-    let bad = |key: &str, expected: &str| ConfigError::InvalidValue {
-        key: var.to_string(),
-        shown: if secret {
-            "(hidden)".into()
-        } else {
-            format!("`{value}`")
-        },
+/// Sets `key` from the text of an environment (or `.env`) variable.
+fn apply_env(s: &mut Settings, key: &str, value: &str, origin: Origin) -> Result<(), ConfigError> {
+    let invalid = |expected: &str| ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: (!SECRET_KEYS.contains(&key)).then(|| value.to_string()),
         origin: origin.clone(),
-        expected: format!("{expected} (setting {key})"),
+        expected: expected.to_string(),
     };
-    let ms = |key: &str| -> Result<Duration, ConfigError> {
-        value
-            .trim()
-            .parse::<u64>()
-            .map(Duration::from_millis)
-            .map_err(|_| bad(key, "a number of milliseconds"))
+    let number = |expected: &str| -> Result<u64, ConfigError> {
+        value.trim().parse::<u64>().map_err(|_| invalid(expected))
     };
-    let dur = |key: &str| -> Result<Duration, ConfigError> {
-        parse_duration(value.trim())
-            .ok_or_else(|| bad(key, "a duration such as 500ms, 5s, 2min or off"))
-    };
-    let key = match var {
-        "DATABASE_URL" if !value.is_empty() => {
-            s.database_url = Some(value.to_string());
-            "database-url"
-        }
-        "DATABASE_SSL" => {
+    let duration = || parse_duration_value(value).ok_or_else(|| invalid(DURATION_EXPECTED));
+    match key {
+        "database-url" => s.database_url = Some(value.to_string()),
+        "ssl" => {
             s.ssl = match value.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" => true,
-                "false" | "0" | "no" | "off" | "" => false,
-                _ => return Err(bad("ssl", "true or false")),
-            };
-            "ssl"
+                "false" | "0" | "no" | "off" => false,
+                _ => return Err(invalid("true, 1, yes, on, or false, 0, no, off")),
+            }
         }
-        "PGSSLMODE" => {
-            s.sslmode = Some(SslMode::from_str(value).map_err(|_| {
-                bad(
-                    "sslmode",
-                    "disable, allow, prefer, require, verify-ca or verify-full",
-                )
-            })?);
-            "sslmode"
-        }
-        "PGSSLROOTCERT" => {
-            s.sslrootcert = Some(PathBuf::from(value));
-            "sslrootcert"
-        }
-        "PGHOST" => {
-            s.pg.host = Some(value.to_string());
-            "pghost"
-        }
-        "PGPORT" => {
+        "sslmode" => s.sslmode = Some(value.parse().map_err(|_| invalid(SSLMODES))?),
+        "sslrootcert" => s.sslrootcert = Some(PathBuf::from(value)),
+        "pghost" => s.pg.host = Some(value.to_string()),
+        "pgport" => {
             s.pg.port = Some(
                 value
                     .trim()
                     .parse()
-                    .map_err(|_| bad("pgport", "a port number"))?,
-            );
-            "pgport"
+                    .map_err(|_| invalid("a port number from 1 to 65535"))?,
+            )
         }
-        "PGUSER" => {
-            s.pg.user = Some(value.to_string());
-            "pguser"
+        "pguser" => s.pg.user = Some(value.to_string()),
+        "pgpassword" => s.pg.password = Some(value.to_string()),
+        "pgdatabase" => s.pg.database = Some(value.to_string()),
+        "pool-size" => {
+            s.pool_size = usize::try_from(number("a whole number of at least 1")?)
+                .map_err(|_| invalid("a whole number of at least 1"))?
         }
-        "PGPASSWORD" => {
-            s.pg.password = Some(value.to_string());
-            "pgpassword"
+        "connect-timeout" => s.connect_timeout = duration()?,
+        "idle-timeout" => s.idle_timeout = duration()?,
+        "max-lifetime" => s.max_lifetime = duration()?,
+        "health-check-timeout" => s.health_check_timeout = duration()?,
+        "readiness-check-timeout" => s.readiness_check_timeout = duration()?,
+        "migrations" => s.migrations_dir = Some(PathBuf::from(value)),
+        "reports-dir" => s.reports_dir = PathBuf::from(value),
+        "lock-timeout" => s.lock_timeout = duration()?,
+        "statement-timeout" => s.statement_timeout = duration()?,
+        "retries" => {
+            s.retries = u32::try_from(number("a number of tries of at least 1")?)
+                .map_err(|_| invalid("a number of tries of at least 1"))?
         }
-        "PGDATABASE" => {
-            s.pg.database = Some(value.to_string());
-            "pgdatabase"
+        "deploy-lock-timeout" => s.deploy_lock_timeout = duration()?,
+        "backup.retention-days" => {
+            s.backup_retention_days = u32::try_from(number("a number of days")?)
+                .map_err(|_| invalid("a number of days"))?
         }
-        "DATABASE_CONNECTION_POOL_SIZE" => {
-            s.pool_size = value
-                .trim()
-                .parse()
-                .map_err(|_| bad("pool-size", "an integer of at least 1"))?;
-            "pool-size"
-        }
-        "DATABASE_CONNECTION_TIMEOUT" => {
-            s.connect_timeout = ms("connect-timeout")?;
-            "connect-timeout"
-        }
-        "DATABASE_IDLE_TIMEOUT" => {
-            s.idle_timeout = ms("idle-timeout")?;
-            "idle-timeout"
-        }
-        "DATABASE_MAX_LIFETIME" => {
-            s.max_lifetime = ms("max-lifetime")?;
-            "max-lifetime"
-        }
-        "BACKUP_RETENTION_DAYS" => {
-            s.backup_retention_days = value
-                .trim()
-                .parse()
-                .map_err(|_| bad("backup-retention-days", "a number of days"))?;
-            "backup-retention-days"
-        }
-        "BACKUP_COMPRESSION_LEVEL" => {
+        "backup.compression-level" => {
             s.backup_compression_level = value
                 .trim()
                 .parse()
-                .map_err(|_| bad("backup-compression-level", "a zstd level from 1 to 22"))?;
-            "backup-compression-level"
+                .map_err(|_| invalid("a zstd level from 1 to 22"))?
         }
-        "HEALTH_CHECK_TIMEOUT" => {
-            s.health_check_timeout = ms("health-check-timeout")?;
-            "health-check-timeout"
-        }
-        "READINESS_CHECK_TIMEOUT" => {
-            s.readiness_check_timeout = ms("readiness-check-timeout")?;
-            "readiness-check-timeout"
-        }
-        "PGSHIFT_MIGRATIONS" => {
-            s.migrations_dir = Some(PathBuf::from(value));
-            "migrations"
-        }
-        "PGSHIFT_REPORTS_DIR" => {
-            s.reports_dir = PathBuf::from(value);
-            "reports-dir"
-        }
-        "PGSHIFT_BACKUP_DIR" => {
-            s.backup_dir = PathBuf::from(value);
-            "backup-dir"
-        }
-        "PGSHIFT_LOCK_TIMEOUT" => {
-            s.lock_timeout = dur("lock-timeout")?;
-            "lock-timeout"
-        }
-        "PGSHIFT_STATEMENT_TIMEOUT" => {
-            s.statement_timeout = dur("statement-timeout")?;
-            "statement-timeout"
-        }
-        "PGSHIFT_RETRIES" => {
-            s.retries = value
-                .trim()
-                .parse()
-                .map_err(|_| bad("retries", "a number of tries"))?;
-            "retries"
-        }
-        "PGSHIFT_DEPLOY_LOCK_TIMEOUT" => {
-            s.deploy_lock_timeout = dur("deploy-lock-timeout")?;
-            "deploy-lock-timeout"
-        }
-        _ => return Ok(()),
-    };
-    s.origins.insert(key.into(), origin);
+        "backup.dir" => s.backup_dir = PathBuf::from(value),
+        _ => unreachable!("ENV_VARS names an unknown key {key}"),
+    }
+    s.origins.insert(key.to_string(), origin);
     Ok(())
 }
 
-/// Hides the password of a database URL or conninfo string:
-/// `postgresql://user:secret@host/db` → `postgresql://user:***@host/db`. Never panics, and a
-/// string it cannot parse still loses everything between the user and the host.
-pub fn redact_url(s: &str) -> String {
-    if let Some(scheme_end) = s.find("://") {
-        let rest = &s[scheme_end + 3..];
-        // The userinfo ends at the last '@' before the query: a password may contain '/', ':'
-        // or '@' when it is not percent-encoded.
-        let query = rest.find('?').unwrap_or(rest.len());
-        let (auth, tail) = match rest[..query].rfind('@') {
-            Some(at) => {
-                let userinfo = &rest[..at];
-                let shown = match userinfo.find(':') {
-                    Some(c) => format!("{}:***", &userinfo[..c]),
-                    None => userinfo.to_string(),
-                };
-                (format!("{shown}@"), &rest[at + 1..])
+fn apply_overrides(s: &mut Settings, o: &Overrides) {
+    let mark = |s: &mut Settings, key: &str| {
+        s.origins.insert(key.to_string(), Origin::Flag);
+    };
+    macro_rules! take {
+        ($value:expr, $field:expr, $key:literal) => {
+            if let Some(v) = $value {
+                $field = v;
+                mark(s, $key);
             }
-            None => (String::new(), rest),
         };
-        let tail = redact_params(tail, '&');
-        return format!("{}://{}{}", &s[..scheme_end], auth, tail);
     }
-    redact_params(s, ' ')
+    take!(
+        o.database_url.clone().map(Some),
+        s.database_url,
+        "database-url"
+    );
+    take!(
+        o.migrations_dir.clone().map(Some),
+        s.migrations_dir,
+        "migrations"
+    );
+    take!(o.sslmode.map(Some), s.sslmode, "sslmode");
+    take!(o.lock_timeout, s.lock_timeout, "lock-timeout");
+    take!(
+        o.statement_timeout,
+        s.statement_timeout,
+        "statement-timeout"
+    );
+    take!(o.retries, s.retries, "retries");
+    take!(
+        o.deploy_lock_timeout,
+        s.deploy_lock_timeout,
+        "deploy-lock-timeout"
+    );
+    take!(o.reports_dir.clone(), s.reports_dir, "reports-dir");
+    take!(o.pool_size, s.pool_size, "pool-size");
 }
 
-/// Replaces the value of every `password=` parameter.
-fn redact_params(s: &str, sep: char) -> String {
+/// Range checks on the resolved values, blaming the layer each value came from.
+fn validate(s: &Settings) -> Result<(), ConfigError> {
+    let invalid = |key: &str, value: String, expected: &str| ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: Some(value),
+        origin: s.origins.get(key).cloned().unwrap_or(Origin::Default),
+        expected: expected.to_string(),
+    };
+    if s.pool_size == 0 {
+        return Err(invalid(
+            "pool-size",
+            "0".into(),
+            "a whole number of at least 1",
+        ));
+    }
+    if s.retries == 0 {
+        return Err(invalid(
+            "retries",
+            "0".into(),
+            "a number of tries of at least 1 (1 = no retry)",
+        ));
+    }
+    if !(1..=22).contains(&s.backup_compression_level) {
+        return Err(invalid(
+            "backup.compression-level",
+            s.backup_compression_level.to_string(),
+            "a zstd level from 1 to 22",
+        ));
+    }
+    for (key, name) in [
+        ("ledger.schema", &s.ledger_schema),
+        ("ledger.table", &s.ledger_table),
+        ("drizzle.schema", &s.drizzle_schema),
+        ("drizzle.table", &s.drizzle_table),
+    ] {
+        if name.is_empty() || name.len() > 63 || name.contains('\0') {
+            return Err(invalid(
+                key,
+                name.clone(),
+                "a PostgreSQL name of 1 to 63 bytes",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Hides the password of a database URL or libpq conninfo string, keeping the rest:
+///
+/// - `postgresql://user:secret@host/db` → `postgresql://user:***@host/db`;
+/// - query parameters `password=` and `sslpassword=` → `password=***`;
+/// - `host=h password=secret` → `host=h password=***` (quoted values too).
+///
+/// A URL's user information ends at its last `@`, so a password holding unencoded `@`, `/`, `?`
+/// or `:` is still hidden whole (at worst more than the password is hidden). Never panics.
+pub fn redact_url(s: &str) -> String {
+    let Some(sep) = s.find("://") else {
+        return redact_conninfo(s);
+    };
+    let rest = &s[sep + 3..];
     let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.to_ascii_lowercase().find("password=") {
-        let before_ok = i == 0 || matches!(rest.as_bytes()[i - 1], b'?' | b'&' | b' ' | b'\t');
-        out.push_str(&rest[..i + 9]);
-        rest = &rest[i + 9..];
-        if !before_ok {
+    out.push_str(&s[..sep + 3]);
+    let tail = match rest.rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            match userinfo.find(':') {
+                Some(colon) => {
+                    out.push_str(&userinfo[..colon]);
+                    out.push_str(":***");
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push('@');
+            &rest[at + 1..]
+        }
+        None => rest,
+    };
+    match tail.split_once('?') {
+        Some((before, query)) => {
+            out.push_str(before);
+            out.push('?');
+            out.push_str(&redact_query(query));
+        }
+        None => out.push_str(tail),
+    }
+    out
+}
+
+fn is_secret_param(name: &str) -> bool {
+    let name = percent_encoding::percent_decode_str(name.trim()).decode_utf8_lossy();
+    name.eq_ignore_ascii_case("password") || name.eq_ignore_ascii_case("sslpassword")
+}
+
+/// `a=1&password=x` → `a=1&password=***`.
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if is_secret_param(name) => format!("{name}=***"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// libpq keyword/value syntax: `password = 'a \' b'` → `password = ***`. Anything else is
+/// copied as it is; text that is not conninfo at all comes back unchanged.
+fn redact_conninfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let ws = |i: usize| i < b.len() && b[i].is_ascii_whitespace();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    // Every index the loop slices at is 0, the length, or that of an ASCII byte, so a char
+    // boundary.
+    while i < b.len() {
+        let start = i;
+        while ws(i) {
+            i += 1;
+        }
+        let kw_start = i;
+        while i < b.len() && b[i] != b'=' && !ws(i) {
+            i += 1;
+        }
+        let keyword = &s[kw_start..i];
+        while ws(i) {
+            i += 1;
+        }
+        if i >= b.len() || b[i] != b'=' {
+            out.push_str(&s[start..i]);
             continue;
         }
-        let end = if let Some(quoted) = rest.strip_prefix('\'') {
-            quoted.find('\'').map(|e| e + 2).unwrap_or(rest.len())
+        i += 1;
+        while ws(i) {
+            i += 1;
+        }
+        out.push_str(&s[start..i]);
+        let value_start = i;
+        if i < b.len() && b[i] == b'\'' {
+            i += 1;
+            while i < b.len() && b[i] != b'\'' {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            i = (i + 1).min(b.len());
         } else {
-            rest.find([sep, '&', ' ', '#']).unwrap_or(rest.len())
-        };
-        out.push_str("***");
-        rest = &rest[end..];
+            while i < b.len() && !ws(i) {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            i = i.min(b.len());
+        }
+        if is_secret_param(keyword) {
+            out.push_str("***");
+        } else {
+            out.push_str(&s[value_start..i]);
+        }
     }
-    out.push_str(rest);
     out
+}
+
+/// Redacts every URL and conninfo password in free text (an error message quoting a line).
+fn redact_text(text: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|line| {
+            let urls_hidden: String = line
+                .split_inclusive(|c: char| c.is_ascii_whitespace())
+                .map(|word| {
+                    if word.contains("://") {
+                        redact_url(word)
+                    } else {
+                        word.to_string()
+                    }
+                })
+                .collect();
+            redact_conninfo(&urls_hidden)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -817,9 +1118,10 @@ mod tests {
 
     fn opts(env: &[(&str, &str)]) -> LoadOptions {
         LoadOptions {
-            cwd: std::env::temp_dir(),
+            // An empty directory: no pgshift.toml or .env to pick up by accident.
+            cwd: PathBuf::from("/nonexistent-pgshift-test-dir"),
             config_path: None,
-            dotenv: false,
+            dotenv: true,
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -828,8 +1130,28 @@ mod tests {
         }
     }
 
+    fn in_dir(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> LoadOptions {
+        LoadOptions {
+            cwd: dir.path().to_path_buf(),
+            ..opts(env)
+        }
+    }
+
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn reference_path() -> PathBuf {
+        PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/pgshift.toml"
+        ))
+    }
+
     #[test]
-    fn defaults_are_the_specs() {
+    fn defaults_match_the_spec() {
         let s = load(&opts(&[])).unwrap();
         assert_eq!(s.pool_size, 15);
         assert_eq!(s.connect_timeout, Duration::from_millis(30_000));
@@ -840,111 +1162,547 @@ mod tests {
         assert_eq!(s.health_check_timeout, Duration::from_millis(30_000));
         assert_eq!(s.readiness_check_timeout, Duration::from_millis(30_000));
         assert_eq!(s.lock_timeout, Duration::from_secs(5));
+        assert_eq!(s.statement_timeout, Duration::ZERO);
+        assert_eq!(s.retries, 5);
+        assert_eq!(s.deploy_lock_timeout, Duration::from_secs(600));
+        assert_eq!(s.backup_dir, PathBuf::from("backups"));
+        assert_eq!(s.reports_dir, PathBuf::from("reports"));
+        assert_eq!(
+            (s.ledger_schema.as_str(), s.ledger_table.as_str()),
+            ("public", "__drizzle_migrations")
+        );
+        assert_eq!(
+            (s.drizzle_schema.as_str(), s.drizzle_table.as_str()),
+            ("drizzle", "__drizzle_migrations")
+        );
+        assert!(!s.ssl);
+        assert_eq!(s.sslmode, None);
+        assert_eq!(s.database_url, None);
+        assert_eq!(s.config_file, None);
+        assert!(s.origins.values().all(|o| *o == Origin::Default));
+        assert_eq!(s.origins.len(), s.entries().len());
     }
 
     #[test]
-    fn layers_override_in_order_and_remember_their_origin() {
+    fn each_layer_overrides_the_previous_and_records_its_origin() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("pgshift.toml"),
-            "pool-size = 3\nlock-timeout = \"2s\"\nretries = 9\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join(".env"),
-            "DATABASE_CONNECTION_POOL_SIZE=4\nPGSHIFT_RETRIES=8\n",
-        )
-        .unwrap();
-        let mut o = opts(&[("DATABASE_CONNECTION_POOL_SIZE", "5")]);
-        o.cwd = dir.path().to_path_buf();
-        o.dotenv = true;
+        let toml = write(
+            &dir,
+            "pgshift.toml",
+            "pool-size = 3\nretries = 9\nlock-timeout = \"2s\"\nconnect-timeout = 1000\n\
+             [ledger]\nschema = \"ops\"\n",
+        );
+        let dotenv = write(
+            &dir,
+            ".env",
+            "# comment\nDATABASE_CONNECTION_POOL_SIZE=4\nPGSHIFT_RETRIES=8\n\
+             PGSHIFT_LOCK_TIMEOUT=3s\n",
+        );
+        let mut o = in_dir(
+            &dir,
+            &[
+                ("DATABASE_CONNECTION_POOL_SIZE", "5"),
+                ("PGSHIFT_LOCK_TIMEOUT", "4s"),
+            ],
+        );
         o.overrides.lock_timeout = Some(Duration::from_millis(700));
+
         let s = load(&o).unwrap();
+        assert_eq!(s.config_file.as_deref(), Some(toml.as_path()));
+        // toml only
+        assert_eq!(s.connect_timeout, Duration::from_secs(1));
+        assert_eq!(s.origins["connect-timeout"], Origin::File(toml.clone()));
+        assert_eq!(s.ledger_schema, "ops");
+        assert_eq!(s.origins["ledger.schema"], Origin::File(toml.clone()));
+        assert_eq!(s.origins["ledger.table"], Origin::Default);
+        // .env over toml
+        assert_eq!(s.retries, 8);
+        assert_eq!(
+            s.origins["retries"],
+            Origin::DotEnv {
+                path: dotenv.clone(),
+                var: "PGSHIFT_RETRIES".into()
+            }
+        );
+        // env over .env
         assert_eq!(s.pool_size, 5);
         assert_eq!(
             s.origins["pool-size"],
-            Origin::Env {
-                var: "DATABASE_CONNECTION_POOL_SIZE".into()
-            }
+            Origin::Env("DATABASE_CONNECTION_POOL_SIZE".into())
         );
-        assert_eq!(s.retries, 8);
-        assert!(
-            matches!(&s.origins["retries"], Origin::DotEnv { var, .. } if var == "PGSHIFT_RETRIES")
-        );
+        // flag over env
         assert_eq!(s.lock_timeout, Duration::from_millis(700));
         assert_eq!(s.origins["lock-timeout"], Origin::Flag);
+        // untouched
+        assert_eq!(s.origins["idle-timeout"], Origin::Default);
+
+        // --no-dotenv: the file's value shows through again.
         o.dotenv = false;
         let s = load(&o).unwrap();
         assert_eq!(s.retries, 9);
-        assert!(matches!(s.origins["retries"], Origin::File { .. }));
+        assert_eq!(s.origins["retries"], Origin::File(toml));
+
+        // The process environment is never modified.
+        assert!(std::env::var("PGSHIFT_RETRIES").is_err());
     }
 
     #[test]
-    fn bad_values_name_the_variable_and_hide_secrets() {
-        let err = load(&opts(&[("DATABASE_CONNECTION_POOL_SIZE", "abc")])).unwrap_err();
-        assert!(
-            err.to_string().contains("DATABASE_CONNECTION_POOL_SIZE"),
-            "{err}"
+    fn every_env_var_and_flag_is_applied() {
+        let s = load(&opts(&[
+            ("DATABASE_URL", "postgresql://u:pw@h/db"),
+            ("DATABASE_SSL", "true"),
+            ("PGSSLMODE", "verify-full"),
+            ("PGSSLROOTCERT", "/ca.pem"),
+            ("PGHOST", "h"),
+            ("PGPORT", "6543"),
+            ("PGUSER", "u"),
+            ("PGPASSWORD", "pw"),
+            ("PGDATABASE", "db"),
+            ("DATABASE_CONNECTION_POOL_SIZE", "2"),
+            ("DATABASE_CONNECTION_TIMEOUT", "1000"),
+            ("DATABASE_IDLE_TIMEOUT", "2000"),
+            ("DATABASE_MAX_LIFETIME", "3000"),
+            ("HEALTH_CHECK_TIMEOUT", "4000"),
+            ("READINESS_CHECK_TIMEOUT", "5000"),
+            ("PGSHIFT_MIGRATIONS", "db/migrations"),
+            ("PGSHIFT_REPORTS_DIR", "out"),
+            ("PGSHIFT_LOCK_TIMEOUT", "500ms"),
+            ("PGSHIFT_STATEMENT_TIMEOUT", "2min"),
+            ("PGSHIFT_RETRIES", "1"),
+            ("PGSHIFT_DEPLOY_LOCK_TIMEOUT", "1h"),
+            ("BACKUP_RETENTION_DAYS", "7"),
+            ("BACKUP_COMPRESSION_LEVEL", "19"),
+            ("PGSHIFT_BACKUP_DIR", "bk"),
+        ]))
+        .unwrap();
+        assert_eq!(s.database_url.as_deref(), Some("postgresql://u:pw@h/db"));
+        assert!(s.ssl);
+        assert_eq!(s.sslmode, Some(SslMode::VerifyFull));
+        assert_eq!(s.sslrootcert, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(
+            s.pg,
+            PgEnv {
+                host: Some("h".into()),
+                port: Some(6543),
+                user: Some("u".into()),
+                password: Some("pw".into()),
+                database: Some("db".into()),
+            }
         );
+        assert_eq!(s.pool_size, 2);
+        assert_eq!(s.connect_timeout, Duration::from_millis(1000));
+        assert_eq!(s.idle_timeout, Duration::from_millis(2000));
+        assert_eq!(s.max_lifetime, Duration::from_millis(3000));
+        assert_eq!(s.health_check_timeout, Duration::from_millis(4000));
+        assert_eq!(s.readiness_check_timeout, Duration::from_millis(5000));
+        assert_eq!(s.migrations_dir, Some(PathBuf::from("db/migrations")));
+        assert_eq!(s.reports_dir, PathBuf::from("out"));
+        assert_eq!(s.lock_timeout, Duration::from_millis(500));
+        assert_eq!(s.statement_timeout, Duration::from_secs(120));
+        assert_eq!(s.retries, 1);
+        assert_eq!(s.deploy_lock_timeout, Duration::from_secs(3600));
+        assert_eq!(s.backup_retention_days, 7);
+        assert_eq!(s.backup_compression_level, 19);
+        assert_eq!(s.backup_dir, PathBuf::from("bk"));
+        // Every env-settable key now comes from the environment.
+        for (var, key) in ENV_VARS {
+            assert_eq!(s.origins[*key], Origin::Env(var.to_string()), "{key}");
+        }
+
+        let mut o = opts(&[("PGSHIFT_RETRIES", "3")]);
+        o.overrides = Overrides {
+            database_url: Some("postgresql://flag@h/db".into()),
+            migrations_dir: Some("m".into()),
+            sslmode: Some(SslMode::Disable),
+            lock_timeout: Some(Duration::ZERO),
+            statement_timeout: Some(Duration::from_secs(1)),
+            retries: Some(2),
+            deploy_lock_timeout: Some(Duration::from_secs(2)),
+            reports_dir: Some("r".into()),
+            pool_size: Some(4),
+        };
+        let s = load(&o).unwrap();
+        assert_eq!(s.database_url.as_deref(), Some("postgresql://flag@h/db"));
+        assert_eq!(s.migrations_dir, Some(PathBuf::from("m")));
+        assert_eq!(s.sslmode, Some(SslMode::Disable));
+        assert_eq!(s.lock_timeout, Duration::ZERO);
+        assert_eq!(s.statement_timeout, Duration::from_secs(1));
+        assert_eq!(s.retries, 2);
+        assert_eq!(s.deploy_lock_timeout, Duration::from_secs(2));
+        assert_eq!(s.reports_dir, PathBuf::from("r"));
+        assert_eq!(s.pool_size, 4);
+        let flagged: Vec<_> = s
+            .origins
+            .iter()
+            .filter(|(_, o)| **o == Origin::Flag)
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(flagged.len(), 9, "{flagged:?}");
+    }
+
+    #[test]
+    fn empty_env_values_count_as_unset() {
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir, ".env", "PGSHIFT_RETRIES=7\n");
+        let s = load(&in_dir(
+            &dir,
+            &[("PGSHIFT_RETRIES", ""), ("DATABASE_URL", " ")],
+        ))
+        .unwrap();
+        assert_eq!(s.retries, 7);
+        assert_eq!(s.database_url, None);
+    }
+
+    #[test]
+    fn database_ssl_accepts_the_usual_spellings() {
+        for v in ["true", "TRUE", "1", "yes", "on", " On "] {
+            assert!(load(&opts(&[("DATABASE_SSL", v)])).unwrap().ssl, "{v}");
+        }
+        for v in ["false", "False", "0", "no", "off"] {
+            assert!(!load(&opts(&[("DATABASE_SSL", v)])).unwrap().ssl, "{v}");
+        }
         let err = load(&opts(&[("DATABASE_SSL", "maybe")])).unwrap_err();
-        assert!(err.to_string().contains("DATABASE_SSL"), "{err}");
-        assert!(load(&opts(&[("DATABASE_SSL", "true")])).unwrap().ssl);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("DATABASE_SSL") && msg.contains("`maybe`"),
+            "{msg}"
+        );
+        assert!(matches!(err, ConfigError::InvalidValue { ref key, .. } if key == "ssl"));
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        let cases = [
+            ("DATABASE_CONNECTION_POOL_SIZE", "abc"),
+            ("DATABASE_CONNECTION_POOL_SIZE", "0"),
+            ("DATABASE_CONNECTION_POOL_SIZE", "-1"),
+            ("DATABASE_CONNECTION_TIMEOUT", "soon"),
+            ("DATABASE_IDLE_TIMEOUT", "1.5"),
+            ("PGPORT", "99999"),
+            ("PGSSLMODE", "strict"),
+            ("BACKUP_COMPRESSION_LEVEL", "40"),
+            ("BACKUP_COMPRESSION_LEVEL", "0"),
+            ("BACKUP_RETENTION_DAYS", "a month"),
+            ("PGSHIFT_LOCK_TIMEOUT", "5 parsecs"),
+            ("PGSHIFT_RETRIES", "0"),
+        ];
+        for (var, value) in cases {
+            let err = load(&opts(&[(var, value)])).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                msg.contains(var) && msg.contains(&format!("`{value}`")),
+                "{var}={value}: {msg}"
+            );
+            assert!(
+                matches!(&err, ConfigError::InvalidValue { origin: Origin::Env(v), .. } if v == var),
+                "{err:?}"
+            );
+        }
         let err = load(&opts(&[("BACKUP_COMPRESSION_LEVEL", "40")])).unwrap_err();
         assert!(err.to_string().contains("1 to 22"), "{err}");
     }
 
     #[test]
-    fn unknown_toml_key_and_missing_config_file_are_errors() {
+    fn invalid_secret_values_are_not_echoed() {
+        // No value of DATABASE_URL is invalid today; check the rule on the message builder.
+        let err = ConfigError::InvalidValue {
+            key: "pgpassword".into(),
+            value: None,
+            origin: Origin::Env("PGPASSWORD".into()),
+            expected: "text".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "environment variable PGPASSWORD has invalid value (hidden): expected text; fix or \
+             remove it"
+        );
+    }
+
+    #[test]
+    fn dotenv_errors_and_values() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pgshift.toml"), "pool-sise = 3\n").unwrap();
-        let mut o = opts(&[]);
-        o.cwd = dir.path().to_path_buf();
+        write(
+            &dir,
+            ".env",
+            "\u{feff}export PGSHIFT_RETRIES=\"3\"\nPGSHIFT_REPORTS_DIR='my reports' # note\n\
+             PGSHIFT_RETRIES=4\n",
+        );
+        let s = load(&in_dir(&dir, &[])).unwrap();
+        assert_eq!(s.retries, 4, "later lines win");
+        assert_eq!(s.reports_dir, PathBuf::from("my reports"));
+
+        let path = write(
+            &dir,
+            ".env",
+            "PGSHIFT_RETRIES=3\n\nDATABASE_URL=\"postgresql://u:hunter2@h/db\n",
+        );
+        let err = load(&in_dir(&dir, &[])).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::DotEnvSyntax { path: p, line: 3 } if *p == path),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains(".env") && msg.contains("line 3") && !msg.contains("hunter2"),
+            "{msg}"
+        );
+        // A broken .env is not read at all with --no-dotenv.
+        let mut o = in_dir(&dir, &[]);
+        o.dotenv = false;
+        assert!(load(&o).is_ok());
+
+        // A bad value in .env names the variable and the file.
+        write(&dir, ".env", "DATABASE_CONNECTION_POOL_SIZE=many\n");
+        let msg = load(&in_dir(&dir, &[])).unwrap_err().to_string();
+        assert!(
+            msg.contains("DATABASE_CONNECTION_POOL_SIZE in ") && msg.contains(".env"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn toml_values_and_durations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            "pgshift.toml",
+            r#"
+database-url = "postgresql://app@db/app"
+ssl = true
+sslmode = "verify-ca"
+sslrootcert = "ca.pem"
+connect-timeout = "2s"
+idle-timeout = "off"
+max-lifetime = "1h"
+statement-timeout = "0"
+deploy-lock-timeout = "2min"
+health-check-timeout = "250ms"
+readiness-check-timeout = "1500"
+migrations = "db"
+reports-dir = "out"
+
+[drizzle]
+table = "migs"
+
+[backup]
+retention-days = 3
+compression-level = 22
+dir = "/var/backups"
+encrypt-with = "key"  # a key from a newer pgshift: ignored
+
+[monitor]
+anything = { goes = [1, 2] }
+"#,
+        );
+        let s = load(&in_dir(&dir, &[])).unwrap();
+        assert_eq!(s.database_url.as_deref(), Some("postgresql://app@db/app"));
+        assert!(s.ssl);
+        assert_eq!(s.sslmode, Some(SslMode::VerifyCa));
+        assert_eq!(s.sslrootcert, Some(PathBuf::from("ca.pem")));
+        assert_eq!(s.connect_timeout, Duration::from_secs(2));
+        assert_eq!(s.idle_timeout, Duration::ZERO);
+        assert_eq!(s.max_lifetime, Duration::from_secs(3600));
+        assert_eq!(s.statement_timeout, Duration::ZERO);
+        assert_eq!(s.deploy_lock_timeout, Duration::from_secs(120));
+        assert_eq!(s.health_check_timeout, Duration::from_millis(250));
+        assert_eq!(s.readiness_check_timeout, Duration::from_millis(1500));
+        assert_eq!(s.migrations_dir, Some(PathBuf::from("db")));
+        assert_eq!(s.reports_dir, PathBuf::from("out"));
+        assert_eq!(s.drizzle_table, "migs");
+        assert_eq!(s.drizzle_schema, "drizzle");
+        assert_eq!(s.backup_retention_days, 3);
+        assert_eq!(s.backup_compression_level, 22);
+        assert_eq!(s.backup_dir, PathBuf::from("/var/backups"));
+        assert_eq!(s.origins["backup.dir"], Origin::File(path));
+
+        for (text, needle) in [
+            ("lock-timeout = \"5 parsecs\"\n", "lock-timeout"),
+            ("lock-timeout = -1\n", "lock-timeout"),
+            ("sslmode = \"strict\"\n", "strict"),
+            ("pool-size = \"many\"\n", "pool-size"),
+            (
+                "[backup]\ncompression-level = \"high\"\n",
+                "compression-level",
+            ),
+            ("[ledger]\nname = \"x\"\n", "name"),
+        ] {
+            write(&dir, "pgshift.toml", text);
+            let err = load(&in_dir(&dir, &[])).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                matches!(err, ConfigError::Toml { .. }) && msg.contains(needle),
+                "{text}: {msg}"
+            );
+        }
+
+        // Range checks blame the file.
+        write(&dir, "pgshift.toml", "[backup]\ncompression-level = 30\n");
+        let msg = load(&in_dir(&dir, &[])).unwrap_err().to_string();
+        assert!(
+            msg.contains("`backup.compression-level` in ") && msg.contains("pgshift.toml"),
+            "{msg}"
+        );
+        write(&dir, "pgshift.toml", "[ledger]\ntable = \"\"\n");
+        assert!(load(&in_dir(&dir, &[])).is_err());
+    }
+
+    #[test]
+    fn unknown_toml_key_errors_with_the_path_and_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, "pgshift.toml", "retries = 2\npool-sise = 3\n");
+        let err = load(&in_dir(&dir, &[])).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Toml { path: p, .. } if *p == path),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("pool-sise")
+                && msg.contains(&path.display().to_string())
+                && msg.contains("line 2"),
+            "{msg}"
+        );
+
+        write(&dir, "pgshift.toml", "[replication]\nslot = \"x\"\n");
+        let msg = load(&in_dir(&dir, &[])).unwrap_err().to_string();
+        assert!(msg.contains("replication"), "{msg}");
+    }
+
+    #[test]
+    fn toml_errors_do_not_leak_the_url_password() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            &dir,
+            "pgshift.toml",
+            "databse-url = \"postgresql://u:hunter2@h/db\"\n",
+        );
+        let msg = load(&in_dir(&dir, &[])).unwrap_err().to_string();
+        assert!(
+            msg.contains("databse-url") && !msg.contains("hunter2"),
+            "{msg}"
+        );
+        write(
+            &dir,
+            "pgshift.toml",
+            "database-url = \"host=h password=hunter2\" x\n",
+        );
+        let msg = load(&in_dir(&dir, &[])).unwrap_err().to_string();
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn config_flag_reads_that_file_and_a_missing_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir, "pgshift.toml", "retries = 2\n");
+        let other = write(&dir, "ci.toml", "retries = 3\n");
+        let mut o = in_dir(&dir, &[]);
+        o.config_path = Some("ci.toml".into());
+        let s = load(&o).unwrap();
+        assert_eq!(s.retries, 3);
+        assert_eq!(s.config_file, Some(other.clone()));
+        assert_eq!(s.origins["retries"].to_string(), "ci.toml");
+
+        o.config_path = Some("nope.toml".into());
         let err = load(&o).unwrap_err();
         assert!(
-            err.to_string().contains("pool-sise") && err.to_string().contains("pgshift.toml"),
-            "{err}"
+            matches!(&err, ConfigError::FileNotFound { path } if *path == dir.path().join("nope.toml")),
+            "{err:?}"
         );
-        o.config_path = Some("nope.toml".into());
-        assert!(matches!(load(&o), Err(ConfigError::FileNotFound { .. })));
+        assert!(err.to_string().contains("nope.toml"), "{err}");
+
+        // Without --config, a missing pgshift.toml is fine.
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(load(&in_dir(&empty, &[])).unwrap().config_file, None);
     }
 
     #[test]
-    fn reference_config_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/pgshift.toml");
-        let mut o = opts(&[]);
-        o.config_path = Some(path);
-        let s = load(&o).unwrap();
-        assert_eq!(s.ledger_table, "__drizzle_migrations");
+    fn origin_display_and_json() {
+        let dotenv = Origin::DotEnv {
+            path: "/app/.env".into(),
+            var: "DATABASE_URL".into(),
+        };
+        assert_eq!(Origin::Default.to_string(), "default");
+        assert_eq!(
+            Origin::File("/app/pgshift.toml".into()).to_string(),
+            "pgshift.toml"
+        );
+        assert_eq!(dotenv.to_string(), ".env (DATABASE_URL)");
+        assert_eq!(
+            Origin::Env("DATABASE_URL".into()).to_string(),
+            "env DATABASE_URL"
+        );
+        assert_eq!(Origin::Flag.to_string(), "flag");
+        assert_eq!(
+            serde_json::to_value(&dotenv).unwrap(),
+            serde_json::json!({"kind": "dotenv", "path": "/app/.env", "var": "DATABASE_URL"})
+        );
+        assert_eq!(
+            serde_json::to_value(Origin::Env("X".into())).unwrap(),
+            serde_json::json!({"kind": "env", "var": "X"})
+        );
+        assert_eq!(
+            serde_json::to_value(Origin::Flag).unwrap(),
+            serde_json::json!({"kind": "flag"})
+        );
     }
 
     #[test]
-    fn redaction() {
+    fn sslmode_spellings() {
+        for (text, mode) in [
+            ("disable", SslMode::Disable),
+            ("allow", SslMode::Allow),
+            ("prefer", SslMode::Prefer),
+            ("require", SslMode::Require),
+            ("verify-ca", SslMode::VerifyCa),
+            ("Verify-Full", SslMode::VerifyFull),
+        ] {
+            assert_eq!(text.parse::<SslMode>(), Ok(mode));
+            assert_eq!(mode.to_string(), text.to_ascii_lowercase());
+            assert_eq!(
+                serde_json::to_value(mode).unwrap(),
+                serde_json::json!(text.to_ascii_lowercase())
+            );
+        }
+        let err = "verify_full".parse::<SslMode>().unwrap_err();
+        assert!(err.to_string().contains("verify-full"), "{err}");
+    }
+
+    #[test]
+    fn entries_redact_secrets_and_show_origins() {
+        let s = load(&opts(&[
+            ("DATABASE_URL", "postgresql://u:hunter2@h/db"),
+            ("PGPASSWORD", "hunter3"),
+        ]))
+        .unwrap();
+        let entries = s.entries();
+        let get = |k: &str| entries.iter().find(|e| e.key == k).unwrap();
+        assert_eq!(get("database-url").value, "postgresql://u:***@h/db");
         assert_eq!(
-            redact_url("postgresql://u:secret@h:5432/db"),
-            "postgresql://u:***@h:5432/db"
+            get("database-url").origin,
+            Origin::Env("DATABASE_URL".into())
         );
-        assert_eq!(redact_url("postgresql://u@h/db"), "postgresql://u@h/db");
+        assert_eq!(get("pgpassword").value, "***");
+        assert_eq!(get("pghost").value, "(not set)");
+        assert_eq!(get("connect-timeout").value, "30s");
+        assert_eq!(get("statement-timeout").value, "off");
+        assert_eq!(get("deploy-lock-timeout").value, "10min");
+        assert_eq!(get("max-lifetime").value, "1h");
+        assert_eq!(get("ledger.table").value, "__drizzle_migrations");
+        assert_eq!(get("ledger.table").origin, Origin::Default);
+        let json = serde_json::to_string(&entries).unwrap();
+        assert!(
+            !json.contains("hunter2") && !json.contains("hunter3"),
+            "{json}"
+        );
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(
-            redact_url("postgres://u:p%40ss:w@h/db?sslmode=require"),
-            "postgres://u:***@h/db?sslmode=require"
+            parse_duration_value(&format_duration(Duration::from_millis(1500))),
+            Some(Duration::from_millis(1500))
         );
-        assert_eq!(
-            redact_url("postgresql://h/db?user=u&password=secret&x=1"),
-            "postgresql://h/db?user=u&password=***&x=1"
-        );
-        assert_eq!(
-            redact_url("host=h password=secret user=u"),
-            "host=h password=*** user=u"
-        );
-        assert_eq!(
-            redact_url("host=h password='a b' user=u"),
-            "host=h password=*** user=u"
-        );
-        assert_eq!(redact_url("not a url :: @@"), "not a url :: @@");
-        assert_eq!(
-            redact_url("postgresql://u:p/s@ss@h/db"),
-            "postgresql://u:***@h/db"
-        );
+    }
+
+    #[test]
+    fn debug_does_not_leak_secrets() {
         let s = Settings {
             database_url: Some("postgresql://u:hunter2@h/db".into()),
             pg: PgEnv {
@@ -953,10 +1711,178 @@ mod tests {
             },
             ..Settings::defaults()
         };
-        let shown = format!("{s:?}");
+        let shown = format!("{s:?} {s:#?}");
         assert!(
             !shown.contains("hunter2") && !shown.contains("hunter3"),
             "{shown}"
         );
+        assert!(shown.contains("postgresql://u:***@h/db"), "{shown}");
+
+        let mut o = opts(&[("PGPASSWORD", "hunter3")]);
+        o.overrides.database_url = Some("postgresql://u:hunter2@h/db".into());
+        let shown = format!("{o:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("hunter3"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn redact_url_hides_passwords() {
+        let cases = [
+            // URL with and without a password
+            (
+                "postgresql://u:secret@h:5432/db",
+                "postgresql://u:***@h:5432/db",
+            ),
+            ("postgresql://u@h/db", "postgresql://u@h/db"),
+            ("postgres://h:5432/db", "postgres://h:5432/db"),
+            (
+                "postgresql://u:pw@h1:5432,h2:5433/db?target_session_attrs=read-write",
+                "postgresql://u:***@h1:5432,h2:5433/db?target_session_attrs=read-write",
+            ),
+            // password in the query
+            (
+                "postgresql://h/db?user=u&password=secret&sslmode=require",
+                "postgresql://h/db?user=u&password=***&sslmode=require",
+            ),
+            (
+                "postgresql://h/db?password=x",
+                "postgresql://h/db?password=***",
+            ),
+            (
+                "postgresql://u:pw@h/db?sslpassword=k&PASSWORD=x",
+                "postgresql://u:***@h/db?sslpassword=***&PASSWORD=***",
+            ),
+            // percent-encoded @ and : in the password
+            (
+                "postgres://u:p%40ss%3Aw@h/db?sslmode=require",
+                "postgres://u:***@h/db?sslmode=require",
+            ),
+            // unencoded @ : / ? in the password: hidden whole
+            ("postgres://u:p@ss:w@h/db", "postgres://u:***@h/db"),
+            ("postgresql://u:p/s@ss@h/db", "postgresql://u:***@h/db"),
+            ("postgresql://u:pa?ss@h/db", "postgresql://u:***@h/db"),
+            ("postgresql://u:12/x@h/db", "postgresql://u:***@h/db"),
+            // conninfo
+            (
+                "host=h password=secret user=u",
+                "host=h password=*** user=u",
+            ),
+            (
+                "host=h password = 'a \\' b' dbname=d",
+                "host=h password = *** dbname=d",
+            ),
+            ("password=secret", "password=***"),
+            ("host=h sslpassword=k", "host=h sslpassword=***"),
+            ("host=h passwordx=y", "host=h passwordx=y"),
+            // garbage
+            ("", ""),
+            ("not a url :: @@", "not a url :: @@"),
+            ("://", "://"),
+            ("://@", "://@"),
+            (":// : @", ":// :***@"),
+            ("password='unterminated", "password=***"),
+            ("password=", "password=***"),
+            ("host=h password", "host=h password"),
+            ("é=ü password=ß\\", "é=ü password=***"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_url(input), want, "input: {input}");
+        }
+        for secret_bearing in [
+            "postgresql://u:s3cr3t@",
+            "x://:s3cr3t@@@",
+            "postgresql://u:s3cr3t@h/db?application_name=a@b",
+            "\u{1F600}://u:s3cr3t@h",
+            "password=\\s3cr3t",
+        ] {
+            let shown = redact_url(secret_bearing);
+            assert!(!shown.contains("s3cr3t"), "{secret_bearing} -> {shown}");
+        }
+    }
+
+    #[test]
+    fn redact_url_never_panics() {
+        let alphabet = [
+            "a", ":", "@", "/", "?", "&", "=", "'", "\\", " ", "é", "%", "#",
+        ];
+        // Every string of up to four symbols.
+        let mut inputs = vec![String::new()];
+        for _ in 0..4 {
+            inputs = inputs
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            for s in &inputs {
+                let _ = redact_url(s);
+                let _ = redact_url(&format!("x://{s}"));
+                let _ = redact_url(&format!("password={s}"));
+            }
+        }
+    }
+
+    #[test]
+    fn reference_config_parses_and_documents_every_key() {
+        let path = reference_path();
+        let text = std::fs::read_to_string(&path).unwrap();
+
+        // As shipped: it loads, and every value it sets is the default.
+        let mut o = opts(&[]);
+        o.config_path = Some(path.clone());
+        let s = load(&o).unwrap();
+        let defaults = Settings::defaults();
+        for (got, want) in s.entries().iter().zip(defaults.entries()) {
+            assert_eq!(
+                got.value, want.value,
+                "{} differs from the default",
+                got.key
+            );
+        }
+
+        // Uncommented (`# key = value` → `key = value`): every key is known.
+        let dir = tempfile::tempdir().unwrap();
+        let uncommented: String = text
+            .lines()
+            .map(|line| {
+                let body = line.strip_prefix("# ").unwrap_or(line);
+                let is_setting = body.split_once('=').is_some_and(|(k, _)| {
+                    let k = k.trim();
+                    !k.is_empty()
+                        && k.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                });
+                format!("{}\n", if is_setting { body } else { line })
+            })
+            .collect();
+        let p = write(&dir, "uncommented.toml", &uncommented);
+        let mut o = opts(&[]);
+        o.config_path = Some(p);
+        let s = load(&o).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+
+        // Every file-settable key appears in the reference.
+        let settable: Vec<&String> = s
+            .origins
+            .iter()
+            .filter(|(_, o)| matches!(o, Origin::File(_)))
+            .map(|(k, _)| k)
+            .collect();
+        let env_only = ["pghost", "pgport", "pguser", "pgpassword", "pgdatabase"];
+        for e in s.entries() {
+            if !env_only.contains(&e.key.as_str()) {
+                assert!(
+                    settable.contains(&&e.key),
+                    "docs/pgshift.toml lacks {}",
+                    e.key
+                );
+            }
+        }
+        // And every environment variable is mentioned.
+        for (var, _) in ENV_VARS {
+            assert!(
+                text.contains(var),
+                "docs/pgshift.toml does not mention {var}"
+            );
+        }
     }
 }

@@ -120,6 +120,10 @@ pub enum DbError {
         "the deploy lock was taken by backend {holder} but this session now runs on backend {ours}: the connection goes through a transaction-pooling proxy (PgBouncer pool_mode=transaction?), where session locks and session settings do not hold; run migrations over a direct connection (the provider's non-pooled URL) or a session-pooling port"
     )]
     TransactionPooler { holder: i32, ours: i32 },
+    #[error(
+        "{context}: the server lost this session's prepared statement: the connection goes through a transaction-pooling proxy (PgBouncer pool_mode=transaction?), where session locks and prepared statements do not hold; run migrations over a direct connection (the provider's non-pooled URL) or a session-pooling port"
+    )]
+    PoolerLostSession { context: String },
 }
 
 fn hint_suffix(h: &Option<String>) -> String {
@@ -133,6 +137,13 @@ impl DbError {
     pub fn query(context: impl Into<String>, err: tokio_postgres::Error) -> Self {
         let context = context.into();
         match PgError::from_driver(&err) {
+            // "prepared statement s0 does not exist / already exists": another session's state.
+            Some(pg)
+                if matches!(pg.code.as_str(), "26000" | "42P05")
+                    && pg.message.contains("prepared statement") =>
+            {
+                DbError::PoolerLostSession { context }
+            }
             Some(pg) => {
                 let hint = privilege_hint(&pg);
                 DbError::Query { context, pg, hint }
@@ -165,7 +176,9 @@ impl DbError {
     pub fn is_connection(&self) -> bool {
         matches!(
             self,
-            DbError::ConnectTimeout { .. }
+            DbError::TransactionPooler { .. }
+                | DbError::PoolerLostSession { .. }
+                | DbError::ConnectTimeout { .. }
                 | DbError::Connect { .. }
                 | DbError::ConnectionLost { .. }
         )
@@ -695,6 +708,23 @@ pub struct LockHolder {
     pub since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+impl LockHolder {
+    /// True when the holder's `application_name` names a pgshift process on this machine that
+    /// is no longer running (see [`application_name`]).
+    pub fn is_orphaned(&self) -> bool {
+        let mut parts = self.application_name.split(' ');
+        let (Some(tool), Some(host), Some(pid)) = (parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
+        let ours = gethostname::gethostname().to_string_lossy().into_owned();
+        tool.starts_with("pgshift/")
+            && host == ours
+            && pid.parse::<u32>().is_ok_and(|p| {
+                p != std::process::id() && !Path::new(&format!("/proc/{p}")).exists()
+            })
+    }
+}
+
 impl fmt::Display for LockHolder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "pid {}", self.pid)?;
@@ -741,23 +771,34 @@ impl DeployLock {
         self.key
     }
 
+    /// The key of the transaction-level lock each migration transaction takes. It must differ
+    /// from [`DeployLock::key`]: behind a transaction pooler a transaction can land on another
+    /// backend than the session lock, and the two would then wait on each other.
+    pub fn tx_key(&self) -> i64 {
+        self.key.wrapping_add(1)
+    }
+
     /// Takes the lock, waiting up to `wait`. `on_wait` is called about every 5 s with the holder.
+    /// Returns the backend pid that took the lock.
     pub async fn acquire(
         &self,
         client: &Client,
         wait: Duration,
         mut on_wait: impl FnMut(Option<&LockHolder>, Duration),
-    ) -> Result<(), DbError> {
+    ) -> Result<i32, DbError> {
         let started = Instant::now();
         let mut delay = Duration::from_millis(50);
         let mut last_report: Option<Instant> = None;
         loop {
             let row = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&self.key])
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1), pg_backend_pid()",
+                    &[&self.key],
+                )
                 .await
                 .map_err(|e| DbError::query("taking the deploy lock", e))?;
             if row.get::<_, bool>(0) {
-                return Ok(());
+                return Ok(row.get(1));
             }
             let waited = started.elapsed();
             if waited >= wait {
@@ -771,6 +812,15 @@ impl DeployLock {
             }
             if last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
                 let holder = self.holder(client).await?;
+                if let Some(h) = holder.as_ref().filter(|h| h.is_orphaned()) {
+                    // A pgshift of this machine that no longer exists still "holds" the lock: the
+                    // backend outlived it (a pooled server connection). Free it.
+                    tracing::warn!("deploy lock held by {h}, whose pgshift process is gone: terminating that backend");
+                    let _ = client
+                        .query_one("SELECT pg_terminate_backend($1)", &[&h.pid])
+                        .await;
+                    continue;
+                }
                 on_wait(holder.as_ref(), waited);
                 last_report = Some(Instant::now());
             }
@@ -778,6 +828,41 @@ impl DeployLock {
             tokio::time::sleep((delay + jitter).min(wait.saturating_sub(waited))).await;
             delay = (delay * 2).min(Duration::from_millis(1000));
         }
+    }
+
+    /// Checks that the lock taken on backend `lock_pid` is held by the backend this connection
+    /// uses now (`session_pid` was seen earlier on the same connection). Behind a
+    /// transaction-pooling proxy they differ: the lock would protect nothing and stay behind on a
+    /// pooled server connection, so that backend is terminated (it is ours) and an error says
+    /// what to do.
+    pub async fn verify_session(
+        &self,
+        client: &Client,
+        session_pid: i32,
+        lock_pid: i32,
+    ) -> Result<(), DbError> {
+        let now: Result<i32, DbError> = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| DbError::query("checking the deploy lock", e));
+        let now = match now {
+            Ok(now) if session_pid == lock_pid && now == lock_pid => return Ok(()),
+            Ok(now) => now,
+            Err(e) => {
+                let _ = client
+                    .query_one("SELECT pg_terminate_backend($1)", &[&lock_pid])
+                    .await;
+                return Err(e);
+            }
+        };
+        let _ = client
+            .query_one("SELECT pg_terminate_backend($1)", &[&lock_pid])
+            .await;
+        Err(DbError::TransactionPooler {
+            holder: lock_pid,
+            ours: if now == lock_pid { session_pid } else { now },
+        })
     }
 
     /// Releases the lock (also released when the session ends).

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod drizzle;
 pub mod embedded;
 pub mod ledger;
 pub mod migrate;

@@ -20,6 +20,9 @@ use crate::ledger::{Ledger, LedgerRow, RowStatus};
 use crate::source::{self, Migration, MigrationSet};
 use crate::sql::{self, Batch, Statement};
 
+/// SQLSTATE raised by the guard when another process applied the migration first.
+const ALREADY_APPLIED: &str = "PGS01";
+
 /// A place in a migration file, printed rustc-style.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Location {
@@ -454,21 +457,14 @@ impl<'a> Migrator<'a> {
         let pid = crate::db::prepare_migration_session(client).await?;
         self.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
         let lock = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table);
-        lock.acquire(client, self.settings.deploy_lock_timeout, |h, w| {
-            obs.lock_wait(h, w)
-        })
-        .await?;
+        let lock_pid = lock
+            .acquire(client, self.settings.deploy_lock_timeout, |h, w| {
+                obs.lock_wait(h, w)
+            })
+            .await?;
         // Behind a transaction-pooling proxy the lock lands on whichever backend ran that
         // statement: it would protect nothing. Refuse instead of migrating unprotected.
-        if let Some(holder) = lock.holder(client).await? {
-            if holder.pid != pid {
-                return Err(DbError::TransactionPooler {
-                    holder: holder.pid,
-                    ours: pid,
-                }
-                .into());
-            }
-        }
+        lock.verify_session(client, pid, lock_pid).await?;
         let result = self.migrate_locked(client, opts, obs, started).await;
         // The lock goes with the session anyway; release it now so waiters don't wait for us
         // to disconnect. A failure to release is not worth masking the real outcome.
@@ -557,6 +553,7 @@ impl<'a> Migrator<'a> {
             .map(|(_, m)| parse(m))
             .collect::<Result<_, _>>()?;
         let mut applied = Vec::with_capacity(todo.len());
+        let mut elsewhere = 0;
         if opts.single_transaction && !todo.is_empty() {
             applied = self.apply_all_in_one(client, &todo, &parsed, obs).await?;
         } else {
@@ -564,23 +561,29 @@ impl<'a> Migrator<'a> {
             for (i, ((entry, m), stmts)) in todo.iter().zip(&parsed).enumerate() {
                 obs.start(&m.id, i, total);
                 let before: Vec<String> = applied.iter().map(|a: &Applied| a.id.clone()).collect();
-                let a = self
+                match self
                     .apply_one(client, entry, m, stmts, obs, &before)
-                    .await?;
-                obs.done(&a);
-                applied.push(a);
+                    .await?
+                {
+                    Some(a) => {
+                        obs.done(&a);
+                        applied.push(a);
+                    }
+                    None => elsewhere += 1,
+                }
             }
         }
         let counts = Counts {
-            applied: plan.counts.applied + applied.len(),
+            applied: plan.counts.applied + applied.len() + elsewhere,
             pending: plan.counts.pending + plan.counts.failed + plan.counts.rolled_back
-                - applied.len(),
+                - applied.len()
+                - elsewhere,
             failed: 0,
             ..plan.counts.clone()
         };
         Ok(MigrateReport {
             dry_run: false,
-            already_applied: plan.counts.applied,
+            already_applied: plan.counts.applied + elsewhere,
             applied,
             duration_ms: started.elapsed().as_millis() as u64,
             counts,
@@ -601,6 +604,22 @@ impl<'a> Migrator<'a> {
             "{scope} lock_timeout = '{}ms';\n{scope} statement_timeout = '{}ms';\n",
             lock.as_millis(),
             stmt.as_millis()
+        )
+    }
+
+    /// The first statements of every migration transaction: a transaction-level advisory lock
+    /// (which, unlike the session-level deploy lock, also holds behind a transaction-pooling
+    /// proxy) and a ledger check, so a migration another process already applied is never run
+    /// twice whatever the connection path.
+    fn guard_sql(&self, m: &Migration) -> String {
+        let key = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table).tx_key();
+        let id = crate::db::quote_literal(&m.id);
+        format!(
+            "SELECT pg_advisory_xact_lock({key});\n\
+             DO $pgshift$ BEGIN IF EXISTS (SELECT 1 FROM {t} WHERE id = {id} AND status IN ('applied', 'baselined')) \
+             THEN RAISE EXCEPTION 'pgshift: % was already applied by another process', {id} USING ERRCODE = '{ALREADY_APPLIED}'; \
+             END IF; END $pgshift$;\n",
+            t = self.ledger.table_sql(),
         )
     }
 
@@ -628,6 +647,7 @@ impl<'a> Migrator<'a> {
             let mut b = Batch::default();
             b.push_raw("BEGIN;\n");
             b.push_raw(&self.settings_sql(m, true));
+            b.push_raw(&self.guard_sql(m));
             for s in &stmts[start..] {
                 b.push_statement(s);
             }
@@ -652,6 +672,7 @@ impl<'a> Migrator<'a> {
             if tx {
                 b.push_raw("BEGIN;\n");
                 b.push_raw(&self.settings_sql(m, true));
+                b.push_raw(&self.guard_sql(m));
                 while i < stmts.len() && stmts[i].transactional {
                     b.push_statement(&stmts[i]);
                     i += 1;
@@ -717,7 +738,7 @@ impl<'a> Migrator<'a> {
         stmts: &[Statement],
         obs: &mut dyn Observer,
         before: &[String],
-    ) -> Result<Applied, MigrateError> {
+    ) -> Result<Option<Applied>, MigrateError> {
         let started = Instant::now();
         let resume = resume_point(entry, m, stmts);
         let groups = self.groups(m, stmts, resume);
@@ -755,6 +776,10 @@ impl<'a> Migrator<'a> {
                         let Some(pg) = pg else {
                             return Err(DbError::query(format!("applying {}", m.id), e).into());
                         };
+                        if pg.code == ALREADY_APPLIED {
+                            tracing::info!("{} was applied by another process meanwhile", m.id);
+                            return Ok(None);
+                        }
                         if pg.is_transient() && attempt < tries {
                             let delay = backoff(attempt);
                             obs.retry(&m.id, attempt, delay, &pg, &blockers);
@@ -792,14 +817,14 @@ impl<'a> Migrator<'a> {
                 }
             }
         }
-        Ok(Applied {
+        Ok(Some(Applied {
             id: m.id.clone(),
             duration_ms: started.elapsed().as_millis() as u64,
             statements: stmts.len(),
             attempts: attempts_total,
             resumed_at: resume,
             sql: None,
-        })
+        }))
     }
 
     /// Runs `sql`; while it runs longer than a moment, samples who blocks it from a second
@@ -869,6 +894,7 @@ impl<'a> Migrator<'a> {
             let started = Instant::now();
             let mut b = Batch::default();
             b.push_raw(&self.settings_sql(m, true));
+            b.push_raw(&self.guard_sql(m));
             for s in stmts {
                 b.push_statement(s);
             }
@@ -937,8 +963,11 @@ impl<'a> Migrator<'a> {
             });
         };
         let lock = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table);
-        lock.acquire(client, self.settings.deploy_lock_timeout, |_, _| {})
+        let pid = crate::db::prepare_migration_session(client).await?;
+        let lock_pid = lock
+            .acquire(client, self.settings.deploy_lock_timeout, |_, _| {})
             .await?;
+        lock.verify_session(client, pid, lock_pid).await?;
         let result = async {
             self.ledger.ensure(client).await?;
             let plan = self.plan(client).await?;

@@ -1,0 +1,602 @@
+//! drizzle takeover: matching a folder with drizzle-orm's migrations table (pure), and the round
+//! trip with the real drizzle-orm migrator (Node.js, `tests/drizzle-compat/`) on a real
+//! PostgreSQL, one fresh database per test.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use pgshift::drizzle::{
+    self, delete_row_sql, ensure_table_sql, insert_row_sql, match_journal, read_rows, DrizzleRow,
+    TakeoverWarning,
+};
+use pgshift::source::{self, Directives, Layout, Migration, MigrationSet};
+use support::TestDb;
+
+const SCHEMA: &str = "drizzle";
+const TABLE: &str = "__drizzle_migrations";
+
+// --- pure: match_journal ---------------------------------------------------------------------
+
+fn mig(id: &str, when: i64, sql: &str) -> Migration {
+    Migration {
+        id: id.into(),
+        index: 0,
+        path: PathBuf::from(format!("drizzle/{id}.sql")),
+        when: Some(when),
+        sql: sql.into(),
+        hash: source::sha256_hex(sql.as_bytes()),
+        normalized_hash: source::normalized_hash(sql),
+        breakpoints: true,
+        layout: Layout::DrizzleJournal,
+        down: None,
+        directives: Directives::default(),
+    }
+}
+
+fn set(migrations: Vec<Migration>) -> MigrationSet {
+    let mut migrations = migrations;
+    for (i, m) in migrations.iter_mut().enumerate() {
+        m.index = i;
+    }
+    MigrationSet {
+        dir: PathBuf::from("drizzle"),
+        layout: Layout::DrizzleJournal,
+        migrations,
+    }
+}
+
+fn row(id: i32, m: &Migration) -> DrizzleRow {
+    DrizzleRow {
+        id,
+        hash: m.hash.clone(),
+        created_at: m.when,
+    }
+}
+
+fn three() -> MigrationSet {
+    set(vec![
+        mig("0000_a", 1000, "CREATE TABLE a (id int);"),
+        mig("0001_b", 2000, "CREATE TABLE b (id int);"),
+        mig("0002_c", 3000, "CREATE TABLE c (id int);"),
+    ])
+}
+
+fn applied_ids(t: &drizzle::Takeover) -> Vec<(&str, bool)> {
+    t.applied
+        .iter()
+        .map(|a| (a.id.as_str(), a.hash_matches))
+        .collect()
+}
+
+#[test]
+fn hash_match_is_applied_and_newer_entries_are_pending() {
+    let s = three();
+    let rows = [row(1, &s.migrations[0]), row(2, &s.migrations[1])];
+    let t = match_journal(&s, &rows);
+    assert_eq!(applied_ids(&t), [("0000_a", true), ("0001_b", true)]);
+    assert_eq!(t.pending, ["0002_c"]);
+    assert!(t.skipped.is_empty() && t.unmatched_rows.is_empty());
+    assert_eq!(t.latest.as_ref().unwrap().created_at, 2000);
+    assert_eq!(t.latest.as_ref().unwrap().id.as_deref(), Some("0001_b"));
+    assert!(t.warnings().is_empty());
+}
+
+#[test]
+fn empty_table_means_everything_is_pending() {
+    let s = three();
+    let t = match_journal(&s, &[]);
+    assert!(t.applied.is_empty() && t.skipped.is_empty());
+    assert_eq!(t.pending, ["0000_a", "0001_b", "0002_c"]);
+    assert_eq!(t.latest, None);
+}
+
+#[test]
+fn hash_match_counts_even_when_the_entry_was_re_dated() {
+    let s = three();
+    let rows = [DrizzleRow {
+        id: 1,
+        hash: s.migrations[0].hash.clone(),
+        created_at: Some(500),
+    }];
+    let t = match_journal(&s, &rows);
+    assert_eq!(applied_ids(&t), [("0000_a", true)]);
+    assert_eq!(t.pending, ["0001_b", "0002_c"]);
+}
+
+#[test]
+fn when_match_with_changed_hash_is_applied_but_modified() {
+    let s = three();
+    let rows = [
+        row(1, &s.migrations[0]),
+        DrizzleRow {
+            id: 2,
+            hash: source::sha256_hex(b"the file as it was applied"),
+            created_at: Some(2000),
+        },
+    ];
+    let t = match_journal(&s, &rows);
+    assert_eq!(applied_ids(&t), [("0000_a", true), ("0001_b", false)]);
+    assert_eq!(t.pending, ["0002_c"]);
+    let modified: Vec<_> = t.modified().map(|a| a.id.as_str()).collect();
+    assert_eq!(modified, ["0001_b"]);
+    assert_eq!(t.applied[1].row_hash, rows[1].hash);
+    assert_eq!(t.applied[1].file_hash, s.migrations[1].hash);
+    let w = t.warnings();
+    assert!(matches!(&w[..], [TakeoverWarning::Modified { id, row_id: 2, .. }] if id == "0001_b"));
+    let text = w[0].to_string();
+    assert!(
+        text.contains("0001_b") && text.contains(&rows[1].hash),
+        "{text}"
+    );
+}
+
+#[test]
+fn out_of_order_entry_is_skipped_not_pending() {
+    // 0001_b was merged after 0002_c had been applied: drizzle never runs it.
+    let s = three();
+    let rows = [row(1, &s.migrations[0]), row(2, &s.migrations[2])];
+    let t = match_journal(&s, &rows);
+    assert_eq!(applied_ids(&t), [("0000_a", true), ("0002_c", true)]);
+    assert_eq!(t.skipped.len(), 1);
+    assert_eq!(
+        (t.skipped[0].id.as_str(), t.skipped[0].when),
+        ("0001_b", 2000)
+    );
+    assert!(t.pending.is_empty());
+    let w = t.warnings();
+    assert_eq!(w.len(), 1);
+    let text = w[0].to_string();
+    for needle in [
+        "drizzle never applied 0001_b because its `when`",
+        "is older than the newest applied migration (0002_c, 3000",
+        "apply it by hand after review",
+        "re-date it",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in: {text}");
+    }
+}
+
+#[test]
+fn pending_starts_after_the_newest_row_even_an_unknown_one() {
+    // A row no entry explains (entry removed from the journal) still moves drizzle's mark.
+    let s = three();
+    let rows = [
+        row(1, &s.migrations[0]),
+        DrizzleRow {
+            id: 2,
+            hash: "f".repeat(64),
+            created_at: Some(2500),
+        },
+    ];
+    let t = match_journal(&s, &rows);
+    assert_eq!(applied_ids(&t), [("0000_a", true)]);
+    assert_eq!(t.skipped[0].id, "0001_b");
+    assert_eq!(t.pending, ["0002_c"]);
+    assert_eq!(t.unmatched_rows, [rows[1].clone()]);
+    assert_eq!(t.latest.as_ref().unwrap().id, None);
+    let w = t.warnings();
+    assert!(matches!(
+        &w[..],
+        [
+            TakeoverWarning::Skipped { .. },
+            TakeoverWarning::UnmatchedRow { .. }
+        ]
+    ));
+}
+
+#[test]
+fn each_row_explains_one_entry_only() {
+    // Two files with the same text: one row of that hash is one applied migration.
+    let s = set(vec![
+        mig("0000_a", 1000, "SELECT 1;"),
+        mig("0001_b", 2000, "SELECT 1;"),
+    ]);
+    let t = match_journal(&s, &[row(1, &s.migrations[0])]);
+    assert_eq!(applied_ids(&t), [("0000_a", true)]);
+    assert_eq!(t.pending, ["0001_b"]);
+
+    // Rows are matched exactly (hash and when) before by hash alone.
+    let rows = [row(1, &s.migrations[1]), row(2, &s.migrations[0])];
+    let t = match_journal(&s, &rows);
+    let got: Vec<_> = t
+        .applied
+        .iter()
+        .map(|a| (a.id.as_str(), a.row_id))
+        .collect();
+    assert_eq!(got, [("0000_a", 2), ("0001_b", 1)]);
+}
+
+#[test]
+fn null_created_at_is_reported() {
+    let s = three();
+    let rows = [DrizzleRow {
+        id: 7,
+        hash: s.migrations[0].hash.clone(),
+        created_at: None,
+    }];
+    let t = match_journal(&s, &rows);
+    assert_eq!(applied_ids(&t), [("0000_a", true)]);
+    assert_eq!(t.pending, ["0001_b", "0002_c"]);
+    let w = t.warnings();
+    assert!(matches!(
+        &w[..],
+        [TakeoverWarning::NullCreatedAt { row_id: 7 }]
+    ));
+    assert!(w[0].to_string().contains("re-run every migration"));
+}
+
+#[test]
+fn sql_text_is_drizzles() {
+    let m = mig("0000_a", 1736849523512, "SELECT 1;");
+    assert_eq!(
+        ensure_table_sql("drizzle", "__drizzle_migrations"),
+        "CREATE SCHEMA IF NOT EXISTS \"drizzle\";\n\
+         CREATE TABLE IF NOT EXISTS \"drizzle\".\"__drizzle_migrations\" (\n\tid SERIAL PRIMARY KEY,\n\thash text NOT NULL,\n\tcreated_at bigint\n)"
+    );
+    let insert = insert_row_sql("drizzle", "__drizzle_migrations", &m).unwrap();
+    assert!(insert.starts_with(
+        "INSERT INTO \"drizzle\".\"__drizzle_migrations\" (\"hash\", \"created_at\") SELECT E'"
+    ));
+    assert!(insert.contains(&m.hash) && insert.contains("1736849523512"));
+    let native = Migration {
+        when: None,
+        layout: Layout::Native,
+        ..m
+    };
+    assert_eq!(
+        insert_row_sql("drizzle", "__drizzle_migrations", &native),
+        None
+    );
+}
+
+// --- database, without Node ------------------------------------------------------------------
+
+async fn count(client: &tokio_postgres::Client, schema: &str, table: &str) -> i64 {
+    client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {}",
+                pgshift::db::qualified(schema, table)
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn read_rows_is_none_without_the_table_and_round_trips_quoted_names() {
+    let db = TestDb::new("drizzle_rows").await;
+    let client = db.client().await;
+    assert_eq!(read_rows(&client, SCHEMA, TABLE).await.unwrap(), None);
+
+    let (schema, table) = ("Drizzle \"Meta\"", "my migrations");
+    client
+        .batch_execute(&ensure_table_sql(schema, table))
+        .await
+        .unwrap();
+    // Twice: both statements are IF NOT EXISTS.
+    client
+        .batch_execute(&ensure_table_sql(schema, table))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_rows(&client, schema, table).await.unwrap(),
+        Some(vec![])
+    );
+
+    let s = three();
+    for m in &s.migrations[..2] {
+        let sql = insert_row_sql(schema, table, m).unwrap();
+        client.batch_execute(&sql).await.unwrap();
+        // Idempotent: the same row is not written twice.
+        client.batch_execute(&sql).await.unwrap();
+    }
+    let rows = read_rows(&client, schema, table).await.unwrap().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].hash, s.migrations[1].hash);
+    assert_eq!(rows[1].created_at, Some(2000));
+    let t = match_journal(&s, &rows);
+    assert_eq!(applied_ids(&t), [("0000_a", true), ("0001_b", true)]);
+
+    // A rollback removes exactly the row of that migration.
+    client
+        .batch_execute(&delete_row_sql(schema, table, &s.migrations[1]))
+        .await
+        .unwrap();
+    assert_eq!(count(&client, schema, table).await, 1);
+    let rows = read_rows(&client, schema, table).await.unwrap().unwrap();
+    assert_eq!(match_journal(&s, &rows).pending, ["0001_b", "0002_c"]);
+}
+
+// --- the real drizzle-orm --------------------------------------------------------------------
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cfi-handbook/drizzle")
+}
+
+fn compat_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drizzle-compat")
+}
+
+/// The example folder in a temp dir with only the first `n` journal entries.
+fn example_prefix(n: usize) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("meta")).unwrap();
+    for e in std::fs::read_dir(example_dir()).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), tmp.path().join(e.file_name())).unwrap();
+        }
+    }
+    let journal_path = example_dir().join(source::JOURNAL_PATH);
+    let mut journal: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(journal_path).unwrap()).unwrap();
+    let entries = journal["entries"].as_array_mut().unwrap();
+    assert!(entries.len() > n, "the example needs more than {n} entries");
+    entries.truncate(n);
+    std::fs::write(
+        tmp.path().join(source::JOURNAL_PATH),
+        serde_json::to_string_pretty(&journal).unwrap(),
+    )
+    .unwrap();
+    tmp
+}
+
+fn need_node() {
+    for tool in ["node", "npm"] {
+        match Command::new(tool).arg("--version").output() {
+            Ok(o) if o.status.success() => {}
+            other => panic!(
+                "`{tool} --version` failed ({}): the drizzle compatibility tests run the real \
+                 drizzle-orm migrator and need Node.js 18+ with npm. Install Node.js \
+                 (`apt-get install nodejs npm`, or https://nodejs.org) and run the tests again.",
+                match other {
+                    Ok(o) => format!("exit {}", o.status),
+                    Err(e) => e.to_string(),
+                }
+            ),
+        }
+    }
+}
+
+/// `npm install` in `tests/drizzle-compat`, once per test binary and guarded against other
+/// processes by a lock directory; skipped when a finished install is there.
+fn npm_install() {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    need_node();
+    let result = DONE.get_or_init(|| {
+        let dir = compat_dir();
+        let installed = || {
+            [
+                "node_modules/.package-lock.json",
+                "node_modules/drizzle-orm/package.json",
+                "node_modules/pg/package.json",
+            ]
+            .iter()
+            .all(|p| dir.join(p).is_file())
+        };
+        if installed() {
+            return Ok(());
+        }
+        let lock = dir.join(".install-lock");
+        let started = SystemTime::now();
+        loop {
+            match std::fs::create_dir(&lock) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    // Another process installs; a lock older than 10 minutes is a leftover.
+                    let stale = std::fs::metadata(&lock)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > Duration::from_secs(600));
+                    if stale {
+                        let _ = std::fs::remove_dir(&lock);
+                    } else if started.elapsed().unwrap_or_default() > Duration::from_secs(900) {
+                        return Err(format!("waited 15 minutes for {}", lock.display()));
+                    } else {
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                }
+                Err(e) => return Err(format!("creating {}: {e}", lock.display())),
+            }
+        }
+        let out = if installed() {
+            Ok(())
+        } else {
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .output()
+                .map_err(|e| format!("running npm install: {e}"))
+                .and_then(|o| {
+                    if o.status.success() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "npm install in {} failed ({}):\n{}\n{}",
+                            dir.display(),
+                            o.status,
+                            String::from_utf8_lossy(&o.stdout),
+                            String::from_utf8_lossy(&o.stderr)
+                        ))
+                    }
+                })
+        };
+        let _ = std::fs::remove_dir(&lock);
+        out
+    });
+    if let Err(e) = result {
+        panic!("{e}\n(the drizzle compatibility tests need the npm registry once, to install drizzle-orm and pg)");
+    }
+}
+
+/// Runs drizzle-orm's `migrate()` on `folder`; panics with its output when it fails.
+async fn drizzle_migrate(url: &str, folder: &Path, schema_table: Option<(&str, &str)>) {
+    npm_install();
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(compat_dir().join("migrate.mjs"))
+        .arg(url)
+        .arg(folder);
+    if let Some((schema, table)) = schema_table {
+        cmd.arg(schema).arg(table);
+    }
+    let out = cmd.output().await.expect("running node");
+    assert!(
+        out.status.success(),
+        "drizzle's migrator failed ({}) on {}:\n{}\n{}",
+        out.status,
+        folder.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What pgshift's migrate will do once wired: the migration's chunks and drizzle's row, in one
+/// transaction.
+async fn apply_like_pgshift(
+    client: &mut tokio_postgres::Client,
+    m: &Migration,
+    schema: &str,
+    table: &str,
+) {
+    let tx = client.transaction().await.unwrap();
+    for chunk in m.chunks().iter().filter(|c| !c.is_blank()) {
+        tx.batch_execute(chunk.text)
+            .await
+            .unwrap_or_else(|e| panic!("applying {}: {e:?}", m.id));
+    }
+    tx.batch_execute(&insert_row_sql(schema, table, m).unwrap())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// Columns, types, nullability, defaults (schema names taken out) and primary key of a table.
+async fn table_shape(client: &tokio_postgres::Client, schema: &str, table: &str) -> Vec<String> {
+    client
+        .query(
+            "SELECT a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                    || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+                    || coalesce(' default ' || replace(pg_get_expr(d.adbin, d.adrelid), quote_ident($1) || '.', ''), '')
+                    || CASE WHEN EXISTS (SELECT 1 FROM pg_constraint k
+                                          WHERE k.conrelid = c.oid AND k.contype = 'p' AND a.attnum = ANY (k.conkey))
+                            THEN ' primary key' ELSE '' END
+               FROM pg_attribute a
+               JOIN pg_class c ON c.oid = a.attrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+               LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+              WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+              ORDER BY a.attnum",
+            &[&schema, &table],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn drizzle_then_pgshift_then_drizzle_again_applies_nothing() {
+    let db = TestDb::new("drizzle_roundtrip").await;
+    let mut client = db.client().await;
+    let full = source::load(&example_dir()).unwrap();
+    assert_eq!(full.len(), 5, "the example has 5 migrations");
+
+    // drizzle applies the first three.
+    let first3 = example_prefix(3);
+    drizzle_migrate(&db.url, first3.path(), None).await;
+    let rows = read_rows(&client, SCHEMA, TABLE)
+        .await
+        .unwrap()
+        .expect("drizzle made its table");
+    assert_eq!(rows.len(), 3);
+
+    // Our hashes and `when`s are drizzle's.
+    let t = match_journal(&full, &rows);
+    let ids = |r: std::ops::Range<usize>| -> Vec<String> {
+        full.migrations[r].iter().map(|m| m.id.clone()).collect()
+    };
+    assert_eq!(
+        t.applied.iter().map(|a| a.id.clone()).collect::<Vec<_>>(),
+        ids(0..3)
+    );
+    assert!(t.applied.iter().all(|a| a.hash_matches), "{:?}", t.applied);
+    assert_eq!(t.pending, ids(3..5));
+    assert!(t.skipped.is_empty() && t.unmatched_rows.is_empty() && t.warnings().is_empty());
+    for (r, m) in rows.iter().zip(&full.migrations) {
+        assert_eq!((r.hash.as_str(), r.created_at), (m.hash.as_str(), m.when));
+    }
+
+    // ensure_table_sql builds drizzle's table, column for column.
+    client
+        .batch_execute(&ensure_table_sql("pgshift_shape", TABLE))
+        .await
+        .unwrap();
+    let theirs = table_shape(&client, SCHEMA, TABLE).await;
+    assert_eq!(theirs.len(), 3, "{theirs:?}");
+    assert_eq!(table_shape(&client, "pgshift_shape", TABLE).await, theirs);
+
+    // pgshift applies the last two, writing drizzle's rows in the same transactions.
+    for m in &full.migrations[3..] {
+        apply_like_pgshift(&mut client, m, SCHEMA, TABLE).await;
+    }
+    let rows = read_rows(&client, SCHEMA, TABLE).await.unwrap().unwrap();
+    assert_eq!(rows.len(), 5);
+    let t = match_journal(&full, &rows);
+    assert_eq!(t.applied.len(), 5);
+    assert!(t.pending.is_empty() && t.skipped.is_empty());
+
+    // Back to drizzle's migrator on the full folder: nothing to do. drizzle inserts a row for
+    // every migration it runs, so an unchanged table proves it ran none (and 0004's CREATE TYPE
+    // would have failed).
+    drizzle_migrate(&db.url, &example_dir(), None).await;
+    assert_eq!(count(&client, SCHEMA, TABLE).await, 5);
+    assert_eq!(
+        read_rows(&client, SCHEMA, TABLE).await.unwrap().unwrap(),
+        rows
+    );
+}
+
+#[tokio::test]
+async fn pgshift_first_then_drizzle_applies_exactly_the_rest_in_a_custom_table() {
+    let db = TestDb::new("drizzle_handback").await;
+    let mut client = db.client().await;
+    let full = source::load(&example_dir()).unwrap();
+    let (schema, table) = ("Drizzle \"Meta\"", "my migrations");
+
+    // pgshift on a database drizzle never saw: it creates drizzle's table and applies three.
+    assert_eq!(read_rows(&client, schema, table).await.unwrap(), None);
+    client
+        .batch_execute(&ensure_table_sql(schema, table))
+        .await
+        .unwrap();
+    for m in &full.migrations[..3] {
+        apply_like_pgshift(&mut client, m, schema, table).await;
+    }
+
+    // The team goes back to drizzle: it runs exactly the two pgshift did not.
+    drizzle_migrate(&db.url, &example_dir(), Some((schema, table))).await;
+    let rows = read_rows(&client, schema, table).await.unwrap().unwrap();
+    assert_eq!(rows.len(), 5);
+    let t = match_journal(&full, &rows);
+    assert_eq!(t.applied.len(), 5);
+    assert!(t.applied.iter().all(|a| a.hash_matches));
+    assert!(t.warnings().is_empty());
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = 'page_feedback'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "drizzle applied 0003_slim_warhawk");
+}
