@@ -9,6 +9,8 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok
 for pkg in libclang-dev clang postgresql postgresql-contrib pgbouncer; do
   have_pkg "$pkg" || need+=("$pkg")
 done
+# The drizzle-orm compatibility tests run the real drizzle-orm package with Node.js.
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"

@@ -119,6 +119,8 @@ pub enum MigrateError {
     },
     #[error("--single-transaction cannot include {id}: it has statements that cannot run inside a transaction block")]
     SingleTransactionImpossible { id: String },
+    #[error("{id} is one drizzle-orm skipped (its `when` is older than a migration drizzle applied after it); review it, apply it by hand and record it with `pgshift baseline --to {id}`, or re-date it")]
+    HeldBack { id: String },
     #[error("interrupted during {id}: its transaction was rolled back; nothing of it was applied")]
     Interrupted { id: String },
 }
@@ -365,6 +367,7 @@ pub trait Observer: Send {
     ) {
     }
     fn done(&mut self, _applied: &Applied) {}
+    fn warn(&mut self, _message: &str) {}
 }
 
 /// An observer that sees nothing.
@@ -400,6 +403,15 @@ pub struct Applied {
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrateReport {
     pub dry_run: bool,
+    /// Problems worth a human's attention that did not stop the run (drizzle takeover).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Migrations drizzle-orm silently skipped: reported, never applied blindly.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held_back: Vec<String>,
+    /// Migrations drizzle-orm had applied, recorded in the ledger without running them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub taken_over: Vec<String>,
     pub applied: Vec<Applied>,
     pub already_applied: usize,
     pub duration_ms: u64,
@@ -506,6 +518,9 @@ impl<'a> Migrator<'a> {
         }
         Ok(MigrateReport {
             dry_run: true,
+            warnings: Vec::new(),
+            held_back: Vec::new(),
+            taken_over: Vec::new(),
             already_applied: plan.counts.applied,
             applied,
             duration_ms: started.elapsed().as_millis() as u64,
@@ -538,10 +553,21 @@ impl<'a> Migrator<'a> {
         started: Instant,
     ) -> Result<MigrateReport, MigrateError> {
         self.ledger.ensure(client).await?;
+        let takeover = self.take_over_drizzle(client, obs).await?;
         let plan = self.plan(client).await?;
         self.refuse_modified(&plan)?;
+        if let Some(t) = opts
+            .target
+            .as_deref()
+            .filter(|t| takeover.held_back.iter().any(|h| h == t))
+        {
+            return Err(MigrateError::HeldBack { id: t.to_string() });
+        }
         let mut todo: Vec<(&Entry, &Migration)> = Vec::new();
         for (e, m) in plan.pending(self.set) {
+            if takeover.held_back.contains(&m.id) {
+                continue;
+            }
             todo.push((e, m));
             if opts.target.as_deref() == Some(m.id.as_str()) {
                 break;
@@ -583,6 +609,9 @@ impl<'a> Migrator<'a> {
         };
         Ok(MigrateReport {
             dry_run: false,
+            warnings: takeover.warnings,
+            held_back: takeover.held_back,
+            taken_over: takeover.taken_over,
             already_applied: plan.counts.applied + elsewhere,
             applied,
             duration_ms: started.elapsed().as_millis() as u64,
@@ -607,6 +636,127 @@ impl<'a> Migrator<'a> {
         )
     }
 
+    /// Whether to keep drizzle-orm's own table in step (journal folders only: drizzle v1's
+    /// table has more columns and is not verified yet).
+    fn drizzle_enabled(&self) -> bool {
+        self.set.layout == crate::source::Layout::DrizzleJournal
+    }
+
+    /// The row drizzle-orm would write for `m`, so the team can return to drizzle's migrator.
+    fn drizzle_row_sql(&self, m: &Migration) -> String {
+        if !self.drizzle_enabled() {
+            return String::new();
+        }
+        crate::drizzle::insert_row_sql(
+            &self.settings.drizzle_schema,
+            &self.settings.drizzle_table,
+            m,
+        )
+        .map(|s| format!("{s};\n"))
+        .unwrap_or_default()
+    }
+
+    /// Takes over a database drizzle-orm migrated: entries drizzle applied are recorded (never
+    /// re-applied), entries it silently skipped are held back with a warning, and migrations
+    /// pgshift applied earlier get their drizzle rows.
+    async fn take_over_drizzle(
+        &self,
+        client: &Client,
+        obs: &mut dyn Observer,
+    ) -> Result<TakeoverOutcome, MigrateError> {
+        let mut out = TakeoverOutcome::default();
+        if !self.drizzle_enabled() {
+            return Ok(out);
+        }
+        let (schema, table) = (&self.settings.drizzle_schema, &self.settings.drizzle_table);
+        let Some(rows) = crate::drizzle::read_rows(client, schema, table).await? else {
+            client
+                .batch_execute(&crate::drizzle::ensure_table_sql(schema, table))
+                .await
+                .map_err(|e| DbError::query("creating drizzle-orm's migrations table", e))?;
+            return Ok(out);
+        };
+        let t = crate::drizzle::match_journal(self.set, &rows);
+        for w in t.warnings() {
+            let text = w.to_string();
+            tracing::warn!("{text}");
+            obs.warn(&text);
+            out.warnings.push(text);
+        }
+        let plan = self.plan(client).await?;
+        let state = |id: &str| {
+            plan.migrations
+                .iter()
+                .find(|e| e.id == id)
+                .map(|e| e.state.clone())
+        };
+        let mut sql = String::new();
+        for a in &t.applied {
+            if !matches!(
+                state(&a.id),
+                Some(State::Pending | State::Failed | State::RolledBack)
+            ) {
+                continue;
+            }
+            let Some(m) = self.set.get(&a.id) else {
+                continue;
+            };
+            sql.push_str(&self.ledger.record_sql(
+                m,
+                "baselined",
+                m.down.as_ref().map(|d| d.sql.as_str()),
+                None,
+                None,
+            ));
+            sql.push_str(";\n");
+            if !a.hash_matches {
+                // Applied by drizzle from an older text: record what ran so the plan shows it
+                // as modified instead of trusting the edited file.
+                sql.push_str(&format!(
+                    "UPDATE {} SET hash = {}, normalized_hash = NULL WHERE id = {};\n",
+                    self.ledger.table_sql(),
+                    crate::db::quote_literal(&a.row_hash),
+                    crate::db::quote_literal(&a.id)
+                ));
+            }
+            out.taken_over.push(a.id.clone());
+        }
+        // Migrations pgshift applied before drizzle's table was kept in step.
+        let in_drizzle: std::collections::HashSet<&str> =
+            t.applied.iter().map(|a| a.id.as_str()).collect();
+        for e in &plan.migrations {
+            if matches!(e.state, State::Applied | State::Baselined)
+                && !in_drizzle.contains(e.id.as_str())
+            {
+                if let Some(m) = self.set.get(&e.id) {
+                    sql.push_str(&self.drizzle_row_sql(m));
+                }
+            }
+        }
+        for s in &t.skipped {
+            if matches!(
+                state(&s.id),
+                Some(State::Pending | State::Failed | State::RolledBack)
+            ) {
+                out.held_back.push(s.id.clone());
+            }
+        }
+        if !sql.is_empty() {
+            let detail =
+                serde_json::json!({ "taken_over": out.taken_over, "held_back": out.held_back });
+            sql = format!(
+                "BEGIN;\n{sql}{};\nCOMMIT;",
+                self.ledger
+                    .audit_sql("drizzle-takeover", None, "recorded", Some(&detail))
+            );
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| DbError::query("recording migrations drizzle-orm applied", e))?;
+        }
+        Ok(out)
+    }
+
     /// The first statements of every migration transaction: a transaction-level advisory lock
     /// (which, unlike the session-level deploy lock, also holds behind a transaction-pooling
     /// proxy) and a ledger check, so a migration another process already applied is never run
@@ -629,9 +779,10 @@ impl<'a> Migrator<'a> {
     fn groups(&self, m: &Migration, stmts: &[Statement], resume: Option<usize>) -> Vec<Group> {
         let start = resume.unwrap_or(0);
         let all_tx = !m.directives.no_transaction && stmts.iter().all(|s| s.transactional);
+        let drizzle_row = self.drizzle_row_sql(m);
         let record = |done: usize| {
             format!(
-                "{};\n{};\n",
+                "{};\n{};\n{drizzle_row}",
                 self.ledger.record_sql(
                     m,
                     "applied",
@@ -898,6 +1049,7 @@ impl<'a> Migrator<'a> {
             for s in stmts {
                 b.push_statement(s);
             }
+            b.push_raw(&self.drizzle_row_sql(m));
             b.push_raw(&format!(
                 "{};\n{};\n",
                 self.ledger.record_sql(
@@ -976,6 +1128,7 @@ impl<'a> Migrator<'a> {
             for e in &plan.migrations[..=last] {
                 if matches!(e.state, State::Pending | State::Failed | State::RolledBack) {
                     let m = &self.set.migrations[e.index.expect("file-backed entry")];
+                    sql.push_str(&self.drizzle_row_sql(m));
                     sql.push_str(&self.ledger.record_sql(
                         m,
                         "baselined",
@@ -1069,6 +1222,14 @@ fn resume_point(entry: &Entry, m: &Migration, stmts: &[Statement]) -> Option<usi
         .statements_done
         .and_then(|n| usize::try_from(n).ok())
         .filter(|n| *n > 0 && *n <= stmts.len())
+}
+
+/// What [`Migrator::take_over_drizzle`] did.
+#[derive(Debug, Default)]
+struct TakeoverOutcome {
+    warnings: Vec<String>,
+    held_back: Vec<String>,
+    taken_over: Vec<String>,
 }
 
 #[derive(Debug)]

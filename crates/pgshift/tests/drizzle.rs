@@ -600,3 +600,104 @@ async fn pgshift_first_then_drizzle_applies_exactly_the_rest_in_a_custom_table()
         .get(0);
     assert_eq!(n, 1, "drizzle applied 0003_slim_warhawk");
 }
+
+/// The real thing: drizzle-orm applies the first three, `pgshift migrate` takes the database
+/// over (re-applying nothing) and applies the rest, drizzle-orm then finds nothing to do.
+#[tokio::test]
+async fn pgshift_migrate_takes_over_a_drizzle_database_and_hands_it_back() {
+    use pgshift::migrate::{MigrateOptions, Migrator, Silent};
+    let db = TestDb::new("drizzle_takeover").await;
+    let client = db.client().await;
+    drizzle_migrate(&db.url, example_prefix(3).path(), None).await;
+
+    let settings = support::settings_for(&db.url);
+    let full = source::load(&example_dir()).unwrap();
+    let report = Migrator::new(&settings, &full)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = full.migrations.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(report.taken_over, ids[..3]);
+    assert_eq!(
+        report
+            .applied
+            .iter()
+            .map(|a| a.id.as_str())
+            .collect::<Vec<_>>(),
+        ids[3..]
+    );
+    assert!(
+        report.held_back.is_empty() && report.warnings.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(
+        count(&client, SCHEMA, TABLE).await,
+        5,
+        "pgshift wrote drizzle's rows"
+    );
+
+    drizzle_migrate(&db.url, &example_dir(), None).await;
+    assert_eq!(
+        count(&client, SCHEMA, TABLE).await,
+        5,
+        "drizzle-orm found nothing to apply"
+    );
+    let again = Migrator::new(&settings, &full)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    assert!(again.applied.is_empty() && again.taken_over.is_empty());
+}
+
+/// An entry drizzle-orm skipped (older `when` than an applied one) is held back loudly.
+#[tokio::test]
+async fn entry_drizzle_skipped_is_held_back_with_a_warning() {
+    use pgshift::migrate::{MigrateError, MigrateOptions, Migrator, Silent};
+    let db = TestDb::new("drizzle_skipped").await;
+    let client = db.client().await;
+    let full = source::load(&example_dir()).unwrap();
+    // drizzle applied 0000, 0001 and 0003 (a merge brought 0002 in later with an older `when`).
+    client
+        .batch_execute(&ensure_table_sql(SCHEMA, TABLE))
+        .await
+        .unwrap();
+    for i in [0usize, 1, 3] {
+        let m = &full.migrations[i];
+        for chunk in m.chunks() {
+            client.batch_execute(chunk.text).await.unwrap();
+        }
+        client
+            .batch_execute(&drizzle::insert_row_sql(SCHEMA, TABLE, m).unwrap())
+            .await
+            .unwrap();
+    }
+    let settings = support::settings_for(&db.url);
+    let report = Migrator::new(&settings, &full)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    let skipped = full.migrations[2].id.clone();
+    assert_eq!(report.held_back, vec![skipped.clone()]);
+    assert!(
+        report.warnings.iter().any(|w| w.contains(&skipped)),
+        "{:?}",
+        report.warnings
+    );
+    assert_eq!(
+        report
+            .applied
+            .iter()
+            .map(|a| a.id.clone())
+            .collect::<Vec<_>>(),
+        vec![full.migrations[4].id.clone()]
+    );
+    let opts = MigrateOptions {
+        target: Some(skipped.clone()),
+        ..Default::default()
+    };
+    let err = Migrator::new(&settings, &full)
+        .migrate(&client, &opts, &mut Silent)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MigrateError::HeldBack { .. }), "{err:?}");
+}

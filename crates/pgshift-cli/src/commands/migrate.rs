@@ -100,16 +100,36 @@ pub async fn run(mut ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
             );
         }
     } else if report.applied.is_empty() {
+        if !report.taken_over.is_empty() {
+            println!(
+                "took over {} migration(s) drizzle-orm had applied: {}",
+                report.taken_over.len(),
+                report.taken_over.join(", ")
+            );
+        }
         println!(
             "nothing to do: {} migration(s) already applied",
             report.already_applied
         );
     } else {
+        if !report.taken_over.is_empty() {
+            println!(
+                "took over {} migration(s) drizzle-orm had applied: {}",
+                report.taken_over.len(),
+                report.taken_over.join(", ")
+            );
+        }
         println!(
             "applied {} migration(s) in {} ({} were already applied)",
             report.applied.len(),
             ms(report.duration_ms),
             report.already_applied
+        );
+    }
+    if !report.held_back.is_empty() && !ctx.json() {
+        eprintln!(
+            "held back (drizzle-orm skipped them; see the warnings): {}",
+            report.held_back.join(", ")
         );
     }
     Ok(exit_codes::SUCCESS)
@@ -308,6 +328,10 @@ impl Observer for HumanObserver {
         for b in blockers {
             self.line(format!("    blocked by {b}"));
         }
+    }
+
+    fn warn(&mut self, message: &str) {
+        self.line(format!("warning: {message}"));
     }
 
     fn done(&mut self, a: &Applied) {
