@@ -18,6 +18,8 @@ pub struct Ctx {
     pub settings: Settings,
     pub cwd: PathBuf,
     pub format: Format,
+    /// Turns true on Ctrl-C / SIGTERM.
+    pub interrupt: tokio::sync::watch::Receiver<bool>,
     load: LoadOptions,
 }
 
@@ -47,8 +49,14 @@ impl Ctx {
             settings,
             cwd,
             format: output.format,
+            interrupt: tokio::sync::watch::channel(false).1,
             load,
         })
+    }
+
+    pub fn with_interrupt(mut self, rx: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.interrupt = rx;
+        self
     }
 
     /// Applies the lock and retry flags of schema-changing commands (the flag layer).

@@ -72,7 +72,13 @@ fn main() {
     };
     let format = cli.output.format;
     let code = runtime.block_on(async move {
-        let ctx = ctx::Ctx::new(&cli.config, &cli.connect, &cli.migrations, &cli.output);
+        // The first Ctrl-C / SIGTERM asks the running command to stop cleanly (cancel the
+        // statement, roll back, record, release the lock); a second one, or a command that
+        // doesn't stop within the grace period, ends the process (closing the connection also
+        // rolls back).
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let ctx = ctx::Ctx::new(&cli.config, &cli.connect, &cli.migrations, &cli.output)
+            .map(|c| c.with_interrupt(stop_rx));
         let run = async {
             match cli.command {
                 Command::Migrate(a) => commands::migrate::run(ctx?, a).await,
@@ -84,14 +90,21 @@ fn main() {
                 Command::Demo(a) => commands::demo::run(ctx?, a).await,
             }
         };
+        tokio::pin!(run);
+        let finish = |res: anyhow::Result<i32>| match res {
+            Ok(code) => code,
+            Err(err) => render::error(&err, format),
+        };
         tokio::select! {
-            res = run => match res {
-                Ok(code) => code,
-                Err(err) => render::error(&err, format),
-            },
+            res = &mut run => finish(res),
             _ = shutdown_signal() => {
-                eprintln!("interrupted: the current transaction (if any) was rolled back by closing its connection");
-                exit_codes::INTERRUPTED
+                eprintln!("interrupted: stopping (cancelling the running statement, rolling back)…");
+                let _ = stop_tx.send(true);
+                tokio::select! {
+                    res = &mut run => finish(res).max(exit_codes::INTERRUPTED),
+                    _ = shutdown_signal() => exit_codes::INTERRUPTED,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => exit_codes::INTERRUPTED,
+                }
             }
         }
     });

@@ -423,3 +423,81 @@ async fn through_pgbouncer_transaction_pooling_migrations_are_exactly_once_or_re
         "each migration ran exactly once ({refused} of 6 pooled runs refused)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_cancels_rolls_back_records_and_releases_the_lock() {
+    let db = TestDb::new("sigterm").await;
+    let client = db.client().await;
+    let dir = folder(&[
+        ("0001_fast.sql", "CREATE TABLE first_one (id int);\n"),
+        (
+            "0002_slow.sql",
+            "CREATE TABLE half_done (id int);\nSELECT pg_sleep(60);\n",
+        ),
+    ]);
+    let child = spawn_migrate(dir.path(), &db.url, &[]);
+    let started = Instant::now();
+    loop {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "migration never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let t = Instant::now();
+    let (code, out) = finish(child, Duration::from_secs(20));
+    assert_eq!(code, 130, "{out}");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?} to stop",
+        t.elapsed()
+    );
+    assert!(out.contains("interrupted"), "{out}");
+    let tables = ints(
+        &client,
+        "SELECT count(*)::int FROM pg_tables WHERE tablename IN ('first_one', 'half_done')",
+    )
+    .await;
+    assert_eq!(tables, vec![1], "0001 stays applied, 0002 was rolled back");
+    let status: String = client
+        .query_one(
+            "SELECT status FROM __drizzle_migrations WHERE id = '0002_slow'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "failed");
+    let audit: i64 = client
+        .query_one("SELECT count(*) FROM __pgshift_audit WHERE migration_id = '0002_slow' AND detail->>'error' LIKE 'interrupted%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audit, 1, "the outcome is recorded");
+    // The lock is free: a new run starts at once (and would sleep again, so just take the lock).
+    std::fs::write(
+        dir.path().join("migrations/0002_slow.sql"),
+        "CREATE TABLE half_done (id int);\n",
+    )
+    .unwrap();
+    let (code, out) = finish(
+        spawn_migrate(dir.path(), &db.url, &["--lock-wait", "2s"]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 0, "{out}");
+}

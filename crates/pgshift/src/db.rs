@@ -409,6 +409,20 @@ impl Target {
         }
     }
 
+    /// Asks the server to cancel whatever `client` is running (the protocol's cancel request,
+    /// sent over a new connection).
+    pub async fn cancel(&self, client: &Client) -> Result<(), DbError> {
+        let tls = self.tls()?;
+        client
+            .cancel_token()
+            .cancel_query(tls)
+            .await
+            .map_err(|e| DbError::ConnectionLost {
+                context: "cancelling the running statement".into(),
+                reason: e.to_string(),
+            })
+    }
+
     /// A connection pool bounded by `size`, for checks that run concurrently.
     pub fn pool(&self, settings: &Settings) -> Result<deadpool_postgres::Pool, DbError> {
         let manager = deadpool_postgres::Manager::from_config(

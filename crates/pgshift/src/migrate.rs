@@ -121,7 +121,7 @@ pub enum MigrateError {
     SingleTransactionImpossible { id: String },
     #[error("{id} is one drizzle-orm skipped (its `when` is older than a migration drizzle applied after it); review it, apply it by hand and record it with `pgshift baseline --to {id}`, or re-date it")]
     HeldBack { id: String },
-    #[error("interrupted during {id}: its transaction was rolled back; nothing of it was applied")]
+    #[error("interrupted before or during {id}: its transaction was rolled back and the deploy lock released; migrations before it stay applied; run `pgshift migrate` again to continue")]
     Interrupted { id: String },
 }
 
@@ -428,6 +428,8 @@ pub struct Migrator<'a> {
     pid: std::sync::atomic::AtomicI32,
     /// A second connection, opened only when a migration waits, to see who blocks it.
     side: tokio::sync::Mutex<Option<Client>>,
+    /// Becomes true on Ctrl-C / SIGTERM: the running statement is cancelled and rolled back.
+    interrupt: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl<'a> Migrator<'a> {
@@ -438,7 +440,20 @@ impl<'a> Migrator<'a> {
             ledger: Ledger::from_settings(settings),
             pid: std::sync::atomic::AtomicI32::new(0),
             side: tokio::sync::Mutex::new(None),
+            interrupt: None,
         }
+    }
+
+    /// Stops cleanly when `rx` turns true: the running statement is cancelled on the server, its
+    /// transaction rolled back, the outcome recorded, the lock released; the run then ends with
+    /// [`MigrateError::Interrupted`].
+    pub fn with_interrupt(mut self, rx: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.interrupt = Some(rx);
+        self
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt.as_ref().is_some_and(|rx| *rx.borrow())
     }
 
     /// Reads the ledger (without creating it) and plans.
@@ -585,6 +600,9 @@ impl<'a> Migrator<'a> {
         } else {
             let total = todo.len();
             for (i, ((entry, m), stmts)) in todo.iter().zip(&parsed).enumerate() {
+                if self.interrupted() {
+                    return Err(MigrateError::Interrupted { id: m.id.clone() });
+                }
                 obs.start(&m.id, i, total);
                 let before: Vec<String> = applied.iter().map(|a: &Applied| a.id.clone()).collect();
                 match self
@@ -927,6 +945,18 @@ impl<'a> Migrator<'a> {
                         let Some(pg) = pg else {
                             return Err(DbError::query(format!("applying {}", m.id), e).into());
                         };
+                        if self.interrupted() {
+                            let _ = self
+                                .ledger
+                                .record_failure(
+                                    client,
+                                    m,
+                                    g.first,
+                                    "interrupted (Ctrl-C / SIGTERM); rolled back",
+                                )
+                                .await;
+                            return Err(MigrateError::Interrupted { id: m.id.clone() });
+                        }
                         if pg.code == ALREADY_APPLIED {
                             tracing::info!("{} was applied by another process meanwhile", m.id);
                             return Ok(None);
@@ -989,9 +1019,24 @@ impl<'a> Migrator<'a> {
         tokio::pin!(exec);
         let mut seen = Vec::new();
         let mut wait = Duration::from_millis(150);
+        let mut interrupt = self.interrupt.clone();
+        let mut cancelled = false;
         loop {
             tokio::select! {
                 res = &mut exec => return (res, seen),
+                changed = async {
+                    match interrupt.as_mut() {
+                        Some(rx) => rx.wait_for(|v| *v).await.map(|_| ()),
+                        None => std::future::pending().await,
+                    }
+                }, if !cancelled => {
+                    cancelled = true;
+                    if changed.is_ok() {
+                        if let Ok(target) = crate::db::Target::from_settings(self.settings) {
+                            let _ = target.cancel(client).await;
+                        }
+                    }
+                }
                 _ = tokio::time::sleep(wait) => {
                     wait = Duration::from_millis(400);
                     let now = self.sample_blockers().await;

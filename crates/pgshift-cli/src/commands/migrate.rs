@@ -57,7 +57,7 @@ pub async fn run(mut ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
         target: args.target,
         single_transaction: args.single_transaction,
     };
-    let migrator = Migrator::new(&ctx.settings, &set);
+    let migrator = Migrator::new(&ctx.settings, &set).with_interrupt(ctx.interrupt.clone());
     let mut obs = HumanObserver::new(ctx.json());
     if !ctx.json() {
         eprintln!(
