@@ -63,6 +63,29 @@ fn finish(mut child: Child, deadline: Duration) -> (i32, String) {
     }
 }
 
+/// Waits until another session of the test database runs a statement matching `pattern`.
+async fn wait_for_statement(client: &tokio_postgres::Client, pattern: &str) {
+    let started = Instant::now();
+    loop {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE $1 AND pid <> pg_backend_pid()",
+                &[&pattern],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no session ever ran {pattern}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn ints(client: &tokio_postgres::Client, sql: &str) -> Vec<i32> {
     client
         .query(sql, &[])
@@ -156,25 +179,7 @@ async fn killed_lock_holder_releases_the_lock_within_seconds() {
     ]);
     let mut holder = spawn_migrate(dir.path(), &db.url, &[]);
     // Wait until the holder is inside the slow statement.
-    let started = Instant::now();
-    loop {
-        let n: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if n > 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "holder never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_statement(&client, "%pg_sleep(60)%").await;
     holder.kill().unwrap(); // SIGKILL
     let _ = holder.wait();
     client
@@ -436,25 +441,7 @@ async fn sigterm_cancels_rolls_back_records_and_releases_the_lock() {
         ),
     ]);
     let child = spawn_migrate(dir.path(), &db.url, &[]);
-    let started = Instant::now();
-    loop {
-        let n: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if n > 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "migration never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_statement(&client, "%pg_sleep(60)%").await;
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -227,6 +227,19 @@ pub struct Entry {
     pub index: Option<usize>,
 }
 
+impl Entry {
+    /// The error that refuses to go on with this changed file.
+    fn modified_error(&self) -> MigrateError {
+        MigrateError::Modified {
+            id: self.id.clone(),
+            path: self.path.clone().unwrap_or_default(),
+            ledger_hash: self.ledger_hash.clone().unwrap_or_default(),
+            file_hash: self.file_hash.clone().unwrap_or_default(),
+            cosmetic: self.state == (State::Modified { cosmetic: true }),
+        }
+    }
+}
+
 /// Counts over a plan.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Counts {
@@ -547,13 +560,7 @@ impl<'a> Migrator<'a> {
         let modified: Vec<&Entry> = plan.modified().collect();
         match modified.as_slice() {
             [] => Ok(()),
-            [e] => Err(MigrateError::Modified {
-                id: e.id.clone(),
-                path: e.path.clone().unwrap_or_default(),
-                ledger_hash: e.ledger_hash.clone().unwrap_or_default(),
-                file_hash: e.file_hash.clone().unwrap_or_default(),
-                cosmetic: matches!(e.state, State::Modified { cosmetic: true }),
-            }),
+            [e] => Err(e.modified_error()),
             many => Err(MigrateError::ModifiedMany {
                 ids: many.iter().map(|e| e.id.clone()).collect(),
             }),
@@ -1209,15 +1216,8 @@ impl<'a> Migrator<'a> {
         let plan = self.plan(client).await?;
         let mut fixed = Vec::new();
         for e in plan.modified() {
-            let cosmetic = matches!(e.state, State::Modified { cosmetic: true });
-            if !cosmetic && !force {
-                return Err(MigrateError::Modified {
-                    id: e.id.clone(),
-                    path: e.path.clone().unwrap_or_default(),
-                    ledger_hash: e.ledger_hash.clone().unwrap_or_default(),
-                    file_hash: e.file_hash.clone().unwrap_or_default(),
-                    cosmetic,
-                });
+            if e.state != (State::Modified { cosmetic: true }) && !force {
+                return Err(e.modified_error());
             }
         }
         self.ledger.ensure(client).await?;
