@@ -46,6 +46,8 @@ enum Command {
     Status(commands::status::StatusArgs),
     /// Create the next migration file in the folder's layout.
     New(commands::new::NewArgs),
+    /// Roll back migration ID (spec: db:migrate:rollback) with its .down.sql or stored rollback.
+    Rollback(commands::rollback::RollbackArgs),
     /// Mark migrations up to ID as applied on an existing database, without running them.
     Baseline(commands::baseline::BaselineArgs),
     /// Record the new hash of applied migrations whose files changed only cosmetically.
@@ -84,6 +86,7 @@ fn main() {
                 Command::Migrate(a) => commands::migrate::run(ctx?, a).await,
                 Command::Status(a) => commands::status::run(ctx?, a).await,
                 Command::New(a) => commands::new::run(ctx?, a).await,
+                Command::Rollback(a) => commands::rollback::run(ctx?, a).await,
                 Command::Baseline(a) => commands::baseline::run(ctx?, a).await,
                 Command::Repair(a) => commands::repair::run(ctx?, a).await,
                 Command::Config(a) => commands::config::run(ctx?, a).await,

@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use pgshift::config::ConfigError;
 use pgshift::db::DbError;
 use pgshift::migrate::MigrateError;
+use pgshift::rollback::RollbackError;
 use pgshift::source::SourceError;
 use serde_json::json;
 
@@ -20,6 +21,15 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
             MigrateError::Failed { .. } => exit_codes::MIGRATION_FAILED,
             MigrateError::Interrupted { .. } => exit_codes::INTERRUPTED,
             MigrateError::UnknownId { .. } => exit_codes::USAGE,
+            e if e.is_validation() => exit_codes::FINDINGS,
+            _ => exit_codes::INTERNAL,
+        };
+    }
+    if let Some(e) = err.downcast_ref::<RollbackError>() {
+        return match e {
+            RollbackError::Db(d) => db_code(d),
+            RollbackError::Failed { .. } => exit_codes::MIGRATION_FAILED,
+            e if e.is_usage() => exit_codes::USAGE,
             e if e.is_validation() => exit_codes::FINDINGS,
             _ => exit_codes::INTERNAL,
         };
@@ -69,6 +79,10 @@ pub fn error(err: &anyhow::Error, format: Format) -> i32 {
                 MigrateError::Failed { pg, .. } => Some(pg),
                 MigrateError::Db(d) => d.pg(),
                 _ => None,
+            })
+            .or_else(|| {
+                err.downcast_ref::<RollbackError>()
+                    .and_then(RollbackError::pg)
             })
             .or_else(|| err.downcast_ref::<DbError>().and_then(DbError::pg));
         let doc = json!({

@@ -137,10 +137,11 @@ impl DbError {
     pub fn query(context: impl Into<String>, err: tokio_postgres::Error) -> Self {
         let context = context.into();
         match PgError::from_driver(&err) {
-            // "prepared statement s0 does not exist / already exists": another session's state.
+            // The driver names its statements s0, s1, …: when the server doesn't know ours, has
+            // another of that name, or one with other parameters, the session changed under us.
             Some(pg)
-                if matches!(pg.code.as_str(), "26000" | "42P05")
-                    && pg.message.contains("prepared statement") =>
+                if matches!(pg.code.as_str(), "26000" | "42P05" | "08P01")
+                    && pg.message.contains("prepared statement \"s") =>
             {
                 DbError::PoolerLostSession { context }
             }

@@ -285,6 +285,16 @@ impl Ledger {
         )
     }
 
+    /// Marks migration `id` rolled back, to run inside the rollback's own transaction. The row
+    /// keeps its hash, content and stored `rollback_sql`; `migrate` treats it as pending again.
+    pub fn rolled_back_sql(&self, id: &str) -> String {
+        format!(
+            "UPDATE {t} SET status = 'rolled_back', error = NULL WHERE id = {id}",
+            t = self.table_sql(),
+            id = quote_literal(id),
+        )
+    }
+
     /// An audit insert, to run in the same transaction as the change it records (or alone).
     pub fn audit_sql(
         &self,

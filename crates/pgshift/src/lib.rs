@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: a migration folder is read by [`source`], its statements are parsed by
 //! [`sql`], [`migrate`] plans what to run against the ledger ([`ledger`]) and executes it over a
-//! connection from [`db`]. [`config`] resolves settings once (defaults < `pgshift.toml` <
+//! connection from [`db`]; [`rollback`] undoes one (down file or SQL generated from the parse
+//! tree) and [`drizzle`] keeps drizzle-orm's own table in step. [`config`] resolves settings once (defaults < `pgshift.toml` <
 //! environment < flags) and every other module receives them. [`embedded`] runs a private
 //! PostgreSQL server for the demo; [`demo`] carries the example project. The CLI crate never
 //! talks SQL.
@@ -14,5 +15,6 @@ pub mod drizzle;
 pub mod embedded;
 pub mod ledger;
 pub mod migrate;
+pub mod rollback;
 pub mod source;
 pub mod sql;

@@ -6,4 +6,5 @@ pub mod demo;
 pub mod migrate;
 pub mod new;
 pub mod repair;
+pub mod rollback;
 pub mod status;

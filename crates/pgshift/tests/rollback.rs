@@ -1,0 +1,491 @@
+//! `rollback` against a real PostgreSQL, one fresh database per test. Schemas are compared with
+//! `pg_dump --schema-only`, so "restored" means restored as PostgreSQL itself describes it.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use pgshift::migrate::{self, MigrateOptions, Migrator, Silent};
+use pgshift::rollback::{self, RollbackError, RollbackOptions, RollbackSource};
+use pgshift::source::{self, MigrationSet};
+use support::TestDb;
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cfi-handbook/drizzle")
+}
+
+/// A native folder with the given files.
+fn native(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, sql) in files {
+        std::fs::write(tmp.path().join(name), sql).unwrap();
+    }
+    tmp
+}
+
+/// The schema as `pg_dump --schema-only --no-owner` prints it, without comments and blank
+/// lines (and without the random `\restrict` key newer pg_dump versions print).
+fn schema(db: &TestDb) -> String {
+    let out = std::process::Command::new("pg_dump")
+        .args([
+            "--schema-only",
+            "--no-owner",
+            "--no-privileges",
+            "-d",
+            &db.url,
+        ])
+        .output()
+        .expect("run pg_dump (apt-get install postgresql-client)");
+    assert!(
+        out.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            !l.starts_with("--")
+                && !l.trim().is_empty()
+                && !l.starts_with("\\restrict")
+                && !l.starts_with("\\unrestrict")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn migrate_to(db: &TestDb, set: &MigrationSet, target: Option<&str>) -> Vec<String> {
+    let settings = db.settings();
+    let client = db.client().await;
+    let opts = MigrateOptions {
+        target: target.map(str::to_string),
+        ..MigrateOptions::default()
+    };
+    Migrator::new(&settings, set)
+        .migrate(&client, &opts, &mut Silent)
+        .await
+        .unwrap()
+        .applied
+        .into_iter()
+        .map(|a| a.id)
+        .collect()
+}
+
+async fn roll_back(
+    db: &TestDb,
+    set: &MigrationSet,
+    id: &str,
+    cascade: bool,
+    dry_run: bool,
+) -> Result<rollback::RollbackReport, RollbackError> {
+    let client = db.client().await;
+    rollback::rollback(
+        &client,
+        &db.settings(),
+        set,
+        id,
+        &RollbackOptions { cascade, dry_run },
+    )
+    .await
+}
+
+fn ids(r: &rollback::RollbackReport) -> Vec<&str> {
+    r.rolled_back.iter().map(|b| b.id.as_str()).collect()
+}
+
+async fn statuses(db: &TestDb) -> Vec<(String, String)> {
+    db.client()
+        .await
+        .query(
+            "SELECT id, status FROM __drizzle_migrations ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+fn status_of<'a>(rows: &'a [(String, String)], id: &str) -> &'a str {
+    rows.iter()
+        .find(|(i, _)| i == id)
+        .map(|(_, s)| s.as_str())
+        .unwrap_or("<none>")
+}
+
+async fn audit_count(db: &TestDb, outcome: &str) -> i64 {
+    db.client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM __pgshift_audit WHERE operation = 'rollback' AND outcome = $1",
+            &[&outcome],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn example_rollback_of_0004_and_0003_restores_the_schema_and_migrate_reapplies() {
+    let db = TestDb::new("rb_example").await;
+    let set = source::load(&example_dir()).unwrap();
+    migrate_to(&db, &set, Some("0002_loose_colossus")).await;
+    let before_0003 = schema(&db);
+    migrate_to(&db, &set, None).await;
+    let full = schema(&db);
+    assert_ne!(before_0003, full);
+
+    let r = roll_back(&db, &set, "0004_happy_banshee", false, false)
+        .await
+        .unwrap();
+    assert_eq!(ids(&r), ["0004_happy_banshee"]);
+    assert_eq!(r.rolled_back[0].source, RollbackSource::DownFile);
+    assert_eq!(r.rolled_back[0].statements, 3);
+    // A unique prefix names the migration too.
+    let r = roll_back(&db, &set, "0003", false, false).await.unwrap();
+    assert_eq!(ids(&r), ["0003_slim_warhawk"]);
+
+    assert_eq!(schema(&db), before_0003, "schema as it was before 0003");
+    let rows = statuses(&db).await;
+    assert_eq!(status_of(&rows, "0003_slim_warhawk"), "rolled_back");
+    assert_eq!(status_of(&rows, "0004_happy_banshee"), "rolled_back");
+    assert_eq!(status_of(&rows, "0002_loose_colossus"), "applied");
+    assert_eq!(audit_count(&db, "rolled_back").await, 2);
+
+    // Rolled back counts as pending: migrate applies both again, and drizzle-orm's own table was
+    // kept in step (otherwise the takeover would record them as applied without running them).
+    let again = migrate_to(&db, &set, None).await;
+    assert_eq!(again, ["0003_slim_warhawk", "0004_happy_banshee"]);
+    assert_eq!(schema(&db), full);
+    let rows = statuses(&db).await;
+    assert!(rows.iter().all(|(_, s)| s == "applied"), "{rows:?}");
+
+    // Rolling back something no longer applied is an error, not a no-op.
+    roll_back(&db, &set, "0004_happy_banshee", false, false)
+        .await
+        .unwrap();
+    let err = roll_back(&db, &set, "0004_happy_banshee", false, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RollbackError::NotApplied { state, .. } if state == "rolled_back"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn rollback_under_later_migrations_is_refused_unless_cascade() {
+    let db = TestDb::new("rb_cascade").await;
+    let set = source::load(&example_dir()).unwrap();
+    migrate_to(&db, &set, Some("0001_tiny_nightcrawler")).await;
+    let before_0002 = schema(&db);
+    migrate_to(&db, &set, None).await;
+    let full = schema(&db);
+
+    let err = roll_back(&db, &set, "0002_loose_colossus", false, false)
+        .await
+        .unwrap_err();
+    match &err {
+        RollbackError::LaterApplied { id, later } => {
+            assert_eq!(id, "0002_loose_colossus");
+            assert_eq!(later, &["0004_happy_banshee", "0003_slim_warhawk"]);
+        }
+        other => panic!("expected LaterApplied, got {other}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("0004_happy_banshee") && msg.contains("--cascade"),
+        "{msg}"
+    );
+    assert!(err.is_usage());
+    assert_eq!(schema(&db), full, "a refused rollback changes nothing");
+
+    let r = roll_back(&db, &set, "0002_loose_colossus", true, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&r),
+        [
+            "0004_happy_banshee",
+            "0003_slim_warhawk",
+            "0002_loose_colossus"
+        ]
+    );
+    assert_eq!(schema(&db), before_0002);
+    let rows = statuses(&db).await;
+    for id in [
+        "0002_loose_colossus",
+        "0003_slim_warhawk",
+        "0004_happy_banshee",
+    ] {
+        assert_eq!(status_of(&rows, id), "rolled_back", "{id}");
+    }
+    assert_eq!(status_of(&rows, "0001_tiny_nightcrawler"), "applied");
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing_and_shows_the_sql() {
+    let db = TestDb::new("rb_dry").await;
+    let set = source::load(&example_dir()).unwrap();
+    migrate_to(&db, &set, None).await;
+    let before = schema(&db);
+    let r = roll_back(&db, &set, "0002_loose_colossus", true, true)
+        .await
+        .unwrap();
+    assert!(r.dry_run);
+    assert_eq!(r.rolled_back.len(), 3);
+    let sql = r.rolled_back[2].sql.as_deref().unwrap();
+    assert!(sql.contains("DROP TABLE \"user_progress\""), "{sql}");
+    assert!(sql.contains("SET LOCAL lock_timeout"), "{sql}");
+    assert!(sql.contains("rolled_back"), "{sql}");
+    assert_eq!(schema(&db), before);
+    let rows = statuses(&db).await;
+    assert!(rows.iter().all(|(_, s)| s == "applied"), "{rows:?}");
+    assert_eq!(audit_count(&db, "rolled_back").await, 0);
+    // The dry run refuses what the real run would refuse.
+    let err = roll_back(&db, &set, "0002_loose_colossus", false, true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RollbackError::LaterApplied { .. }), "{err}");
+}
+
+const BASE: &str = "CREATE TABLE accounts (id int PRIMARY KEY, email text);\n";
+
+/// Everything `generate` inverts that a typical hand-written migration does, on a table that
+/// existed before and on one it creates.
+const GROW: &str = r#"CREATE TABLE "Orders" (
+    id serial PRIMARY KEY,
+    account_id int NOT NULL,
+    "select" text
+);
+CREATE INDEX orders_account_idx ON "Orders" (account_id);
+CREATE INDEX accounts_email_idx ON accounts (lower(email));
+ALTER TABLE accounts ADD COLUMN plan text DEFAULT 'free' NOT NULL;
+ALTER TABLE "Orders" ADD CONSTRAINT orders_account_fk FOREIGN KEY (account_id) REFERENCES accounts (id);
+ALTER TABLE accounts ADD CONSTRAINT accounts_email_key UNIQUE (email), ALTER COLUMN email SET NOT NULL;
+CREATE TYPE "Status" AS ENUM ('new', 'paid');
+ALTER TABLE "Orders" ADD COLUMN status "Status" DEFAULT 'new' NOT NULL;
+CREATE FUNCTION order_count(acc int, since timestamptz DEFAULT now()) RETURNS bigint
+    LANGUAGE sql AS $$ SELECT count(*) FROM "Orders" WHERE account_id = acc $$;
+CREATE VIEW paid_orders AS SELECT * FROM "Orders" WHERE status = 'paid';
+COMMENT ON TABLE "Orders" IS 'one row per order';
+INSERT INTO "Orders" (account_id) SELECT id FROM accounts;
+"#;
+
+#[tokio::test]
+async fn generated_rollback_restores_the_schema() {
+    let db = TestDb::new("rb_generated").await;
+    let dir = native(&[("0001_base.sql", BASE), ("0002_grow.sql", GROW)]);
+    let set = source::load(dir.path()).unwrap();
+    migrate_to(&db, &set, Some("0001_base")).await;
+    db.client()
+        .await
+        .batch_execute("INSERT INTO accounts VALUES (1, 'a@example.com')")
+        .await
+        .unwrap();
+    let before = schema(&db);
+    migrate_to(&db, &set, None).await;
+    assert_ne!(schema(&db), before);
+
+    let stmts = migrate::parse(set.get("0002_grow").unwrap()).unwrap();
+    let g = rollback::generate(&stmts);
+    assert!(g.irreversible.is_empty(), "{:?}", g.irreversible);
+    let sql = g.sql.unwrap();
+    db.client()
+        .await
+        .batch_execute(&format!("BEGIN;\n{sql}COMMIT;"))
+        .await
+        .unwrap_or_else(|e| panic!("generated rollback failed: {e:?}\n{sql}"));
+    assert_eq!(schema(&db), before, "generated rollback:\n{sql}");
+}
+
+#[tokio::test]
+async fn without_a_down_file_the_stored_rollback_runs_and_else_it_says_what_to_write() {
+    let db = TestDb::new("rb_stored").await;
+    let dir = native(&[("0001_base.sql", BASE), ("0002_grow.sql", GROW)]);
+    let set = source::load(dir.path()).unwrap();
+    migrate_to(&db, &set, Some("0001_base")).await;
+    let before = schema(&db);
+    migrate_to(&db, &set, None).await;
+
+    // migrate stored the rollback it generated from the parse tree.
+    let stored: Option<String> = db
+        .client()
+        .await
+        .query_one(
+            "SELECT rollback_sql FROM __drizzle_migrations WHERE id = '0002_grow'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(stored.is_some_and(|s| s.starts_with("-- generated by pgshift")));
+    let r = roll_back(&db, &set, "0002_grow", false, false)
+        .await
+        .unwrap();
+    assert_eq!(r.rolled_back[0].source, RollbackSource::Stored);
+    assert_eq!(schema(&db), before);
+    assert_eq!(
+        migrate_to(&db, &set, None).await,
+        ["0002_grow"],
+        "applied again"
+    );
+
+    // Nothing stored and no down file: the error says what to write.
+    db.client()
+        .await
+        .batch_execute("UPDATE __drizzle_migrations SET rollback_sql = NULL WHERE id = '0002_grow'")
+        .await
+        .unwrap();
+    let err = roll_back(&db, &set, "0002_grow", false, false)
+        .await
+        .unwrap_err();
+    match &err {
+        RollbackError::NoRollback { id, expected } => {
+            assert_eq!(id, "0002_grow");
+            assert_eq!(expected, &dir.path().join("0002_grow.down.sql"));
+        }
+        other => panic!("expected NoRollback, got {other}"),
+    }
+    assert!(err.to_string().contains("0002_grow.down.sql"), "{err}");
+}
+
+#[tokio::test]
+async fn non_transactional_rollback_statements_run_alone() {
+    let db = TestDb::new("rb_concurrently").await;
+    let dir = native(&[
+        ("0001_t.sql", "CREATE TABLE t (a int);\n"),
+        (
+            "0002_idx.sql",
+            "CREATE INDEX CONCURRENTLY t_a_idx ON t (a);\nALTER TABLE t ADD COLUMN b int;\n",
+        ),
+        (
+            "0002_idx.down.sql",
+            "ALTER TABLE t DROP COLUMN b;\nDROP INDEX CONCURRENTLY IF EXISTS t_a_idx;\n",
+        ),
+    ]);
+    let set = source::load(dir.path()).unwrap();
+    migrate_to(&db, &set, Some("0001_t")).await;
+    let before = schema(&db);
+    migrate_to(&db, &set, None).await;
+    let r = roll_back(&db, &set, "0002_idx", false, false)
+        .await
+        .unwrap();
+    assert_eq!(ids(&r), ["0002_idx"]);
+    assert_eq!(schema(&db), before);
+    assert_eq!(status_of(&statuses(&db).await, "0002_idx"), "rolled_back");
+}
+
+#[tokio::test]
+async fn failing_rollback_leaves_the_migration_applied_and_points_at_the_line() {
+    let db = TestDb::new("rb_fail").await;
+    let dir = native(&[
+        ("0001_t.sql", "CREATE TABLE t (a int);\n"),
+        (
+            "0001_t.down.sql",
+            "DROP TABLE t;\nCREATE TABLE u (a no_such_type);\n",
+        ),
+    ]);
+    let set = source::load(dir.path()).unwrap();
+    migrate_to(&db, &set, None).await;
+    let before = schema(&db);
+    let err = roll_back(&db, &set, "0001_t", false, false)
+        .await
+        .unwrap_err();
+    match &err {
+        RollbackError::Failed {
+            id,
+            pg,
+            location,
+            statement,
+            statements,
+            statements_done,
+            ..
+        } => {
+            assert_eq!(id, "0001_t");
+            assert_eq!(pg.code, "42704");
+            assert_eq!((*statement, *statements, *statements_done), (Some(1), 2, 0));
+            let l = location.as_ref().expect("a location in the down file");
+            assert_eq!(l.path, dir.path().join("0001_t.down.sql"));
+            assert_eq!((l.line, l.column), (2, 19));
+        }
+        other => panic!("expected Failed, got {other}"),
+    }
+    assert!(
+        err.to_string().contains("still applied"),
+        "says what state it left: {err}"
+    );
+    assert_eq!(
+        schema(&db),
+        before,
+        "the rollback's transaction was rolled back"
+    );
+    assert_eq!(status_of(&statuses(&db).await, "0001_t"), "applied");
+    assert_eq!(audit_count(&db, "failed").await, 1);
+}
+
+#[tokio::test]
+async fn unknown_pending_and_irreversible_migrations_are_refused() {
+    let db = TestDb::new("rb_refused").await;
+    let dir = native(&[
+        (
+            "0001_a.sql",
+            "-- pgshift:irreversible\nCREATE TABLE a ();\n",
+        ),
+        ("0002_b.sql", "CREATE TABLE b ();\n"),
+    ]);
+    let set = source::load(dir.path()).unwrap();
+    migrate_to(&db, &set, Some("0001_a")).await;
+    let err = roll_back(&db, &set, "0009_nope", false, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RollbackError::UnknownId { .. }), "{err}");
+    assert!(err.to_string().contains("pgshift status"), "{err}");
+    let err = roll_back(&db, &set, "0002_b", false, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RollbackError::NotApplied { state, .. } if state == "pending"),
+        "{err}"
+    );
+    let err = roll_back(&db, &set, "0001_a", false, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RollbackError::Irreversible { .. }), "{err}");
+    assert!(err.is_validation());
+}
+
+#[tokio::test]
+async fn cascade_includes_applied_migrations_whose_files_are_gone() {
+    let db = TestDb::new("rb_missing").await;
+    let dir = native(&[
+        ("0001_a.sql", "CREATE TABLE a (id int);\n"),
+        ("0001_a.down.sql", "DROP TABLE a;\n"),
+        ("0002_b.sql", "CREATE TABLE b (id int);\n"),
+        ("0002_b.down.sql", "DROP TABLE b;\n"),
+    ]);
+    let before = schema(&db);
+    migrate_to(&db, &source::load(dir.path()).unwrap(), None).await;
+    std::fs::remove_file(dir.path().join("0002_b.sql")).unwrap();
+    std::fs::remove_file(dir.path().join("0002_b.down.sql")).unwrap();
+    let set = source::load(dir.path()).unwrap();
+    let err = roll_back(&db, &set, "0001_a", false, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RollbackError::LaterApplied { later, .. } if later == &["0002_b"]),
+        "{err}"
+    );
+    let r = roll_back(&db, &set, "0001_a", true, false).await.unwrap();
+    assert_eq!(ids(&r), ["0002_b", "0001_a"]);
+    assert_eq!(r.rolled_back[0].source, RollbackSource::Stored);
+    assert_eq!(r.rolled_back[1].source, RollbackSource::DownFile);
+    // Only the ledger and audit tables remain.
+    let after = schema(&db);
+    assert!(
+        !after.contains("TABLE public.a ") && !after.contains("TABLE public.b "),
+        "{after}"
+    );
+    assert_ne!(after, before);
+}
