@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The migrate benchmark: pgshift against the psql floor on 1000 generated migrations.
+#
+#   bench/migrate.sh
+#
+# Environment:
+#   PGSHIFT_BENCH_URL   admin URL of the server (default postgresql://postgres@127.0.0.1:5432/postgres);
+#                       fresh databases are created and dropped through it
+#   PGSHIFT_BENCH_N     number of migrations (default 1000)
+#   PGSHIFT_BENCH_REPS  repetitions of every measurement; the median is reported (default 3)
+#   PGSHIFT_BIN         binary to measure (default target/release/pgshift, built when missing)
+#
+# Prints a table and writes bench/results/migrate-<date>.json. See bench/README.md.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH="$ROOT/bench"
+HELPER="$BENCH/bench_helper.py"
+URL=${PGSHIFT_BENCH_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
+N=${PGSHIFT_BENCH_N:-1000}
+REPS=${PGSHIFT_BENCH_REPS:-3}
+BIN=${PGSHIFT_BIN:-$ROOT/target/release/pgshift}
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+for tool in python3 psql createdb dropdb; do
+    command -v "$tool" >/dev/null || die "$tool not found (apt-get install postgresql-client python3)"
+done
+
+# --- cleanup, also on failure and Ctrl-C --------------------------------------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pgshift-bench.XXXXXX")
+PREFIX="pgshift_bench_$$"
+DBS=()
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    for db in "${DBS[@]}"; do
+        dropdb --if-exists --force --maintenance-db="$URL" "$db" >/dev/null 2>&1 ||
+            log "could not drop database $db; drop it by hand"
+    done
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+createdb_fresh() { # NAME
+    dropdb --if-exists --force --maintenance-db="$URL" "$1" >/dev/null 2>&1 || true
+    createdb --maintenance-db="$URL" "$1"
+    DBS+=("$1")
+}
+dropdb_now() { # NAME
+    dropdb --if-exists --force --maintenance-db="$URL" "$1"
+    local keep=() db
+    for db in "${DBS[@]}"; do [[ $db == "$1" ]] || keep+=("$db"); done
+    DBS=("${keep[@]+"${keep[@]}"}")
+}
+db_url() { python3 "$HELPER" url "$URL" "$1"; }
+# Flush dirty buffers (e.g. from the previous run's DROP DATABASE) so a checkpoint doesn't land
+# in the middle of a measurement. Needs superuser; skipped silently otherwise.
+quiesce() { psql -X -q -d "$URL" -c CHECKPOINT >/dev/null 2>&1 || true; }
+
+# --- preconditions ------------------------------------------------------------------------------
+psql -X -q -d "$URL" -Atc 'SELECT 1' >/dev/null ||
+    die "PostgreSQL does not answer at $URL (set PGSHIFT_BENCH_URL, or start it: pg_ctlcluster 15 main start)"
+
+if [[ ! -x $BIN ]]; then
+    log "building the release binary (cargo build --release -p pgshift-cli)"
+    (cd "$ROOT" && cargo build --release -p pgshift-cli) || die "build failed"
+fi
+
+MIG="$TMP/migrations"
+DRIVER="$TMP/driver.sql"
+log "generating $N migrations in $MIG"
+python3 "$HELPER" gen "$MIG" "$N" "$DRIVER"
+
+SAMPLES="$TMP/samples.tsv"
+: >"$SAMPLES"
+OUT="$TMP/out"
+mkdir -p "$OUT"
+
+# Every command runs in the empty temp dir (no pgshift.toml, no .env there), without RUST_LOG or
+# PGSHIFT_MIGRATIONS, and with DATABASE_URL set to the run's database (unset for offline runs).
+measure() { # NAME REP CHECK_KIND DBURL -- CMD...
+    local name=$1 rep=$2 kind=$3 dburl=$4
+    shift 5
+    local out="$OUT/$name.$rep.json" secs
+    local envargs=(-u RUST_LOG -u PGSHIFT_MIGRATIONS -u DATABASE_URL)
+    [[ -z $dburl ]] || envargs+=(DATABASE_URL="$dburl")
+    secs=$(cd "$TMP" && env "${envargs[@]}" python3 "$HELPER" time "$out" -- "$@")
+    if [[ $kind != - ]]; then python3 "$HELPER" check "$kind" "$out" "$N"; fi
+    printf '%s\t%s\t%s\n' "$name" "$rep" "$secs" >>"$SAMPLES"
+    log "$(printf '%-17s run %s: %8.1f ms' "$name" "$rep" "$(awk -v s="$secs" 'BEGIN { print s * 1000 }')")"
+}
+
+run_floor() { # REP
+    local db="${PREFIX}_floor_$1" dburl tables
+    createdb_fresh "$db"
+    dburl=$(db_url "$db")
+    quiesce
+    measure floor_psql "$1" - "$dburl" -- psql -X -q -v ON_ERROR_STOP=1 -d "$dburl" -f "$DRIVER"
+    tables=$(psql -X -q -d "$dburl" -Atc \
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'table\_%'")
+    [[ $tables == "$N" ]] || die "the floor run created $tables tables, expected $N"
+    dropdb_now "$db"
+}
+run_pgshift() { # REP
+    local db="${PREFIX}_pgshift_$1" dburl
+    createdb_fresh "$db"
+    dburl=$(db_url "$db")
+    quiesce
+    measure migrate_empty "$1" migrate "$dburl" -- "$BIN" --no-dotenv --format json migrate --migrations "$MIG"
+    # Reference for the 30 ms goal: what any client pays to connect and run one query.
+    measure connect_psql "$1" - "$dburl" -- psql -X -q -d "$dburl" -c 'SELECT 1'
+    measure migrate_noop "$1" noop "$dburl" -- "$BIN" --no-dotenv --format json migrate --migrations "$MIG"
+    measure status "$1" status "$dburl" -- "$BIN" --no-dotenv --format json status --migrations "$MIG"
+    dropdb_now "$db"
+}
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "binary: $BIN"
+log "server: $(psql -X -q -d "$URL" -Atc 'SELECT version()' | cut -d' ' -f1-2)"
+for rep in $(seq 1 "$REPS"); do
+    # Alternate which of (a) and (b) goes first so slow drift on a noisy machine hits both.
+    if ((rep % 2)); then run_floor "$rep"; run_pgshift "$rep"; else run_pgshift "$rep"; run_floor "$rep"; fi
+    measure validate_offline "$rep" validate "" -- "$BIN" --no-dotenv --format json migrate validate --offline --migrations "$MIG"
+done
+
+# --- report -------------------------------------------------------------------------------------
+META="$TMP/meta.json"
+BENCH_N=$N BENCH_REPS=$REPS BENCH_BIN=$BIN BENCH_BIN_SHA="$(sha256sum "$BIN" | cut -c1-16)" \
+BENCH_CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || echo unknown)" \
+BENCH_CORES="$(nproc)" \
+BENCH_PG="$(psql -X -q -d "$URL" -Atc 'SHOW server_version')" \
+BENCH_SSL="$(psql -X -q -d "$URL" -Atc 'SHOW ssl')" \
+BENCH_FSYNC="$(psql -X -q -d "$URL" -Atc "SELECT current_setting('fsync') || '/' || current_setting('synchronous_commit')")" \
+BENCH_VERSION="$("$BIN" --version | awk '{print $2}')" \
+BENCH_GIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD -- crates 2>/dev/null || echo '+dirty')" \
+BENCH_LOAD="$(cut -d' ' -f1-3 /proc/loadavg)" BENCH_LOAD_START="$LOAD_START" \
+python3 - >"$META" <<'EOF'
+import json, os, datetime
+e = os.environ
+print(json.dumps({
+    "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    "migrations": int(e["BENCH_N"]), "reps": int(e["BENCH_REPS"]), "binary": e["BENCH_BIN"], "binary_sha256_prefix": e["BENCH_BIN_SHA"],
+    "cpu": e["BENCH_CPU"], "cores": int(e["BENCH_CORES"]), "postgres": "PostgreSQL " + e["BENCH_PG"],
+    "server_ssl": e["BENCH_SSL"], "fsync/synchronous_commit": e["BENCH_FSYNC"],
+    "pgshift_version": e["BENCH_VERSION"], "git": e["BENCH_GIT"], "loadavg_at_start": e["BENCH_LOAD_START"], "loadavg_at_end": e["BENCH_LOAD"],
+}))
+EOF
+mkdir -p "$BENCH/results"
+python3 "$HELPER" report "$SAMPLES" "$BENCH/results/migrate-$(date +%Y-%m-%dT%H%M%S).json" "$META"
