@@ -987,6 +987,16 @@ mod tests {
     }
 }
 
+/// `CREATE DATABASE name` on `admin`'s server; returns the target of the new database.
+pub async fn create_database(admin: &Target, name: &str) -> Result<Target, DbError> {
+    let client = admin.connect().await?;
+    client
+        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
+        .await
+        .map_err(|e| DbError::query(format!("creating database {name}"), e))?;
+    Ok(admin.with_dbname(name))
+}
+
 /// A throw-away database on the target's server: `CREATE DATABASE <prefix>_<random>`, dropped
 /// with [`ScratchDatabase::drop_now`] (or left for inspection with [`ScratchDatabase::keep`]).
 #[derive(Debug)]
@@ -1005,14 +1015,9 @@ impl ScratchDatabase {
         let mut name = format!("{prefix}_{suffix}").to_lowercase();
         name.retain(|c| c.is_ascii_alphanumeric() || c == '_');
         name.truncate(63);
-        let client = admin.connect().await?;
-        client
-            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
-            .await
-            .map_err(|e| DbError::query(format!("creating scratch database {name}"), e))?;
         Ok(ScratchDatabase {
             admin: admin.clone(),
-            target: admin.with_dbname(&name),
+            target: create_database(admin, &name).await?,
             name,
         })
     }

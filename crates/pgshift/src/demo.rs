@@ -1,6 +1,6 @@
 //! The example project (`examples/cfi-handbook`) embedded in the binary, so `pgshift demo` works
-//! from an installed binary without a checkout. This module only writes the files; the demo's
-//! flow lives in the CLI.
+//! from an installed binary without a checkout, and the little SQL the demo shows. The demo's
+//! flow (which commands to show, in which order) lives in the CLI.
 
 use std::path::{Path, PathBuf};
 
@@ -63,6 +63,18 @@ pub fn write_example(dir: &Path) -> std::io::Result<PathBuf> {
         std::fs::write(path, text)?;
     }
     Ok(root)
+}
+
+/// The tables of the `public` schema, by name.
+pub async fn user_tables(client: &crate::db::Client) -> Result<Vec<String>, crate::db::DbError> {
+    let rows = client
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| crate::db::DbError::query("listing tables", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 #[cfg(test)]

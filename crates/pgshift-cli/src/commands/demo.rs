@@ -36,17 +36,11 @@ pub async fn run(mut ctx: Ctx, args: DemoArgs) -> anyhow::Result<i32> {
 async fn demo(ctx: &mut Ctx, server: &EmbeddedServer, args: &DemoArgs) -> anyhow::Result<i32> {
     let work = tempfile::tempdir()?;
     let dir = pgshift::demo::write_example(work.path())?;
-    let admin = server.url("postgres");
     let mut settings = ctx.settings.clone();
-    settings.database_url = Some(admin.clone());
-    let admin_client = pgshift::db::Target::from_settings(&settings)?
-        .connect()
-        .await?;
-    admin_client
-        .batch_execute("CREATE DATABASE cfi_handbook")
-        .await?;
+    settings.database_url = Some(server.url("postgres"));
+    let admin = pgshift::db::Target::from_settings(&settings)?;
+    let target = pgshift::db::create_database(&admin, "cfi_handbook").await?;
     settings.database_url = Some(server.url("cfi_handbook"));
-    let target = pgshift::db::Target::from_settings(&settings)?;
     let client = target.connect().await?;
     println!(
         "PostgreSQL {} on port {} (data in {})",
@@ -136,15 +130,7 @@ async fn demo(ctx: &mut Ctx, server: &EmbeddedServer, args: &DemoArgs) -> anyhow
                 .unwrap_or_default()
         );
     }
-    let tables: Vec<String> = client
-        .query(
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let tables = pgshift::demo::user_tables(&client).await?;
     println!();
     println!("tables: {}", tables.join(", "));
 
