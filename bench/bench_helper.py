@@ -153,7 +153,7 @@ def report(samples_path, out_json, meta_path):
     print()
     print(f"pgshift migrate benchmark: {n} migrations, {meta['reps']} runs each, median")
     print(f"  {meta['cpu']} ({meta['cores']} cores), {meta['postgres']}")
-    print(f"  pgshift {meta['pgshift_version']} ({meta['git']}), ssl={meta['server_ssl']}, "
+    print(f"  pgshift {meta['pgshift_version']} (checkout {meta.get('checkout_git', meta.get('git'))}), ssl={meta['server_ssl']}, "
           f"load average {meta.get('loadavg_at_start', '?')} at start, {meta['loadavg_at_end']} at end")
     print()
     w = [max(len(r[i]) for r in rows + [("measurement", "median", "runs", "goal", "result")]) for i in range(5)]

@@ -146,7 +146,7 @@ print(json.dumps({
     "migrations": int(e["BENCH_N"]), "reps": int(e["BENCH_REPS"]), "binary": e["BENCH_BIN"], "binary_sha256_prefix": e["BENCH_BIN_SHA"],
     "cpu": e["BENCH_CPU"], "cores": int(e["BENCH_CORES"]), "postgres": "PostgreSQL " + e["BENCH_PG"],
     "server_ssl": e["BENCH_SSL"], "fsync/synchronous_commit": e["BENCH_FSYNC"],
-    "pgshift_version": e["BENCH_VERSION"], "git": e["BENCH_GIT"], "loadavg_at_start": e["BENCH_LOAD_START"], "loadavg_at_end": e["BENCH_LOAD"],
+    "pgshift_version": e["BENCH_VERSION"], "checkout_git": e["BENCH_GIT"], "loadavg_at_start": e["BENCH_LOAD_START"], "loadavg_at_end": e["BENCH_LOAD"],
 }))
 EOF
 mkdir -p "$BENCH/results"

@@ -111,9 +111,11 @@ impl Ctx {
 
     /// Prints one JSON document on stdout.
     pub fn print_json(&self, value: &impl Serialize) -> anyhow::Result<()> {
-        let mut out = std::io::stdout().lock();
+        // Buffered: serde_json writes token by token, stdout is line-buffered.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         serde_json::to_writer_pretty(&mut out, value)?;
         writeln!(out)?;
+        out.flush()?;
         Ok(())
     }
 

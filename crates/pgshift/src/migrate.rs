@@ -611,9 +611,8 @@ impl<'a> Migrator<'a> {
                     return Err(MigrateError::Interrupted { id: m.id.clone() });
                 }
                 obs.start(&m.id, i, total);
-                let before: Vec<String> = applied.iter().map(|a: &Applied| a.id.clone()).collect();
                 match self
-                    .apply_one(client, entry, m, stmts, obs, &before)
+                    .apply_one(client, entry, m, stmts, obs, &applied)
                     .await?
                 {
                     Some(a) => {
@@ -931,7 +930,8 @@ impl<'a> Migrator<'a> {
         m: &Migration,
         stmts: &[Statement],
         obs: &mut dyn Observer,
-        before: &[String],
+        // Only read when this migration fails, to say how far the run got.
+        before: &[Applied],
     ) -> Result<Option<Applied>, MigrateError> {
         let started = Instant::now();
         let resume = resume_point(entry, m, stmts);
@@ -1016,7 +1016,7 @@ impl<'a> Migrator<'a> {
                             statement: failed_at,
                             statements: stmts.len(),
                             attempts: attempt,
-                            applied_before: before.to_vec(),
+                            applied_before: before.iter().map(|a| a.id.clone()).collect(),
                             blockers,
                         });
                     }
