@@ -339,6 +339,12 @@ pub fn match_journal(set: &MigrationSet, rows: &[DrizzleRow]) -> Takeover {
     out
 }
 
+/// Whether pgshift keeps drizzle-orm's table in step for a folder of this layout: journal
+/// folders only (drizzle v1's table has more columns and is not verified yet).
+pub fn keeps_table_for(layout: crate::source::Layout) -> bool {
+    layout == crate::source::Layout::DrizzleJournal
+}
+
 /// `CREATE SCHEMA IF NOT EXISTS` + `CREATE TABLE IF NOT EXISTS`, exactly as drizzle-orm creates
 /// its table. Two statements separated by `;`, no trailing semicolon.
 pub fn ensure_table_sql(schema: &str, table: &str) -> String {

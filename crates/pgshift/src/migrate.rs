@@ -685,7 +685,7 @@ impl<'a> Migrator<'a> {
     /// Whether to keep drizzle-orm's own table in step (journal folders only: drizzle v1's
     /// table has more columns and is not verified yet).
     fn drizzle_enabled(&self) -> bool {
-        self.set.layout == crate::source::Layout::DrizzleJournal
+        crate::drizzle::keeps_table_for(self.set.layout)
     }
 
     /// The row drizzle-orm would write for `m`, so the team can return to drizzle's migrator.

@@ -1583,7 +1583,7 @@ async fn drizzle_table_exists(
     settings: &Settings,
     set: &MigrationSet,
 ) -> Result<bool, DbError> {
-    if set.layout != Layout::DrizzleJournal {
+    if !crate::drizzle::keeps_table_for(set.layout) {
         return Ok(false);
     }
     let name = crate::db::qualified(&settings.drizzle_schema, &settings.drizzle_table);
