@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use pgshift::migrate::{MigrateError, MigrateOptions, Migrator, Silent, State};
 use pgshift::source;
-use support::TestDb;
+use support::{ledger_statuses, native, TestDb};
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cfi-handbook/drizzle")
@@ -33,15 +33,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A native folder with the given files.
-fn native(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    for (name, sql) in files {
-        std::fs::write(tmp.path().join(name), sql).unwrap();
-    }
-    tmp
-}
-
 async fn tables(client: &tokio_postgres::Client) -> Vec<String> {
     client
         .query(
@@ -52,19 +43,6 @@ async fn tables(client: &tokio_postgres::Client) -> Vec<String> {
         .unwrap()
         .iter()
         .map(|r| r.get(0))
-        .collect()
-}
-
-async fn ledger(client: &tokio_postgres::Client) -> Vec<(String, String)> {
-    client
-        .query(
-            "SELECT id, status FROM __drizzle_migrations ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
         .collect()
 }
 
@@ -93,7 +71,7 @@ async fn example_applies_then_second_run_is_a_no_op() {
     ] {
         assert!(t.contains(&want.to_string()), "{want} missing from {t:?}");
     }
-    let rows = ledger(&client).await;
+    let rows = ledger_statuses(&client).await;
     assert_eq!(rows.len(), set.migrations.len());
     assert!(rows.iter().all(|(_, s)| s == "applied"), "{rows:?}");
     assert!(rows.iter().any(|(id, _)| id == "0003_slim_warhawk"));
@@ -273,7 +251,7 @@ async fn failing_migration_rolls_back_alone_and_a_fixed_file_then_applies() {
         vec!["__drizzle_migrations", "__pgshift_audit", "a"]
     );
     assert_eq!(
-        ledger(&client).await,
+        ledger_statuses(&client).await,
         vec![
             ("0001_create_a".into(), "applied".into()),
             ("0002_broken".into(), "failed".into())
@@ -298,7 +276,10 @@ async fn failing_migration_rolls_back_alone_and_a_fixed_file_then_applies() {
             .collect::<Vec<_>>(),
         ["0002_broken", "0003_create_c"]
     );
-    assert!(ledger(&client).await.iter().all(|(_, s)| s == "applied"));
+    assert!(ledger_statuses(&client)
+        .await
+        .iter()
+        .all(|(_, s)| s == "applied"));
 }
 
 #[tokio::test]
@@ -386,7 +367,7 @@ async fn non_transactional_statements_run_outside_a_transaction() {
         .get(0);
     assert!(valid);
     assert_eq!(
-        ledger(&client).await,
+        ledger_statuses(&client).await,
         vec![("0001_index".into(), "applied".into())]
     );
 }
@@ -533,7 +514,7 @@ async fn non_transactional_migration_failing_at_statement_3_of_5_resumes_at_3() 
         .collect();
     assert_eq!(ids, vec![1, 5], "statements 1-2 were not run again");
     assert_eq!(
-        ledger(&client).await,
+        ledger_statuses(&client).await,
         vec![("0001_steps".into(), "applied".into())]
     );
 }
@@ -651,7 +632,7 @@ async fn migration_without_down_file_stores_a_generated_rollback_that_works() {
         .get(0);
     assert_eq!(cols, 1, "the added column was dropped");
     assert_eq!(
-        ledger(&client).await[1],
+        ledger_statuses(&client).await[1],
         ("0002_more".into(), "rolled_back".into())
     );
 }

@@ -8,19 +8,10 @@ use std::path::{Path, PathBuf};
 use pgshift::migrate::{self, MigrateOptions, Migrator, Silent};
 use pgshift::rollback::{self, RollbackError, RollbackOptions, RollbackSource};
 use pgshift::source::{self, MigrationSet};
-use support::TestDb;
+use support::{native, TestDb};
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cfi-handbook/drizzle")
-}
-
-/// A native folder with the given files.
-fn native(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    for (name, sql) in files {
-        std::fs::write(tmp.path().join(name), sql).unwrap();
-    }
-    tmp
 }
 
 /// The schema as `pg_dump --schema-only --no-owner` prints it, without comments and blank
@@ -94,17 +85,7 @@ fn ids(r: &rollback::RollbackReport) -> Vec<&str> {
 }
 
 async fn statuses(db: &TestDb) -> Vec<(String, String)> {
-    db.client()
-        .await
-        .query(
-            "SELECT id, status FROM __drizzle_migrations ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
+    support::ledger_statuses(&db.client().await).await
 }
 
 fn status_of<'a>(rows: &'a [(String, String)], id: &str) -> &'a str {

@@ -85,3 +85,26 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// A migrations folder (native layout) holding the given files.
+pub fn native(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, sql) in files {
+        std::fs::write(tmp.path().join(name), sql).unwrap();
+    }
+    tmp
+}
+
+/// `(id, status)` of every ledger row, by id.
+pub async fn ledger_statuses(client: &tokio_postgres::Client) -> Vec<(String, String)> {
+    client
+        .query(
+            "SELECT id, status FROM __drizzle_migrations ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
