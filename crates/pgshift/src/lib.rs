@@ -5,7 +5,8 @@
 //! connection from [`db`]; [`rollback`] undoes one (down file or SQL generated from the parse
 //! tree) and [`drizzle`] keeps drizzle-orm's own table in step. [`config`] resolves settings once (defaults < `pgshift.toml` <
 //! environment < flags) and every other module receives them. [`embedded`] runs a private
-//! PostgreSQL server for the demo; [`demo`] carries the example project. The CLI crate never
+//! PostgreSQL server for the demo; [`demo`] carries the example project. [`report`] holds the
+//! finding/severity types and writes the JSON reports under `reports/`. The CLI crate never
 //! talks SQL.
 
 pub mod config;
@@ -15,6 +16,7 @@ pub mod drizzle;
 pub mod embedded;
 pub mod ledger;
 pub mod migrate;
+pub mod report;
 pub mod rollback;
 pub mod source;
 pub mod sql;
