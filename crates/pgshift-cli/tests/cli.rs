@@ -162,6 +162,34 @@ fn syntax_error_is_reported_with_file_line_column_before_connecting() {
 }
 
 #[test]
+fn data_losing_migration_without_rollback_warns_but_passes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("migrations");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("0001_init.sql"), "CREATE TABLE a (id int);\n").unwrap();
+    std::fs::write(dir.join("0002_drop.sql"), "DROP TABLE a;\n").unwrap();
+    pgshift(tmp.path())
+        .args(["migrate", "validate", "--offline"])
+        .assert()
+        .code(0)
+        .stdout(
+            predicate::str::contains("warning: no_rollback: 0002_drop: loses data")
+                .and(predicate::str::contains("1 warning(s)")),
+        );
+    let out = pgshift(tmp.path())
+        .args(["migrate", "validate", "--offline", "--format", "json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["problems"][0]["kind"], "no_rollback");
+    assert_eq!(v["problems"][0]["severity"], "warning");
+}
+
+#[test]
 fn missing_folder_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     pgshift(tmp.path())

@@ -294,7 +294,8 @@ pub fn plan(set: &MigrationSet, rows: &[LedgerRow]) -> Plan {
                     if r.hash != m.hash =>
                 {
                     State::Modified {
-                        cosmetic: r.normalized_hash.as_deref() == Some(m.normalized_hash.as_str()),
+                        cosmetic: r.normalized_hash.as_deref()
+                            == Some(m.normalized_hash().as_str()),
                     }
                 }
                 RowStatus::Applied | RowStatus::Other(_) => State::Applied,
@@ -364,6 +365,117 @@ pub fn parse(m: &Migration) -> Result<Vec<Statement>, MigrateError> {
         });
     }
     Ok(out)
+}
+
+/// One problem `migrate validate` found, in the folder or against the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// `syntax`, `no_rollback`, `modified`, `missing_file` or `failed`.
+    pub kind: &'static str,
+    /// Critical problems stop a deploy; warnings are reported and don't.
+    pub severity: crate::report::Severity,
+    /// The migration it concerns.
+    pub id: String,
+    pub message: String,
+}
+
+/// Checks a folder without a database: every file parses with PostgreSQL's parser, and a
+/// migration whose statements destroy data (DROP TABLE/COLUMN, DELETE, UPDATE, TRUNCATE, …) has a
+/// hand-written rollback file or says `-- pgshift: irreversible` (a warning: `pgshift rollback`
+/// could not undo it otherwise).
+pub fn check_folder(set: &MigrationSet) -> Vec<Problem> {
+    use crate::report::Severity;
+    let mut out = Vec::new();
+    for m in &set.migrations {
+        let stmts = match parse(m) {
+            Ok(s) => s,
+            Err(e) => {
+                out.push(Problem {
+                    kind: "syntax",
+                    severity: Severity::Critical,
+                    id: m.id.clone(),
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        if m.has_down() || m.directives.irreversible {
+            continue;
+        }
+        let generated = crate::rollback::generate(&stmts);
+        if !generated.data_loss {
+            continue;
+        }
+        let first = generated
+            .irreversible
+            .iter()
+            .find(|i| i.reason.contains("loses data"))
+            .or(generated.irreversible.first());
+        let what = first.map_or_else(String::new, |i| {
+            let text: String = i.text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let short: String = text.chars().take(60).collect();
+            let more = if text.chars().count() > 60 { "…" } else { "" };
+            format!(" (statement {}: {short}{more})", i.statement + 1)
+        });
+        out.push(Problem {
+            kind: "no_rollback",
+            severity: Severity::Warning,
+            id: m.id.clone(),
+            message: format!(
+                "loses data{what} and has no rollback file: `pgshift rollback` cannot undo it; \
+                 write {}.down.sql (restoring the data from a backup) or mark the file \
+                 `-- pgshift: irreversible`",
+                m.id
+            ),
+        });
+    }
+    out
+}
+
+/// The ledger-side problems of `plan`: files changed after they were applied, applied
+/// migrations whose file is gone, and migrations that failed last time.
+pub fn check_plan(plan: &Plan) -> Vec<Problem> {
+    use crate::report::Severity;
+    let mut out = Vec::new();
+    for e in &plan.migrations {
+        let (kind, severity, message) = match &e.state {
+            State::Modified { cosmetic } => (
+                "modified",
+                Severity::Critical,
+                format!(
+                    "applied with hash {} but the file now hashes to {}; {}",
+                    e.ledger_hash.as_deref().unwrap_or("?"),
+                    e.file_hash.as_deref().unwrap_or("?"),
+                    if *cosmetic {
+                        "cosmetic change only: `pgshift repair` records it"
+                    } else {
+                        "the SQL changed: restore the file and add a new migration"
+                    }
+                ),
+            ),
+            State::MissingFile => (
+                "missing_file",
+                Severity::Critical,
+                "recorded in the ledger but its file is not in the folder".to_string(),
+            ),
+            State::Failed => (
+                "failed",
+                Severity::Critical,
+                format!(
+                    "failed last time: {}",
+                    e.error.as_deref().unwrap_or("no error recorded")
+                ),
+            ),
+            _ => continue,
+        };
+        out.push(Problem {
+            kind,
+            severity,
+            id: e.id.clone(),
+            message,
+        });
+    }
+    out
 }
 
 /// Hooks for progress display. Every method has a no-op default.
@@ -493,6 +605,22 @@ impl<'a> Migrator<'a> {
         }
         if opts.dry_run {
             return self.dry_run(client, opts, started).await;
+        }
+        // A deploy with nothing to do is the common case: read the ledger without the lock and
+        // stop there. `migrate` never removes an applied row, so a plan with nothing pending and
+        // nothing modified cannot be made stale by a concurrent run.
+        let plan = self.plan(client).await?;
+        if plan.pending(self.set).next().is_none() && plan.modified().next().is_none() {
+            return Ok(MigrateReport {
+                dry_run: false,
+                warnings: Vec::new(),
+                held_back: Vec::new(),
+                taken_over: Vec::new(),
+                already_applied: plan.counts.applied,
+                applied: Vec::new(),
+                duration_ms: started.elapsed().as_millis() as u64,
+                counts: plan.counts,
+            });
         }
         let pid = crate::db::prepare_migration_session(client).await?;
         self.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
@@ -1314,4 +1442,50 @@ fn backoff(attempt: u32) -> Duration {
         .min(10_000);
     let jitter = rand::random::<u64>() % (base / 2 + 1);
     Duration::from_millis(base - base / 4 + jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Severity;
+
+    fn folder(files: &[(&str, &str)]) -> (tempfile::TempDir, MigrationSet) {
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(tmp.path().join(name), text).unwrap();
+        }
+        let set = source::load(tmp.path()).unwrap();
+        (tmp, set)
+    }
+
+    #[test]
+    fn data_losing_migration_without_down_file_is_a_warning() {
+        let (_tmp, set) = folder(&[
+            ("0001_create.sql", "CREATE TABLE a (id int, note text);\n"),
+            ("0002_drop_note.sql", "ALTER TABLE a DROP COLUMN note;\n"),
+            ("0003_wipe.sql", "DELETE FROM a;\n"),
+            ("0003_wipe.down.sql", "SELECT 1;\n"),
+            ("0004_gone.sql", "-- pgshift: irreversible\nDROP TABLE a;\n"),
+        ]);
+        let problems = check_folder(&set);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let p = &problems[0];
+        assert_eq!((p.kind, p.id.as_str()), ("no_rollback", "0002_drop_note"));
+        assert_eq!(p.severity, Severity::Warning);
+        assert!(p.message.contains("DROP COLUMN note"), "{}", p.message);
+        assert!(
+            p.message.contains("0002_drop_note.down.sql"),
+            "{}",
+            p.message
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_critical() {
+        let (_tmp, set) = folder(&[("0001_bad.sql", "CREATE TABEL a (id int);\n")]);
+        let problems = check_folder(&set);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].kind, "syntax");
+        assert_eq!(problems[0].severity, Severity::Critical);
+    }
 }

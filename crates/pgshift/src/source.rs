@@ -361,8 +361,6 @@ pub struct Migration {
     pub sql: String,
     /// drizzle-orm's hash: lowercase hex SHA-256 of the file's bytes.
     pub hash: String,
-    /// SHA-256 of the text after [`normalized_hash`]'s cosmetic normalisation.
-    pub normalized_hash: String,
     /// The journal entry's `breakpoints` flag; `true` for the other layouts.
     pub breakpoints: bool,
     /// The layout the migration was read from (decides how [`Migration::chunks`] splits).
@@ -402,6 +400,13 @@ impl Chunk<'_> {
 }
 
 impl Migration {
+    /// SHA-256 of the text after [`normalized_hash`]'s cosmetic normalisation. Computed on
+    /// demand: only a changed file or a migration being recorded needs it, so loading a folder
+    /// of 1000 applied migrations hashes each file once.
+    pub fn normalized_hash(&self) -> String {
+        normalized_hash(&self.sql)
+    }
+
     /// The query strings to run, with their byte offsets in the file.
     ///
     /// Drizzle layouts are split exactly as drizzle-orm 0.45 does: on every occurrence of
@@ -775,9 +780,14 @@ fn list(dir: &Path) -> Result<Vec<Entry>, SourceError> {
             continue;
         }
         let path = entry.path();
-        // `fs::metadata` follows symlinks, unlike `DirEntry::file_type`. A dangling link is
-        // listed as a file: it only fails the load if it is read as a migration.
-        let is_dir = fs::metadata(&path).is_ok_and(|m| m.is_dir());
+        // `DirEntry::file_type` comes with the directory listing (no extra syscall) but does
+        // not follow symlinks, so only links are stat'ed. A dangling link is listed as a file:
+        // it only fails the load if it is read as a migration.
+        let is_dir = match entry.file_type() {
+            Ok(t) if t.is_symlink() => fs::metadata(&path).is_ok_and(|m| m.is_dir()),
+            Ok(t) => t.is_dir(),
+            Err(_) => fs::metadata(&path).is_ok_and(|m| m.is_dir()),
+        };
         out.push(Entry { name, path, is_dir });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -899,7 +909,6 @@ fn read_migration(found: Found, layout: Layout) -> Result<Migration, SourceError
     Ok(Migration {
         id: found.id,
         index: 0,
-        normalized_hash: normalized_hash(&sql),
         path: found.path,
         when: found.when,
         sql,
@@ -1652,8 +1661,8 @@ mod tests {
             panic!("three migrations expected");
         };
         assert_ne!(lf.hash, crlf.hash);
-        assert_eq!(lf.normalized_hash, crlf.normalized_hash);
-        assert_eq!(lf.normalized_hash, cr.normalized_hash);
+        assert_eq!(lf.normalized_hash(), crlf.normalized_hash());
+        assert_eq!(lf.normalized_hash(), cr.normalized_hash());
     }
 
     #[test]
@@ -1765,7 +1774,6 @@ mod tests {
             when: Some(1),
             sql: "SELECT 1;--> statement-breakpoint\n".into(),
             hash: String::new(),
-            normalized_hash: String::new(),
             breakpoints: true,
             layout: Layout::DrizzleJournal,
             down: None,

@@ -29,7 +29,6 @@ fn mig(id: &str, when: i64, sql: &str) -> Migration {
         when: Some(when),
         sql: sql.into(),
         hash: source::sha256_hex(sql.as_bytes()),
-        normalized_hash: source::normalized_hash(sql),
         breakpoints: true,
         layout: Layout::DrizzleJournal,
         down: None,

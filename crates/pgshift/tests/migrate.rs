@@ -90,7 +90,7 @@ async fn example_applies_then_second_run_is_a_no_op() {
     assert!(row.get::<_, Option<i64>>(2).is_some());
     assert_eq!(
         row.get::<_, Option<String>>(3).as_deref(),
-        Some(m3.normalized_hash.as_str())
+        Some(m3.normalized_hash().as_str())
     );
     assert!(
         row.get::<_, bool>(4),
@@ -113,6 +113,23 @@ async fn example_applies_then_second_run_is_a_no_op() {
         set.migrations.len(),
         "one audit row per applied migration, none for the no-op"
     );
+
+    // With nothing to do, migrate reads the ledger and stops: it neither waits for the deploy
+    // lock (another deploy holding it cannot make a no-op slow or fail) nor takes it.
+    let holder = db.client().await;
+    let lock = pgshift::db::DeployLock::for_ledger("public", "__drizzle_migrations");
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&lock.key()])
+        .await
+        .unwrap();
+    let mut impatient = settings.clone();
+    impatient.deploy_lock_timeout = std::time::Duration::from_millis(50);
+    let third = Migrator::new(&impatient, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .expect("a no-op migrate must not need the deploy lock");
+    assert!(third.applied.is_empty());
+    assert_eq!(third.counts.applied, set.migrations.len());
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use pgshift::db::{Blocker, LockHolder, PgError};
-use pgshift::migrate::{self, Applied, MigrateOptions, Migrator, Observer, State};
+use pgshift::migrate::{self, Applied, MigrateOptions, Migrator, Observer};
 use serde::Serialize;
 
 use crate::args::SafetyOpts;
@@ -142,14 +142,6 @@ struct JsonOut<'a, T: Serialize> {
     report: &'a T,
 }
 
-/// One problem found by `migrate validate`.
-#[derive(Debug, Serialize)]
-struct Problem {
-    kind: &'static str,
-    id: String,
-    message: String,
-}
-
 #[derive(Debug, Serialize)]
 struct ValidateOut {
     ok: bool,
@@ -157,64 +149,25 @@ struct ValidateOut {
     layout: String,
     files: usize,
     checked_database: bool,
-    problems: Vec<Problem>,
+    problems: Vec<migrate::Problem>,
     #[serde(skip_serializing_if = "Option::is_none")]
     counts: Option<migrate::Counts>,
 }
 
 async fn validate(ctx: Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
     let set = ctx.load_set()?;
-    let mut problems = Vec::new();
-    for m in &set.migrations {
-        if let Err(e) = migrate::parse(m) {
-            problems.push(Problem {
-                kind: "syntax",
-                id: m.id.clone(),
-                message: e.to_string(),
-            });
-        }
-    }
+    let mut problems = migrate::check_folder(&set);
     let mut counts = None;
     if !args.offline {
         let (_, client) = ctx.connect().await?;
         let plan = Migrator::new(&ctx.settings, &set).plan(&client).await?;
-        for e in &plan.migrations {
-            let (kind, message) = match &e.state {
-                State::Modified { cosmetic } => (
-                    "modified",
-                    format!(
-                        "applied with hash {} but the file now hashes to {}; {}",
-                        e.ledger_hash.as_deref().unwrap_or("?"),
-                        e.file_hash.as_deref().unwrap_or("?"),
-                        if *cosmetic {
-                            "cosmetic change only: `pgshift repair` records it"
-                        } else {
-                            "the SQL changed: restore the file and add a new migration"
-                        }
-                    ),
-                ),
-                State::MissingFile => (
-                    "missing_file",
-                    "recorded in the ledger but its file is not in the folder".to_string(),
-                ),
-                State::Failed => (
-                    "failed",
-                    format!(
-                        "failed last time: {}",
-                        e.error.as_deref().unwrap_or("no error recorded")
-                    ),
-                ),
-                _ => continue,
-            };
-            problems.push(Problem {
-                kind,
-                id: e.id.clone(),
-                message,
-            });
-        }
+        problems.extend(migrate::check_plan(&plan));
         counts = Some(plan.counts);
     }
-    let ok = problems.is_empty();
+    // Warnings (a data-losing migration without a rollback file) are shown but pass.
+    let ok = !problems
+        .iter()
+        .any(|p| p.severity >= pgshift::report::Severity::Critical);
     if ctx.json() {
         ctx.print_json(&ValidateOut {
             ok,
@@ -227,15 +180,28 @@ async fn validate(ctx: Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
         })?;
     } else {
         for p in &problems {
-            println!("{}: {}: {}", p.kind, p.id, p.message);
+            let label = match p.severity {
+                pgshift::report::Severity::Critical => p.kind.to_string(),
+                other => format!("{other}: {}", p.kind),
+            };
+            println!("{label}: {}: {}", p.id, p.message);
         }
         let pending = counts
             .as_ref()
             .map(|c| format!(", {} pending", c.pending))
             .unwrap_or_default();
+        let warnings = problems.len()
+            - problems
+                .iter()
+                .filter(|p| p.severity >= pgshift::report::Severity::Critical)
+                .count();
         if ok {
+            let warned = match warnings {
+                0 => String::new(),
+                n => format!(", {n} warning(s)"),
+            };
             println!(
-                "ok: {} migration file(s) valid{pending}",
+                "ok: {} migration file(s) valid{pending}{warned}",
                 set.migrations.len()
             );
         } else {
