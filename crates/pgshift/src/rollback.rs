@@ -17,11 +17,13 @@
 //! migration's `.down.sql`, else from the `rollback_sql` the ledger stored when it was applied.
 //! This module decides neither what `migrate` applies nor how anything is rendered.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pg_query::protobuf as pb;
 use pg_query::NodeEnum;
+
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -71,7 +73,87 @@ const LOSES_DATA: &str = "loses data: write a .down.sql";
 /// rollback drops the constraint again). `CREATE OR REPLACE` and `CREATE EXTENSION IF NOT
 /// EXISTS` are irreversible: they usually meet an object that existed before.
 pub fn generate(stmts: &[Statement]) -> Generated {
-    let mut inv = Inverter::default();
+    generate_with(stmts, &Before::default())
+}
+
+/// A column's state in the catalog just before a migration ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnBefore {
+    pub not_null: bool,
+    /// `pg_get_expr` of the default, `None` when the column had none.
+    pub default: Option<String>,
+}
+
+/// What the catalog said, just before a migration ran, about the columns whose default or
+/// NOT NULL it changes ([`columns_altered`]). With it, `SET/DROP DEFAULT` and `SET/DROP NOT
+/// NULL` invert to exactly the previous state, and a change that changed nothing (SET NOT NULL
+/// on a column that already was) inverts to nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Before {
+    columns: HashMap<(String, String, String), ColumnBefore>,
+}
+
+impl Before {
+    /// Records the state of `schema.table.column` (schema `public` for unqualified names).
+    pub fn insert(&mut self, schema: &str, table: &str, column: &str, state: ColumnBefore) {
+        self.columns
+            .insert((schema.into(), table.into(), column.into()), state);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+}
+
+/// The `(schema, table, column)` triples whose default or NOT NULL `stmts` change with `ALTER
+/// TABLE … ALTER COLUMN`, in order and without repeats: what [`Before`] should hold. Unqualified
+/// tables are in `public`, as everywhere in this module.
+pub fn columns_altered(stmts: &[Statement]) -> Vec<(String, String, String)> {
+    use pb::AlterTableType as T;
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    for s in stmts {
+        let upper = s.text.to_ascii_uppercase();
+        if !upper.contains("ALTER") || !(upper.contains("DEFAULT") || upper.contains("NULL")) {
+            continue;
+        }
+        let Ok(parsed) = pg_query::parse(&s.text) else {
+            continue;
+        };
+        for raw in &parsed.protobuf.stmts {
+            let Some(NodeEnum::AlterTableStmt(a)) = raw.stmt.as_ref().and_then(|n| n.node.as_ref())
+            else {
+                continue;
+            };
+            let Some(rv) = &a.relation else { continue };
+            for cmd in &a.cmds {
+                let Some(NodeEnum::AlterTableCmd(c)) = &cmd.node else {
+                    continue;
+                };
+                if matches!(
+                    c.subtype(),
+                    T::AtColumnDefault | T::AtSetNotNull | T::AtDropNotNull
+                ) {
+                    let key = (
+                        norm_schema(&rv.schemaname),
+                        rv.relname.clone(),
+                        c.name.clone(),
+                    );
+                    if !out.contains(&key) {
+                        out.push(key);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// [`generate`] with the catalog's state before the migration: see [`Before`].
+pub fn generate_with(stmts: &[Statement], before: &Before) -> Generated {
+    let mut inv = Inverter {
+        before: before.clone(),
+        ..Inverter::default()
+    };
     let mut out = Generated::default();
     let mut parts: Vec<Vec<String>> = Vec::with_capacity(stmts.len());
     for (i, s) in stmts.iter().enumerate() {
@@ -219,6 +301,11 @@ fn names_obj(names: &[String], kind: fn(String, String) -> Obj) -> Option<Obj> {
 #[derive(Debug, Default)]
 struct Inverter {
     created: Vec<Obj>,
+    /// The catalog's state of altered columns before the migration.
+    before: Before,
+    /// Columns whose default / NOT NULL an earlier statement already changed: the earlier
+    /// statement's inverse, which runs later, restores the original state.
+    altered: std::collections::HashSet<(String, String, String, bool)>,
 }
 
 impl Inverter {
@@ -600,12 +687,34 @@ impl Inverter {
                     effects.push(Obj::Constraint(schema.clone(), table.clone(), con.conname.clone()));
                     format!("DROP CONSTRAINT IF EXISTS {}", ident(&con.conname))
                 }
-                T::AtSetNotNull => format!("ALTER COLUMN {col} DROP NOT NULL"),
-                T::AtDropNotNull => format!("ALTER COLUMN {col} SET NOT NULL"),
-                T::AtColumnDefault => {
-                    return irreversible(
-                        "previous default unknown: write a .down.sql that sets it back",
-                    )
+                T::AtSetNotNull | T::AtDropNotNull | T::AtColumnDefault => {
+                    let is_default = sub == T::AtColumnDefault;
+                    let key = (schema.clone(), table.clone(), c.name.clone());
+                    if !self
+                        .altered
+                        .insert((key.0.clone(), key.1.clone(), key.2.clone(), is_default))
+                    {
+                        continue;
+                    }
+                    match (sub, self.before.columns.get(&key)) {
+                        (T::AtSetNotNull, Some(b)) if b.not_null => continue,
+                        (T::AtDropNotNull, Some(b)) if !b.not_null => continue,
+                        // Without the catalog's state, SET NOT NULL is taken to have changed
+                        // the column (see `generate`).
+                        (T::AtSetNotNull, _) => format!("ALTER COLUMN {col} DROP NOT NULL"),
+                        (T::AtDropNotNull, _) => format!("ALTER COLUMN {col} SET NOT NULL"),
+                        (_, Some(ColumnBefore { default: Some(d), .. })) => {
+                            format!("ALTER COLUMN {col} SET DEFAULT {d}")
+                        }
+                        (_, Some(ColumnBefore { default: None, .. })) => {
+                            format!("ALTER COLUMN {col} DROP DEFAULT")
+                        }
+                        (_, None) => {
+                            return irreversible(
+                                "previous default unknown: write a .down.sql that sets it back",
+                            )
+                        }
+                    }
                 }
                 T::AtAddIdentity => format!("ALTER COLUMN {col} DROP IDENTITY IF EXISTS"),
                 T::AtEnableRowSecurity => "DISABLE ROW LEVEL SECURITY".into(),
@@ -2071,6 +2180,40 @@ mod tests {
         let (reason, _) =
             refused("ALTER TABLE t ADD CONSTRAINT t_pk PRIMARY KEY USING INDEX t_idx");
         assert!(reason.contains("USING INDEX"), "{reason}");
+    }
+
+    #[test]
+    fn catalog_state_inverts_defaults_and_skips_changes_that_changed_nothing() {
+        let sql = "ALTER TABLE app.t ALTER COLUMN a SET DEFAULT 2, ALTER COLUMN b SET NOT NULL;\n\
+                   ALTER TABLE t ALTER COLUMN c DROP DEFAULT;\n\
+                   ALTER TABLE app.t ALTER COLUMN a SET DEFAULT 3, ALTER COLUMN a DROP NOT NULL;";
+        let stmts = crate::sql::split(sql, 0).unwrap();
+        assert_eq!(
+            columns_altered(&stmts),
+            vec![
+                ("app".to_string(), "t".to_string(), "a".to_string()),
+                ("app".into(), "t".into(), "b".into()),
+                ("public".into(), "t".into(), "c".into()),
+            ]
+        );
+        let mut before = Before::default();
+        let col = |not_null, default: Option<&str>| ColumnBefore {
+            not_null,
+            default: default.map(str::to_string),
+        };
+        before.insert("app", "t", "a", col(true, Some("1")));
+        before.insert("app", "t", "b", col(true, None));
+        before.insert("public", "t", "c", col(false, Some("'x'::text")));
+        let g = generate_with(&stmts, &before);
+        assert_eq!(
+            g.sql.as_deref(),
+            Some(
+                "ALTER TABLE app.t ALTER COLUMN a SET NOT NULL;\n\
+                 ALTER TABLE t ALTER COLUMN c SET DEFAULT 'x'::text;\n\
+                 ALTER TABLE app.t ALTER COLUMN a SET DEFAULT 1;\n"
+            ),
+            "b was NOT NULL already; a's second SET DEFAULT is undone by the first one's inverse"
+        );
     }
 
     #[test]

@@ -281,6 +281,68 @@ async fn generated_rollback_restores_the_schema() {
     assert_eq!(schema(&db), before, "generated rollback:\n{sql}");
 }
 
+/// SET/DROP DEFAULT and SET/DROP NOT NULL on columns that existed before the migration: the
+/// stored rollback restores what the catalog said just before the migration ran.
+#[tokio::test]
+async fn column_default_and_not_null_changes_roll_back_to_the_catalog_state() {
+    let db = TestDb::new("rb_catalog").await;
+    let dir = native(&[
+        (
+            "0001_base.sql",
+            "CREATE SEQUENCE ticket_seq;\n\
+             CREATE TABLE tickets (\n\
+               id bigint NOT NULL DEFAULT nextval('ticket_seq'),\n\
+               state text NOT NULL DEFAULT 'open',\n\
+               owner text,\n\
+               note text DEFAULT 'n/a',\n\
+               priority int NOT NULL\n\
+             );\n",
+        ),
+        (
+            "0002_defaults.sql",
+            "ALTER TABLE tickets ALTER COLUMN state SET DEFAULT 'new';\n\
+             ALTER TABLE tickets ALTER COLUMN state SET DEFAULT 'triage';\n\
+             ALTER TABLE tickets ALTER COLUMN id DROP DEFAULT;\n\
+             ALTER TABLE tickets ALTER COLUMN owner SET DEFAULT current_user;\n\
+             ALTER TABLE tickets ALTER COLUMN note DROP DEFAULT, ALTER COLUMN note SET NOT NULL;\n\
+             ALTER TABLE tickets ALTER COLUMN priority SET NOT NULL;\n\
+             ALTER TABLE tickets ALTER COLUMN state DROP NOT NULL;\n",
+        ),
+    ]);
+    let set = source::load(dir.path()).unwrap();
+    migrate_to(&db, &set, Some("0001_base")).await;
+    let before = schema(&db);
+    migrate_to(&db, &set, None).await;
+    assert_ne!(schema(&db), before);
+
+    let client = db.client().await;
+    let stored: Option<String> = client
+        .query_one(
+            "SELECT rollback_sql FROM __drizzle_migrations WHERE id = '0002_defaults'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let stored = stored.expect("every statement can be inverted with the catalog's state");
+    assert!(
+        stored.contains("SET DEFAULT 'open'::text"),
+        "the previous default, not the intermediate one:\n{stored}"
+    );
+    assert!(
+        stored.contains("SET DEFAULT nextval('ticket_seq'::regclass)"),
+        "{stored}"
+    );
+    assert!(
+        !stored.contains("priority"),
+        "SET NOT NULL on a NOT NULL column changed nothing:\n{stored}"
+    );
+    roll_back(&db, &set, "0002_defaults", false, false)
+        .await
+        .unwrap_or_else(|e| panic!("stored rollback failed: {e}\n{stored}"));
+    assert_eq!(schema(&db), before, "stored rollback:\n{stored}");
+}
+
 #[tokio::test]
 async fn without_a_down_file_the_stored_rollback_runs_and_else_it_says_what_to_write() {
     let db = TestDb::new("rb_stored").await;
