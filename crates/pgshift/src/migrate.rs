@@ -651,8 +651,13 @@ impl<'a> Migrator<'a> {
     ) -> Result<MigrateReport, MigrateError> {
         let plan = self.plan(client).await?;
         self.refuse_modified(&plan)?;
+        // What a real run would first record from drizzle-orm's table, and hold back.
+        let takeover = self.take_over_drizzle(client, &mut Silent, true).await?;
         let mut applied = Vec::new();
         for (entry, m) in plan.pending(self.set) {
+            if takeover.taken_over.contains(&m.id) || takeover.held_back.contains(&m.id) {
+                continue;
+            }
             let stmts = parse(m)?;
             let resume = resume_point(entry, m, &stmts);
             let catalog = self.columns_before(client, m, &stmts, resume).await?;
@@ -676,10 +681,10 @@ impl<'a> Migrator<'a> {
         }
         Ok(MigrateReport {
             dry_run: true,
-            warnings: Vec::new(),
-            held_back: Vec::new(),
-            taken_over: Vec::new(),
-            already_applied: plan.counts.applied,
+            already_applied: plan.counts.applied + takeover.taken_over.len(),
+            warnings: takeover.warnings,
+            held_back: takeover.held_back,
+            taken_over: takeover.taken_over,
             applied,
             duration_ms: started.elapsed().as_millis() as u64,
             counts: plan.counts,
@@ -705,7 +710,7 @@ impl<'a> Migrator<'a> {
         started: Instant,
     ) -> Result<MigrateReport, MigrateError> {
         self.ledger.ensure(client).await?;
-        let takeover = self.take_over_drizzle(client, obs).await?;
+        let takeover = self.take_over_drizzle(client, obs, false).await?;
         let plan = self.plan(client).await?;
         self.refuse_modified(&plan)?;
         if let Some(t) = opts
@@ -888,10 +893,13 @@ impl<'a> Migrator<'a> {
     /// Takes over a database drizzle-orm migrated: entries drizzle applied are recorded (never
     /// re-applied), entries it silently skipped are held back with a warning, and migrations
     /// pgshift applied earlier get their drizzle rows.
+    /// Records in pgshift's ledger what drizzle-orm applied (see the crate docs). With `dry`, only
+    /// says what it would record and hold back: nothing is written.
     async fn take_over_drizzle(
         &self,
         client: &Client,
         obs: &mut dyn Observer,
+        dry: bool,
     ) -> Result<TakeoverOutcome, MigrateError> {
         let mut out = TakeoverOutcome::default();
         if !self.drizzle_enabled() {
@@ -899,6 +907,9 @@ impl<'a> Migrator<'a> {
         }
         let (schema, table) = (&self.settings.drizzle_schema, &self.settings.drizzle_table);
         let Some(rows) = crate::drizzle::read_rows(client, schema, table).await? else {
+            if dry {
+                return Ok(out);
+            }
             client
                 .batch_execute(&crate::drizzle::ensure_table_sql(schema, table))
                 .await
@@ -970,7 +981,7 @@ impl<'a> Migrator<'a> {
                 out.held_back.push(s.id.clone());
             }
         }
-        if !sql.is_empty() {
+        if !sql.is_empty() && !dry {
             let detail =
                 serde_json::json!({ "taken_over": out.taken_over, "held_back": out.held_back });
             sql = format!(

@@ -671,11 +671,40 @@ async fn entry_drizzle_skipped_is_held_back_with_a_warning() {
             .unwrap();
     }
     let settings = support::settings_for(&db.url);
+    let skipped = full.migrations[2].id.clone();
+
+    // A dry run previews the takeover and writes nothing.
+    let dry = Migrator::new(&settings, &full)
+        .migrate(
+            &client,
+            &MigrateOptions {
+                dry_run: true,
+                ..Default::default()
+            },
+            &mut Silent,
+        )
+        .await
+        .unwrap();
+    let id = |i: usize| full.migrations[i].id.clone();
+    assert_eq!(dry.taken_over, vec![id(0), id(1), id(3)]);
+    assert_eq!(dry.held_back, vec![skipped.clone()]);
+    assert_eq!(
+        dry.applied.iter().map(|a| a.id.clone()).collect::<Vec<_>>(),
+        vec![id(4)],
+        "only the entry drizzle never saw would run"
+    );
+    assert!(dry.warnings.iter().any(|w| w.contains(&skipped)));
+    let ledger: Option<String> = client
+        .query_one("SELECT to_regclass('__drizzle_migrations')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ledger, None, "a dry run creates no ledger");
+
     let report = Migrator::new(&settings, &full)
         .migrate(&client, &MigrateOptions::default(), &mut Silent)
         .await
         .unwrap();
-    let skipped = full.migrations[2].id.clone();
     assert_eq!(report.held_back, vec![skipped.clone()]);
     assert!(
         report.warnings.iter().any(|w| w.contains(&skipped)),

@@ -76,6 +76,13 @@ pub async fn run(mut ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
             report: &report,
         })?;
     } else if report.dry_run {
+        if !report.taken_over.is_empty() {
+            println!(
+                "dry run: would take over {} migration(s) drizzle-orm applied (recorded, not run): {}",
+                report.taken_over.len(),
+                report.taken_over.join(", ")
+            );
+        }
         if report.applied.is_empty() {
             println!(
                 "dry run: nothing to apply ({} already applied)",
