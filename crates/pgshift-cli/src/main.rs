@@ -98,7 +98,7 @@ fn main() {
             Ok(code) => code,
             Err(err) => render::error(&err, format),
         };
-        tokio::select! {
+        let code = tokio::select! {
             res = &mut run => finish(res),
             _ = shutdown_signal() => {
                 eprintln!("interrupted: stopping (cancelling the running statement, rolling back)…");
@@ -109,7 +109,10 @@ fn main() {
                     _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => exit_codes::INTERRUPTED,
                 }
             }
-        }
+        };
+        // The command's clients are dropped by now: let their connections close politely.
+        pgshift::db::close_connections(std::time::Duration::from_millis(500)).await;
+        code
     });
     // Dropping the runtime closes connections; that is what rolls back an interrupted migration.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

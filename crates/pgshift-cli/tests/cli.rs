@@ -370,3 +370,80 @@ fn new_creates_the_next_native_file() {
     names.sort();
     assert_eq!(names, ["0001_create_users.sql", "0002_add_roles.sql"]);
 }
+
+/// `pgshift rollback` end to end: refused under later migrations (usage/validation exit code
+/// naming them), dry run changes nothing, `--cascade` rolls back newest first, `status` shows it
+/// and `migrate` re-applies.
+#[tokio::test]
+async fn rollback_refuses_then_cascades_and_migrate_reapplies() {
+    let db = TestDb::new("cli_rollback").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = pgshift(tmp.path());
+        cmd.env("DATABASE_URL", &db.url)
+            .arg("--migrations")
+            .arg(example_dir())
+            .args(args);
+        cmd
+    };
+    run(&["migrate"]).assert().success();
+
+    let refused = run(&["rollback", "0003_slim_warhawk"]).assert().failure();
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert!(stderr.contains("0004_happy_banshee"), "{stderr}");
+    assert!(stderr.contains("--cascade"), "{stderr}");
+    assert_ne!(refused.get_output().status.code(), Some(70), "{stderr}");
+
+    let dry = run(&["rollback", "0003_slim_warhawk", "--cascade", "--dry-run"])
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&dry.get_output().stdout).into_owned();
+    let (i4, i3) = (
+        out.find("rollback of 0004_happy_banshee").expect(&out),
+        out.find("rollback of 0003_slim_warhawk").expect(&out),
+    );
+    assert!(i4 < i3, "newest first:\n{out}");
+    assert!(out.contains("nothing was changed"), "{out}");
+    let status = |cmd: &mut Command| {
+        json(&cmd.assert().success().get_output().stdout.clone())["counts"].clone()
+    };
+    assert_eq!(
+        status(&mut run(&["status", "--format", "json"]))["rolled_back"],
+        0
+    );
+
+    let done = run(&[
+        "rollback",
+        "0003_slim_warhawk",
+        "--cascade",
+        "--format",
+        "json",
+    ])
+    .assert()
+    .success();
+    let v = json(&done.get_output().stdout);
+    let ids: Vec<&str> = v["rolled_back"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["0004_happy_banshee", "0003_slim_warhawk"]);
+    assert_eq!(
+        status(&mut run(&["status", "--format", "json"]))["rolled_back"],
+        2
+    );
+
+    let again = run(&["migrate", "--format", "json"]).assert().success();
+    assert_eq!(
+        json(&again.get_output().stdout)["applied"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        status(&mut run(&["status", "--format", "json"]))["rolled_back"],
+        0
+    );
+}

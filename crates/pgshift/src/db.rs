@@ -344,11 +344,12 @@ impl Target {
             }),
             Ok(Err(e)) => Err(self.connect_error(e, started.elapsed(), timeout)),
             Ok(Ok((client, connection))) => {
-                tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     if let Err(e) = connection.await {
                         tracing::debug!("connection closed: {e}");
                     }
                 });
+                track_connection(task);
                 Ok(client)
             }
         }
@@ -995,6 +996,29 @@ pub async fn create_database(admin: &Target, name: &str) -> Result<Target, DbErr
         .await
         .map_err(|e| DbError::query(format!("creating database {name}"), e))?;
     Ok(admin.with_dbname(name))
+}
+
+/// The tasks driving open connections, so a process can let them say goodbye before it exits.
+static CONNECTION_TASKS: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn track_connection(task: tokio::task::JoinHandle<()>) {
+    if let Ok(mut tasks) = CONNECTION_TASKS.lock() {
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+}
+
+/// Waits, at most `timeout`, for the connections whose clients were dropped to finish closing:
+/// each sends PostgreSQL's Terminate message and, over TLS, a close_notify. A process that exits
+/// without this leaves "could not receive data from client: Connection reset by peer" in the
+/// server's log for every connection. Connections still in use are left alone after `timeout`.
+pub async fn close_connections(timeout: Duration) {
+    let tasks = match CONNECTION_TASKS.lock() {
+        Ok(mut t) => std::mem::take(&mut *t),
+        Err(_) => return,
+    };
+    let _ = tokio::time::timeout(timeout, futures_util::future::join_all(tasks)).await;
 }
 
 /// A throw-away database on the target's server: `CREATE DATABASE <prefix>_<random>`, dropped
