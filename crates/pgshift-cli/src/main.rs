@@ -52,6 +52,9 @@ enum Command {
     Baseline(commands::baseline::BaselineArgs),
     /// Record the new hash of applied migrations whose files changed only cosmetically.
     Repair(commands::repair::RepairArgs),
+    /// Check a live database: data integrity and performance findings, written to
+    /// reports/validation-YYYY-MM-DD.json (spec: db:validate).
+    Validate(commands::validate::ValidateArgs),
     /// Print the resolved configuration (secrets redacted) and where each value came from.
     Config(commands::config::ConfigArgs),
     /// Run the example project against a private, throw-away PostgreSQL server.
@@ -89,6 +92,7 @@ fn main() {
                 Command::Rollback(a) => commands::rollback::run(ctx?, a).await,
                 Command::Baseline(a) => commands::baseline::run(ctx?, a).await,
                 Command::Repair(a) => commands::repair::run(ctx?, a).await,
+                Command::Validate(a) => commands::validate::run(ctx?, a).await,
                 Command::Config(a) => commands::config::run(ctx?, a).await,
                 Command::Demo(a) => commands::demo::run(ctx?, a).await,
             }

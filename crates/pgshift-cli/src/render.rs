@@ -37,6 +37,16 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     if let Some(d) = err.downcast_ref::<DbError>() {
         return db_code(d);
     }
+    if let Some(e) = err.downcast_ref::<pgshift::validate::ValidateError>() {
+        return match e {
+            pgshift::validate::ValidateError::Db(d) => db_code(d),
+            pgshift::validate::ValidateError::Migrate(MigrateError::Db(d)) => db_code(d),
+            _ => exit_codes::INTERNAL,
+        };
+    }
+    if err.downcast_ref::<pgshift::report::ReportError>().is_some() {
+        return exit_codes::INTERNAL;
+    }
     if err.downcast_ref::<SourceError>().is_some() {
         return exit_codes::FINDINGS;
     }

@@ -447,3 +447,64 @@ async fn rollback_refuses_then_cascades_and_migrate_reapplies() {
         0
     );
 }
+
+/// `pgshift validate`: the spec's report file (a second run the same day gets a suffix, never
+/// overwriting), the JSON shape, and the exit code following `--fail-on`.
+#[tokio::test]
+async fn validate_writes_dated_reports_and_exits_by_fail_on() {
+    let db = TestDb::new("cli_validate").await;
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE a (id int PRIMARY KEY);
+             CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a);",
+        )
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = pgshift(tmp.path());
+        cmd.env("DATABASE_URL", &db.url).arg("validate").args(args);
+        cmd
+    };
+    // An unindexed foreign key is a warning: below the default --fail-on critical.
+    let out = run(&["--format", "json"]).assert().code(0);
+    let v = json(&out.get_output().stdout);
+    for key in [
+        "started_at",
+        "database",
+        "server_version",
+        "duration_ms",
+        "sections",
+        "counts",
+        "findings",
+        "checks",
+    ] {
+        assert!(v.get(key).is_some(), "{key} missing: {v}");
+    }
+    assert_eq!(v["counts"]["warning"], 1, "{v}");
+    assert_eq!(v["findings"][0]["id"], "fk-without-index");
+    assert_eq!(v["findings"][0]["severity"], "warning");
+
+    run(&["--fail-on", "warning"]).assert().code(1).stdout(
+        predicate::str::contains("WARNING (1)").and(predicate::str::contains(
+            "fix: CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_b_a_id ON public.b (a_id);",
+        )),
+    );
+
+    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let reports = tmp.path().join("reports");
+    let first = reports.join(format!("validation-{day}.json"));
+    let second = reports.join(format!("validation-{day}-2.json"));
+    assert!(
+        first.is_file() && second.is_file(),
+        "{:?}",
+        std::fs::read_dir(&reports).unwrap().collect::<Vec<_>>()
+    );
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&first).unwrap()).unwrap();
+    assert_eq!(saved["findings"], v["findings"]);
+    assert!(!saved["database"].as_str().unwrap().is_empty());
+
+    run(&["--no-report", "--performance"]).assert().code(0);
+    assert_eq!(std::fs::read_dir(&reports).unwrap().count(), 2);
+}

@@ -6,7 +6,8 @@
 //! tree) and [`drizzle`] keeps drizzle-orm's own table in step. [`config`] resolves settings once (defaults < `pgshift.toml` <
 //! environment < flags) and every other module receives them. [`embedded`] runs a private
 //! PostgreSQL server for the demo; [`demo`] carries the example project. [`report`] holds the
-//! finding/severity types and writes the JSON reports under `reports/`. The CLI crate never
+//! finding/severity types and writes the JSON reports under `reports/`; [`validate`] judges a live
+//! database (data integrity, performance) and reports findings. The CLI crate never
 //! talks SQL.
 
 pub mod config;
@@ -20,3 +21,4 @@ pub mod report;
 pub mod rollback;
 pub mod source;
 pub mod sql;
+pub mod validate;

@@ -8,3 +8,4 @@ pub mod new;
 pub mod repair;
 pub mod rollback;
 pub mod status;
+pub mod validate;
