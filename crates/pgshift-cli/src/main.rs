@@ -55,6 +55,8 @@ enum Command {
     /// Check a live database: data integrity and performance findings, written to
     /// reports/validation-YYYY-MM-DD.json (spec: db:validate).
     Validate(commands::validate::ValidateArgs),
+    /// Check migration files for operations that lock, rewrite or break a live database.
+    Lint(commands::lint::LintArgs),
     /// Print the resolved configuration (secrets redacted) and where each value came from.
     Config(commands::config::ConfigArgs),
     /// Run the example project against a private, throw-away PostgreSQL server.
@@ -93,6 +95,7 @@ fn main() {
                 Command::Baseline(a) => commands::baseline::run(ctx?, a).await,
                 Command::Repair(a) => commands::repair::run(ctx?, a).await,
                 Command::Validate(a) => commands::validate::run(ctx?, a).await,
+                Command::Lint(a) => commands::lint::run(ctx?, a).await,
                 Command::Config(a) => commands::config::run(ctx?, a).await,
                 Command::Demo(a) => commands::demo::run(ctx?, a).await,
             }

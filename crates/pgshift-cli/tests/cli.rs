@@ -508,3 +508,68 @@ async fn validate_writes_dated_reports_and_exits_by_fail_on() {
     run(&["--no-report", "--performance"]).assert().code(0);
     assert_eq!(std::fs::read_dir(&reports).unwrap().count(), 2);
 }
+
+/// `pgshift lint`: rustc-style human output (snapshot), exit code by `--fail-on`, JSON, GitHub
+/// annotations. No database needed.
+#[test]
+fn lint_reports_rustc_style_json_and_github_annotations() {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let files = [
+        "fixtures/lint/0001_unsafe.sql",
+        "fixtures/lint/0002_safe.sql",
+        "fixtures/lint/0003_suppressions.sql",
+    ];
+    let run = |extra: &[&str]| {
+        let mut cmd = pgshift(&tests);
+        cmd.args(["lint", "--pg-version", "15"])
+            .args(extra)
+            .args(files);
+        cmd
+    };
+    let out = run(&[]).assert().code(1);
+    let human = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    insta::assert_snapshot!("lint_human", human);
+
+    let safe = pgshift(&tests)
+        .args(["lint", "fixtures/lint/0002_safe.sql"])
+        .assert()
+        .code(0);
+    assert!(String::from_utf8_lossy(&safe.get_output().stdout).contains("0 error(s), 0 warning(s)"));
+
+    let out = run(&["--format", "json"]).assert().code(1);
+    let v = json(&out.get_output().stdout);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["pg_version"], 150000);
+    let rules: Vec<&str> = v["reports"][0]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "require-concurrent-index",
+            "constraint-without-not-valid",
+            "volatile-default",
+            "set-not-null",
+            "prefer-bigint",
+            "prefer-timestamptz",
+            "prefer-jsonb"
+        ]
+    );
+    let first = &v["reports"][0]["violations"][0];
+    assert_eq!(
+        (first["line"].as_u64(), first["column"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(first["severity"], "critical");
+
+    let out = run(&["--github"]).assert().code(1);
+    let gh = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        gh.lines().any(|l| l.starts_with("::error file=fixtures/lint/0001_unsafe.sql,line=2,col=1,title=require-concurrent-index::")),
+        "{gh}"
+    );
+    assert!(gh.contains("::warning file=fixtures/lint/0003_suppressions.sql,line=1,col=1,title=unused-suppression::"), "{gh}");
+}

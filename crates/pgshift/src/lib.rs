@@ -7,7 +7,8 @@
 //! environment < flags) and every other module receives them. [`embedded`] runs a private
 //! PostgreSQL server for the demo; [`demo`] carries the example project. [`report`] holds the
 //! finding/severity types and writes the JSON reports under `reports/`; [`validate`] judges a live
-//! database (data integrity, performance) and reports findings. The CLI crate never
+//! database (data integrity, performance) and reports findings; [`lint`] checks migration files for
+//! operations that lock, rewrite or break a live database. The CLI crate never
 //! talks SQL.
 
 pub mod config;
@@ -16,6 +17,7 @@ pub mod demo;
 pub mod drizzle;
 pub mod embedded;
 pub mod ledger;
+pub mod lint;
 pub mod migrate;
 pub mod report;
 pub mod rollback;

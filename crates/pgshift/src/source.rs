@@ -599,6 +599,12 @@ fn numbered_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         .map(|(i, l)| (i + 1, l))
 }
 
+/// The `-- pgshift:` directives at the top of a migration file's `text` (lint suppressions,
+/// `ignore` / `ignore-file`, are skipped here: the `lint` module reads them).
+pub fn directives_of(path: &Path, text: &str) -> Result<Directives, SourceError> {
+    parse_directives(path, text, false)
+}
+
 fn parse_directives(path: &Path, text: &str, is_down: bool) -> Result<Directives, SourceError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut d = Directives::default();
@@ -623,14 +629,18 @@ fn parse_directives(path: &Path, text: &str, is_down: bool) -> Result<Directives
             text: trimmed.to_owned(),
             problem,
         };
-        if !in_header {
-            return Err(err(DirectiveProblem::NotInHeader));
-        }
         let rest = rest.trim();
         let (name, value) = match rest.find(char::is_whitespace) {
             Some(i) => (&rest[..i], rest[i..].trim()),
             None => (rest, ""),
         };
+        // Lint suppressions may stand anywhere and repeat; the `lint` module checks them.
+        if matches!(name, "ignore" | "ignore-file") {
+            continue;
+        }
+        if !in_header {
+            return Err(err(DirectiveProblem::NotInHeader));
+        }
         let owned = || name.to_owned();
         if seen.contains(&name) {
             return Err(err(DirectiveProblem::Duplicate { name: owned() }));
@@ -1885,6 +1895,13 @@ mod tests {
             }
             other => panic!("expected BadDirective for {sql:?}, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn lint_suppressions_may_stand_anywhere_and_repeat() {
+        let text = "-- pgshift: no-transaction\n-- pgshift:ignore-file prefer-jsonb legacy\nCREATE TABLE a (b json);\n-- pgshift:ignore drop-table scratch\nDROP TABLE c;\n-- pgshift:ignore drop-table again\nDROP TABLE d;\n";
+        let d = directives_of(Path::new("m.sql"), text).unwrap();
+        assert!(d.no_transaction);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod baseline;
 pub mod config;
 pub mod demo;
+pub mod lint;
 pub mod migrate;
 pub mod new;
 pub mod repair;

@@ -286,7 +286,7 @@ mod tests {
     fn schema_filter_lists_or_excludes_system_schemas() {
         assert_eq!(
             schema_filter("n.nspname", &["public".into(), "o'k".into()]),
-            "n.nspname IN ('public', 'o''k')"
+            "n.nspname IN (E'public', E'o''k')"
         );
         assert!(schema_filter("n.nspname", &[]).contains("NOT IN ('pg_catalog'"));
     }
