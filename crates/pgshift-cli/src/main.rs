@@ -54,6 +54,10 @@ enum Command {
     Repair(commands::repair::RepairArgs),
     /// Print the resolved configuration (secrets redacted) and where each value came from.
     Config(commands::config::ConfigArgs),
+    /// Health, migration status, performance and alerts (spec: db:monitor); exit code = worst level.
+    Monitor(commands::monitor::MonitorArgs),
+    /// Serve /healthz, /readyz, Prometheus /metrics and a dashboard over HTTP.
+    Serve(commands::serve::ServeArgs),
     /// Run the example project against a private, throw-away PostgreSQL server.
     Demo(commands::demo::DemoArgs),
 }
@@ -91,6 +95,8 @@ fn main() {
                 Command::Repair(a) => commands::repair::run(ctx?, a).await,
                 Command::Config(a) => commands::config::run(ctx?, a).await,
                 Command::Demo(a) => commands::demo::run(ctx?, a).await,
+                Command::Monitor(a) => commands::monitor::run(ctx?, a).await,
+                Command::Serve(a) => commands::serve::run(ctx?, a).await,
             }
         };
         tokio::pin!(run);

@@ -16,6 +16,7 @@ pub mod drizzle;
 pub mod embedded;
 pub mod ledger;
 pub mod migrate;
+pub mod monitor;
 pub mod report;
 pub mod rollback;
 pub mod source;
