@@ -148,7 +148,8 @@ impl Style {
     }
 }
 
-fn print_report(r: &MonitorReport, saved: Option<&std::path::Path>) {
+/// The human report (also printed by `pgshift demo`).
+pub fn print_report(r: &MonitorReport, saved: Option<&std::path::Path>) {
     let st = Style::new();
     println!(
         "{} · {} · {}",
@@ -339,7 +340,7 @@ fn print_report(r: &MonitorReport, saved: Option<&std::path::Path>) {
             }
             if !p.largest_tables.is_empty() {
                 println!(
-                    "  largest{}    {}",
+                    "  largest{}     {}",
                     if p.sizes_estimated { "~" } else { " " },
                     p.largest_tables
                         .iter()
