@@ -341,4 +341,15 @@ async fn report_is_saved_as_db_health_json() {
         .iter()
         .any(|a| a["id"] == "migrations-pending"));
     assert!(!v.to_string().contains("password"));
+
+    // The report's shape (keys two levels deep) is an interface: CI jobs read these files.
+    let mut keys = Vec::new();
+    for (k, inner) in v.as_object().unwrap() {
+        keys.push(k.clone());
+        if let Some(o) = inner.as_object() {
+            keys.extend(o.keys().map(|k2| format!("{k}.{k2}")));
+        }
+    }
+    keys.sort();
+    insta::assert_snapshot!("report_keys", keys.join("\n"));
 }

@@ -204,6 +204,10 @@ async fn metrics_pass_promtool_and_are_collected_once_per_interval() {
         assert!(body.contains(needle), "missing {needle:?} in\n{body}");
     }
 
+    // The families and their types are an interface (dashboards and alert rules use them).
+    let families: Vec<&str> = body.lines().filter(|l| l.starts_with("# TYPE")).collect();
+    insta::assert_snapshot!("metric_families", families.join("\n"));
+
     let mut child = tokio::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
