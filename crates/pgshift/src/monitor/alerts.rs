@@ -427,6 +427,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reference_file_lists_every_threshold_with_its_default() {
+        let text = include_str!("../../../../docs/pgshift.toml");
+        let file: toml::Table = toml::from_str(text).unwrap();
+        let monitor = file["monitor"].as_table().unwrap();
+        assert_eq!(
+            Thresholds::from_section(monitor).unwrap(),
+            Thresholds::default()
+        );
+        let listed = monitor["thresholds"].as_table().unwrap().len();
+        let fields = serde_json::to_value(Thresholds::default())
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .len();
+        assert_eq!(listed, fields, "docs/pgshift.toml misses a threshold");
+    }
+
+    #[test]
     fn thresholds_parse_with_defaults_and_reject_unknown_keys() {
         let t: toml::Table = toml::from_str(
             "[thresholds]\nlong-query-warning = \"2s\"\nlock-wait-warning = 1500\nconnections-critical-percent = 90\n",
