@@ -252,8 +252,35 @@ impl Monitor {
     }
 
     /// Collects over an open connection. `record_history` adds a sample to the history table
-    /// (only when performance is collected: a sample needs the database size).
+    /// (only when performance is collected: a sample needs the database size). The whole
+    /// collection is bounded by HEALTH_CHECK_TIMEOUT: a server that stops answering half-way is
+    /// reported as timed out, not waited for query after query.
     pub async fn collect(
+        &self,
+        client: &Client,
+        connect_ms: f64,
+        sections: Sections,
+        record_history: bool,
+    ) -> MonitorReport {
+        let limit = self.settings.health_check_timeout;
+        let work = self.collect_unbounded(client, connect_ms, sections, record_history);
+        match tokio::time::timeout(limit, work).await {
+            Ok(r) => r,
+            Err(_) => self.unreachable(
+                &DbError::ConnectionLost {
+                    context: "collecting health and metrics".into(),
+                    reason: format!(
+                        "no complete answer within {} ms (HEALTH_CHECK_TIMEOUT)",
+                        limit.as_millis()
+                    ),
+                },
+                connect_ms,
+                sections,
+            ),
+        }
+    }
+
+    async fn collect_unbounded(
         &self,
         client: &Client,
         connect_ms: f64,
