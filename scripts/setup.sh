@@ -6,7 +6,8 @@ set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for pkg in libclang-dev clang postgresql postgresql-contrib pgbouncer; do
+# monitor: promtool (prometheus) checks /metrics, chromium renders the dashboard, wrk benches.
+for pkg in libclang-dev clang postgresql postgresql-contrib pgbouncer prometheus chromium wrk; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 # The drizzle-orm compatibility tests run the real drizzle-orm package with Node.js.

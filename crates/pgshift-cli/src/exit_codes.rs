@@ -13,6 +13,11 @@ pub const CONNECTION: i32 = 3;
 pub const MIGRATION_FAILED: i32 = 4;
 /// Another pgshift held the deploy lock for longer than the configured wait.
 pub const LOCK_TIMEOUT: i32 = 5;
+/// `monitor`: the worst alert is a warning (long-running query, lock wait, high error rate, …).
+pub const ALERT_WARNING: i32 = 10;
+/// `monitor`: the worst alert is critical (database unreachable or timed out, migration failed,
+/// connections above 95 %, wraparound risk).
+pub const ALERT_CRITICAL: i32 = 11;
 /// A bug in pgshift: please report it.
 pub const INTERNAL: i32 = 70;
 /// Interrupted by Ctrl-C or SIGTERM; the current transaction was rolled back.

@@ -59,6 +59,10 @@ enum Command {
     Lint(commands::lint::LintArgs),
     /// Print the resolved configuration (secrets redacted) and where each value came from.
     Config(commands::config::ConfigArgs),
+    /// Health, migration status, performance and alerts (spec: db:monitor); exit code = worst level.
+    Monitor(commands::monitor::MonitorArgs),
+    /// Serve /healthz, /readyz, Prometheus /metrics and a dashboard over HTTP.
+    Serve(commands::serve::ServeArgs),
     /// Run the example project against a private, throw-away PostgreSQL server.
     Demo(commands::demo::DemoArgs),
 }
@@ -98,6 +102,8 @@ fn main() {
                 Command::Lint(a) => commands::lint::run(ctx?, a).await,
                 Command::Config(a) => commands::config::run(ctx?, a).await,
                 Command::Demo(a) => commands::demo::run(ctx?, a).await,
+                Command::Monitor(a) => commands::monitor::run(ctx?, a).await,
+                Command::Serve(a) => commands::serve::run(ctx?, a).await,
             }
         };
         tokio::pin!(run);

@@ -229,6 +229,9 @@ pub struct Settings {
     pub origins: BTreeMap<String, Origin>,
     /// The pgshift.toml actually read, if any.
     pub config_file: Option<PathBuf>,
+    /// The raw `[monitor]` section of pgshift.toml (empty when absent); `monitor` reads its
+    /// `[monitor.thresholds]` and says what is wrong with it.
+    pub monitor: toml::Table,
 }
 
 impl fmt::Debug for Settings {
@@ -263,6 +266,7 @@ impl fmt::Debug for Settings {
             .field("deploy_lock_timeout", &self.deploy_lock_timeout)
             .field("origins", &self.origins)
             .field("config_file", &self.config_file)
+            .field("monitor", &self.monitor)
             .finish()
     }
 }
@@ -557,6 +561,7 @@ impl Settings {
             deploy_lock_timeout: Duration::from_secs(600),
             origins: BTreeMap::new(),
             config_file: None,
+            monitor: toml::Table::new(),
         };
         s.origins = s
             .rows()
@@ -825,6 +830,9 @@ fn apply_file(s: &mut Settings, t: TomlFile, path: &Path) {
         "backup.compression-level"
     );
     take!(t.backup.dir, s.backup_dir, "backup.dir");
+    if let Some(m) = t.monitor {
+        s.monitor = m;
+    }
 }
 
 /// Sets `key` from the text of an environment (or `.env`) variable.

@@ -19,6 +19,7 @@ pub mod embedded;
 pub mod ledger;
 pub mod lint;
 pub mod migrate;
+pub mod monitor;
 pub mod report;
 pub mod rollback;
 pub mod source;

@@ -17,6 +17,10 @@ pub struct DemoArgs {
     /// Keep the server running until Ctrl-C, and print how to connect to it.
     #[arg(long)]
     pub keep: bool,
+    /// Also serve the monitoring dashboard (and /metrics, /readyz) for the example until Ctrl-C,
+    /// and print its URL.
+    #[arg(long)]
+    pub serve: bool,
 }
 
 pub async fn run(mut ctx: Ctx, args: DemoArgs) -> anyhow::Result<i32> {
@@ -133,6 +137,40 @@ async fn demo(ctx: &mut Ctx, server: &EmbeddedServer, args: &DemoArgs) -> anyhow
     let tables = pgshift::demo::user_tables(&client).await?;
     println!();
     println!("tables: {}", tables.join(", "));
+
+    println!();
+    println!("$ pgshift monitor");
+    let monitor = pgshift::monitor::Monitor::new(&settings, dir.clone())?;
+    let report = monitor.run(pgshift::monitor::Sections::ALL).await;
+    crate::commands::monitor::print_report(&report, None);
+
+    if args.serve {
+        let mut opts = pgshift::monitor::ServeOptions {
+            listen: ([127, 0, 0, 1], 9187).into(),
+            token: None,
+            interval: std::time::Duration::from_secs(5),
+        };
+        let server = match pgshift::monitor::serve::bind(monitor.clone(), opts.clone()).await {
+            Ok(s) => s,
+            Err(_) => {
+                // 9187 is taken: any free port will do for a demo.
+                opts.listen = ([127, 0, 0, 1], 0).into();
+                pgshift::monitor::serve::bind(monitor, opts).await?
+            }
+        };
+        println!();
+        println!(
+            "dashboard: http://{}/   (also /metrics, /readyz, /healthz; Ctrl-C stops and deletes the server)",
+            server.local_addr()
+        );
+        let mut stop = ctx.interrupt.clone();
+        server
+            .run(async move {
+                let _ = stop.changed().await;
+            })
+            .await?;
+        return Ok(exit_codes::SUCCESS);
+    }
 
     if args.keep {
         println!();

@@ -1,0 +1,266 @@
+//! `pgshift monitor` and `pgshift serve` end to end: JSON shape, the report file, exit codes per
+//! worst level, `--watch` printing only changes, bad thresholds, a taken port. Real PostgreSQL,
+//! one fresh database per test.
+
+#[path = "../../pgshift/tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use support::TestDb;
+use tokio::io::AsyncBufReadExt;
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cfi-handbook/drizzle")
+}
+
+fn pgshift(cwd: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("pgshift").unwrap();
+    cmd.current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+fn json(out: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(out).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {}",
+            String::from_utf8_lossy(out)
+        )
+    })
+}
+
+#[tokio::test]
+async fn monitor_json_writes_the_report_and_exits_by_worst_level() {
+    let db = TestDb::new("cli_mon_json").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = pgshift(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["monitor", "--format", "json", "--migrations"])
+        .arg(example_dir())
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let doc = json(&out);
+    // Pending migrations are only info: exit 0.
+    assert_eq!(doc["summary"]["status"], "info");
+    assert_eq!(doc["migrations"]["counts"]["pending"], 5);
+    assert_eq!(doc["health"]["reachable"], true);
+    assert!(doc["performance"]["database_size_bytes"].as_i64().unwrap() > 0);
+    assert!(doc["cost"]["queries"].as_u64().unwrap() > 0);
+    let file = PathBuf::from(doc["report_file"].as_str().unwrap());
+    assert!(
+        file.starts_with(tmp.path().join("reports")),
+        "{}",
+        file.display()
+    );
+    assert!(file
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("db-health-"));
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(saved["summary"], doc["summary"]);
+
+    // Only the migration section.
+    let out = pgshift(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .args([
+            "monitor",
+            "--migration-status",
+            "--no-report",
+            "--format",
+            "json",
+            "--migrations",
+        ])
+        .arg(example_dir())
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let doc = json(&out);
+    assert!(doc.get("performance").is_none() && doc.get("migrations").is_some());
+    assert!(doc["report_file"].is_null());
+}
+
+#[tokio::test]
+async fn unreachable_database_exits_critical_without_showing_the_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let assert = pgshift(tmp.path())
+        .env("DATABASE_URL", "postgresql://app:hunter2@127.0.0.1:1/app")
+        .env("HEALTH_CHECK_TIMEOUT", "2000")
+        .args(["monitor", "--format", "json"])
+        .timeout(Duration::from_secs(10))
+        .assert()
+        .code(11);
+    let out = assert.get_output();
+    let doc = json(&out.stdout);
+    assert_eq!(doc["summary"]["status"], "critical");
+    assert_eq!(doc["alerts"][0]["id"], "database-unreachable");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("hunter2"), "{all}");
+
+    pgshift(tmp.path())
+        .env("DATABASE_URL", "postgresql://app:hunter2@127.0.0.1:1/app")
+        .args(["monitor", "--health", "--no-report"])
+        .assert()
+        .code(11)
+        .stdout(
+            predicate::str::contains("UNREACHABLE")
+                .and(predicate::str::contains("CRITICAL"))
+                .and(predicate::str::contains("hunter2").not()),
+        );
+}
+
+#[tokio::test]
+async fn long_query_past_the_configured_threshold_exits_warning() {
+    let db = TestDb::new("cli_mon_warn").await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("pgshift.toml"),
+        "[monitor.thresholds]\nlong-query-warning = \"1s\"\n",
+    )
+    .unwrap();
+    let sleeper = db.client().await;
+    let pid: i32 = sleeper
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let sleep = tokio::spawn(async move { sleeper.query("SELECT pg_sleep(30)", &[]).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pgshift(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["monitor", "--performance", "--no-report"])
+        .assert()
+        .code(10)
+        .stdout(
+            predicate::str::contains("WARNING  long-running-query")
+                .and(predicate::str::contains(format!("pid {pid}"))),
+        );
+    db.client()
+        .await
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    let _ = sleep.await;
+}
+
+#[tokio::test]
+async fn invalid_thresholds_are_a_usage_error_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("pgshift.toml"),
+        "[monitor.thresholds]\nlong-query-warning = \"soon\"\n",
+    )
+    .unwrap();
+    pgshift(tmp.path())
+        .env("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/x")
+        .arg("monitor")
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("[monitor.thresholds]").and(predicate::str::contains("soon")),
+        );
+}
+
+#[tokio::test]
+async fn watch_prints_only_changes() {
+    let db = TestDb::new("cli_mon_watch").await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("pgshift.toml"),
+        "[monitor.thresholds]\nidle-in-transaction-warning = \"1s\"\n",
+    )
+    .unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("pgshift");
+    let mut child = tokio::process::Command::new(bin)
+        .current_dir(tmp.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .env("DATABASE_URL", &db.url)
+        .args(["monitor", "--performance", "--no-report", "--watch", "1"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // The first full report ends with its cost line.
+    while let Some(l) = lines.next_line().await.unwrap() {
+        seen.push(l.clone());
+        if l.starts_with("cost:") {
+            break;
+        }
+    }
+    let idle = db.client().await;
+    idle.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            seen.push(l.clone());
+            if l.contains("+ WARNING") && l.contains("idle-in-transaction") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(found, "{}", seen.join("\n"));
+    // After the first report, only change lines (`+`, `-`, `~`) are printed.
+    let after: Vec<&String> = seen
+        .iter()
+        .skip_while(|l| !l.starts_with("cost:"))
+        .skip(1)
+        .collect();
+    assert!(
+        after
+            .iter()
+            .all(|l| l.contains(" + ") || l.contains(" - ") || l.contains(" ~ ")),
+        "{after:#?}"
+    );
+    assert_eq!(seen.iter().filter(|l| l.starts_with("cost:")).count(), 1);
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn serve_on_a_taken_port_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    pgshift(tmp.path())
+        .env(
+            "DATABASE_URL",
+            "postgresql://postgres@127.0.0.1:5432/postgres",
+        )
+        .args(["serve", "--listen", &addr.to_string()])
+        .timeout(Duration::from_secs(10))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "another process already uses that port",
+        ));
+    pgshift(tmp.path())
+        .env(
+            "DATABASE_URL",
+            "postgresql://postgres@127.0.0.1:5432/postgres",
+        )
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .timeout(Duration::from_secs(10))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--token-env"));
+}

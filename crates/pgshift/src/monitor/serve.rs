@@ -1,0 +1,339 @@
+//! `pgshift serve`: an axum service over a [`Monitor`].
+//!
+//! `GET /healthz` (liveness: the process answers), `GET /readyz` (the database answered within
+//! READINESS_CHECK_TIMEOUT and no migration is pending or failed; JSON reasons; 200/503),
+//! `GET /metrics` (Prometheus text), `GET /` (the dashboard), `GET /api/report` (the report as
+//! JSON). Every endpoint reads one cached collection: at most one collection per interval
+//! reaches the database however often it is scraped, and concurrent requests for a stale cache
+//! wait for the single collection in flight. Binds to loopback by default; any other address
+//! requires a bearer token, which then guards every endpoint but `/healthz`. Never shows
+//! credentials: the database is displayed redacted.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use super::{Monitor, MonitorReport, Sections};
+use crate::db::Client;
+
+/// How to serve.
+#[derive(Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// Bearer token required on every endpoint but `/healthz`; required for non-loopback binds.
+    pub token: Option<String>,
+    /// At most one collection per interval.
+    pub interval: Duration,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("interval", &self.interval)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}; {}", bind_hint(.source))]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("refusing to listen on {addr} without a token: anyone who can reach it would see the dashboard and metrics; pass --token-env VAR (a variable holding a secret) or listen on 127.0.0.1")]
+    TokenRequired { addr: SocketAddr },
+    #[error("the HTTP server stopped: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+fn bind_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "another process already uses that port; stop it or choose another with --listen"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges; choose a port above 1024"
+        }
+        _ => "check the address given to --listen",
+    }
+}
+
+/// A collection and its renderings, shared by every request until the next one.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub report: MonitorReport,
+    pub metrics: String,
+    pub collected_at: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Collector {
+    client: Option<Client>,
+    last_sample: Option<Instant>,
+}
+
+struct Shared {
+    monitor: Monitor,
+    interval: Duration,
+    token: Option<String>,
+    current: RwLock<Option<Arc<Snapshot>>>,
+    collector: tokio::sync::Mutex<Collector>,
+    collections: AtomicU64,
+}
+
+impl Shared {
+    fn fresh(&self) -> Option<Arc<Snapshot>> {
+        let cur = self.current.read().ok()?;
+        cur.as_ref()
+            .filter(|s| s.collected_at.elapsed() < self.interval)
+            .cloned()
+    }
+
+    /// The current snapshot, collecting when it is older than the interval. Only one collection
+    /// runs at a time; requests that arrive meanwhile wait for it and share its result.
+    async fn snapshot(&self) -> Arc<Snapshot> {
+        if let Some(s) = self.fresh() {
+            return s;
+        }
+        let mut c = self.collector.lock().await;
+        if let Some(s) = self.fresh() {
+            return s;
+        }
+        let report = self.collect(&mut c).await;
+        let n = self.collections.fetch_add(1, Ordering::Relaxed) + 1;
+        let snap = Arc::new(Snapshot {
+            metrics: super::metrics::render(&report, n),
+            report,
+            collected_at: Instant::now(),
+        });
+        if let Ok(mut cur) = self.current.write() {
+            *cur = Some(snap.clone());
+        }
+        snap
+    }
+
+    async fn collect(&self, c: &mut Collector) -> MonitorReport {
+        let mut connect_ms = 0.0;
+        if c.client.as_ref().is_none_or(|cl| cl.is_closed()) {
+            c.client = None;
+            match self.monitor.connect().await {
+                Ok((client, ms)) => {
+                    c.client = Some(client);
+                    connect_ms = ms;
+                }
+                Err((e, ms)) => return self.monitor.unreachable(&e, ms, Sections::ALL),
+            }
+        }
+        // A history sample at most once a minute (and once per interval).
+        let every = self.interval.max(Duration::from_secs(60));
+        let record = c.last_sample.is_none_or(|t| t.elapsed() >= every);
+        let client = c.client.as_ref().expect("connected above");
+        let report = self
+            .monitor
+            .collect(client, connect_ms, Sections::ALL, record)
+            .await;
+        if record && report.history.as_ref().is_some_and(|h| h.kept) {
+            c.last_sample = Some(Instant::now());
+        }
+        if !report.health.reachable {
+            c.client = None;
+        }
+        report
+    }
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish()
+    }
+}
+
+/// Binds the listener (so port-in-use errors come before anything else runs).
+pub async fn bind(monitor: Monitor, opts: ServeOptions) -> Result<Server, ServeError> {
+    if !opts.listen.ip().is_loopback() && opts.token.as_deref().is_none_or(str::is_empty) {
+        return Err(ServeError::TokenRequired { addr: opts.listen });
+    }
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+    Ok(Server {
+        listener,
+        shared: Arc::new(Shared {
+            monitor,
+            interval: opts.interval.max(Duration::from_millis(100)),
+            token: opts.token.filter(|t| !t.is_empty()),
+            current: RwLock::new(None),
+            collector: tokio::sync::Mutex::new(Collector::default()),
+            collections: AtomicU64::new(0),
+        }),
+    })
+}
+
+impl Server {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let app = router(self.shared);
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServeError::Io)
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    let guarded = Router::new()
+        .route("/", get(dashboard))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/report", get(report_json))
+        .route_layer(axum::middleware::from_fn_with_state(shared.clone(), auth));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(guarded)
+        .with_state(shared)
+}
+
+/// Constant-time comparison of the presented token.
+fn token_matches(expected: &str, header: Option<&HeaderValue>) -> bool {
+    let Some(given) = header
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (expected.as_bytes(), given.trim().as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= (*x ^ b.get(i).copied().unwrap_or(0)) as usize;
+    }
+    diff == 0
+}
+
+async fn auth(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    if let Some(expected) = &s.token {
+        if !token_matches(expected, req.headers().get(header::AUTHORIZATION)) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "a bearer token is required: send Authorization: Bearer <token>\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_string_pretty(v).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+async fn healthz() -> Response {
+    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    let timeout = s.monitor.settings.readiness_check_timeout;
+    let snap = match tokio::time::timeout(timeout, s.snapshot()).await {
+        Ok(snap) => snap,
+        Err(_) => {
+            return json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({
+                    "ready": false,
+                    "reasons": [format!("no answer from the database within {} ms (READINESS_CHECK_TIMEOUT)", timeout.as_millis())],
+                }),
+            )
+        }
+    };
+    let r = &snap.report;
+    let mut reasons = Vec::new();
+    if !r.health.reachable {
+        reasons.push(format!(
+            "database unreachable: {}",
+            r.health.error.as_deref().unwrap_or("unknown reason")
+        ));
+    }
+    reasons.extend(r.migrations_blocking());
+    let ready = reasons.is_empty();
+    json(
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        &serde_json::json!({
+            "ready": ready,
+            "reasons": reasons,
+            "database": r.database,
+            "checked_at": r.generated_at,
+        }),
+    )
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    let snap = s.snapshot().await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        snap.metrics.clone(),
+    )
+        .into_response()
+}
+
+async fn dashboard(State(s): State<Arc<Shared>>) -> Response {
+    let snap = s.snapshot().await;
+    let refresh = s.interval.as_secs().max(5);
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        super::dashboard::render(&snap.report, refresh),
+    )
+        .into_response()
+}
+
+async fn report_json(State(s): State<Arc<Shared>>) -> Response {
+    let snap = s.snapshot().await;
+    json(
+        StatusCode::OK,
+        &serde_json::to_value(&snap.report).unwrap_or_default(),
+    )
+}

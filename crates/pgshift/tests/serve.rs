@@ -1,0 +1,402 @@
+//! `monitor::serve` over real HTTP and a real PostgreSQL: readiness follows migrations,
+//! `/metrics` passes `promtool check metrics` and is collected once per interval, the token
+//! guards non-loopback binds, a taken port is a clear error, and headless Chromium renders the
+//! dashboard's charts.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pgshift::config::Settings;
+use pgshift::migrate::{MigrateOptions, Migrator, Silent};
+use pgshift::monitor::{serve, Monitor, Sections, ServeError, ServeOptions};
+use pgshift::source;
+use support::{native, TestDb};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cfi-handbook/drizzle")
+}
+
+struct Running {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+async fn start(
+    settings: &Settings,
+    dir: &Path,
+    interval: Duration,
+    token: Option<&str>,
+    listen: &str,
+) -> Running {
+    let monitor = Monitor::new(settings, dir.to_path_buf()).unwrap();
+    let server = serve::bind(
+        monitor,
+        ServeOptions {
+            listen: listen.parse().unwrap(),
+            token: token.map(str::to_string),
+            interval,
+        },
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    Running {
+        addr,
+        stop: Some(tx),
+        task,
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns the status and the body.
+async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", addr.port()))
+        .await
+        .unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+async fn migrate_all(settings: &Settings, dir: &Path, client: &tokio_postgres::Client) {
+    let set = source::load(dir).unwrap();
+    Migrator::new(settings, &set)
+        .migrate(client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn readyz_flips_from_503_to_200_when_pending_migrations_are_applied() {
+    let db = TestDb::new("serve_ready").await;
+    let dir = native(&[
+        ("0001_users.sql", "CREATE TABLE users (id int PRIMARY KEY);"),
+        ("0002_posts.sql", "CREATE TABLE posts (id int PRIMARY KEY);"),
+    ]);
+    let settings = db.settings();
+    let srv = start(
+        &settings,
+        dir.path(),
+        Duration::from_millis(200),
+        None,
+        "127.0.0.1:0",
+    )
+    .await;
+
+    let (status, body) = get(srv.addr, "/readyz", None).await;
+    assert_eq!(status, 503, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ready"], false);
+    assert_eq!(v["reasons"][0], "pending: 0001_users");
+    assert_eq!(v["reasons"][1], "pending: 0002_posts");
+    // Liveness does not depend on the database.
+    assert_eq!(get(srv.addr, "/healthz", None).await.0, 200);
+
+    migrate_all(&settings, dir.path(), &db.client().await).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = get(srv.addr, "/readyz", None).await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ready"], true);
+    assert_eq!(v["reasons"].as_array().unwrap().len(), 0);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_is_503_with_the_reason_when_the_database_is_down() {
+    let mut settings = support::settings_for("postgresql://postgres:s3cret@127.0.0.1:1/postgres");
+    settings.health_check_timeout = Duration::from_secs(2);
+    let dir = native(&[]);
+    let srv = start(
+        &settings,
+        dir.path(),
+        Duration::from_secs(5),
+        None,
+        "127.0.0.1:0",
+    )
+    .await;
+    let (status, body) = get(srv.addr, "/readyz", None).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("database unreachable"), "{body}");
+    assert!(!body.contains("s3cret"), "{body}");
+    let (status, metrics) = get(srv.addr, "/metrics", None).await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("\npgshift_up 0\n"), "{metrics}");
+    assert!(
+        metrics.contains("pgshift_alerts{severity=\"critical\"} 1"),
+        "{metrics}"
+    );
+    let (_, page) = get(srv.addr, "/", None).await;
+    assert!(page.contains("unreachable") && !page.contains("s3cret"));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_and_are_collected_once_per_interval() {
+    let db = TestDb::new("serve_metrics").await;
+    let settings = db.settings();
+    migrate_all(&settings, &example_dir(), &db.client().await).await;
+    let srv = start(
+        &settings,
+        &example_dir(),
+        Duration::from_secs(60),
+        None,
+        "127.0.0.1:0",
+    )
+    .await;
+
+    // Twenty concurrent scrapes, then more: one collection serves them all.
+    let scrapes: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(get(srv.addr, "/metrics", None)))
+        .collect();
+    let mut bodies = Vec::new();
+    for s in scrapes {
+        let (status, body) = s.await.unwrap();
+        assert_eq!(status, 200);
+        bodies.push(body);
+    }
+    for _ in 0..10 {
+        bodies.push(get(srv.addr, "/metrics", None).await.1);
+    }
+    let body = bodies.pop().unwrap();
+    assert!(
+        bodies.iter().all(|b| *b == body),
+        "every scrape got the cached text"
+    );
+    assert!(body.contains("\npgshift_collections_total 1\n"), "{body}");
+    for needle in [
+        "\npgshift_up 1\n",
+        "\npgshift_migrations_pending 0\n",
+        "\npgshift_migrations_applied 5\n",
+        "\npgshift_migrations_failed 0\n",
+        "pgshift_connections{state=\"active\"}",
+        "\npgshift_database_size_bytes ",
+        "pgshift_transactions_total{result=\"commit\"}",
+        "# TYPE pgshift_deadlocks_total counter",
+    ] {
+        assert!(body.contains(needle), "missing {needle:?} in\n{body}");
+    }
+
+    // The families and their types are an interface (dashboards and alert rules use them).
+    let families: Vec<&str> = body.lines().filter(|l| l.starts_with("# TYPE")).collect();
+    insta::assert_snapshot!("metric_families", families.join("\n"));
+
+    let mut child = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (Debian package prometheus; scripts/setup.sh)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool: {said}\n{body}");
+    assert!(said.trim().is_empty(), "promtool lint: {said}");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_taken_port_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let monitor = Monitor::new(
+        &support::settings_for(&support::admin_url()),
+        PathBuf::from("m"),
+    )
+    .unwrap();
+    let err = serve::bind(
+        monitor,
+        ServeOptions {
+            listen: addr,
+            token: None,
+            interval: Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ServeError::Bind { .. }));
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&addr.to_string()) && msg.contains("another process already uses that port"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn non_loopback_binds_need_a_token_that_then_guards_all_but_healthz() {
+    let settings = support::settings_for(&support::admin_url());
+    let monitor = Monitor::new(&settings, PathBuf::from("m")).unwrap();
+    let err = serve::bind(
+        monitor,
+        ServeOptions {
+            listen: "0.0.0.0:0".parse().unwrap(),
+            token: None,
+            interval: Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ServeError::TokenRequired { .. }), "{err}");
+    assert!(err.to_string().contains("--token-env"));
+
+    let dir = native(&[]);
+    let srv = start(
+        &settings,
+        dir.path(),
+        Duration::from_secs(5),
+        Some("t0ken"),
+        "0.0.0.0:0",
+    )
+    .await;
+    assert_eq!(get(srv.addr, "/healthz", None).await.0, 200);
+    for path in ["/metrics", "/readyz", "/", "/api/report"] {
+        assert_eq!(get(srv.addr, path, None).await.0, 401, "{path}");
+        assert_eq!(get(srv.addr, path, Some("wrong")).await.0, 401, "{path}");
+    }
+    assert_eq!(get(srv.addr, "/metrics", Some("t0ken")).await.0, 200);
+    srv.stop().await;
+}
+
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert_eq!(&png[1..4], b"PNG", "a PNG file");
+    let w = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    (w, h)
+}
+
+async fn chromium(args: &[String]) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .args(args)
+    .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .expect("chromium finished within 90 s")
+        .expect("chromium is installed (Debian package chromium; scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The number in `attr="N"` inside the element with `id`.
+fn attr_of(dom: &str, id: &str, attr: &str) -> Option<i64> {
+    let start = dom.find(&format!("id=\"{id}\""))?;
+    let tag_start = dom[..start].rfind('<')?;
+    let tag_end = start + dom[start..].find('>')?;
+    let tag = &dom[tag_start..tag_end];
+    let at = tag.find(&format!("{attr}=\""))? + attr.len() + 2;
+    tag[at..].split('"').next()?.parse().ok()
+}
+
+#[tokio::test]
+async fn dashboard_charts_render_in_headless_chromium() {
+    let db = TestDb::new("serve_dash").await;
+    let settings = db.settings();
+    let client = db.client().await;
+    migrate_all(&settings, &example_dir(), &client).await;
+    // One real sample creates the history table; six more spread over the last three days.
+    let monitor = Monitor::new(&settings, example_dir()).unwrap();
+    let first = monitor.run(Sections::ALL).await;
+    assert!(first.history.as_ref().unwrap().kept);
+    client
+        .batch_execute(
+            "INSERT INTO __pgshift_monitor_history (at, database_size_bytes, connections)
+             SELECT now() - make_interval(hours => 12 * i), 7000000 - i * 150000, 3 + i % 3
+               FROM generate_series(1, 6) i",
+        )
+        .await
+        .unwrap();
+    let srv = start(
+        &settings,
+        &example_dir(),
+        Duration::from_secs(60),
+        None,
+        "127.0.0.1:0",
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{}/", srv.addr.port());
+
+    let out = chromium(&["--dump-dom".into(), url.clone()]).await;
+    let dom = String::from_utf8_lossy(&out.stdout).to_string();
+    for chart in ["chart-size", "chart-connections"] {
+        let width = attr_of(&dom, chart, "data-rendered-width")
+            .unwrap_or_else(|| panic!("{chart} was not laid out by the browser:\n{dom}"));
+        assert!(width > 300, "{chart} line is {width}px wide");
+    }
+    // Eight samples (the real one, six inserted, the server's own) → eight points per chart.
+    let points = dom.matches("class=\"point\"").count();
+    assert_eq!(points, 2 * 8, "{dom}");
+    assert!(dom.contains("id=\"alerts\"") && dom.contains("id=\"migrations\""));
+    assert_eq!(dom.matches("class=\"mig applied\"").count(), 5);
+    assert!(dom.contains("growth"), "growth card once samples span days");
+
+    let shots = tempfile::tempdir().unwrap();
+    let png = shots.path().join("dashboard.png");
+    chromium(&[
+        format!("--screenshot={}", png.display()),
+        "--window-size=1280,1000".into(),
+        "--hide-scrollbars".into(),
+        url,
+    ])
+    .await;
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(png_size(&bytes), (1280, 1000));
+    // A blank page compresses to a few kB; charts, cards and text do not.
+    assert!(
+        bytes.len() > 30_000,
+        "screenshot is only {} bytes",
+        bytes.len()
+    );
+    srv.stop().await;
+}
