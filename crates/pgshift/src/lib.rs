@@ -9,6 +9,7 @@
 //! finding/severity types and writes the JSON reports under `reports/`. The CLI crate never
 //! talks SQL.
 
+pub mod backup;
 pub mod config;
 pub mod db;
 pub mod demo;
