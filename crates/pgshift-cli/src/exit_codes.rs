@@ -13,6 +13,9 @@ pub const CONNECTION: i32 = 3;
 pub const MIGRATION_FAILED: i32 = 4;
 /// Another pgshift held the deploy lock for longer than the configured wait.
 pub const LOCK_TIMEOUT: i32 = 5;
+/// A backup or restore failed (the server, pg_dump/pg_restore or the disk); nothing valid was
+/// left half-written.
+pub const BACKUP_FAILED: i32 = 6;
 /// A bug in pgshift: please report it.
 pub const INTERNAL: i32 = 70;
 /// Interrupted by Ctrl-C or SIGTERM; the current transaction was rolled back.

@@ -56,6 +56,10 @@ enum Command {
     Config(commands::config::ConfigArgs),
     /// Run the example project against a private, throw-away PostgreSQL server.
     Demo(commands::demo::DemoArgs),
+    /// Back up the database: full, incremental, list, verify, cleanup (spec: db:backup:*).
+    Backup(commands::backup::BackupArgs),
+    /// Restore a backup (spec: db:backup:restore): schema, parallel data, sequences, indexes.
+    Restore(commands::backup::RestoreArgs),
 }
 
 fn main() {
@@ -91,6 +95,8 @@ fn main() {
                 Command::Repair(a) => commands::repair::run(ctx?, a).await,
                 Command::Config(a) => commands::config::run(ctx?, a).await,
                 Command::Demo(a) => commands::demo::run(ctx?, a).await,
+                Command::Backup(a) => commands::backup::run(ctx?, a).await,
+                Command::Restore(a) => commands::backup::restore(ctx?, a).await,
             }
         };
         tokio::pin!(run);

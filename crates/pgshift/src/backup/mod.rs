@@ -15,7 +15,7 @@
 pub mod catalog;
 pub mod codec;
 pub mod full;
-
+pub mod incremental;
 pub mod keys;
 pub mod manifest;
 pub mod pgtools;
@@ -28,7 +28,7 @@ use std::path::PathBuf;
 
 pub use catalog::{list, BackupStatus, BackupSummary};
 pub use full::{full, BackupOptions};
-
+pub use incremental::{incremental, IncrementalOptions, Since};
 pub use keys::KeyConfig;
 pub use manifest::{Kind, Manifest};
 pub use restore::{restore, RestoreOptions, RestoreSummary};
@@ -117,6 +117,10 @@ pub enum BackupError {
     NoBase { dir: PathBuf },
     #[error("base backup {name} of this incremental is missing or invalid in {}: restore needs it; restore it from your off-site copy", dir.display())]
     MissingBase { name: String, dir: PathBuf },
+    #[error("`{input}` is not a time: use `last`, a date (2024-05-01) or an RFC 3339 time (2024-05-01T12:00:00Z)")]
+    BadSince { input: String },
+    #[error("backup {name} is not a full backup: an incremental must build on a full one; pass --base with a full backup's name")]
+    BaseNotFull { name: String },
     #[error("the backup was interrupted")]
     Interrupted,
     #[error("a backup worker stopped unexpectedly: {reason}")]
@@ -134,6 +138,8 @@ impl BackupError {
                 | BackupError::TargetNotEmpty { .. }
                 | BackupError::UnknownTable { .. }
                 | BackupError::NoBase { .. }
+                | BackupError::BadSince { .. }
+                | BackupError::BaseNotFull { .. }
                 | BackupError::KeysNeeded { .. }
                 | BackupError::ToolTooOld { .. }
                 | BackupError::ToolMissing { .. }

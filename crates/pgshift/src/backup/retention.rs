@@ -91,3 +91,69 @@ pub fn cleanup(
         freed_bytes: freed,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(
+        name: &str,
+        days_ago: i64,
+        kind: Kind,
+        base: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> BackupSummary {
+        BackupSummary {
+            name: name.into(),
+            path: name.into(),
+            status: BackupStatus::Valid,
+            kind: Some(kind),
+            created_at: Some(now - Duration::days(days_ago)),
+            stored_bytes: 10,
+            raw_bytes: 20,
+            tables: 1,
+            encrypted: false,
+            base: base.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_full_and_bases_of_kept_incrementals() {
+        let now = Utc::now();
+        let mut incomplete = b("partial", 40, Kind::Full, None, now);
+        incomplete.status = BackupStatus::Incomplete;
+        incomplete.kind = None;
+        let mut damaged = b("damaged", 40, Kind::Full, None, now);
+        damaged.status = BackupStatus::Damaged("bad hash".into());
+        let all = vec![
+            b("full-old", 60, Kind::Full, None, now),
+            b("full-base", 45, Kind::Full, None, now),
+            b("inc-old", 44, Kind::Incremental, Some("full-old"), now),
+            b("inc-recent", 2, Kind::Incremental, Some("full-base"), now),
+            incomplete,
+            damaged,
+        ];
+        let d = plan(&all, now, 30);
+        let deleted: Vec<&str> = d
+            .iter()
+            .filter(|d| d.delete)
+            .map(|d| d.name.as_str())
+            .collect();
+        // full-base is both the newest full and a kept incremental's base.
+        assert_eq!(deleted, ["full-old", "inc-old", "partial"]);
+
+        // With a recent full, an old full that no kept incremental needs goes.
+        let mut all2 = all.clone();
+        all2.push(b("full-new", 1, Kind::Full, None, now));
+        let d = plan(&all2, now, 30);
+        let kept: Vec<&str> = d
+            .iter()
+            .filter(|d| !d.delete)
+            .map(|d| d.name.as_str())
+            .collect();
+        assert_eq!(kept, ["full-base", "inc-recent", "damaged", "full-new"]);
+
+        // Nothing is too old: nothing goes, whatever the kinds.
+        assert!(plan(&all, now, 365).iter().all(|d| !d.delete));
+    }
+}
