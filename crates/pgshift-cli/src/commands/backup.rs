@@ -619,3 +619,48 @@ pub async fn restore(ctx: Ctx, a: RestoreArgs) -> anyhow::Result<i32> {
     }
     Ok(exit_codes::SUCCESS)
 }
+
+/// `migrate --env production`: a full backup first when anything is pending; its failure stops
+/// the migration.
+pub async fn before_production_migration(
+    ctx: &Ctx,
+    migrator: &pgshift::migrate::Migrator<'_>,
+    client: &pgshift::db::Client,
+) -> anyhow::Result<()> {
+    let plan = migrator.plan(client).await?;
+    if plan.counts.pending == 0 {
+        return Ok(());
+    }
+    let dir = backup_dir(ctx, &DirArgs { dir: None });
+    let mut opts = BackupOptions::from_settings(&ctx.settings);
+    opts.dir = dir.clone();
+    opts.name = Some(format!(
+        "pre-migrate-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    ));
+    if !ctx.json() {
+        eprintln!(
+            "pgshift: production: {} pending; taking a full backup into {} first",
+            plan.counts.pending,
+            dir.display()
+        );
+    }
+    let progress = if ctx.json() {
+        Arc::new(Quiet)
+    } else {
+        Bars::for_terminal()
+    };
+    let m = backup::full(&ctx.settings, &opts, progress)
+        .await
+        .map_err(|e| {
+            anyhow::Error::new(e).context("the pre-migration backup failed; nothing was migrated")
+        })?;
+    if !ctx.json() {
+        eprintln!(
+            "pgshift: backup {} done ({} stored); migrating",
+            m.name,
+            size(m.stored_bytes())
+        );
+    }
+    Ok(())
+}
