@@ -18,6 +18,9 @@ pub const ALERT_WARNING: i32 = 10;
 /// `monitor`: the worst alert is critical (database unreachable or timed out, migration failed,
 /// connections above 95 %, wraparound risk).
 pub const ALERT_CRITICAL: i32 = 11;
+/// A backup or restore failed (the server, pg_dump/pg_restore or the disk); nothing valid was
+/// left half-written.
+pub const BACKUP_FAILED: i32 = 6;
 /// A bug in pgshift: please report it.
 pub const INTERNAL: i32 = 70;
 /// Interrupted by Ctrl-C or SIGTERM; the current transaction was rolled back.

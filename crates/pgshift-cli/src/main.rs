@@ -65,6 +65,10 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     /// Run the example project against a private, throw-away PostgreSQL server.
     Demo(commands::demo::DemoArgs),
+    /// Back up the database: full, incremental, list, verify, cleanup (spec: db:backup:*).
+    Backup(commands::backup::BackupArgs),
+    /// Restore a backup (spec: db:backup:restore): schema, parallel data, sequences, indexes.
+    Restore(commands::backup::RestoreArgs),
 }
 
 fn main() {
@@ -104,6 +108,8 @@ fn main() {
                 Command::Demo(a) => commands::demo::run(ctx?, a).await,
                 Command::Monitor(a) => commands::monitor::run(ctx?, a).await,
                 Command::Serve(a) => commands::serve::run(ctx?, a).await,
+                Command::Backup(a) => commands::backup::run(ctx?, a).await,
+                Command::Restore(a) => commands::backup::restore(ctx?, a).await,
             }
         };
         tokio::pin!(run);

@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 
+use pgshift::backup::BackupError;
 use pgshift::config::ConfigError;
 use pgshift::db::DbError;
 use pgshift::migrate::MigrateError;
@@ -32,6 +33,15 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
             e if e.is_usage() => exit_codes::USAGE,
             e if e.is_validation() => exit_codes::FINDINGS,
             _ => exit_codes::INTERNAL,
+        };
+    }
+    if let Some(e) = err.downcast_ref::<BackupError>() {
+        return match e {
+            BackupError::Db(d) if d.is_usage() || d.is_connection() => db_code(d),
+            BackupError::Interrupted => exit_codes::INTERRUPTED,
+            e if e.is_usage() => exit_codes::USAGE,
+            e if e.is_integrity() => exit_codes::FINDINGS,
+            _ => exit_codes::BACKUP_FAILED,
         };
     }
     if let Some(d) = err.downcast_ref::<DbError>() {
@@ -94,7 +104,13 @@ pub fn error(err: &anyhow::Error, format: Format) -> i32 {
                 err.downcast_ref::<RollbackError>()
                     .and_then(RollbackError::pg)
             })
-            .or_else(|| err.downcast_ref::<DbError>().and_then(DbError::pg));
+            .or_else(|| err.downcast_ref::<DbError>().and_then(DbError::pg))
+            .or_else(|| {
+                err.downcast_ref::<BackupError>().and_then(|e| match e {
+                    BackupError::Db(d) => d.pg(),
+                    _ => None,
+                })
+            });
         let doc = json!({
             "ok": false,
             "exit_code": code,

@@ -201,6 +201,13 @@ pub struct Settings {
     pub backup_compression_level: i32,
     /// `PGSHIFT_BACKUP_DIR`, relative to the working directory unless absolute.
     pub backup_dir: PathBuf,
+    /// `BACKUP_ENCRYPTION_RECIPIENTS`: age public keys (comma or space separated) every backup
+    /// file is encrypted to. Empty = no recipients.
+    pub backup_encryption_recipients: Vec<String>,
+    /// `BACKUP_ENCRYPTION_PASSPHRASE`: environment only (never pgshift.toml); never shown.
+    pub backup_encryption_passphrase: Option<String>,
+    /// `BACKUP_ENCRYPTION_IDENTITY_FILE`: age identity file used to read encrypted backups.
+    pub backup_encryption_identity_file: Option<PathBuf>,
     /// `HEALTH_CHECK_TIMEOUT`.
     pub health_check_timeout: Duration,
     /// `READINESS_CHECK_TIMEOUT`.
@@ -252,6 +259,18 @@ impl fmt::Debug for Settings {
             .field("backup_retention_days", &self.backup_retention_days)
             .field("backup_compression_level", &self.backup_compression_level)
             .field("backup_dir", &self.backup_dir)
+            .field(
+                "backup_encryption_recipients",
+                &self.backup_encryption_recipients,
+            )
+            .field(
+                "backup_encryption_passphrase",
+                &self.backup_encryption_passphrase.as_ref().map(|_| "***"),
+            )
+            .field(
+                "backup_encryption_identity_file",
+                &self.backup_encryption_identity_file,
+            )
             .field("health_check_timeout", &self.health_check_timeout)
             .field("readiness_check_timeout", &self.readiness_check_timeout)
             .field("migrations_dir", &self.migrations_dir)
@@ -433,10 +452,19 @@ const ENV_VARS: &[(&str, &str)] = &[
     ("BACKUP_RETENTION_DAYS", "backup.retention-days"),
     ("BACKUP_COMPRESSION_LEVEL", "backup.compression-level"),
     ("PGSHIFT_BACKUP_DIR", "backup.dir"),
+    (
+        "BACKUP_ENCRYPTION_RECIPIENTS",
+        "backup.encryption-recipients",
+    ),
+    (
+        "BACKUP_ENCRYPTION_PASSPHRASE",
+        "backup.encryption-passphrase",
+    ),
+    ("BACKUP_ENCRYPTION_IDENTITY_FILE", "backup.identity-file"),
 ];
 
 /// Settings whose value is a secret: never echoed in errors.
-const SECRET_KEYS: &[&str] = &["database-url", "pgpassword"];
+const SECRET_KEYS: &[&str] = &["database-url", "pgpassword", "backup.encryption-passphrase"];
 
 const DURATION_EXPECTED: &str =
     "milliseconds, or a duration such as 500ms, 5s, 2min, 1h (0 or off to disable)";
@@ -497,6 +525,8 @@ struct TomlBackup {
     retention_days: Option<u32>,
     compression_level: Option<i32>,
     dir: Option<PathBuf>,
+    encryption_recipients: Option<Vec<String>>,
+    identity_file: Option<PathBuf>,
 }
 
 /// The layout of pgshift.toml (see docs/pgshift.toml).
@@ -547,6 +577,9 @@ impl Settings {
             backup_retention_days: 30,
             backup_compression_level: 6,
             backup_dir: PathBuf::from("backups"),
+            backup_encryption_recipients: Vec::new(),
+            backup_encryption_passphrase: None,
+            backup_encryption_identity_file: None,
             health_check_timeout: Duration::from_millis(30_000),
             readiness_check_timeout: Duration::from_millis(30_000),
             migrations_dir: None,
@@ -639,6 +672,22 @@ impl Settings {
                 self.backup_compression_level.to_string(),
             ),
             ("backup.dir", path(&self.backup_dir)),
+            (
+                "backup.encryption-recipients",
+                if self.backup_encryption_recipients.is_empty() {
+                    "(not set)".to_string()
+                } else {
+                    self.backup_encryption_recipients.join(",")
+                },
+            ),
+            (
+                "backup.encryption-passphrase",
+                opt(self.backup_encryption_passphrase.as_ref().map(|_| "***")),
+            ),
+            (
+                "backup.identity-file",
+                opt(self.backup_encryption_identity_file.as_deref().map(path)),
+            ),
         ]
     }
 }
@@ -833,6 +882,16 @@ fn apply_file(s: &mut Settings, t: TomlFile, path: &Path) {
     if let Some(m) = t.monitor {
         s.monitor = m;
     }
+    take!(
+        t.backup.encryption_recipients,
+        s.backup_encryption_recipients,
+        "backup.encryption-recipients"
+    );
+    take!(
+        t.backup.identity_file.map(Some),
+        s.backup_encryption_identity_file,
+        "backup.identity-file"
+    );
 }
 
 /// Sets `key` from the text of an environment (or `.env`) variable.
@@ -899,6 +958,17 @@ fn apply_env(s: &mut Settings, key: &str, value: &str, origin: Origin) -> Result
                 .map_err(|_| invalid("a zstd level from 1 to 22"))?
         }
         "backup.dir" => s.backup_dir = PathBuf::from(value),
+        "backup.encryption-recipients" => {
+            s.backup_encryption_recipients = value
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+                .collect()
+        }
+        "backup.encryption-passphrase" => {
+            s.backup_encryption_passphrase = Some(value.to_string()).filter(|v| !v.is_empty())
+        }
+        "backup.identity-file" => s.backup_encryption_identity_file = Some(PathBuf::from(value)),
         _ => unreachable!("ENV_VARS names an unknown key {key}"),
     }
     s.origins.insert(key.to_string(), origin);
@@ -1281,6 +1351,9 @@ mod tests {
             ("BACKUP_RETENTION_DAYS", "7"),
             ("BACKUP_COMPRESSION_LEVEL", "19"),
             ("PGSHIFT_BACKUP_DIR", "bk"),
+            ("BACKUP_ENCRYPTION_RECIPIENTS", "age1a, age1b"),
+            ("BACKUP_ENCRYPTION_PASSPHRASE", "pass"),
+            ("BACKUP_ENCRYPTION_IDENTITY_FILE", "/k.txt"),
         ]))
         .unwrap();
         assert_eq!(s.database_url.as_deref(), Some("postgresql://u:pw@h/db"));
@@ -1312,6 +1385,13 @@ mod tests {
         assert_eq!(s.backup_retention_days, 7);
         assert_eq!(s.backup_compression_level, 19);
         assert_eq!(s.backup_dir, PathBuf::from("bk"));
+        assert_eq!(s.backup_encryption_recipients, ["age1a", "age1b"]);
+        assert_eq!(s.backup_encryption_passphrase.as_deref(), Some("pass"));
+        assert!(!format!("{s:?}").contains("pass\""));
+        assert_eq!(
+            s.backup_encryption_identity_file,
+            Some(PathBuf::from("/k.txt"))
+        );
         // Every env-settable key now comes from the environment.
         for (var, key) in ENV_VARS {
             assert_eq!(s.origins[*key], Origin::Env(var.to_string()), "{key}");
@@ -1875,7 +1955,14 @@ anything = { goes = [1, 2] }
             .filter(|(_, o)| matches!(o, Origin::File(_)))
             .map(|(k, _)| k)
             .collect();
-        let env_only = ["pghost", "pgport", "pguser", "pgpassword", "pgdatabase"];
+        let env_only = [
+            "pghost",
+            "pgport",
+            "pguser",
+            "pgpassword",
+            "pgdatabase",
+            "backup.encryption-passphrase",
+        ];
         for e in s.entries() {
             if !env_only.contains(&e.key.as_str()) {
                 assert!(

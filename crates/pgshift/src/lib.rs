@@ -11,6 +11,7 @@
 //! operations that lock, rewrite or break a live database. The CLI crate never
 //! talks SQL.
 
+pub mod backup;
 pub mod config;
 pub mod db;
 pub mod demo;

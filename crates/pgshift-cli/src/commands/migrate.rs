@@ -29,6 +29,10 @@ pub struct MigrateArgs {
     single_transaction: bool,
     #[command(flatten)]
     safety: SafetyOpts,
+    /// Deployment environment. `production` takes a full backup (into the backup directory)
+    /// before applying anything and refuses to migrate if the backup fails.
+    #[arg(long = "env", env = "PGSHIFT_ENV", value_name = "ENV")]
+    environment: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +62,9 @@ pub async fn run(mut ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
         single_transaction: args.single_transaction,
     };
     let migrator = Migrator::new(&ctx.settings, &set).with_interrupt(ctx.interrupt.clone());
+    if args.environment.as_deref() == Some("production") && !opts.dry_run {
+        super::backup::before_production_migration(&ctx, &migrator, &client).await?;
+    }
     let mut obs = HumanObserver::new(ctx.json());
     if !ctx.json() {
         eprintln!(

@@ -1,0 +1,159 @@
+//! Retention: which backups `pgshift backup cleanup` deletes. Older than the retention period
+//! goes, except the newest valid full backup (always kept, whatever its age) and every base an
+//! incremental that stays depends on. Incomplete directories older than the period go too (a
+//! running backup is never that old); damaged ones are reported and kept for a person to look at.
+
+use std::path::Path;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use super::catalog::{list, BackupStatus, BackupSummary};
+use super::manifest::Kind;
+use super::{io_err, BackupError};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub name: String,
+    pub delete: bool,
+    pub reason: String,
+    pub stored_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CleanupPlan {
+    pub retention_days: u32,
+    pub decisions: Vec<Decision>,
+    pub dry_run: bool,
+    pub freed_bytes: u64,
+}
+
+/// Decides for every backup in `backups` (as [`list`] returns them).
+pub fn plan(backups: &[BackupSummary], now: DateTime<Utc>, retention_days: u32) -> Vec<Decision> {
+    let cutoff = now - Duration::days(i64::from(retention_days));
+    let newest_full = backups
+        .iter()
+        .filter(|b| b.is_valid() && b.kind == Some(Kind::Full))
+        .max_by_key(|b| b.created_at)
+        .map(|b| b.name.clone());
+    let old = |b: &BackupSummary| b.created_at.is_some_and(|t| t < cutoff);
+    // Bases of incrementals that are kept.
+    let kept_bases: Vec<String> = backups
+        .iter()
+        .filter(|b| b.is_valid() && !old(b))
+        .filter_map(|b| b.base.clone())
+        .collect();
+    backups
+        .iter()
+        .map(|b| {
+            let (delete, reason) = if Some(&b.name) == newest_full.as_ref() {
+                (false, "newest valid full backup: always kept".to_string())
+            } else if kept_bases.contains(&b.name) {
+                (false, "base of an incremental that is kept".to_string())
+            } else if let BackupStatus::Damaged(why) = &b.status {
+                (false, format!("damaged, kept for inspection: {why}"))
+            } else if old(b) {
+                (true, format!("older than {retention_days} days"))
+            } else {
+                (false, format!("within {retention_days} days"))
+            };
+            Decision {
+                name: b.name.clone(),
+                delete,
+                reason,
+                stored_bytes: b.stored_bytes,
+            }
+        })
+        .collect()
+}
+
+/// Deletes (unless `dry_run`) what [`plan`] says in `dir`.
+pub fn cleanup(
+    dir: &Path,
+    retention_days: u32,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<CleanupPlan, BackupError> {
+    let backups = list(dir)?;
+    let decisions = plan(&backups, now, retention_days);
+    let mut freed = 0;
+    for d in decisions.iter().filter(|d| d.delete) {
+        freed += d.stored_bytes;
+        if !dry_run {
+            let p = dir.join(&d.name);
+            std::fs::remove_dir_all(&p).map_err(io_err(&p))?;
+        }
+    }
+    Ok(CleanupPlan {
+        retention_days,
+        decisions,
+        dry_run,
+        freed_bytes: freed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(
+        name: &str,
+        days_ago: i64,
+        kind: Kind,
+        base: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> BackupSummary {
+        BackupSummary {
+            name: name.into(),
+            path: name.into(),
+            status: BackupStatus::Valid,
+            kind: Some(kind),
+            created_at: Some(now - Duration::days(days_ago)),
+            stored_bytes: 10,
+            raw_bytes: 20,
+            tables: 1,
+            encrypted: false,
+            base: base.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_full_and_bases_of_kept_incrementals() {
+        let now = Utc::now();
+        let mut incomplete = b("partial", 40, Kind::Full, None, now);
+        incomplete.status = BackupStatus::Incomplete;
+        incomplete.kind = None;
+        let mut damaged = b("damaged", 40, Kind::Full, None, now);
+        damaged.status = BackupStatus::Damaged("bad hash".into());
+        let all = vec![
+            b("full-old", 60, Kind::Full, None, now),
+            b("full-base", 45, Kind::Full, None, now),
+            b("inc-old", 44, Kind::Incremental, Some("full-old"), now),
+            b("inc-recent", 2, Kind::Incremental, Some("full-base"), now),
+            incomplete,
+            damaged,
+        ];
+        let d = plan(&all, now, 30);
+        let deleted: Vec<&str> = d
+            .iter()
+            .filter(|d| d.delete)
+            .map(|d| d.name.as_str())
+            .collect();
+        // full-base is both the newest full and a kept incremental's base.
+        assert_eq!(deleted, ["full-old", "inc-old", "partial"]);
+
+        // With a recent full, an old full that no kept incremental needs goes.
+        let mut all2 = all.clone();
+        all2.push(b("full-new", 1, Kind::Full, None, now));
+        let d = plan(&all2, now, 30);
+        let kept: Vec<&str> = d
+            .iter()
+            .filter(|d| !d.delete)
+            .map(|d| d.name.as_str())
+            .collect();
+        assert_eq!(kept, ["full-base", "inc-recent", "damaged", "full-new"]);
+
+        // Nothing is too old: nothing goes, whatever the kinds.
+        assert!(plan(&all, now, 365).iter().all(|d| !d.delete));
+    }
+}
