@@ -54,6 +54,8 @@ enum Command {
     Repair(commands::repair::RepairArgs),
     /// Print the resolved configuration (secrets redacted) and where each value came from.
     Config(commands::config::ConfigArgs),
+    /// Schema snapshots: `schema dump` (JSON or SQL) and `schema diff --from A --to B`.
+    Schema(commands::schema::SchemaArgs),
     /// Run the example project against a private, throw-away PostgreSQL server.
     Demo(commands::demo::DemoArgs),
 }
@@ -91,6 +93,7 @@ fn main() {
                 Command::Repair(a) => commands::repair::run(ctx?, a).await,
                 Command::Config(a) => commands::config::run(ctx?, a).await,
                 Command::Demo(a) => commands::demo::run(ctx?, a).await,
+                Command::Schema(a) => commands::schema::run(ctx?, a).await,
             }
         };
         tokio::pin!(run);

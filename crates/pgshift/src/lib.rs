@@ -6,7 +6,9 @@
 //! tree) and [`drizzle`] keeps drizzle-orm's own table in step. [`config`] resolves settings once (defaults < `pgshift.toml` <
 //! environment < flags) and every other module receives them. [`embedded`] runs a private
 //! PostgreSQL server for the demo; [`demo`] carries the example project. [`report`] holds the
-//! finding/severity types and writes the JSON reports under `reports/`. The CLI crate never
+//! finding/severity types and writes the JSON reports under `reports/`. [`schema`] turns a
+//! database into a snapshot, compares snapshots and renders DDL; [`scratch`] provides the
+//! throw-away databases it (and every other feature) applies migrations to. The CLI crate never
 //! talks SQL.
 
 pub mod config;
@@ -18,5 +20,7 @@ pub mod ledger;
 pub mod migrate;
 pub mod report;
 pub mod rollback;
+pub mod schema;
+pub mod scratch;
 pub mod source;
 pub mod sql;

@@ -7,4 +7,5 @@ pub mod migrate;
 pub mod new;
 pub mod repair;
 pub mod rollback;
+pub mod schema;
 pub mod status;
