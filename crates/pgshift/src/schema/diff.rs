@@ -865,9 +865,31 @@ fn diff_tables(b: &mut Builder, from: &Snapshot, to: &Snapshot) -> Altered {
     dropped.sort_by_key(|x| std::cmp::Reverse(partition_depth(x, &f)));
     for old in dropped {
         altered.insert(old.table_ref());
-        // Foreign keys of surviving tables pointing at it are handled in diff_table (they are
-        // not in `to`); its own parts go with it.
+        // Foreign keys of surviving tables pointing at it are not in `to` and are dropped by
+        // diff_table. Its own foreign keys go first, so that neither the keys they reference
+        // nor the other tables being dropped are held up by them.
         let name = display_name(&old.schema, &old.name);
+        for c in old.constraints.iter().filter(|c| {
+            c.kind == ConstraintKind::ForeignKey
+                && c.references.as_ref().is_some_and(|r| *r != old.table_ref())
+        }) {
+            b.push(
+                Phase::DropForeignKey,
+                ObjectKind::Constraint,
+                format!(
+                    "{name}.{}",
+                    display_name("x", &c.name).trim_start_matches("x.")
+                ),
+                name.clone(),
+                Action::Drop,
+                format!(
+                    "ALTER TABLE {} DROP CONSTRAINT {};",
+                    old.sql_name(),
+                    quote_ident(&c.name)
+                ),
+                h(&[AccessExclusiveLock]),
+            );
+        }
         b.push(
             Phase::DropTable,
             ObjectKind::Table,
@@ -927,9 +949,7 @@ fn diff_table(
 ) {
     let tname = new.sql_name();
     let owner = display_name(&new.schema, &new.name);
-    let exists = old.is_some();
     // Hazards only matter for tables that hold data already.
-    let hz = |list: &[Hazard]| if exists { h(list) } else { none() };
     let alter = |b: &mut Builder, kind: ObjectKind, object: String, sql: String, extra: Extra| {
         b.push(
             Phase::AlterTable,
@@ -1153,10 +1173,12 @@ fn diff_table(
                     c.name, a.name
                 )
             });
-        alter(
-            b,
+        b.push(
+            Phase::AlterTable,
             ObjectKind::Column,
             col_obj(&c.name),
+            owner.clone(),
+            Action::Drop,
             format!("ALTER TABLE {tname} DROP COLUMN {};", quote_ident(&c.name)),
             Extra {
                 hazards: vec![AccessExclusiveLock, DeletesData],
@@ -1178,10 +1200,12 @@ fn diff_table(
                 && c.identity.is_none()
                 && c.generated.is_none())
             .then(|| "NOT NULL without a default fails when the table has rows".to_string());
-            alter(
-                b,
+            b.push(
+                Phase::AlterTable,
                 ObjectKind::Column,
                 col_obj(&c.name),
+                owner.clone(),
+                Action::Create,
                 format!("ALTER TABLE {tname} ADD COLUMN {};", ddl::column_def(c)),
                 Extra { hazards, note },
             );
@@ -1339,7 +1363,6 @@ fn diff_table(
         new.comment.as_deref(),
     );
     diff_table_parts(b, old, new, true, rekeyed);
-    let _ = hz;
 }
 
 /// Constraints, indexes, triggers, policies and RLS flags of one table.
@@ -1367,7 +1390,7 @@ fn diff_table_parts(
                     == strip_not_valid(&c.definition)
                     && !c.validated
                     && n.validated;
-                (*n != *c && !same_but_valid)
+                (n.definition != c.definition && !same_but_valid)
                     || (fk && c.references.as_ref().is_some_and(|r| rekeyed.contains(r)))
             }
         };
@@ -1405,7 +1428,7 @@ fn diff_table_parts(
                 && !o.validated
                 && c.validated;
             let rebuilt = fk && o.references.as_ref().is_some_and(|r| rekeyed.contains(r));
-            if only_validate && !rebuilt && o.comment == c.comment {
+            if only_validate && !rebuilt {
                 b.push(
                     phase,
                     ObjectKind::Constraint,
@@ -1415,12 +1438,18 @@ fn diff_table_parts(
                     format!("ALTER TABLE {tname} VALIDATE CONSTRAINT {qn};"),
                     h(&[ScansTable]),
                 );
+                comment_change(
+                    b,
+                    ObjectKind::Constraint,
+                    sub(name),
+                    owner.clone(),
+                    format!("CONSTRAINT {qn} ON {tname}"),
+                    o.comment.as_deref(),
+                    c.comment.as_deref(),
+                );
                 continue;
             }
-            if **o == **c && !rebuilt {
-                continue;
-            }
-            if o.definition == c.definition && !rebuilt && !only_validate {
+            if o.definition == c.definition && !rebuilt {
                 // Only the comment changed.
                 comment_change(
                     b,
