@@ -42,6 +42,8 @@ pub enum Format {
     Human,
     /// One JSON document on stdout; nothing else on stdout.
     Json,
+    /// SQL on stdout (`schema dump`, `schema diff`; other commands print the human text).
+    Sql,
 }
 
 #[derive(Debug, Clone, Args, Default)]

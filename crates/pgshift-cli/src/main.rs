@@ -63,6 +63,8 @@ enum Command {
     Monitor(commands::monitor::MonitorArgs),
     /// Serve /healthz, /readyz, Prometheus /metrics and a dashboard over HTTP.
     Serve(commands::serve::ServeArgs),
+    /// Schema snapshots: `schema dump` (JSON or SQL) and `schema diff --from A --to B`.
+    Schema(commands::schema::SchemaArgs),
     /// Run the example project against a private, throw-away PostgreSQL server.
     Demo(commands::demo::DemoArgs),
     /// Back up the database: full, incremental, list, verify, cleanup (spec: db:backup:*).
@@ -110,6 +112,7 @@ fn main() {
                 Command::Serve(a) => commands::serve::run(ctx?, a).await,
                 Command::Backup(a) => commands::backup::run(ctx?, a).await,
                 Command::Restore(a) => commands::backup::restore(ctx?, a).await,
+                Command::Schema(a) => commands::schema::run(ctx?, a).await,
             }
         };
         tokio::pin!(run);

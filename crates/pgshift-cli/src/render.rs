@@ -8,6 +8,7 @@ use pgshift::config::ConfigError;
 use pgshift::db::DbError;
 use pgshift::migrate::MigrateError;
 use pgshift::rollback::RollbackError;
+use pgshift::schema::SchemaError;
 use pgshift::source::SourceError;
 use serde_json::json;
 
@@ -42,6 +43,14 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
             e if e.is_usage() => exit_codes::USAGE,
             e if e.is_integrity() => exit_codes::FINDINGS,
             _ => exit_codes::BACKUP_FAILED,
+        };
+    }
+    if let Some(e) = err.downcast_ref::<SchemaError>() {
+        return match e {
+            SchemaError::Db(d) => db_code(d),
+            SchemaError::Migrate { .. } => exit_codes::MIGRATION_FAILED,
+            SchemaError::Scratch(_) => exit_codes::CONNECTION,
+            _ => exit_codes::USAGE,
         };
     }
     if let Some(d) = err.downcast_ref::<DbError>() {
@@ -104,6 +113,7 @@ pub fn error(err: &anyhow::Error, format: Format) -> i32 {
                 err.downcast_ref::<RollbackError>()
                     .and_then(RollbackError::pg)
             })
+            .or_else(|| err.downcast_ref::<SchemaError>().and_then(SchemaError::pg))
             .or_else(|| err.downcast_ref::<DbError>().and_then(DbError::pg))
             .or_else(|| {
                 err.downcast_ref::<BackupError>().and_then(|e| match e {

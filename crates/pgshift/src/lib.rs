@@ -8,7 +8,9 @@
 //! PostgreSQL server for the demo; [`demo`] carries the example project. [`report`] holds the
 //! finding/severity types and writes the JSON reports under `reports/`; [`validate`] judges a live
 //! database (data integrity, performance) and reports findings; [`lint`] checks migration files for
-//! operations that lock, rewrite or break a live database. The CLI crate never
+//! operations that lock, rewrite or break a live database. [`schema`] turns a database into a
+//! snapshot, compares snapshots and renders DDL; [`scratch`] provides the throw-away databases it
+//! (and every other feature) applies migrations to. The CLI crate never
 //! talks SQL.
 
 pub mod backup;
@@ -23,6 +25,8 @@ pub mod migrate;
 pub mod monitor;
 pub mod report;
 pub mod rollback;
+pub mod schema;
+pub mod scratch;
 pub mod source;
 pub mod sql;
 pub mod validate;

@@ -10,6 +10,7 @@ pub mod monitor;
 pub mod new;
 pub mod repair;
 pub mod rollback;
+pub mod schema;
 pub mod serve;
 pub mod status;
 pub mod validate;

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# The schema benchmark: `pgshift schema dump` against `pg_dump --schema-only` on the same
+# database, and `pgshift schema diff` of two snapshot files, in one run.
+#
+#   bench/schema.sh
+#
+# Environment:
+#   PGSHIFT_BENCH_URL     admin URL (default postgresql://postgres@127.0.0.1:5432/postgres);
+#                         two fresh databases are created and dropped through it
+#   PGSHIFT_BENCH_TABLES  tables (default 2000; 10 columns, 2 indexes, 1 FK each)
+#   PGSHIFT_BENCH_VIEWS   views (default 200)
+#   PGSHIFT_BENCH_REPS    repetitions; the median is reported (default 5)
+#   PGSHIFT_BIN           binary (default target/release/pgshift, built when missing)
+#
+# Prints a table and writes bench/results/schema-<date>.json. See bench/README.md.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+URL=${PGSHIFT_BENCH_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
+TABLES=${PGSHIFT_BENCH_TABLES:-2000}
+VIEWS=${PGSHIFT_BENCH_VIEWS:-200}
+REPS=${PGSHIFT_BENCH_REPS:-5}
+BIN=${PGSHIFT_BIN:-$ROOT/target/release/pgshift}
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+for tool in python3 psql createdb dropdb pg_dump; do
+    command -v "$tool" >/dev/null || die "$tool not found (apt-get install postgresql-client python3)"
+done
+if [[ ! -x $BIN ]]; then
+    log "building $BIN"
+    (cd "$ROOT" && cargo build --release -p pgshift-cli)
+fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pgshift-bench-schema.XXXXXX")
+A="pgshift_bench_schema_$$_a"
+B="pgshift_bench_schema_$$_b"
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    for db in "$A" "$B"; do
+        dropdb --if-exists --force --maintenance-db="$URL" "$db" >/dev/null 2>&1 ||
+            log "could not drop database $db; drop it by hand"
+    done
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+db_url() { python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$URL" "$1"; }
+
+# --- the schema ---------------------------------------------------------------------------------
+python3 - "$TABLES" "$VIEWS" "$TMP/a.sql" "$TMP/b.sql" <<'PY'
+import sys
+n, v, a_path, b_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+def schema(changed):
+    out = ["BEGIN;"]
+    for i in range(n):
+        ref = f"REFERENCES t{i-1:04d} (id)" if i else ""
+        extra = ", extra_col text" if changed and i % 10 == 0 else ""
+        out.append(f"""CREATE TABLE t{i:04d} (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, parent_id bigint {ref},
+  name text NOT NULL, qty integer NOT NULL DEFAULT 0, price numeric(12,2) NOT NULL DEFAULT 0,
+  created_at timestamptz NOT NULL DEFAULT now(), active boolean NOT NULL DEFAULT true,
+  note varchar(200), payload jsonb, code char(8){extra});""")
+        out.append(f"CREATE INDEX t{i:04d}_created_at ON t{i:04d} (created_at);")
+        idx = "(name, qty)" if changed and i % 10 == 5 else "(name)"
+        out.append(f"CREATE INDEX t{i:04d}_name ON t{i:04d} {idx};")
+    for j in range(v):
+        t = j * (n // v)
+        out.append(f"CREATE VIEW v{j:04d} AS SELECT a.id, a.name, b.name AS parent_name FROM t{t+1:04d} a JOIN t{t:04d} b ON b.id = a.parent_id WHERE a.active;")
+    out.append("COMMIT;")
+    return "\n".join(out) + "\n"
+open(a_path, "w").write(schema(False))
+open(b_path, "w").write(schema(True))
+PY
+log "creating $TABLES tables and $VIEWS views in two databases"
+for db in "$A" "$B"; do
+    dropdb --if-exists --force --maintenance-db="$URL" "$db" >/dev/null 2>&1 || true
+    createdb --maintenance-db="$URL" "$db"
+done
+psql -X -q -v ON_ERROR_STOP=1 -d "$(db_url "$A")" -f "$TMP/a.sql" >/dev/null
+psql -X -q -v ON_ERROR_STOP=1 -d "$(db_url "$B")" -f "$TMP/b.sql" >/dev/null
+psql -X -q -d "$(db_url "$A")" -c "VACUUM ANALYZE pg_catalog.pg_class" >/dev/null 2>&1 || true
+
+# --- measurements ------------------------------------------------------------------------------
+AURL=$(db_url "$A"); BURL=$(db_url "$B")
+"$BIN" --database-url "$BURL" schema dump --format json -o "$TMP/b.json"
+python3 - "$REPS" "$TMP" "$BIN" "$AURL" "$ROOT/bench/results" "$TABLES" "$VIEWS" <<'PY'
+import json, os, statistics, subprocess, sys, time, datetime
+reps, tmp, binary, aurl, results, tables, views = sys.argv[1:8]
+reps = int(reps)
+def timed(cmd, out):
+    best = []
+    for _ in range(reps):
+        with open(out, "wb") as f:
+            t = time.perf_counter()
+            rc = subprocess.call(cmd, stdout=f)
+            best.append(time.perf_counter() - t)
+        if rc not in (0, 1):
+            sys.exit(f"{cmd[0]} failed with {rc}")
+    return statistics.median(best)
+# Interleave so both see the same cache state: one warm-up each first.
+subprocess.call(["pg_dump", "--schema-only", "-d", aurl], stdout=subprocess.DEVNULL)
+pg = timed(["pg_dump", "--schema-only", "-d", aurl], f"{tmp}/pg_dump.sql")
+dump = timed([binary, "--database-url", aurl, "schema", "dump", "--format", "json"], f"{tmp}/a.json")
+dump_sql = timed([binary, "--database-url", aurl, "schema", "dump", "--format", "sql"], f"{tmp}/a.sql.out")
+diff = timed([binary, "schema", "diff", "--from", f"{tmp}/a.json", "--to", f"{tmp}/b.json", "--format", "json"], f"{tmp}/diff.json")
+same = timed([binary, "schema", "diff", "--from", f"{tmp}/a.json", "--to", f"{tmp}/a.json", "--format", "json"], f"{tmp}/same.json")
+changes = len(json.load(open(f"{tmp}/diff.json"))["changes"])
+a = json.load(open(f"{tmp}/a.json"))
+assert len(a["tables"]) == int(tables) and len(a["views"]) == int(views), "snapshot is incomplete"
+rows = [
+    ("pg_dump --schema-only (baseline)", pg, ""),
+    ("pgshift schema dump --format json", dump, f"{dump/pg:.2f}x pg_dump"),
+    ("pgshift schema dump --format sql", dump_sql, f"{dump_sql/pg:.2f}x pg_dump"),
+    (f"pgshift schema diff (2 files, {changes} changes)", diff, ""),
+    ("pgshift schema diff (identical files)", same, ""),
+]
+print(f"{tables} tables (10 columns, 2 indexes, 1 FK each), {views} views; median of {reps}")
+for name, secs, note in rows:
+    print(f"  {name:<48} {secs*1000:8.0f} ms  {note}")
+print(f"goals: dump <= 1000 ms and <= 2x pg_dump; diff < 200 ms")
+os.makedirs(results, exist_ok=True)
+stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+json.dump({"tables": int(tables), "views": int(views), "reps": reps,
+           "pg_dump_ms": pg*1000, "dump_json_ms": dump*1000, "dump_sql_ms": dump_sql*1000,
+           "diff_ms": diff*1000, "diff_identical_ms": same*1000, "diff_changes": changes,
+           "ratio_dump_vs_pg_dump": dump/pg}, open(f"{results}/schema-{stamp}.json", "w"), indent=2)
+PY

@@ -1,0 +1,618 @@
+//! Reads a [`Snapshot`] from `pg_catalog` with a fixed number of set-based queries.
+//!
+//! One query per object kind (never one per table): the count is the same for 10 tables and
+//! 2,000 and is reported in [`IntrospectStats`]. The queries run pipelined on one connection
+//! with `search_path` emptied for their duration, so every name the server renders
+//! (`format_type`, `pg_get_*def`, `pg_get_expr`) is schema-qualified and exact; the session's
+//! `search_path` is put back afterwards. Objects owned by extensions (`pg_depend.deptype = 'e'`)
+//! and pgshift's own bookkeeping tables are left out. This module must not compare snapshots
+//! or render DDL.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Row};
+
+use super::model::*;
+use super::SchemaError;
+use crate::config::Settings;
+use crate::db::DbError;
+
+/// What to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntrospectOptions {
+    /// Schemas to include (default `public`).
+    pub schemas: Vec<String>,
+    /// Tables to leave out, as (schema, table): pgshift's ledger and audit tables, drizzle's.
+    pub exclude_tables: Vec<(String, String)>,
+}
+
+impl Default for IntrospectOptions {
+    fn default() -> Self {
+        IntrospectOptions {
+            schemas: vec!["public".into()],
+            exclude_tables: Vec::new(),
+        }
+    }
+}
+
+impl IntrospectOptions {
+    /// Default schemas (`public`) with pgshift's own tables (ledger, audit, drizzle's table, as
+    /// configured) excluded.
+    pub fn from_settings(settings: &Settings) -> Self {
+        IntrospectOptions {
+            schemas: vec!["public".into()],
+            exclude_tables: pgshift_tables(settings),
+        }
+    }
+
+    /// Replaces the schema list (ignored when empty).
+    pub fn with_schemas(mut self, schemas: &[String]) -> Self {
+        if !schemas.is_empty() {
+            let mut s = schemas.to_vec();
+            s.sort();
+            s.dedup();
+            self.schemas = s;
+        }
+        self
+    }
+}
+
+/// The tables pgshift and drizzle-orm keep their bookkeeping in.
+pub fn pgshift_tables(settings: &Settings) -> Vec<(String, String)> {
+    let ledger = crate::ledger::Ledger::from_settings(settings);
+    vec![
+        (
+            settings.ledger_schema.clone(),
+            settings.ledger_table.clone(),
+        ),
+        (ledger.schema.clone(), ledger.audit_table.clone()),
+        (
+            settings.drizzle_schema.clone(),
+            settings.drizzle_table.clone(),
+        ),
+    ]
+}
+
+/// How an introspection went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct IntrospectStats {
+    /// Statements sent to the server (catalog queries plus setting and restoring search_path).
+    pub queries: usize,
+    pub elapsed_ms: u64,
+}
+
+// The relations in scope: tables, partitioned tables and materialized views of the wanted
+// schemas, minus extension members and excluded tables. $1 schemas, $2/$3 excluded tables.
+const RELS: &str = "WITH rels AS (
+  SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname = ANY($1::text[])
+     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                      AND d.objid = c.oid AND d.deptype = 'e')
+     AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) x(s, t)
+                      WHERE x.s = n.nspname AND x.t = c.relname))";
+
+const Q_SCHEMAS: &str = "SELECT n.nspname::text, obj_description(n.oid, 'pg_namespace')
+  FROM pg_namespace n WHERE n.nspname = ANY($1::text[]) AND $2::text[] IS NOT NULL AND $3::text[] IS NOT NULL";
+
+const Q_EXTENSIONS: &str = "SELECT e.extname::text, e.extversion, n.nspname::text
+  FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+ WHERE e.extname <> 'plpgsql' AND n.nspname = ANY($1::text[]) AND $2::text[] IS NOT NULL AND $3::text[] IS NOT NULL";
+
+const Q_TYPES: &str = "SELECT n.nspname::text, t.typname::text, t.typtype::text,
+  ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder),
+  CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END,
+  CASE WHEN t.typtype = 'd' AND t.typcollation <> 0 AND t.typcollation <> bt.typcollation THEN
+    (SELECT format('%I.%I', cn.nspname, co.collname) FROM pg_collation co
+       JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = t.typcollation) END,
+  pg_get_expr(t.typdefaultbin, 0), t.typnotnull,
+  ARRAY(SELECT c.conname::text FROM pg_constraint c WHERE c.contypid = t.oid ORDER BY c.conname),
+  ARRAY(SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c WHERE c.contypid = t.oid ORDER BY c.conname),
+  ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0
+         AND NOT a.attisdropped ORDER BY a.attnum),
+  ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = t.typrelid
+         AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+  ARRAY(SELECT coalesce((SELECT format('%I.%I', cn.nspname, co.collname) FROM pg_collation co
+                           JOIN pg_namespace cn ON cn.oid = co.collnamespace
+                          WHERE co.oid = a.attcollation AND a.attcollation <> at.typcollation), '')
+          FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid
+         WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+  obj_description(t.oid, 'pg_type')
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+  LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
+ WHERE n.nspname = ANY($1::text[]) AND $2::text[] IS NOT NULL AND $3::text[] IS NOT NULL
+   AND (t.typtype IN ('e', 'd')
+        OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c'))
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
+                    AND d.objid = t.oid AND d.deptype = 'e')";
+
+const Q_SEQUENCES: &str = "SELECT n.nspname::text, c.relname::text, format_type(s.seqtypid, NULL),
+  s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcache, s.seqcycle,
+  own.nspname::text, own.relname::text, own.attname::text, obj_description(c.oid, 'pg_class')
+  FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN LATERAL (
+    SELECT tn.nspname, tc.relname, ta.attname FROM pg_depend d
+      JOIN pg_class tc ON tc.oid = d.refobjid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+      JOIN pg_attribute ta ON ta.attrelid = d.refobjid AND ta.attnum = d.refobjsubid
+     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+       AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'a' LIMIT 1) own ON true
+ WHERE n.nspname = ANY($1::text[])
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                    AND d.objid = c.oid AND d.deptype IN ('e', 'i'))
+   AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) x(s, t)
+                    WHERE x.s = own.nspname AND x.t = own.relname)";
+
+fn q_tables() -> String {
+    format!(
+        "{RELS}
+SELECT c.oid, n.nspname::text, c.relname::text, c.relpersistence = 'u',
+  CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
+  pn.nspname::text, pc.relname::text,
+  CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END,
+  coalesce(c.reloptions, '{{}}')::text[], c.relrowsecurity, c.relforcerowsecurity,
+  obj_description(c.oid, 'pg_class')
+  FROM rels JOIN pg_class c ON c.oid = rels.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_inherits i ON c.relispartition AND i.inhrelid = c.oid
+  LEFT JOIN pg_class pc ON pc.oid = i.inhparent
+  LEFT JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+ WHERE rels.relkind IN ('r', 'p')"
+    )
+}
+
+fn q_columns() -> String {
+    format!(
+        "{RELS}
+SELECT a.attrelid, a.attname::text, format_type(a.atttypid, a.atttypmod),
+  CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+       THEN format('%I.%I', cn.nspname, co.collname) END,
+  a.attnotnull,
+  CASE WHEN a.attgenerated = '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
+  a.attidentity::text,
+  CASE WHEN a.attgenerated <> '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
+  col_description(a.attrelid, a.attnum)
+  FROM pg_attribute a JOIN rels ON rels.oid = a.attrelid AND rels.relkind IN ('r', 'p')
+  JOIN pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+  LEFT JOIN pg_collation co ON co.oid = a.attcollation
+  LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+ WHERE a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY a.attrelid, a.attnum"
+    )
+}
+
+fn q_constraints() -> String {
+    format!(
+        "{RELS}
+SELECT con.conrelid, con.conname::text, con.contype::text, pg_get_constraintdef(con.oid),
+  ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o)
+          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o),
+  fn.nspname::text, fc.relname::text, con.condeferrable, con.condeferred, con.convalidated,
+  obj_description(con.oid, 'pg_constraint')
+  FROM pg_constraint con JOIN rels ON rels.oid = con.conrelid
+  LEFT JOIN pg_class fc ON fc.oid = con.confrelid
+  LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+ WHERE con.contype IN ('p', 'u', 'c', 'f', 'x') AND con.conparentid = 0 AND con.conislocal"
+    )
+}
+
+fn q_indexes() -> String {
+    format!(
+        "{RELS}
+SELECT i.indrelid, ic.relname::text, pg_get_indexdef(i.indexrelid), am.amname::text, i.indisunique,
+  ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) k ORDER BY k),
+  ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)
+          FROM generate_series(i.indnkeyatts + 1, i.indnatts) k ORDER BY k),
+  pg_get_expr(i.indpred, i.indrelid), i.indisvalid, obj_description(i.indexrelid, 'pg_class')
+  FROM pg_index i JOIN rels ON rels.oid = i.indrelid
+  JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
+ WHERE NOT ic.relispartition
+   AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid
+                    AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x'))"
+    )
+}
+
+fn q_triggers() -> String {
+    format!(
+        "{RELS}
+SELECT t.tgrelid, t.tgname::text, pg_get_triggerdef(t.oid), t.tgenabled::text,
+  obj_description(t.oid, 'pg_trigger')
+  FROM pg_trigger t JOIN rels ON rels.oid = t.tgrelid
+ WHERE NOT t.tgisinternal AND t.tgparentid = 0"
+    )
+}
+
+fn q_policies() -> String {
+    format!(
+        "{RELS}
+SELECT p.polrelid, p.polname::text, p.polpermissive,
+  CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+  ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE (SELECT rolname::text FROM pg_roles WHERE oid = r) END
+          FROM unnest(p.polroles) r ORDER BY 1),
+  pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+  FROM pg_policy p JOIN rels ON rels.oid = p.polrelid"
+    )
+}
+
+const Q_VIEWS: &str = "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind = 'm', pg_get_viewdef(c.oid),
+  coalesce(c.reloptions, '{}')::text[], obj_description(c.oid, 'pg_class'),
+  (SELECT coalesce(json_agg(json_build_object('schema', x.s, 'name', x.n) ORDER BY x.s, x.n), '[]'::json)
+     FROM (SELECT DISTINCT rn.nspname::text s, rc.relname::text n
+             FROM pg_rewrite rw
+             JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+                             AND d.refclassid = 'pg_class'::regclass
+             JOIN pg_class rc ON rc.oid = d.refobjid
+             JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+            WHERE rw.ev_class = c.oid AND d.refobjid <> c.oid
+              AND rc.relkind IN ('r', 'p', 'v', 'm', 'f')) x)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('v', 'm') AND n.nspname = ANY($1::text[])
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                    AND d.objid = c.oid AND d.deptype = 'e')
+   AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) x(s, t)
+                    WHERE x.s = n.nspname AND x.t = c.relname)";
+
+const Q_FUNCTIONS: &str =
+    "SELECT n.nspname::text, p.proname::text, pg_get_function_identity_arguments(p.oid),
+  p.prokind = 'p', coalesce(pg_get_function_result(p.oid), ''), l.lanname::text,
+  CASE p.provolatile WHEN 'i' THEN 'immutable' WHEN 's' THEN 'stable' ELSE 'volatile' END,
+  p.prosecdef, pg_get_functiondef(p.oid), obj_description(p.oid, 'pg_proc')
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  JOIN pg_language l ON l.oid = p.prolang
+ WHERE n.nspname = ANY($1::text[]) AND p.prokind IN ('f', 'p')
+   AND $2::text[] IS NOT NULL AND $3::text[] IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                    AND d.objid = p.oid AND d.deptype = 'e')";
+
+/// Reads the schema. The session's `search_path` is emptied while the catalog queries run and
+/// restored afterwards (also when a query fails).
+pub async fn introspect(
+    client: &Client,
+    opts: &IntrospectOptions,
+) -> Result<Snapshot, SchemaError> {
+    introspect_with_stats(client, opts).await.map(|(s, _)| s)
+}
+
+/// [`introspect`], also saying how many statements it took.
+pub async fn introspect_with_stats(
+    client: &Client,
+    opts: &IntrospectOptions,
+) -> Result<(Snapshot, IntrospectStats), SchemaError> {
+    let started = Instant::now();
+    let q = |e| SchemaError::Db(DbError::query("reading the schema from pg_catalog", e));
+    let old: String = client
+        .query_one(
+            "SELECT current_setting('search_path'), set_config('search_path', '', false)",
+            &[],
+        )
+        .await
+        .map_err(q)?
+        .get(0);
+    let result = read_all(client, opts).await;
+    let restore = client
+        .query_one("SELECT set_config('search_path', $1, false)", &[&old])
+        .await;
+    let (snapshot, catalog_queries) = result?;
+    restore.map_err(q)?;
+    Ok((
+        snapshot,
+        IntrospectStats {
+            queries: catalog_queries + 2,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        },
+    ))
+}
+
+async fn read_all(
+    client: &Client,
+    opts: &IntrospectOptions,
+) -> Result<(Snapshot, usize), SchemaError> {
+    let schemas = &opts.schemas;
+    let ex_s: Vec<&str> = opts
+        .exclude_tables
+        .iter()
+        .map(|(s, _)| s.as_str())
+        .collect();
+    let ex_t: Vec<&str> = opts
+        .exclude_tables
+        .iter()
+        .map(|(_, t)| t.as_str())
+        .collect();
+    let params: [&(dyn ToSql + Sync); 3] = [schemas, &ex_s, &ex_t];
+    let (tables_sql, columns_sql, constraints_sql, indexes_sql, triggers_sql, policies_sql) = (
+        q_tables(),
+        q_columns(),
+        q_constraints(),
+        q_indexes(),
+        q_triggers(),
+        q_policies(),
+    );
+    let run = |sql: &'static str, what: &'static str| query(client, sql, what, &params);
+    let (
+        r_schemas,
+        r_ext,
+        r_types,
+        r_seqs,
+        r_tables,
+        r_cols,
+        r_cons,
+        r_idx,
+        r_trg,
+        r_pol,
+        r_views,
+        r_funcs,
+    ) = tokio::try_join!(
+        run(Q_SCHEMAS, "schemas"),
+        run(Q_EXTENSIONS, "extensions"),
+        run(Q_TYPES, "types"),
+        run(Q_SEQUENCES, "sequences"),
+        query(client, &tables_sql, "tables", &params),
+        query(client, &columns_sql, "columns", &params),
+        query(client, &constraints_sql, "constraints", &params),
+        query(client, &indexes_sql, "indexes", &params),
+        query(client, &triggers_sql, "triggers", &params),
+        query(client, &policies_sql, "policies", &params),
+        run(Q_VIEWS, "views"),
+        run(Q_FUNCTIONS, "functions"),
+    )?;
+    const CATALOG_QUERIES: usize = 12;
+
+    let mut snap = Snapshot::empty();
+    snap.schemas = r_schemas
+        .iter()
+        .map(|r| Schema {
+            name: r.get(0),
+            comment: r.get(1),
+        })
+        .collect();
+    snap.extensions = r_ext
+        .iter()
+        .map(|r| Extension {
+            name: r.get(0),
+            version: r.get(1),
+            schema: r.get(2),
+        })
+        .collect();
+    snap.types = r_types.iter().map(type_from_row).collect();
+    snap.sequences = r_seqs
+        .iter()
+        .map(|r| {
+            let table: Option<String> = r.get(10);
+            Sequence {
+                schema: r.get(0),
+                name: r.get(1),
+                data_type: r.get(2),
+                start: r.get(3),
+                increment: r.get(4),
+                min: r.get(5),
+                max: r.get(6),
+                cache: r.get(7),
+                cycle: r.get(8),
+                owned_by: table.map(|table| ColumnRef {
+                    schema: r.get(9),
+                    table,
+                    column: r.get(11),
+                }),
+                comment: r.get(12),
+            }
+        })
+        .collect();
+
+    // Tables by oid, then their parts.
+    let mut tables: Vec<Table> = Vec::with_capacity(r_tables.len());
+    let mut by_oid: HashMap<u32, usize> = HashMap::with_capacity(r_tables.len());
+    for r in &r_tables {
+        let oid: u32 = r.get(0);
+        let parent: Option<String> = r.get(6);
+        by_oid.insert(oid, tables.len());
+        tables.push(Table {
+            schema: r.get(1),
+            name: r.get(2),
+            unlogged: r.get(3),
+            partition_by: r.get(4),
+            partition_of: parent.map(|table| PartitionOf {
+                schema: r.get(5),
+                table,
+                bound: r.get::<_, Option<String>>(7).unwrap_or_default(),
+            }),
+            options: r.get(8),
+            columns: Vec::new(),
+            constraints: Vec::new(),
+            indexes: Vec::new(),
+            triggers: Vec::new(),
+            rls_enabled: r.get(9),
+            rls_forced: r.get(10),
+            policies: Vec::new(),
+            comment: r.get(11),
+        });
+    }
+    for r in &r_cols {
+        let Some(&i) = by_oid.get(&r.get::<_, u32>(0)) else {
+            continue;
+        };
+        if tables[i].partition_of.is_some() {
+            continue;
+        }
+        let identity: String = r.get(6);
+        tables[i].columns.push(Column {
+            name: r.get(1),
+            type_name: r.get(2),
+            collation: r.get(3),
+            not_null: r.get(4),
+            default: r.get(5),
+            identity: match identity.as_str() {
+                "a" => Some(Identity::Always),
+                "d" => Some(Identity::ByDefault),
+                _ => None,
+            },
+            generated: r.get(7),
+            comment: r.get(8),
+        });
+    }
+    for r in &r_cons {
+        let Some(&i) = by_oid.get(&r.get::<_, u32>(0)) else {
+            continue;
+        };
+        let kind = match r.get::<_, String>(2).as_str() {
+            "p" => ConstraintKind::PrimaryKey,
+            "u" => ConstraintKind::Unique,
+            "c" => ConstraintKind::Check,
+            "x" => ConstraintKind::Exclusion,
+            _ => ConstraintKind::ForeignKey,
+        };
+        let ref_table: Option<String> = r.get(6);
+        tables[i].constraints.push(Constraint {
+            name: r.get(1),
+            kind,
+            definition: r.get(3),
+            columns: r.get(4),
+            references: ref_table
+                .filter(|_| kind == ConstraintKind::ForeignKey)
+                .map(|name| TableRef {
+                    schema: r.get(5),
+                    name,
+                }),
+            deferrable: r.get(7),
+            initially_deferred: r.get(8),
+            validated: r.get(9),
+            comment: r.get(10),
+        });
+    }
+    let mut view_indexes: HashMap<u32, Vec<Index>> = HashMap::new();
+    for r in &r_idx {
+        let oid: u32 = r.get(0);
+        let index = Index {
+            name: r.get(1),
+            definition: r.get(2),
+            method: r.get(3),
+            unique: r.get(4),
+            keys: r.get(5),
+            include: r.get(6),
+            predicate: r.get(7),
+            valid: r.get(8),
+            comment: r.get(9),
+        };
+        match by_oid.get(&oid) {
+            Some(&i) => tables[i].indexes.push(index),
+            None => view_indexes.entry(oid).or_default().push(index),
+        }
+    }
+    for r in &r_trg {
+        let Some(&i) = by_oid.get(&r.get::<_, u32>(0)) else {
+            continue;
+        };
+        tables[i].triggers.push(Trigger {
+            name: r.get(1),
+            definition: r.get(2),
+            enabled: r.get(3),
+            comment: r.get(4),
+        });
+    }
+    for r in &r_pol {
+        let Some(&i) = by_oid.get(&r.get::<_, u32>(0)) else {
+            continue;
+        };
+        tables[i].policies.push(Policy {
+            name: r.get(1),
+            permissive: r.get(2),
+            command: r.get(3),
+            roles: r.get(4),
+            using: r.get(5),
+            with_check: r.get(6),
+        });
+    }
+    snap.tables = tables;
+    snap.views = r_views
+        .iter()
+        .map(|r| {
+            let oid: u32 = r.get(0);
+            let deps: serde_json::Value = r.get(7);
+            View {
+                schema: r.get(1),
+                name: r.get(2),
+                materialized: r.get(3),
+                definition: r.get(4),
+                options: r.get(5),
+                comment: r.get(6),
+                depends_on: serde_json::from_value(deps).unwrap_or_default(),
+                indexes: view_indexes.remove(&oid).unwrap_or_default(),
+            }
+        })
+        .collect();
+    snap.functions = r_funcs
+        .iter()
+        .map(|r| Function {
+            schema: r.get(0),
+            name: r.get(1),
+            arguments: r.get(2),
+            procedure: r.get(3),
+            returns: r.get(4),
+            language: r.get(5),
+            volatility: r.get(6),
+            security_definer: r.get(7),
+            definition: r.get(8),
+            comment: r.get(9),
+        })
+        .collect();
+    snap.normalize();
+    Ok((snap, CATALOG_QUERIES))
+}
+
+async fn query(
+    client: &Client,
+    sql: &str,
+    what: &'static str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, SchemaError> {
+    client
+        .query(sql, params)
+        .await
+        .map_err(|e| SchemaError::Db(DbError::query(format!("reading {what} from pg_catalog"), e)))
+}
+
+fn type_from_row(r: &Row) -> Type {
+    let typtype: String = r.get(2);
+    let kind = match typtype.as_str() {
+        "e" => TypeKind::Enum { labels: r.get(3) },
+        "d" => {
+            let names: Vec<String> = r.get(8);
+            let defs: Vec<String> = r.get(9);
+            TypeKind::Domain {
+                base: r.get::<_, Option<String>>(4).unwrap_or_default(),
+                collation: r.get(5),
+                default: r.get(6),
+                not_null: r.get(7),
+                constraints: names
+                    .into_iter()
+                    .zip(defs)
+                    .map(|(name, definition)| NamedDef { name, definition })
+                    .collect(),
+            }
+        }
+        _ => {
+            let names: Vec<String> = r.get(10);
+            let types: Vec<String> = r.get(11);
+            let colls: Vec<String> = r.get(12);
+            TypeKind::Composite {
+                attributes: names
+                    .into_iter()
+                    .zip(types)
+                    .zip(colls)
+                    .map(|((name, type_name), c)| Attribute {
+                        name,
+                        type_name,
+                        collation: Some(c).filter(|c| !c.is_empty()),
+                    })
+                    .collect(),
+            }
+        }
+    };
+    Type {
+        schema: r.get(0),
+        name: r.get(1),
+        kind,
+        comment: r.get(13),
+    }
+}

@@ -1,0 +1,84 @@
+//! The schema model: introspect a live database into a [`Snapshot`], compare two snapshots
+//! into an ordered [`Diff`], and render DDL.
+//!
+//! ```text
+//! introspect(client, &IntrospectOptions) -> Snapshot        (introspect.rs, constant query count)
+//! Snapshot::to_json() / Snapshot::from_json()               (model.rs, stable sorted JSON)
+//! Snapshot::to_sql()                                        (re-creatable DDL = diff(empty, s))
+//! diff(&from, &to) -> Diff { changes: Vec<Change> }         (diff.rs, dependency-ordered)
+//! Diff::is_empty() / Diff::to_sql() / Diff::unsupported()   (hazards per Change)
+//! input::load(&SnapshotInput, …) -> Snapshot                (a URL, a JSON file or a migrations folder)
+//! ```
+//!
+//! `validate` (drift) compares `introspect` of the database with the snapshot of the migrations
+//! folder; `test` checks `diff(up, up-down-up).is_empty()`; state-based rollback stores
+//! `diff(after, before).to_sql()` with [`Diff::hazards`]. A change PostgreSQL cannot make safely
+//! (removing an enum value, reordering columns, changing a partition key) carries
+//! `unsupported` and no SQL; callers must check [`Diff::unsupported`] before running a diff.
+//! This module does not run the DDL it renders.
+
+pub mod ddl;
+pub mod diff;
+pub mod input;
+pub mod introspect;
+pub mod model;
+
+pub use diff::{diff, Action, Change, Diff, Hazard, ObjectKind, Phase};
+pub use input::{load, SnapshotInput};
+pub use introspect::{
+    introspect, introspect_with_stats, pgshift_tables, IntrospectOptions, IntrospectStats,
+};
+pub use model::Snapshot;
+
+use std::path::PathBuf;
+
+use crate::db::DbError;
+
+/// Errors of the schema module.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("cannot read snapshot file {path}: {source}; check the path (a snapshot is what `pgshift schema dump --format json` writes)")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a pgshift schema snapshot: {source}; write one with `pgshift schema dump --format json -o FILE`")]
+    ParseSnapshot {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("snapshot {path} has format {found}, this pgshift reads format {expected}; dump it again with this version")]
+    SnapshotFormat {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    #[error("cannot read migrations folder {}: {source}", .path.display())]
+    Source {
+        path: PathBuf,
+        #[source]
+        source: crate::source::SourceError,
+    },
+    #[error("applying migrations folder {} to a scratch database failed: {source}", .path.display())]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: crate::migrate::MigrateError,
+    },
+    #[error(transparent)]
+    Scratch(#[from] crate::scratch::ScratchError),
+}
+
+impl SchemaError {
+    /// PostgreSQL's own error, when the server sent one.
+    pub fn pg(&self) -> Option<&crate::db::PgError> {
+        match self {
+            SchemaError::Db(d) => d.pg(),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Throw-away databases: the one helper every feature that needs a scratch database uses
+//! (`schema diff --from ./migrations`, the migration test suite, state-based rollback).
+//!
+//! [`Scratch::create`] tries, in order: a server given with `--scratch-url` (pgshift creates its
+//! own `pgshift_scratch_<random>` database there); `CREATE DATABASE pgshift_scratch_<random>` on
+//! the target's server when the role may; otherwise the private throw-away server of
+//! [`crate::embedded`]. The database is dropped by [`Scratch::drop_now`] and, should the value be
+//! dropped instead (an error, a panic, Ctrl-C cancelling the future), by `Drop`. It must never
+//! drop or write to a database it did not create.
+
+use crate::config::Settings;
+use crate::db::{DbError, ScratchDatabase, Target};
+use crate::embedded::{EmbeddedError, EmbeddedServer};
+
+/// Where a scratch database may come from.
+#[derive(Debug, Clone, Default)]
+pub struct ScratchOptions {
+    /// `--scratch-url`: a server (any database URL on it) where pgshift may CREATE DATABASE.
+    pub scratch_url: Option<String>,
+    /// The target server, tried when no scratch URL is given.
+    pub target: Option<Target>,
+    /// Do not fall back to the embedded server (for tests that must use the real one).
+    pub no_embedded: bool,
+}
+
+/// Why no scratch database could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ScratchError {
+    #[error("cannot create a scratch database on --scratch-url {url}: {source}; give a URL whose role has CREATEDB")]
+    ScratchUrl {
+        url: String,
+        #[source]
+        source: DbError,
+    },
+    #[error("no scratch database: the target server refused ({target_error}) and the embedded server could not start ({source}); pass --scratch-url with a role that may CREATE DATABASE")]
+    NoServer {
+        target_error: String,
+        #[source]
+        source: EmbeddedError,
+    },
+    #[error(
+        "no scratch database: {reason}; pass --scratch-url with a role that may CREATE DATABASE"
+    )]
+    Unavailable { reason: String },
+}
+
+#[derive(Debug)]
+enum Holder {
+    Database(Box<ScratchDatabase>),
+    Embedded(EmbeddedServer),
+}
+
+/// A throw-away database, dropped afterwards.
+#[derive(Debug)]
+pub struct Scratch {
+    holder: Option<Holder>,
+    target: Target,
+}
+
+const PREFIX: &str = "pgshift_scratch";
+
+impl Scratch {
+    /// Creates an empty scratch database. `settings` supplies connection timeouts and TLS.
+    pub async fn create(
+        settings: &Settings,
+        opts: &ScratchOptions,
+    ) -> Result<Scratch, ScratchError> {
+        if let Some(url) = &opts.scratch_url {
+            let mut s = settings.clone();
+            s.database_url = Some(url.clone());
+            let shown = crate::config::redact_url(url);
+            let admin = Target::from_settings(&s).map_err(|source| ScratchError::ScratchUrl {
+                url: shown.clone(),
+                source,
+            })?;
+            let db = ScratchDatabase::create(&admin, PREFIX)
+                .await
+                .map_err(|source| ScratchError::ScratchUrl { url: shown, source })?;
+            return Ok(Scratch::from_database(db));
+        }
+        let mut target_error = "no target database configured".to_string();
+        if let Some(admin) = &opts.target {
+            match ScratchDatabase::create(admin, PREFIX).await {
+                Ok(db) => return Ok(Scratch::from_database(db)),
+                Err(e) => {
+                    tracing::info!("cannot create a scratch database on {admin}: {e}; trying the embedded server");
+                    target_error = e.to_string();
+                }
+            }
+        }
+        if opts.no_embedded {
+            return Err(ScratchError::Unavailable {
+                reason: target_error,
+            });
+        }
+        let server = EmbeddedServer::start()
+            .await
+            .map_err(|source| ScratchError::NoServer {
+                target_error: target_error.clone(),
+                source,
+            })?;
+        let mut s = settings.clone();
+        s.database_url = Some(server.url("postgres"));
+        let target = Target::from_settings(&s).map_err(|e| ScratchError::Unavailable {
+            reason: e.to_string(),
+        })?;
+        Ok(Scratch {
+            holder: Some(Holder::Embedded(server)),
+            target,
+        })
+    }
+
+    fn from_database(db: ScratchDatabase) -> Scratch {
+        Scratch {
+            target: db.target().clone(),
+            holder: Some(Holder::Database(Box::new(db))),
+        }
+    }
+
+    /// Where the scratch database is.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// True when it lives on the private embedded server.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.holder, Some(Holder::Embedded(_)))
+    }
+
+    /// Drops the database (or stops the embedded server) now.
+    pub async fn drop_now(mut self) -> Result<(), DbError> {
+        match self.holder.take() {
+            Some(Holder::Database(db)) => (*db).drop_now().await,
+            Some(Holder::Embedded(server)) => {
+                let _ = tokio::task::spawn_blocking(move || server.stop()).await;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // The embedded server stops itself when dropped; a database needs a connection, made
+        // on a thread of its own because Drop cannot await.
+        if let Some(Holder::Database(db)) = self.holder.take() {
+            let _ = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async move {
+                    if let Err(e) = db.drop_now().await {
+                        tracing::warn!("could not drop the scratch database: {e}");
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}

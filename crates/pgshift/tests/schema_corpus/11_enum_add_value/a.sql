@@ -1,0 +1,2 @@
+create type mood as enum ('a', 'c');
+create table t (m mood);

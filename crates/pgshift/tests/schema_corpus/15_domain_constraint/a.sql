@@ -1,0 +1,1 @@
+create domain d as text check (length(value) < 10);

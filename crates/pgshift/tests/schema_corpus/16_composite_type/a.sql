@@ -1,0 +1,1 @@
+create type pair as (a int, b text);

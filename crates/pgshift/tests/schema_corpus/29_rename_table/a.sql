@@ -1,0 +1,1 @@
+create table old_name (id int);

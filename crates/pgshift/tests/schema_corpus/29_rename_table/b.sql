@@ -1,0 +1,1 @@
+create table new_name (id int);

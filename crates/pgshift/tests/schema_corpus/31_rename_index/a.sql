@@ -1,0 +1,2 @@
+create table t (a int);
+create index i_old on t (a);

@@ -1,0 +1,1 @@
+create table c (k text primary key, v text);

@@ -1,0 +1,1 @@
+create unlogged table c (k text primary key, v text);

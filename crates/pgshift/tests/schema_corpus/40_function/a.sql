@@ -1,0 +1,1 @@
+create function add1(a int) returns int language sql immutable as 'select a + 1';

@@ -1,0 +1,1 @@
+create table log (msg text);

@@ -1,0 +1,2 @@
+create table t (n int, updated timestamptz);
+create function touch() returns trigger language plpgsql as $$ begin new.updated := now(); return new; end $$;

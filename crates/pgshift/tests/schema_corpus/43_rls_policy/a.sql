@@ -1,0 +1,1 @@
+create table doc (owner text, body text);

@@ -1,0 +1,10 @@
+create table t (id int primary key, s text);
+create index t_s on t (s);
+comment on table t is 'a table';
+comment on column t.s is 'it''s text';
+comment on index t_s is 'idx';
+comment on constraint t_pkey on t is 'pk';
+create view v as select id from t;
+comment on view v is 'view';
+create type e as enum ('x');
+comment on type e is 'enum';

@@ -1,0 +1,1 @@
+create table "User" (id int);

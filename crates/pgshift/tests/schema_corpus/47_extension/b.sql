@@ -1,0 +1,2 @@
+create extension citext;
+create table t (id int, email citext);

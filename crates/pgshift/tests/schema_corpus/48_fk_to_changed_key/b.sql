@@ -1,0 +1,2 @@
+create table p (id int, constraint p_pk primary key (id));
+create table c (p_id int references p);

@@ -1,0 +1,1 @@
+create table p (id int primary key);

@@ -1,0 +1,1 @@
+create table ev (id int, at date) partition by range (at);

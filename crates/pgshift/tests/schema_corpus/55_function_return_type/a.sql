@@ -1,0 +1,1 @@
+create function g() returns int language sql as 'select 1';

@@ -1,0 +1,1 @@
+create function g() returns bigint language sql as 'select 1::bigint';
