@@ -52,8 +52,8 @@ enum Command {
     Baseline(commands::baseline::BaselineArgs),
     /// Record the new hash of applied migrations whose files changed only cosmetically.
     Repair(commands::repair::RepairArgs),
-    /// Check a live database: data integrity and performance findings, written to
-    /// reports/validation-YYYY-MM-DD.json (spec: db:validate).
+    /// Check a live database: schema drift, data integrity and performance findings, written
+    /// to reports/validation-YYYY-MM-DD.json (spec: db:validate).
     Validate(commands::validate::ValidateArgs),
     /// Check migration files for operations that lock, rewrite or break a live database.
     Lint(commands::lint::LintArgs),

@@ -33,6 +33,8 @@ async fn validate_after(
         .unwrap();
     let settings = db.settings();
     let mut opts = ValidateOptions::from_settings(&settings);
+    // The schema section has tests of its own below.
+    opts.schema = false;
     tweak(&mut opts);
     let target = Target::from_settings(&settings).unwrap();
     let report = validate::run(&target, &settings, None, &opts)
@@ -211,7 +213,8 @@ async fn sequence_behind_its_column_is_found_and_the_fix_works() {
     let fix = f[0].fix.clone().unwrap();
     db.client().await.batch_execute(&fix).await.unwrap();
     let settings = db.settings();
-    let opts = ValidateOptions::from_settings(&settings);
+    let mut opts = ValidateOptions::from_settings(&settings);
+    opts.schema = false;
     let again = validate::run(
         &Target::from_settings(&settings).unwrap(),
         &settings,
@@ -304,7 +307,8 @@ async fn pending_migrations_that_would_fail_on_current_data_are_found() {
         )
         .await
         .unwrap();
-    let opts = ValidateOptions::from_settings(&settings);
+    let mut opts = ValidateOptions::from_settings(&settings);
+    opts.schema = false;
     let r = validate::run(
         &Target::from_settings(&settings).unwrap(),
         &settings,
@@ -342,7 +346,8 @@ async fn a_check_without_privilege_is_skipped_and_the_run_goes_on() {
         .unwrap();
     let url = db.url.replace("postgres@", &format!("{role}@"));
     let settings = support::settings_for(&url);
-    let opts = ValidateOptions::from_settings(&settings);
+    let mut opts = ValidateOptions::from_settings(&settings);
+    opts.schema = false;
     let r = validate::run(
         &Target::from_settings(&settings).unwrap(),
         &settings,
@@ -372,4 +377,101 @@ async fn a_check_without_privilege_is_skipped_and_the_run_goes_on() {
         .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role};"))
         .await
         .unwrap();
+}
+
+/// Schema drift: the database against the migrations folder applied (up to what the ledger has
+/// applied) to a scratch database. Pending migrations are not drift; manual changes are, and
+/// their fix is the diff's DDL.
+#[tokio::test]
+async fn schema_drift_is_found_against_the_folder_and_the_fix_removes_it() {
+    let db = TestDb::new("val_drift").await;
+    let dir = native(&[
+        ("0001_base.sql", BASE),
+        (
+            "0002_later.sql",
+            "CREATE TABLE later (id bigint PRIMARY KEY);\n",
+        ),
+    ]);
+    let set = source::load(dir.path()).unwrap();
+    let settings = db.settings();
+    let client = db.client().await;
+    pgshift::migrate::Migrator::new(&settings, &set)
+        .migrate(
+            &client,
+            &pgshift::migrate::MigrateOptions {
+                target: Some("0001_base".into()),
+                ..Default::default()
+            },
+            &mut pgshift::migrate::Silent,
+        )
+        .await
+        .unwrap();
+    let target = Target::from_settings(&settings).unwrap();
+    let mut opts = ValidateOptions::from_settings(&settings);
+    opts.data = false;
+    opts.performance = false;
+    opts.scratch.no_embedded = true;
+
+    let clean = validate::run(&target, &settings, Some(&set), &opts)
+        .await
+        .unwrap();
+    assert!(
+        clean.findings.is_empty(),
+        "0002 is pending, not drift: {:#?}",
+        clean.findings
+    );
+    assert!(
+        clean.checks.iter().all(|c| c.status == "ok"),
+        "{:?}",
+        clean.checks
+    );
+
+    client
+        .batch_execute(
+            "DROP INDEX orders_user_id_idx;
+             ALTER TABLE orders ADD COLUMN extra int;
+             CREATE TABLE scratchpad (note text);",
+        )
+        .await
+        .unwrap();
+    let r = validate::run(&target, &settings, Some(&set), &opts)
+        .await
+        .unwrap();
+    let ids: Vec<(&str, &str)> = r
+        .findings
+        .iter()
+        .map(|f| (f.id.as_str(), f.object.as_str()))
+        .collect();
+    assert!(
+        ids.contains(&("missing-index", "public.orders_user_id_idx")),
+        "{ids:?}"
+    );
+    assert!(
+        ids.contains(&("extra-column", "public.orders.extra")),
+        "{ids:?}"
+    );
+    assert!(
+        ids.contains(&("extra-table", "public.scratchpad")),
+        "{ids:?}"
+    );
+    assert!(
+        ids.contains(&("no-primary-key", "public.scratchpad")),
+        "{ids:?}"
+    );
+    for f in r.findings.iter().filter(|f| f.id != "no-primary-key") {
+        client
+            .batch_execute(f.fix.as_deref().unwrap())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "fix of {} failed: {e:?}\n{}",
+                    f.object,
+                    f.fix.as_deref().unwrap()
+                )
+            });
+    }
+    let fixed = validate::run(&target, &settings, Some(&set), &opts)
+        .await
+        .unwrap();
+    assert!(fixed.findings.is_empty(), "{:#?}", fixed.findings);
 }

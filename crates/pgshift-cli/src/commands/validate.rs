@@ -1,4 +1,5 @@
-//! `pgshift validate` (spec: db:validate, db:validate:data, db:validate:performance).
+//! `pgshift validate` (spec: db:validate, db:validate:schema, db:validate:data,
+//! db:validate:performance).
 
 use std::io::IsTerminal;
 
@@ -12,6 +13,11 @@ use crate::render::ms;
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
+    /// Schema drift: the database against the migrations folder applied (up to what the ledger
+    /// has applied) to a scratch database, or against --expected; tables without a primary key
+    /// (spec: db:validate:schema).
+    #[arg(long)]
+    schema: bool,
     /// Data integrity: foreign-key orphans, NOT VALID checks that would fail, duplicates under
     /// unique keys (invalid ones and those pending migrations add), NULLs under a pending
     /// NOT NULL, sequences behind their column (spec: db:validate:data).
@@ -39,6 +45,15 @@ pub struct ValidateArgs {
     /// statement_timeout of each data check (e.g. 30s, 5min). Default 5min.
     #[arg(long, value_name = "DURATION")]
     check_timeout: Option<String>,
+    /// The expected schema for --schema: a snapshot file (`pgshift schema dump --format json`),
+    /// a database URL, or a migrations folder applied whole. Default: the migrations folder,
+    /// applied up to the last migration the database has applied.
+    #[arg(long, value_name = "FILE|URL|DIR")]
+    expected: Option<String>,
+    /// A server where pgshift may create the scratch database for the expected schema (default:
+    /// the target server, else a private throw-away server).
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    scratch_url: Option<String>,
     /// Do not write reports/validation-YYYY-MM-DD.json.
     #[arg(long)]
     no_report: bool,
@@ -51,10 +66,15 @@ fn parse_severity(s: &str) -> Result<Severity, String> {
 pub async fn run(ctx: Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
     let mut opts = ValidateOptions::from_settings(&ctx.settings);
     // No section flag = every section.
-    let all = !args.data && !args.performance;
+    let all = !args.schema && !args.data && !args.performance;
+    opts.schema = all || args.schema;
     opts.data = all || args.data;
     opts.performance = all || args.performance;
     opts.schemas = args.namespaces;
+    if let Some(e) = &args.expected {
+        opts.expected = validate::schema::Expected::Input(pgshift::schema::SnapshotInput::parse(e));
+    }
+    opts.scratch.scratch_url = args.scratch_url;
     opts.sensitive = args.sensitive;
     if let Some(p) = args.sample {
         anyhow::ensure!(

@@ -9,7 +9,9 @@
 //!   invalid / duplicate / redundant / unused indexes, sequential-scan-heavy tables, dead-tuple
 //!   bloat, sequences and identity columns near overflow (against the column's type),
 //!   transaction ID wraparound, tables never analysed, and the top of pg_stat_statements.
-//! - schema drift (live database against the expected schema) comes from the `schema` module.
+//! - [`schema`]: drift of the live database from the expected schema (the migrations folder
+//!   applied to a scratch database up to what the ledger has applied, or a snapshot file), using
+//!   the `schema` module's diff; tables without a primary key.
 //!
 //! The catalog is read with a constant number of set-based queries; the data checks that scan
 //! tables run concurrently over a pool bounded by `DATABASE_CONNECTION_POOL_SIZE`, each under
@@ -19,6 +21,7 @@
 
 pub mod data;
 pub mod performance;
+pub mod schema;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -33,6 +36,11 @@ use crate::source::MigrationSet;
 /// What to check and how.
 #[derive(Debug, Clone)]
 pub struct ValidateOptions {
+    pub schema: bool,
+    /// Where the expected schema comes from (`schema` section).
+    pub expected: schema::Expected,
+    /// Where a scratch database for the expected schema may be created.
+    pub scratch: crate::scratch::ScratchOptions,
     pub data: bool,
     pub performance: bool,
     /// Schemas to look at; empty = every non-system schema.
@@ -51,6 +59,9 @@ pub struct ValidateOptions {
 impl ValidateOptions {
     pub fn from_settings(settings: &Settings) -> Self {
         ValidateOptions {
+            schema: true,
+            expected: schema::Expected::Folder,
+            scratch: crate::scratch::ScratchOptions::default(),
             data: true,
             performance: true,
             schemas: Vec::new(),
@@ -152,6 +163,24 @@ pub async fn run(
         .get(0);
     let mut checks = Vec::new();
     let mut sections = Vec::new();
+    if opts.schema {
+        sections.push("schema");
+        let mut scratch = opts.scratch.clone();
+        if scratch.target.is_none() {
+            scratch.target = Some(target.clone());
+        }
+        checks.extend(
+            schema::run(
+                &client,
+                settings,
+                set,
+                &opts.expected,
+                &scratch,
+                &opts.schemas,
+            )
+            .await,
+        );
+    }
     if opts.data {
         sections.push("data");
         let pending = match set {

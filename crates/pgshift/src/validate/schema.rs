@@ -1,0 +1,282 @@
+//! Schema drift: the live database against the schema it should have.
+//!
+//! The expected schema is the migrations folder applied, up to the last migration the live
+//! ledger says is applied, to a scratch database (so pending migrations are not drift), or a
+//! snapshot file / another database given explicitly. Every difference of the schema diff
+//! becomes a finding whose fix is the diff's DDL (live → expected); tables without a primary key
+//! are reported too.
+
+use super::{CheckRun, Outcome};
+use crate::config::Settings;
+use crate::db::DbError;
+use crate::migrate::{MigrateOptions, Migrator, Silent};
+use crate::report::{Finding, Severity};
+use crate::schema::{self, Action, IntrospectOptions, ObjectKind, Snapshot, SnapshotInput};
+use crate::scratch::{Scratch, ScratchOptions};
+use crate::source::MigrationSet;
+
+/// Where the expected schema comes from.
+#[derive(Debug, Clone)]
+pub enum Expected {
+    /// The migrations folder, applied up to what the live ledger has applied.
+    Folder,
+    /// A snapshot file, a database URL, or another folder (applied whole).
+    Input(SnapshotInput),
+}
+
+pub(crate) async fn run(
+    client: &tokio_postgres::Client,
+    settings: &Settings,
+    set: Option<&MigrationSet>,
+    expected: &Expected,
+    scratch: &ScratchOptions,
+    schemas: &[String],
+) -> Vec<(CheckRun, Vec<Finding>)> {
+    let opts = IntrospectOptions::from_settings(settings).with_schemas(schemas);
+    let mut out = Vec::new();
+    let mut live: Option<Snapshot> = None;
+    let introspected = super::timed("schema", "introspect".into(), async {
+        let snap = schema::introspect(client, &opts)
+            .await
+            .map_err(schema_db_error)?;
+        let outcome = Outcome {
+            findings: no_primary_key(&snap),
+            data: serde_json::json!({
+                "tables": snap.tables.len(),
+                "views": snap.views.len(),
+                "functions": snap.functions.len(),
+            }),
+            note: None,
+        };
+        live = Some(snap);
+        Ok(outcome)
+    })
+    .await;
+    out.push(introspected);
+    let Some(live) = live else {
+        return out;
+    };
+    if matches!(expected, Expected::Folder) && set.is_none() {
+        let (run, _) = super::timed("schema", "drift".into(), async {
+            Ok(Outcome {
+                findings: Vec::new(),
+                data: serde_json::Value::Null,
+                note: Some(
+                    "no migrations folder to compare with: pass --migrations DIR or --expected FILE".into(),
+                ),
+            })
+        })
+        .await;
+        out.push((run, Vec::new()));
+        return out;
+    }
+    let drift = super::timed("schema", "drift".into(), async {
+        let (want, what) =
+            expected_snapshot(client, settings, set, expected, scratch, &opts).await?;
+        let d = schema::diff(&live, &want);
+        let findings: Vec<Finding> = d.changes.iter().map(|c| drift_finding(c, &what)).collect();
+        Ok(Outcome {
+            findings,
+            data: serde_json::json!({ "expected": what, "differences": d.changes.len() }),
+            note: None,
+        })
+    })
+    .await;
+    out.push(drift);
+    out
+}
+
+fn schema_db_error(e: schema::SchemaError) -> DbError {
+    match e {
+        schema::SchemaError::Db(d) => d,
+        other => DbError::ConnectionLost {
+            context: "reading the expected schema".into(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// The expected snapshot and a description of where it came from.
+async fn expected_snapshot(
+    client: &tokio_postgres::Client,
+    settings: &Settings,
+    set: Option<&MigrationSet>,
+    expected: &Expected,
+    scratch: &ScratchOptions,
+    opts: &IntrospectOptions,
+) -> Result<(Snapshot, String), DbError> {
+    match expected {
+        Expected::Input(input) => {
+            let snap = schema::load(input, settings, opts, scratch)
+                .await
+                .map_err(schema_db_error)?;
+            Ok((snap, input.to_string()))
+        }
+        Expected::Folder => {
+            let Some(set) = set else {
+                return Err(DbError::ConnectionLost {
+                    context: "finding the expected schema".into(),
+                    reason: "no migrations folder: pass --migrations DIR or --expected FILE".into(),
+                });
+            };
+            let plan = Migrator::new(settings, set)
+                .plan(client)
+                .await
+                .map_err(|e| DbError::ConnectionLost {
+                    context: "reading the ledger".into(),
+                    reason: e.to_string(),
+                })?;
+            let last_applied = plan
+                .migrations
+                .iter()
+                .filter(|e| {
+                    e.index.is_some()
+                        && matches!(
+                            e.state,
+                            crate::migrate::State::Applied
+                                | crate::migrate::State::Baselined
+                                | crate::migrate::State::Modified { .. }
+                        )
+                })
+                .filter_map(|e| e.index)
+                .max();
+            let what = match last_applied {
+                Some(i) => format!(
+                    "{} applied up to {}",
+                    set.dir.display(),
+                    set.migrations[i].id
+                ),
+                None => format!(
+                    "{} with nothing applied (an empty schema)",
+                    set.dir.display()
+                ),
+            };
+            let db =
+                Scratch::create(settings, scratch)
+                    .await
+                    .map_err(|e| DbError::ConnectionLost {
+                        context: "creating a scratch database".into(),
+                        reason: e.to_string(),
+                    })?;
+            let result = async {
+                let sc = db.target().connect().await?;
+                if let Some(i) = last_applied {
+                    let mut s = settings.clone();
+                    s.database_url = None;
+                    Migrator::new(&s, set)
+                        .migrate(
+                            &sc,
+                            &MigrateOptions {
+                                target: Some(set.migrations[i].id.clone()),
+                                ..MigrateOptions::default()
+                            },
+                            &mut Silent,
+                        )
+                        .await
+                        .map_err(|e| DbError::ConnectionLost {
+                            context: "applying the migrations to the scratch database".into(),
+                            reason: e.to_string(),
+                        })?;
+                }
+                schema::introspect(&sc, opts).await.map_err(schema_db_error)
+            }
+            .await;
+            let dropped = db.drop_now().await;
+            let snap = result?;
+            if let Err(e) = dropped {
+                tracing::warn!("dropping the scratch database: {e}");
+            }
+            Ok((snap, what))
+        }
+    }
+}
+
+fn kind_name(k: ObjectKind) -> &'static str {
+    match k {
+        ObjectKind::Schema => "schema",
+        ObjectKind::Extension => "extension",
+        ObjectKind::Type => "type",
+        ObjectKind::Sequence => "sequence",
+        ObjectKind::Table => "table",
+        ObjectKind::Column => "column",
+        ObjectKind::Constraint => "constraint",
+        ObjectKind::Index => "index",
+        ObjectKind::Trigger => "trigger",
+        ObjectKind::Policy => "policy",
+        ObjectKind::View => "view",
+        ObjectKind::MaterializedView => "materialized view",
+        ObjectKind::Function => "function",
+    }
+}
+
+/// One difference between the live schema and the expected one. The diff goes from live to
+/// expected, so `Create` means the object is missing from the database and `Drop` that the
+/// database has an object the migrations don't.
+fn drift_finding(c: &schema::Change, expected: &str) -> Finding {
+    let kind = kind_name(c.kind);
+    let (id, severity, message) = match c.action {
+        Action::Create => (
+            format!("missing-{}", kind.replace(' ', "-")),
+            match c.kind {
+                ObjectKind::Index | ObjectKind::Trigger | ObjectKind::Policy => Severity::Warning,
+                _ => Severity::Critical,
+            },
+            format!("{kind} {} is missing from the database ({expected} has it): a migration was applied but its object is gone, or it was dropped by hand", c.object),
+        ),
+        Action::Drop => (
+            format!("extra-{}", kind.replace(' ', "-")),
+            Severity::Warning,
+            format!("{kind} {} exists in the database but not in {expected}: a manual change, or a migration file that was removed", c.object),
+        ),
+        Action::Comment => (
+            "changed-comment".to_string(),
+            Severity::Info,
+            format!("the comment on {kind} {} differs from {expected}", c.object),
+        ),
+        Action::Alter | Action::Replace => (
+            format!("changed-{}", kind.replace(' ', "-")),
+            match c.kind {
+                ObjectKind::Column | ObjectKind::Constraint | ObjectKind::Table => Severity::Critical,
+                _ => Severity::Warning,
+            },
+            format!("{kind} {} differs from {expected}", c.object),
+        ),
+    };
+    let mut f =
+        Finding::new(id, severity, c.object.clone(), message).with_evidence(serde_json::json!({
+            "action": c.action,
+            "hazards": c.hazards,
+            "note": c.note,
+            "unsupported": c.unsupported,
+        }));
+    if let Some(sql) = &c.sql {
+        f = f.with_fix(sql.clone());
+    }
+    f
+}
+
+fn no_primary_key(snap: &Snapshot) -> Vec<Finding> {
+    snap.tables
+        .iter()
+        // Partitions inherit their parent's key; a partitioned parent is checked itself.
+        .filter(|t| t.partition_of.is_none())
+        .filter(|t| {
+            !t.constraints
+                .iter()
+                .any(|c| c.kind == schema::model::ConstraintKind::PrimaryKey)
+        })
+        .map(|t| {
+            let name = format!("{}.{}", t.schema, t.name);
+            Finding::new(
+                "no-primary-key",
+                Severity::Warning,
+                name.clone(),
+                format!("table {name} has no primary key: rows cannot be addressed reliably, logical replication cannot UPDATE/DELETE them"),
+            )
+            .with_fix(format!(
+                "ALTER TABLE {} ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY;  -- or a primary key over existing unique, non-null columns",
+                crate::db::qualified(&t.schema, &t.name)
+            ))
+        })
+        .collect()
+}
