@@ -55,6 +55,9 @@ enum Command {
     /// Check a live database: schema drift, data integrity and performance findings, written
     /// to reports/validation-YYYY-MM-DD.json (spec: db:validate).
     Validate(commands::validate::ValidateArgs),
+    /// Test the migrations in a scratch database: apply, roll back, re-apply, compare schemas,
+    /// idempotency, locks, rewrites and lint (spec: test:migration).
+    Test(commands::test::TestArgs),
     /// Check migration files for operations that lock, rewrite or break a live database.
     Lint(commands::lint::LintArgs),
     /// Print the resolved configuration (secrets redacted) and where each value came from.
@@ -106,6 +109,7 @@ fn main() {
                 Command::Repair(a) => commands::repair::run(ctx?, a).await,
                 Command::Validate(a) => commands::validate::run(ctx?, a).await,
                 Command::Lint(a) => commands::lint::run(ctx?, a).await,
+                Command::Test(a) => commands::test::run(ctx?, a).await,
                 Command::Config(a) => commands::config::run(ctx?, a).await,
                 Command::Demo(a) => commands::demo::run(ctx?, a).await,
                 Command::Monitor(a) => commands::monitor::run(ctx?, a).await,

@@ -10,8 +10,10 @@
 //! database (data integrity, performance) and reports findings; [`lint`] checks migration files for
 //! operations that lock, rewrite or break a live database. [`schema`] turns a database into a
 //! snapshot, compares snapshots and renders DDL; [`scratch`] provides the throw-away databases it
-//! (and every other feature) applies migrations to. The CLI crate never
-//! talks SQL.
+//! (and every other feature) applies migrations to; [`testing`] is the migration test suite
+//! (apply, roll back, re-apply, compare, in a scratch database); [`monitor`] collects health,
+//! migration status, performance and alerts and serves them over HTTP; [`backup`] takes and
+//! restores consistent, compressed, encrypted backups. The CLI crate never talks SQL.
 
 pub mod backup;
 pub mod config;
@@ -29,4 +31,5 @@ pub mod schema;
 pub mod scratch;
 pub mod source;
 pub mod sql;
+pub mod testing;
 pub mod validate;

@@ -13,4 +13,5 @@ pub mod rollback;
 pub mod schema;
 pub mod serve;
 pub mod status;
+pub mod test;
 pub mod validate;

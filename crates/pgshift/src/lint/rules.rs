@@ -563,7 +563,11 @@ impl Walker {
                     self.report(
                         "rewriting-type-change",
                         loc(tn.location),
-                        format!("ALTER COLUMN {} TYPE {name} rewrites {table}", c.name),
+                        format!(
+                            "ALTER COLUMN {} TYPE {} rewrites {table}",
+                            c.name,
+                            sql_type(&name)
+                        ),
                     );
                 } else if !tn.typmods.is_empty() {
                     // varchar(n) / numeric(p,s): a rewrite unless it widens the current type,
@@ -627,6 +631,21 @@ impl Walker {
             "bpchar" => self.report("ban-char", at, format!("{} is char(n)", col.colname)),
             _ => {}
         }
+    }
+}
+
+/// How SQL spells an internal type name, for messages.
+fn sql_type(name: &str) -> &str {
+    match name {
+        "int8" => "bigint",
+        "int4" => "integer",
+        "int2" => "smallint",
+        "float8" => "double precision",
+        "float4" => "real",
+        "bool" => "boolean",
+        "bpchar" => "char",
+        "timestamptz" => "timestamptz",
+        other => other,
     }
 }
 

@@ -1,0 +1,147 @@
+//! `pgshift test` against real PostgreSQL: the example passes; a down file that forgets an
+//! index and a migration that fails on fixture data fail with the right message; the JUnit
+//! output parses.
+
+mod support;
+
+use pgshift::db::Target;
+use pgshift::scratch::ScratchOptions;
+use pgshift::source;
+use pgshift::testing::{self, TestOptions};
+use support::{native, settings_for};
+
+fn opts() -> TestOptions {
+    let admin = Target::from_settings(&settings_for(&support::admin_url())).unwrap();
+    TestOptions {
+        scratch: ScratchOptions {
+            target: Some(admin),
+            no_embedded: true,
+            ..ScratchOptions::default()
+        },
+        ..TestOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn the_example_passes_with_locks_rewrites_and_lint() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/cfi-handbook/drizzle");
+    let set = source::load(&dir).unwrap();
+    let settings = settings_for(&support::admin_url());
+    let r = testing::run(&settings, &set, &opts()).await.unwrap();
+    assert!(r.ok, "{r:#?}");
+    assert_eq!(r.passed, set.migrations.len());
+    assert!(r.idempotent);
+    assert!(
+        r.migrations
+            .iter()
+            .all(|m| m.rollback == "ok" && m.reapply == "ok"),
+        "{r:#?}"
+    );
+    let last = r.migrations.last().unwrap();
+    let locks = last.locks.as_ref().unwrap();
+    assert!(
+        locks.iter().any(|l| l.relation == "public.page_feedback"
+            && l.mode == "AccessExclusiveLock"
+            && l.existing),
+        "{locks:?}"
+    );
+    assert!(
+        last.rewrites.is_empty(),
+        "a constant default rewrites nothing since PG 11"
+    );
+    assert_eq!(r.lint_errors, 0);
+    assert!(r.lint_warnings > 0, "serial keys are warned about");
+}
+
+#[tokio::test]
+async fn forgotten_index_in_a_down_file_and_a_migration_failing_on_data_are_caught() {
+    let dir = native(&[
+        (
+            "0001_items.sql",
+            "CREATE TABLE items (id bigint PRIMARY KEY, sku text, price int);\n",
+        ),
+        (
+            "0002_sku_index.sql",
+            "CREATE INDEX items_sku_idx ON items (sku);\n",
+        ),
+        (
+            "0002_sku_index.down.sql",
+            "SELECT 1;  -- forgot DROP INDEX items_sku_idx\n",
+        ),
+        (
+            "0003_widen.sql",
+            "ALTER TABLE items ALTER COLUMN price TYPE bigint;\n",
+        ),
+        (
+            "0004_required.sql",
+            "ALTER TABLE items ADD COLUMN owner text NOT NULL;\n",
+        ),
+        (
+            "0005_after.sql",
+            "CREATE TABLE after_that (id bigint PRIMARY KEY);\n",
+        ),
+    ]);
+    let fixtures = tempfile::tempdir().unwrap();
+    std::fs::write(
+        fixtures.path().join("0003_widen.sql"),
+        "INSERT INTO items VALUES (1, 'a', 10), (2, 'b', 20);\n",
+    )
+    .unwrap();
+    let set = source::load(dir.path()).unwrap();
+    let settings = settings_for(&support::admin_url());
+    let mut o = opts();
+    o.fixtures = Some(fixtures.path().to_path_buf());
+    let r = testing::run(&settings, &set, &o).await.unwrap();
+    assert!(!r.ok);
+    let by_id = |id: &str| r.migrations.iter().find(|m| m.id == id).unwrap();
+
+    let m2 = by_id("0002_sku_index");
+    assert!(!m2.ok && m2.rollback == "failed", "{m2:#?}");
+    assert!(
+        m2.error.as_deref().unwrap().contains("items_sku_idx"),
+        "{m2:#?}"
+    );
+    assert!(
+        m2.diff.as_deref().unwrap().contains("DROP INDEX"),
+        "the diff says what the down file missed: {m2:#?}"
+    );
+
+    let m3 = by_id("0003_widen");
+    assert!(m3.ok, "{m3:#?}");
+    assert_eq!(
+        m3.rewrites,
+        ["public.items"],
+        "int → bigint rewrites the table"
+    );
+    assert!(m3.fixture.is_some());
+
+    let m4 = by_id("0004_required");
+    assert!(!m4.ok);
+    let err = m4.error.as_deref().unwrap();
+    assert!(
+        err.contains("23502") || err.contains("null values"),
+        "{err}"
+    );
+    let m5 = by_id("0005_after");
+    assert!(!m5.ok && m5.error.as_deref().unwrap().contains("not run"));
+
+    let xml = testing::junit(&r);
+    let doc = roxmltree::Document::parse(&xml).expect("JUnit XML parses");
+    let cases: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(cases.len(), set.migrations.len() + 1);
+    let failed: Vec<&str> = cases
+        .iter()
+        .filter(|c| c.children().any(|x| x.has_tag_name("failure")))
+        .map(|c| c.attribute("name").unwrap())
+        .collect();
+    assert_eq!(failed, ["0002_sku_index", "0004_required", "0005_after"]);
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .unwrap();
+    assert_eq!(suite.attribute("failures"), Some("3"));
+}
