@@ -172,6 +172,16 @@ pub fn write_report_on<T: Serialize + ?Sized>(
     date: chrono::NaiveDate,
     value: &T,
 ) -> Result<PathBuf, ReportError> {
+    write_report_named(dir, &format!("{stem}-{}", date.format("%Y-%m-%d")), value)
+}
+
+/// Writes `value` to `dir/<name>.json` (e.g. `deploy-2026-11-25-143000`), with `-2`, `-3`, …
+/// appended when that file exists; never overwrites. Returns the path written.
+pub fn write_report_named<T: Serialize + ?Sized>(
+    dir: &Path,
+    name: &str,
+    value: &T,
+) -> Result<PathBuf, ReportError> {
     let body = serde_json::to_vec_pretty(value)?;
     fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
         dir: dir.to_path_buf(),
@@ -179,10 +189,15 @@ pub fn write_report_on<T: Serialize + ?Sized>(
     })?;
     let mut nth = 1;
     loop {
-        let path = dir.join(report_file_name(stem, date, nth));
+        let file = if nth == 1 {
+            format!("{name}.json")
+        } else {
+            format!("{name}-{nth}.json")
+        };
+        let path = dir.join(file);
         match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(file) => {
-                let mut out = BufWriter::new(file);
+            Ok(f) => {
+                let mut out = BufWriter::new(f);
                 out.write_all(&body)
                     .and_then(|()| out.write_all(b"\n"))
                     .and_then(|()| out.flush())
