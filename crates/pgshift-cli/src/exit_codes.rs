@@ -21,6 +21,9 @@ pub const ALERT_CRITICAL: i32 = 11;
 /// A backup or restore failed (the server, pg_dump/pg_restore or the disk); nothing valid was
 /// left half-written.
 pub const BACKUP_FAILED: i32 = 6;
+/// `deploy`: the migrations were applied but the post-migration checks (schema, new critical
+/// findings) or the health URL failed; the report names the rollback and restore commands.
+pub const DEPLOY_UNHEALTHY: i32 = 7;
 /// A bug in pgshift: please report it.
 pub const INTERNAL: i32 = 70;
 /// Interrupted by Ctrl-C or SIGTERM; the current transaction was rolled back.

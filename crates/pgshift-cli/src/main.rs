@@ -42,6 +42,9 @@ struct Cli {
 enum Command {
     /// Apply pending migrations (spec: db:migrate:prod). `migrate validate` checks without applying.
     Migrate(commands::migrate::MigrateArgs),
+    /// The production pipeline in one step: pre-flight checks, backup, migrate, post-migration
+    /// validation, performance and health, with one report (spec: Railway deployment pipeline).
+    Deploy(commands::deploy::DeployArgs),
     /// Show every migration with its state, when it was applied and how long it took.
     Status(commands::status::StatusArgs),
     /// Create the next migration file in the folder's layout.
@@ -102,6 +105,7 @@ fn main() {
         let run = async {
             match cli.command {
                 Command::Migrate(a) => commands::migrate::run(ctx?, a).await,
+                Command::Deploy(a) => commands::deploy::run(ctx?, a).await,
                 Command::Status(a) => commands::status::run(ctx?, a).await,
                 Command::New(a) => commands::new::run(ctx?, a).await,
                 Command::Rollback(a) => commands::rollback::run(ctx?, a).await,

@@ -13,12 +13,15 @@
 //! (and every other feature) applies migrations to; [`testing`] is the migration test suite
 //! (apply, roll back, re-apply, compare, in a scratch database); [`monitor`] collects health,
 //! migration status, performance and alerts and serves them over HTTP; [`backup`] takes and
-//! restores consistent, compressed, encrypted backups. The CLI crate never talks SQL.
+//! restores consistent, compressed, encrypted backups. [`deploy`] runs the whole production pipeline
+//! (pre-flight checks, backup, migrate, post-migration validation, performance assessment, health
+//! URL) as one step-by-step report. The CLI crate never talks SQL.
 
 pub mod backup;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod deploy;
 pub mod drizzle;
 pub mod embedded;
 pub mod ledger;

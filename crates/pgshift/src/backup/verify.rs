@@ -116,6 +116,43 @@ pub async fn verify(
     Ok(report)
 }
 
+/// Checks the stored bytes of every file of `manifest` (in `dir`) against the manifest's size
+/// and SHA-256, without decrypting or decompressing anything: what can be verified where only
+/// the public key of an encrypted backup is at hand (a deploy machine). Returns the problems.
+pub fn verify_stored(dir: &Path, manifest: &super::Manifest) -> Vec<VerifyProblem> {
+    use sha2::{Digest, Sha256};
+    let mut problems = Vec::new();
+    for (_, f) in manifest.files() {
+        let path = dir.join(&f.path);
+        let problem = match std::fs::File::open(&path) {
+            Err(e) => Some(format!("cannot open: {e}")),
+            Ok(mut file) => {
+                let mut hasher = Sha256::new();
+                match std::io::copy(&mut file, &mut hasher) {
+                    Err(e) => Some(format!("cannot read: {e}")),
+                    Ok(n) if n != f.stored_bytes => Some(format!(
+                        "{n} bytes on disk, the manifest says {}",
+                        f.stored_bytes
+                    )),
+                    Ok(_) => {
+                        let sum = hex::encode(hasher.finalize());
+                        (sum != f.sha256).then(|| {
+                            format!("SHA-256 {sum} differs from the manifest's {}", f.sha256)
+                        })
+                    }
+                }
+            }
+        };
+        if let Some(problem) = problem {
+            problems.push(VerifyProblem {
+                subject: f.path.clone(),
+                problem,
+            });
+        }
+    }
+    problems
+}
+
 fn check_file(
     dir: &Path,
     f: &super::manifest::FileEntry,

@@ -59,7 +59,8 @@ impl IntrospectOptions {
     }
 }
 
-/// The tables pgshift and drizzle-orm keep their bookkeeping in.
+/// The tables pgshift and drizzle-orm keep their bookkeeping in (the ledger, its audit log, the
+/// monitor's history, drizzle's journal table).
 pub fn pgshift_tables(settings: &Settings) -> Vec<(String, String)> {
     let ledger = crate::ledger::Ledger::from_settings(settings);
     vec![
@@ -68,6 +69,10 @@ pub fn pgshift_tables(settings: &Settings) -> Vec<(String, String)> {
             settings.ledger_table.clone(),
         ),
         (ledger.schema.clone(), ledger.audit_table.clone()),
+        (
+            ledger.schema.clone(),
+            crate::monitor::history::TABLE.to_string(),
+        ),
         (
             settings.drizzle_schema.clone(),
             settings.drizzle_table.clone(),

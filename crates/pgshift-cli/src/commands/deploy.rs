@@ -1,0 +1,285 @@
+//! `pgshift deploy`: the production pipeline (pre-flight, backup, migrate, post-migration
+//! validation, performance, health) with one report.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use pgshift::deploy::{
+    self, DeployObserver, DeployOptions, DeployReport, Environment, FailureKind,
+};
+use pgshift::migrate::{Applied, Observer};
+use pgshift::report::{self, Severity};
+
+use super::migrate::HumanObserver;
+use crate::args::SafetyOpts;
+use crate::ctx::Ctx;
+use crate::exit_codes;
+use crate::render::ms;
+
+/// Steps: connect → check-migrations → lint → validate-before → backup → migrate →
+/// validate-after → performance → health. The report goes to
+/// reports/deploy-YYYY-MM-DD-HHMMSS.json; on failure it says what was done, what was not, and
+/// the exact rollback/restore commands.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// production: full verified backup first, lint errors stop the deploy. staging and
+    /// development: no backup unless --backup, lint findings are reported only.
+    #[arg(long = "env", env = "PGSHIFT_ENV", value_name = "ENV", value_parser = parse_env)]
+    environment: Environment,
+    /// Go on when the schema drifted from the migrations folder before migrating (the drift is
+    /// still reported).
+    #[arg(long)]
+    allow_drift: bool,
+    /// Take the pre-deploy backup in any environment.
+    #[arg(long, conflicts_with = "no_backup")]
+    backup: bool,
+    /// Skip the pre-deploy backup, also in production (e.g. the host takes snapshots).
+    #[arg(long)]
+    no_backup: bool,
+    /// Directory for the pre-deploy backup (default: PGSHIFT_BACKUP_DIR / backup.dir).
+    #[arg(long, value_name = "DIR")]
+    backup_dir: Option<PathBuf>,
+    /// Lint findings at or above this level stop the deploy: info, warning, critical, or never.
+    /// Default: critical in production, never elsewhere.
+    #[arg(long, value_name = "LEVEL")]
+    lint_fail_on: Option<String>,
+    /// Skip the data-integrity checks before and after (they scan tables).
+    #[arg(long)]
+    no_data_checks: bool,
+    /// Scan a TABLESAMPLE of this many percent of each table in the data checks.
+    #[arg(long, value_name = "PERCENT")]
+    sample: Option<f64>,
+    /// A server where the expected schema's scratch database may be created (default: the
+    /// target server).
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    scratch_url: Option<String>,
+    /// After migrating, poll this URL until it answers 2xx (the app's health endpoint). Its
+    /// query string (tokens) never appears in output or reports.
+    #[arg(
+        long,
+        env = "PGSHIFT_HEALTH_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    health_url: Option<String>,
+    /// How long the health URL has to turn healthy (default HEALTH_CHECK_TIMEOUT, 30s).
+    #[arg(long, value_name = "DURATION")]
+    health_timeout: Option<String>,
+    /// Stop after this migration id.
+    #[arg(long, value_name = "ID")]
+    target: Option<String>,
+    #[command(flatten)]
+    safety: SafetyOpts,
+    /// Do not write reports/deploy-YYYY-MM-DD-HHMMSS.json.
+    #[arg(long)]
+    no_report: bool,
+}
+
+fn parse_env(s: &str) -> Result<Environment, String> {
+    s.parse()
+}
+
+pub async fn run(mut ctx: Ctx, args: DeployArgs) -> anyhow::Result<i32> {
+    ctx.with_safety(&args.safety)?;
+    let set = ctx.load_set()?;
+    let mut opts = DeployOptions::for_env(args.environment, &ctx.settings);
+    opts.allow_drift = args.allow_drift;
+    if args.backup {
+        opts.backup = true;
+    }
+    if args.no_backup {
+        opts.backup = false;
+    }
+    if let Some(d) = &args.backup_dir {
+        opts.backup_options.dir = d.clone();
+    }
+    if !opts.backup_options.dir.is_absolute() {
+        opts.backup_options.dir = ctx.cwd.join(&opts.backup_options.dir);
+    }
+    if let Some(level) = &args.lint_fail_on {
+        opts.lint_fail_on = match level.as_str() {
+            "never" | "none" | "off" => None,
+            l => Some(
+                l.parse::<Severity>()
+                    .map_err(|e| anyhow::anyhow!("--lint-fail-on: {e} (or never)"))?,
+            ),
+        };
+    }
+    opts.data_checks = !args.no_data_checks;
+    if let Some(p) = args.sample {
+        anyhow::ensure!(
+            p > 0.0 && p <= 100.0,
+            "--sample takes a percentage between 0 and 100, got {p}"
+        );
+        opts.sample_percent = Some(p);
+    }
+    opts.scratch.scratch_url = args.scratch_url;
+    // An empty value (an unset CI variable expanded to "") means no health check.
+    opts.health_url = args.health_url.filter(|u| !u.trim().is_empty());
+    if let Some(t) = &args.health_timeout {
+        opts.health_timeout = pgshift::source::parse_duration(t)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                anyhow::anyhow!("--health-timeout: `{t}` is not a duration like 30s or 2min")
+            })?;
+    }
+    opts.migrate.target = args.target;
+    if !ctx.json() {
+        eprintln!(
+            "pgshift: deploying {} ({} migrations) to {} [{}]",
+            set.dir.display(),
+            set.migrations.len(),
+            ctx.target()
+                .map(|t| t.to_string())
+                .unwrap_or_else(|_| "(DATABASE_URL not set)".into()),
+            opts.environment
+        );
+    }
+    let mut obs = StepPrinter {
+        migrate: HumanObserver::new(ctx.json()),
+        quiet: ctx.json(),
+    };
+    let report = deploy::run(
+        &ctx.settings,
+        &set,
+        &opts,
+        Some(ctx.interrupt.clone()),
+        &mut obs,
+    )
+    .await;
+    obs.migrate.finish();
+    let written = if args.no_report {
+        None
+    } else {
+        let name = format!("deploy-{}", report.started_at.format("%Y-%m-%d-%H%M%S"));
+        Some(report::write_report_named(
+            &ctx.settings.reports_dir,
+            &name,
+            &report,
+        )?)
+    };
+    if ctx.json() {
+        ctx.print_json(&report)?;
+    } else {
+        print_summary(&report, written.as_deref());
+    }
+    Ok(exit_code(&report))
+}
+
+/// The exit code of a deploy's outcome.
+pub fn exit_code(r: &DeployReport) -> i32 {
+    match r.failure.as_ref().map(|f| f.kind) {
+        None => exit_codes::SUCCESS,
+        Some(FailureKind::Findings) => exit_codes::FINDINGS,
+        Some(FailureKind::Usage) => exit_codes::USAGE,
+        Some(FailureKind::Connection) => exit_codes::CONNECTION,
+        Some(FailureKind::Migration) => exit_codes::MIGRATION_FAILED,
+        Some(FailureKind::LockTimeout) => exit_codes::LOCK_TIMEOUT,
+        Some(FailureKind::Backup) => exit_codes::BACKUP_FAILED,
+        Some(FailureKind::PostCheck | FailureKind::Unhealthy) => exit_codes::DEPLOY_UNHEALTHY,
+        Some(FailureKind::Interrupted) => exit_codes::INTERRUPTED,
+    }
+}
+
+struct StepPrinter {
+    migrate: HumanObserver,
+    quiet: bool,
+}
+
+impl Observer for StepPrinter {
+    fn lock_wait(&mut self, holder: Option<&pgshift::db::LockHolder>, waited: Duration) {
+        self.migrate.lock_wait(holder, waited);
+    }
+    fn start(&mut self, id: &str, index: usize, total: usize) {
+        self.migrate.start(id, index, total);
+    }
+    fn retry(
+        &mut self,
+        id: &str,
+        attempt: u32,
+        delay: Duration,
+        error: &pgshift::db::PgError,
+        blockers: &[pgshift::db::Blocker],
+    ) {
+        self.migrate.retry(id, attempt, delay, error, blockers);
+    }
+    fn done(&mut self, applied: &Applied) {
+        self.migrate.done(applied);
+    }
+    fn warn(&mut self, message: &str) {
+        self.migrate.warn(message);
+    }
+}
+
+impl DeployObserver for StepPrinter {
+    fn step_done(&mut self, step: &deploy::Step) {
+        if self.quiet {
+            return;
+        }
+        self.migrate.finish();
+        eprintln!(
+            "{} {:<17} {:>8}  {}",
+            mark(step.status),
+            step.name,
+            ms(step.duration_ms),
+            step.summary
+        );
+    }
+}
+
+fn mark(s: deploy::StepStatus) -> &'static str {
+    match s {
+        deploy::StepStatus::Ok => "ok  ",
+        deploy::StepStatus::Warning => "warn",
+        deploy::StepStatus::Failed => "FAIL",
+        deploy::StepStatus::Skipped => "skip",
+        deploy::StepStatus::NotRun => "----",
+    }
+}
+
+fn print_summary(r: &DeployReport, written: Option<&std::path::Path>) {
+    for f in r.new_findings.iter().take(10) {
+        println!("new {}: {} ({}): {}", f.severity, f.object, f.id, f.message);
+    }
+    match &r.failure {
+        None => println!(
+            "deploy succeeded in {}: {} migration(s) applied{}",
+            ms(r.duration_ms),
+            r.applied.len(),
+            r.backup
+                .as_ref()
+                .map(|b| format!(", backup {}", b.path.display()))
+                .unwrap_or_default()
+        ),
+        Some(f) => {
+            println!("deploy FAILED at {} after {}:", f.step, ms(r.duration_ms));
+            for line in f.message.lines() {
+                println!("  {line}");
+            }
+            let not_run: Vec<&str> = r
+                .steps
+                .iter()
+                .filter(|s| s.status == deploy::StepStatus::NotRun)
+                .map(|s| s.name)
+                .collect();
+            if !not_run.is_empty() {
+                println!("not done: {}", not_run.join(", "));
+            }
+            if r.applied.is_empty() {
+                println!("the database was not changed");
+            } else {
+                println!("applied before the failure: {}", r.applied.join(", "));
+            }
+            if !r.recovery.is_empty() {
+                println!("to undo:");
+                for c in &r.recovery {
+                    println!("  {c}");
+                }
+            }
+        }
+    }
+    if let Some(p) = written {
+        println!("report: {}", p.display());
+    }
+}
