@@ -72,6 +72,10 @@ def schema_sql(tables, views, changed, out):
     n, v, changed = int(tables), int(views), changed == "1"
     lines = ["BEGIN;"]
     for i in range(n):
+        # One transaction of 2000 tables needs more lock slots than the default
+        # max_locks_per_transaction (64) x max_connections (100) gives: "out of shared memory".
+        if i and i % 100 == 0:
+            lines.append("COMMIT;\nBEGIN;")
         ref = f"REFERENCES t{i-1:04d} (id)" if i else ""
         extra = ", extra_col text" if changed and i % 10 == 0 else ""
         lines.append(f"""CREATE TABLE t{i:04d} (
