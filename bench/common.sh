@@ -2,7 +2,8 @@
 # conventions as bench/migrate.sh: admin URL, fresh databases named pgshift_bench_<pid>_*,
 # dropped on exit (also on failure and Ctrl-C), timings through bench_helper.py, median of reps.
 #
-# Before sourcing, a script may set BENCH_NAME (used in the temp dir name).
+# Before sourcing, a script may set BENCH_NAME (used in the temp dir name) and BENCH_TOOLS
+# (commands it needs besides python3, psql, createdb and dropdb).
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
@@ -14,7 +15,7 @@ BIN=${PGSHIFT_BIN:-$ROOT/target/release/pgshift}
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 
-for tool in python3 psql createdb dropdb "$@"; do
+for tool in python3 psql createdb dropdb ${BENCH_TOOLS:-}; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install postgresql-client python3)"
 done
 
@@ -29,7 +30,8 @@ cleanup() {
         dropdb --if-exists --force --maintenance-db="$URL" "$db" >/dev/null 2>&1 ||
             log "could not drop database $db; drop it by hand"
     done
-    # pgshift test drops its scratch databases itself; a killed run may leave one behind.
+    # pgshift test drops its scratch databases itself; a killed run may leave a
+    # pgshift_scratch_* database behind.
     rm -rf "$TMP"
     exit "$rc"
 }

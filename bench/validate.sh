@@ -24,8 +24,9 @@
 # Prints a table and writes bench/results/validate-<date>.json. See bench/README.md.
 set -euo pipefail
 BENCH_NAME=validate
+BENCH_TOOLS=pg_dump
 # shellcheck source=bench/common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/common.sh" pg_dump
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 ROWS=${PGSHIFT_BENCH_ROWS:-10000000}
 TABLES=${PGSHIFT_BENCH_TABLES:-2000}
