@@ -51,30 +51,9 @@ trap 'exit 130' INT TERM
 db_url() { python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$URL" "$1"; }
 
 # --- the schema ---------------------------------------------------------------------------------
-python3 - "$TABLES" "$VIEWS" "$TMP/a.sql" "$TMP/b.sql" <<'PY'
-import sys
-n, v, a_path, b_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-def schema(changed):
-    out = ["BEGIN;"]
-    for i in range(n):
-        ref = f"REFERENCES t{i-1:04d} (id)" if i else ""
-        extra = ", extra_col text" if changed and i % 10 == 0 else ""
-        out.append(f"""CREATE TABLE t{i:04d} (
-  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, parent_id bigint {ref},
-  name text NOT NULL, qty integer NOT NULL DEFAULT 0, price numeric(12,2) NOT NULL DEFAULT 0,
-  created_at timestamptz NOT NULL DEFAULT now(), active boolean NOT NULL DEFAULT true,
-  note varchar(200), payload jsonb, code char(8){extra});""")
-        out.append(f"CREATE INDEX t{i:04d}_created_at ON t{i:04d} (created_at);")
-        idx = "(name, qty)" if changed and i % 10 == 5 else "(name)"
-        out.append(f"CREATE INDEX t{i:04d}_name ON t{i:04d} {idx};")
-    for j in range(v):
-        t = j * (n // v)
-        out.append(f"CREATE VIEW v{j:04d} AS SELECT a.id, a.name, b.name AS parent_name FROM t{t+1:04d} a JOIN t{t:04d} b ON b.id = a.parent_id WHERE a.active;")
-    out.append("COMMIT;")
-    return "\n".join(out) + "\n"
-open(a_path, "w").write(schema(False))
-open(b_path, "w").write(schema(True))
-PY
+# The generator lives in bench_helper.py so bench/validate.sh builds the same schema.
+python3 "$ROOT/bench/bench_helper.py" schema-sql "$TABLES" "$VIEWS" 0 "$TMP/a.sql"
+python3 "$ROOT/bench/bench_helper.py" schema-sql "$TABLES" "$VIEWS" 1 "$TMP/b.sql"
 log "creating $TABLES tables and $VIEWS views in two databases"
 for db in "$A" "$B"; do
     dropdb --if-exists --force --maintenance-db="$URL" "$db" >/dev/null 2>&1 || true
