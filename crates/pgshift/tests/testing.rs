@@ -55,6 +55,35 @@ async fn the_example_passes_with_locks_rewrites_and_lint() {
 }
 
 #[tokio::test]
+async fn without_the_round_trip_migrations_are_applied_but_not_rolled_back() {
+    let dir = native(&[
+        ("0001_a.sql", "CREATE TABLE a (id bigint PRIMARY KEY);\n"),
+        ("0002_b.sql", "CREATE TABLE b (id bigint PRIMARY KEY);\n"),
+        // A broken down file: only a round trip would notice it.
+        ("0002_b.down.sql", "SELECT 1;\n"),
+    ]);
+    let set = source::load(dir.path()).unwrap();
+    let settings = settings_for(&support::admin_url());
+    let o = TestOptions {
+        no_round_trip: true,
+        ..opts()
+    };
+    let r = testing::run(&settings, &set, &o).await.unwrap();
+    assert!(r.ok, "{r:#?}");
+    assert!(r.idempotent);
+    assert!(
+        r.migrations
+            .iter()
+            .all(|m| m.rollback == "not-run" && m.reapply == "not-run" && m.diff.is_none()),
+        "{r:#?}"
+    );
+    // With it, the broken down file fails.
+    let r = testing::run(&settings, &set, &opts()).await.unwrap();
+    assert!(!r.ok);
+    assert_eq!(r.migrations[1].rollback, "failed", "{r:#?}");
+}
+
+#[tokio::test]
 async fn forgotten_index_in_a_down_file_and_a_migration_failing_on_data_are_caught() {
     let dir = native(&[
         (
