@@ -641,7 +641,8 @@ impl<O: DeployObserver> Run<'_, O> {
                 StepStatus::Warning
             },
             format!(
-                "{} pending file(s): {} error(s), {} other finding(s){}",
+                "{} pending migration(s) ({} files with rollbacks): {} error(s), {} other finding(s){}",
+                pending_set.migrations.len(),
                 files.len(),
                 errors,
                 violations.len() - errors,
