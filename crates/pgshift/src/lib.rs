@@ -13,7 +13,9 @@
 //! (and every other feature) applies migrations to; [`testing`] is the migration test suite
 //! (apply, roll back, re-apply, compare, in a scratch database); [`monitor`] collects health,
 //! migration status, performance and alerts and serves them over HTTP; [`backup`] takes and
-//! restores consistent, compressed, encrypted backups. The CLI crate never talks SQL.
+//! restores consistent, compressed, encrypted backups; [`fleet`] runs a command (migrate, …) on
+//! many databases or tenant schemas listed in a targets file, with bounded concurrency, canaries
+//! and resumable reports. The CLI crate never talks SQL.
 
 pub mod backup;
 pub mod config;
@@ -21,6 +23,7 @@ pub mod db;
 pub mod demo;
 pub mod drizzle;
 pub mod embedded;
+pub mod fleet;
 pub mod ledger;
 pub mod lint;
 pub mod migrate;

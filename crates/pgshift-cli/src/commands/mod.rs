@@ -4,6 +4,7 @@ pub mod backup;
 pub mod baseline;
 pub mod config;
 pub mod demo;
+pub mod fleet;
 pub mod lint;
 pub mod migrate;
 pub mod monitor;
