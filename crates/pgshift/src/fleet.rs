@@ -361,8 +361,8 @@ async fn list_schemas(target: &Target, query: &str) -> Result<Vec<String>, DbErr
 pub struct FleetOptions {
     /// Targets running at once (at least 1).
     pub parallel: usize,
-    /// The first `canary` targets run first (at most `parallel` of them at once); if any fails,
-    /// no other target runs.
+    /// The first `canary` targets (in file order, not counting resumed ones) run first, at most
+    /// `parallel` of them at once; if any fails, no other target runs.
     pub canary: usize,
     /// Keep launching targets after one failed (otherwise running ones finish, the rest are
     /// `not-run`).
