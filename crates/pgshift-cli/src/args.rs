@@ -82,21 +82,21 @@ pub struct FleetOpts {
     pub targets: Option<PathBuf>,
     /// With --targets: how many targets run at once, each on its own connection (keep it below
     /// the servers' free connection slots).
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "targets", value_parser = clap::value_parser!(u16).range(1..))]
     pub parallel: u16,
     /// With --targets: run the first N targets first (at most --parallel at once); if any of
     /// them fails, no other target runs.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "targets")]
     pub canary: usize,
     /// With --targets: keep going after a target fails (default: stop launching new targets at
     /// the first failure; running ones finish, the rest are reported not-run).
-    #[arg(long)]
+    #[arg(long, requires = "targets")]
     pub continue_on_error: bool,
     /// With --targets: skip the targets that are ok or skipped in REPORT, the fleet report of an
     /// earlier run (reports/fleet-*.json), and run the rest.
-    #[arg(long, value_name = "REPORT")]
+    #[arg(long, value_name = "REPORT", requires = "targets")]
     pub resume: Option<PathBuf>,
     /// With --targets: do not write reports/fleet-<command>-YYYY-MM-DD-HHMMSS.json.
-    #[arg(long)]
+    #[arg(long, requires = "targets")]
     pub no_report: bool,
 }

@@ -298,6 +298,19 @@ fn bad_targets_files_are_usage_errors_that_name_the_file() {
         .args(["migrate", "--targets", "targets.toml", "--parallel", "0"])
         .assert()
         .code(2);
+    // Fleet flags without --targets are a mistake, not silently ignored.
+    for flag in [
+        &["--continue-on-error"][..],
+        &["--parallel", "2"],
+        &["--canary", "1"],
+    ] {
+        pgshift(tmp.path())
+            .arg("migrate")
+            .args(flag)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("--targets"));
+    }
 }
 
 #[test]
