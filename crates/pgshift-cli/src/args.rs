@@ -69,3 +69,34 @@ pub struct SafetyOpts {
     #[arg(long, value_name = "DURATION")]
     pub lock_wait: Option<String>,
 }
+
+/// Running on many databases: `--targets FILE` and how the run proceeds. Flattened into every
+/// command that can run on a fleet (`migrate`; `deploy` next).
+#[derive(Debug, Clone, Args, Default)]
+pub struct FleetOpts {
+    /// Run on every database and tenant schema listed in FILE (a targets.toml with [[database]]
+    /// and [[tenants]] entries; see examples/targets.toml), each with its own connection,
+    /// deploy lock and ledger. Exit code: 0 when every target is ok or skipped; 3 when every
+    /// failure was a connection failure; 4 otherwise (a target failed or was not run).
+    #[arg(long, value_name = "FILE")]
+    pub targets: Option<PathBuf>,
+    /// With --targets: how many targets run at once, each on its own connection (keep it below
+    /// the servers' free connection slots).
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "targets", value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: u16,
+    /// With --targets: run the first N targets first (at most --parallel at once); if any of
+    /// them fails, no other target runs.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "targets")]
+    pub canary: usize,
+    /// With --targets: keep going after a target fails (default: stop launching new targets at
+    /// the first failure; running ones finish, the rest are reported not-run).
+    #[arg(long, requires = "targets")]
+    pub continue_on_error: bool,
+    /// With --targets: skip the targets that are ok or skipped in REPORT, the fleet report of an
+    /// earlier run (reports/fleet-*.json), and run the rest.
+    #[arg(long, value_name = "REPORT", requires = "targets")]
+    pub resume: Option<PathBuf>,
+    /// With --targets: do not write reports/fleet-<command>-YYYY-MM-DD-HHMMSS.json.
+    #[arg(long, requires = "targets")]
+    pub no_report: bool,
+}

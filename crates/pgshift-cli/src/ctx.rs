@@ -119,6 +119,12 @@ impl Ctx {
         Ok(())
     }
 
+    /// The process environment the settings were loaded from (`url-env` of a targets file is
+    /// looked up here).
+    pub fn env(&self) -> &std::collections::HashMap<String, String> {
+        &self.load.env
+    }
+
     pub fn stderr_is_tty() -> bool {
         std::io::stderr().is_terminal()
     }

@@ -63,6 +63,12 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
             _ => exit_codes::INTERNAL,
         };
     }
+    if let Some(e) = err.downcast_ref::<pgshift::fleet::FleetError>() {
+        return match e {
+            pgshift::fleet::FleetError::TenantQuery { error, .. } => db_code(error),
+            _ => exit_codes::USAGE,
+        };
+    }
     if err.downcast_ref::<pgshift::report::ReportError>().is_some() {
         return exit_codes::INTERNAL;
     }

@@ -230,6 +230,10 @@ pub struct Settings {
     pub retries: u32,
     /// `PGSHIFT_DEPLOY_LOCK_TIMEOUT`: how long to wait for another pgshift holding the deploy lock.
     pub deploy_lock_timeout: Duration,
+    /// Schemas the connection's `search_path` is set to (a startup option, so it holds for every
+    /// statement of the session); empty = the server's default. Not a pgshift.toml key: `fleet`
+    /// sets it to a tenant's schema so its unqualified names land there.
+    pub search_path: Vec<String>,
     /// Setting key (as in pgshift.toml, e.g. `pool-size`, `ledger.schema`; `pghost` … for the
     /// libpq variables) → where its value came from. [`Settings::defaults`] fills every key
     /// with [`Origin::Default`].
@@ -283,6 +287,7 @@ impl fmt::Debug for Settings {
             .field("statement_timeout", &self.statement_timeout)
             .field("retries", &self.retries)
             .field("deploy_lock_timeout", &self.deploy_lock_timeout)
+            .field("search_path", &self.search_path)
             .field("origins", &self.origins)
             .field("config_file", &self.config_file)
             .field("monitor", &self.monitor)
@@ -592,6 +597,7 @@ impl Settings {
             statement_timeout: Duration::ZERO,
             retries: 5,
             deploy_lock_timeout: Duration::from_secs(600),
+            search_path: Vec::new(),
             origins: BTreeMap::new(),
             config_file: None,
             monitor: toml::Table::new(),
@@ -1172,7 +1178,7 @@ fn redact_conninfo(s: &str) -> String {
 }
 
 /// Redacts every URL and conninfo password in free text (an error message quoting a line).
-fn redact_text(text: &str) -> String {
+pub(crate) fn redact_text(text: &str) -> String {
     text.split_inclusive('\n')
         .map(|line| {
             let urls_hidden: String = line

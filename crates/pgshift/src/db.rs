@@ -278,6 +278,20 @@ impl Target {
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(30));
         config.application_name(application_name());
+        if !settings.search_path.is_empty() {
+            let path = settings
+                .search_path
+                .iter()
+                .map(|s| quote_ident(s))
+                .collect::<Vec<_>>()
+                .join(",");
+            let option = format!("-c search_path={}", escape_startup_option(&path));
+            let options = match config.get_options() {
+                Some(o) if !o.trim().is_empty() => format!("{o} {option}"),
+                _ => option,
+            };
+            config.options(&options);
+        }
 
         let sslmode = sslmode_from_url
             .or(settings.sslmode)
@@ -539,7 +553,26 @@ fn split_ssl_params(raw: &str) -> Result<(String, Option<SslMode>, Option<PathBu
     if kept.is_empty() {
         url.set_query(None);
     } else {
-        url.query_pairs_mut().clear().extend_pairs(kept);
+        // Percent-encoded, not form-encoded: the driver decodes `%20` but leaves `+` as it is,
+        // so `options=-c%20search_path%3Dx` must not come back as `-c+search_path=x`.
+        use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+        const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        let query = kept
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    utf8_percent_encode(k, UNRESERVED),
+                    utf8_percent_encode(v, UNRESERVED)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        url.set_query(Some(&query));
     }
     Ok((url.to_string(), mode, root))
 }
@@ -687,6 +720,19 @@ impl ServerCertVerifier for ChainOnly {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
     }
+}
+
+/// Escapes a value for the startup packet's `options` (libpq's `PGOPTIONS`): the server splits
+/// it on whitespace, and a backslash makes the next character literal.
+fn escape_startup_option(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c == '\\' || c.is_ascii_whitespace() {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Quotes an identifier for SQL (`"My Table"`), doubling embedded quotes.
@@ -974,6 +1020,24 @@ mod tests {
         let s = Settings::defaults();
         let err = Target::from_settings(&s).unwrap_err();
         assert!(err.to_string().contains("DATABASE_URL"));
+    }
+
+    #[test]
+    fn search_path_becomes_a_quoted_escaped_startup_option() {
+        let mut s = Settings::defaults();
+        s.database_url = Some("postgresql://app@h/db?options=-c%20work_mem%3D4MB".into());
+        s.search_path = vec!["tenant 1".into(), "we\"ird\\".into()];
+        let t = Target::from_settings(&s).unwrap();
+        assert_eq!(
+            t.config.get_options(),
+            Some(r#"-c work_mem=4MB -c search_path="tenant\ 1","we""ird\\""#)
+        );
+        s.search_path.clear();
+        s.database_url = Some("postgresql://app@h/db".into());
+        assert_eq!(
+            Target::from_settings(&s).unwrap().config.get_options(),
+            None
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //! migration status, performance and alerts and serves them over HTTP; [`backup`] takes and
 //! restores consistent, compressed, encrypted backups. [`deploy`] runs the whole production pipeline
 //! (pre-flight checks, backup, migrate, post-migration validation, performance assessment, health
-//! URL) as one step-by-step report. The CLI crate never talks SQL.
+//! URL) as one step-by-step report; [`fleet`] runs a command (migrate, deploy) on many databases
+//! or tenant schemas listed in a targets file, with bounded concurrency, canaries and resumable
+//! reports. The CLI crate never talks SQL.
 
 pub mod backup;
 pub mod config;
@@ -24,6 +26,7 @@ pub mod demo;
 pub mod deploy;
 pub mod drizzle;
 pub mod embedded;
+pub mod fleet;
 pub mod ledger;
 pub mod lint;
 pub mod migrate;

@@ -8,7 +8,7 @@ use pgshift::db::{Blocker, LockHolder, PgError};
 use pgshift::migrate::{self, Applied, MigrateOptions, Migrator, Observer};
 use serde::Serialize;
 
-use crate::args::SafetyOpts;
+use crate::args::{FleetOpts, SafetyOpts};
 use crate::ctx::Ctx;
 use crate::exit_codes;
 use crate::render::ms;
@@ -33,6 +33,8 @@ pub struct MigrateArgs {
     /// before applying anything and refuses to migrate if the backup fails.
     #[arg(long = "env", env = "PGSHIFT_ENV", value_name = "ENV")]
     environment: Option<String>,
+    #[command(flatten)]
+    fleet: FleetOpts,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +56,9 @@ pub async fn run(mut ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
         return validate(ctx, v).await;
     }
     ctx.with_safety(&args.safety)?;
+    if args.fleet.targets.is_some() {
+        return run_fleet(ctx, args).await;
+    }
     let set = ctx.load_set()?;
     let (target, client) = ctx.connect().await?;
     let opts = MigrateOptions {
@@ -147,6 +152,67 @@ pub async fn run(mut ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(exit_codes::SUCCESS)
+}
+
+/// `migrate --targets FILE`: the normal migrate on every target of the file.
+async fn run_fleet(ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
+    if args.environment.as_deref() == Some("production") && !args.dry_run {
+        anyhow::bail!(
+            "--env production (a backup before migrating) is not supported with --targets yet: \
+             back up each database with `pgshift backup full` first and run without --env"
+        );
+    }
+    let set = ctx.load_set()?;
+    let targets = super::fleet::targets(&ctx, &args.fleet).await?;
+    let opts = MigrateOptions {
+        dry_run: args.dry_run,
+        target: args.target,
+        single_transaction: args.single_transaction,
+    };
+    if !ctx.json() {
+        eprintln!(
+            "pgshift: {} migrations in {} ({:?}) → {} target(s), {} at a time{}",
+            set.migrations.len(),
+            set.dir.display(),
+            set.layout,
+            targets.len(),
+            args.fleet.parallel,
+            match args.fleet.canary {
+                0 => String::new(),
+                n => format!(", {n} canary target(s) first"),
+            }
+        );
+    }
+    let (set, opts, interrupt) = (&set, &opts, ctx.interrupt.clone());
+    super::fleet::run(
+        &ctx,
+        &args.fleet,
+        "migrate",
+        exit_codes::MIGRATION_FAILED,
+        targets,
+        fleet_summary,
+        move |t| pgshift::fleet::migrate_target(t, set, opts, Some(interrupt.clone())),
+    )
+    .await
+}
+
+/// What a target's migrate did, from its report (the fleet line's detail).
+fn fleet_summary(line: &pgshift::fleet::TargetLine) -> String {
+    let d = &line.detail;
+    if line.status != pgshift::fleet::TargetStatus::Ok {
+        return match d["migration"].as_str() {
+            Some(id) => format!("failed at {id}"),
+            None if line.connection_error => "cannot connect".into(),
+            None => String::new(),
+        };
+    }
+    let applied = d["applied"].as_array().map_or(0, Vec::len);
+    let already = d["already_applied"].as_u64().unwrap_or(0);
+    match (d["dry_run"].as_bool() == Some(true), applied) {
+        (true, n) => format!("would apply {n} ({already} already applied)"),
+        (false, 0) => format!("nothing to do ({already} already applied)"),
+        (false, n) => format!("applied {n}"),
+    }
 }
 
 #[derive(Serialize)]

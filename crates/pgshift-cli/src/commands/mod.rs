@@ -5,6 +5,7 @@ pub mod baseline;
 pub mod config;
 pub mod demo;
 pub mod deploy;
+pub mod fleet;
 pub mod lint;
 pub mod migrate;
 pub mod monitor;
