@@ -96,7 +96,9 @@ pub struct FleetOpts {
     /// earlier run (reports/fleet-*.json), and run the rest.
     #[arg(long, value_name = "REPORT", requires = "targets")]
     pub resume: Option<PathBuf>,
-    /// With --targets: do not write reports/fleet-<command>-YYYY-MM-DD-HHMMSS.json.
-    #[arg(long, requires = "targets")]
+    /// Do not write the command's report (with --targets:
+    /// reports/fleet-<command>-YYYY-MM-DD-HHMMSS.json; deploy alone:
+    /// reports/deploy-YYYY-MM-DD-HHMMSS.json).
+    #[arg(long)]
     pub no_report: bool,
 }

@@ -93,6 +93,12 @@ pub struct DeployOptions {
     pub sample_percent: Option<f64>,
     /// Where the expected schema's scratch database may be created.
     pub scratch: ScratchOptions,
+    /// Schemas the validation looks at; empty = every non-system schema.
+    pub schemas: Vec<String>,
+    /// Compare the schema with the folder's before and after migrating. Off for tenant-schema
+    /// targets: the folder cannot be applied to a scratch database in a schema that exists only
+    /// on the target.
+    pub drift_check: bool,
     /// Polled after migrating until it answers 2xx.
     pub health_url: Option<String>,
     /// How long the health URL has to turn healthy.
@@ -116,6 +122,8 @@ impl DeployOptions {
             data_checks: true,
             sample_percent: None,
             scratch: ScratchOptions::default(),
+            schemas: Vec::new(),
+            drift_check: true,
             health_url: None,
             health_timeout: settings.health_check_timeout,
             health_interval: Duration::from_secs(1),
@@ -705,6 +713,9 @@ impl<O: DeployObserver> Run<'_, O> {
         if let Some(why) = &schema_unchecked {
             summary.push_str(&format!("; drift not checked: {why}"));
         }
+        if !self.opts.drift_check {
+            summary.push_str("; drift not checked (tenant schema)");
+        }
         self.end("validate-before", status, summary, detail);
 
         // 5. backup
@@ -840,7 +851,12 @@ impl<O: DeployObserver> Run<'_, O> {
                     StepStatus::Ok
                 },
                 format!(
-                    "schema matches the folder; {} new finding(s) ({} warning), {} resolved",
+                    "{}{} new finding(s) ({} warning), {} resolved",
+                    if self.opts.drift_check {
+                        "schema matches the folder; "
+                    } else {
+                        ""
+                    },
                     self.report.new_findings.len(),
                     counts.warning,
                     self.report.resolved_findings
@@ -934,6 +950,8 @@ impl<O: DeployObserver> Run<'_, O> {
 
     fn validate_options(&self, target: &Target) -> ValidateOptions {
         let mut v = ValidateOptions::from_settings(self.settings);
+        v.schema = self.opts.drift_check;
+        v.schemas = self.opts.schemas.clone();
         v.data = self.opts.data_checks;
         v.sample_percent = self.opts.sample_percent;
         v.scratch = self.opts.scratch.clone();

@@ -12,7 +12,7 @@ use pgshift::migrate::{Applied, Observer};
 use pgshift::report::{self, Severity};
 
 use super::migrate::HumanObserver;
-use crate::args::SafetyOpts;
+use crate::args::{FleetOpts, SafetyOpts};
 use crate::ctx::Ctx;
 use crate::exit_codes;
 use crate::render::ms;
@@ -71,9 +71,10 @@ pub struct DeployArgs {
     target: Option<String>,
     #[command(flatten)]
     safety: SafetyOpts,
-    /// Do not write reports/deploy-YYYY-MM-DD-HHMMSS.json.
-    #[arg(long)]
-    no_report: bool,
+    /// Many databases: each target gets the whole pipeline (its backup in <backup dir>/<target>;
+    /// tenant schemas: validation limited to the schema, no drift check, no per-tenant backup).
+    #[command(flatten)]
+    fleet: FleetOpts,
 }
 
 fn parse_env(s: &str) -> Result<Environment, String> {
@@ -125,6 +126,9 @@ pub async fn run(mut ctx: Ctx, args: DeployArgs) -> anyhow::Result<i32> {
             })?;
     }
     opts.migrate.target = args.target;
+    if args.fleet.targets.is_some() {
+        return run_fleet(ctx, &args.fleet, opts, set).await;
+    }
     if !ctx.json() {
         eprintln!(
             "pgshift: deploying {} ({} migrations) to {} [{}]",
@@ -149,7 +153,7 @@ pub async fn run(mut ctx: Ctx, args: DeployArgs) -> anyhow::Result<i32> {
     )
     .await;
     obs.migrate.finish();
-    let written = if args.no_report {
+    let written = if args.fleet.no_report {
         None
     } else {
         let name = format!("deploy-{}", report.started_at.format("%Y-%m-%d-%H%M%S"));
@@ -165,6 +169,95 @@ pub async fn run(mut ctx: Ctx, args: DeployArgs) -> anyhow::Result<i32> {
         print_summary(&report, written.as_deref());
     }
     Ok(exit_code(&report))
+}
+
+/// `deploy --targets FILE`: the pipeline on every target, each with its own report line.
+async fn run_fleet(
+    ctx: Ctx,
+    fleet: &FleetOpts,
+    opts: DeployOptions,
+    set: pgshift::source::MigrationSet,
+) -> anyhow::Result<i32> {
+    let targets = super::fleet::targets(&ctx, fleet).await?;
+    if !ctx.json() {
+        eprintln!(
+            "pgshift: deploying {} ({} migrations) to {} target(s), {} at a time [{}]",
+            set.dir.display(),
+            set.migrations.len(),
+            targets.len(),
+            fleet.parallel,
+            opts.environment
+        );
+    }
+    let (set, opts, interrupt) = (&set, &opts, ctx.interrupt.clone());
+    super::fleet::run(
+        &ctx,
+        fleet,
+        "deploy",
+        exit_codes::MIGRATION_FAILED,
+        targets,
+        fleet_summary,
+        move |t| {
+            let mut o = opts.clone();
+            // Backups of different databases must not share a directory (same name, same
+            // second); tenant schemas share their database, which one backup covers.
+            o.backup_options.dir = o.backup_options.dir.join(dir_name(&t.name));
+            if let Some(schema) = &t.schema {
+                o.schemas = vec![schema.clone()];
+                o.drift_check = false;
+                o.backup = false;
+            }
+            let interrupt = interrupt.clone();
+            async move {
+                let r =
+                    deploy::run(&t.settings, set, &o, Some(interrupt), &mut deploy::Quiet).await;
+                let detail = serde_json::to_value(&r).unwrap_or_default();
+                match &r.failure {
+                    None => pgshift::fleet::TargetOutcome::ok(detail),
+                    Some(f) => {
+                        let mut out = pgshift::fleet::TargetOutcome::failed(
+                            format!("{} failed: {}", f.step, f.message),
+                            detail,
+                        );
+                        out.connection_error = f.kind == FailureKind::Connection;
+                        out
+                    }
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// A target name as one directory name (`db/schema` → `db_schema`).
+fn dir_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A target's deploy in a few words, from its report (the fleet line's detail).
+fn fleet_summary(line: &pgshift::fleet::TargetLine) -> String {
+    let d = &line.detail;
+    let applied = d["applied"].as_array().map_or(0, Vec::len);
+    match d["failure"]["step"].as_str() {
+        Some(step) => format!("failed at {step} ({applied} applied before)"),
+        None if line.connection_error => "cannot connect".into(),
+        None if applied == 0 => "nothing to do".into(),
+        None => format!(
+            "applied {applied}{}",
+            d["backup"]["name"]
+                .as_str()
+                .map(|b| format!(", backup {b}"))
+                .unwrap_or_default()
+        ),
+    }
 }
 
 /// The exit code of a deploy's outcome.

@@ -59,6 +59,10 @@ pub async fn run(mut ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
     if args.fleet.targets.is_some() {
         return run_fleet(ctx, args).await;
     }
+    anyhow::ensure!(
+        !args.fleet.no_report,
+        "--no-report applies to --targets runs only: `migrate` on one database writes no report"
+    );
     let set = ctx.load_set()?;
     let (target, client) = ctx.connect().await?;
     let opts = MigrateOptions {
