@@ -481,3 +481,89 @@ async fn a_healthy_url_passes() {
     assert_eq!(step(&doc, "health")["status"], "ok", "{doc}");
     assert_eq!(step(&doc, "health")["detail"]["last_status"], 200);
 }
+
+#[tokio::test]
+async fn deploy_targets_runs_the_pipeline_per_database_and_tenant_schema() {
+    let a = TestDb::new("deploy_fleet_a").await;
+    let b = TestDb::new("deploy_fleet_b").await;
+    let broken = TestDb::new("deploy_fleet_broken").await;
+    let tenants = TestDb::new("deploy_fleet_tenants").await;
+    // The broken database already has the table the first migration creates: drift.
+    broken
+        .client()
+        .await
+        .batch_execute("CREATE TABLE items (id bigint PRIMARY KEY)")
+        .await
+        .unwrap();
+    tenants
+        .client()
+        .await
+        .batch_execute("CREATE SCHEMA tenant_1; CREATE SCHEMA tenant_2;")
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("migrations");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("0001_items.sql"),
+        "CREATE TABLE items (id bigint PRIMARY KEY, name text);\n",
+    )
+    .unwrap();
+    let targets = format!(
+        "[[database]]\nurl = \"{}\"\n\n[[database]]\nurl = \"{}\"\n\n[[database]]\nurl = \"{}\"\n\n[[tenants]]\nurl = \"{}\"\nquery = \"SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\\\\_%' ORDER BY 1\"\n",
+        a.url, broken.url, b.url, tenants.url
+    );
+    std::fs::write(tmp.path().join("targets.toml"), targets).unwrap();
+    let out = pgshift(tmp.path(), &a.url)
+        .args(["deploy", "--env", "production", "--targets", "targets.toml"])
+        .args(["--continue-on-error", "--parallel", "2", "--format", "json"])
+        .assert()
+        .code(4)
+        .get_output()
+        .stdout
+        .clone();
+    let doc = json(&out);
+    let targets = doc["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 5, "{doc}");
+    let by_name = |n: &str| {
+        targets
+            .iter()
+            .find(|t| t["name"].as_str().unwrap().ends_with(n))
+            .unwrap_or_else(|| panic!("no target {n}: {doc}"))
+    };
+    let failed = by_name(broken.name());
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(
+        failed["detail"]["failure"]["step"], "validate-before",
+        "{failed}"
+    );
+    assert!(failed["detail"]["applied"].as_array().unwrap().is_empty());
+    for db in [&a, &b] {
+        let t = by_name(db.name());
+        assert_eq!(t["status"], "ok", "{t}");
+        // Production: each database got its own verified backup, in its own directory.
+        let path = PathBuf::from(t["detail"]["backup"]["path"].as_str().unwrap());
+        assert!(path.join("manifest.json").is_file(), "{path:?}");
+        assert!(path.parent().unwrap().ends_with(db.name()), "{path:?}");
+        assert!(table_exists(db, "public.items").await);
+    }
+    for schema in ["tenant_1", "tenant_2"] {
+        let t = by_name(&format!("/{schema}"));
+        assert_eq!(t["status"], "ok", "{t}");
+        assert_eq!(
+            t["detail"]["steps"][4]["status"], "skipped",
+            "tenants share their database's backup: {t}"
+        );
+        assert!(table_exists(&tenants, &format!("{schema}.items")).await);
+    }
+    assert!(!table_exists(&tenants, "public.items").await);
+    // The fleet report was written.
+    let reports: Vec<_> = std::fs::read_dir(tmp.path().join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        reports.iter().any(|r| r.starts_with("fleet-deploy-")),
+        "{reports:?}"
+    );
+}

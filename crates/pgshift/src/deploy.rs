@@ -649,7 +649,7 @@ impl<O: DeployObserver> Run<'_, O> {
                 StepStatus::Warning
             },
             format!(
-                "{} pending migration(s) ({} files with rollbacks): {} error(s), {} other finding(s){}",
+                "{} pending migration(s), {} file(s): {} error(s), {} other finding(s){}",
                 pending_set.migrations.len(),
                 files.len(),
                 errors,
