@@ -234,6 +234,47 @@ async fn metrics_pass_promtool_and_are_collected_once_per_interval() {
 }
 
 #[tokio::test]
+async fn a_stale_cache_answers_at_once_and_is_refreshed_in_the_background() {
+    let db = TestDb::new("serve_stale").await;
+    let settings = db.settings();
+    migrate_all(&settings, &example_dir(), &db.client().await).await;
+    let srv = start(
+        &settings,
+        &example_dir(),
+        Duration::from_millis(300),
+        None,
+        "127.0.0.1:0",
+    )
+    .await;
+    let count = |body: &str| -> u64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix("pgshift_collections_total "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pgshift_collections_total in\n{body}"))
+    };
+    let (status, body) = get(srv.addr, "/metrics", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(count(&body), 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Stale now: served as it is (still collection 1) while the refresh starts.
+    let (_, body) = get(srv.addr, "/metrics", None).await;
+    assert_eq!(count(&body), 1, "the stale snapshot is served at once");
+    let mut refreshed = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        refreshed = count(&get(srv.addr, "/metrics", None).await.1);
+        if refreshed >= 2 {
+            break;
+        }
+    }
+    assert!(refreshed >= 2, "the background refresh never landed");
+    // /readyz never answers from a stale cache: it waits for a fresh collection.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(get(srv.addr, "/readyz", None).await.0, 200);
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn a_taken_port_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();

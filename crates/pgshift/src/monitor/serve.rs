@@ -4,14 +4,17 @@
 //! READINESS_CHECK_TIMEOUT and no migration is pending or failed; JSON reasons; 200/503),
 //! `GET /metrics` (Prometheus text), `GET /` (the dashboard), `GET /api/report` (the report as
 //! JSON). Every endpoint reads one cached collection: at most one collection per interval
-//! reaches the database however often it is scraped, and concurrent requests for a stale cache
-//! wait for the single collection in flight. Binds to loopback by default; any other address
+//! reaches the database however often it is scraped. `/readyz` wants the current truth: with a
+//! stale cache it waits for the single collection in flight. `/metrics`, the dashboard and the
+//! report are served from the cache even when it is stale (stale-while-revalidate): such a
+//! request starts the refresh in the background and answers at once, so a scrape never waits
+//! for the database once the first collection is done. Binds to loopback by default; any other address
 //! requires a bearer token, which then guards every endpoint but `/healthz`. Never shows
 //! credentials: the database is displayed redacted.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -92,6 +95,8 @@ struct Shared {
     current: RwLock<Option<Arc<Snapshot>>>,
     collector: tokio::sync::Mutex<Collector>,
     collections: AtomicU64,
+    /// A background refresh is running (at most one).
+    refreshing: AtomicBool,
 }
 
 impl Shared {
@@ -155,6 +160,27 @@ impl Shared {
     }
 }
 
+/// The cached snapshot, stale or not; when it is stale, one background refresh is started. Only
+/// the very first request (nothing cached yet) waits for a collection.
+async fn cached(s: &Arc<Shared>) -> Arc<Snapshot> {
+    let current = s.current.read().ok().and_then(|c| c.clone());
+    let Some(snap) = current else {
+        return s.snapshot().await;
+    };
+    if snap.collected_at.elapsed() >= s.interval
+        && s.refreshing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    {
+        let bg = s.clone();
+        tokio::spawn(async move {
+            bg.snapshot().await;
+            bg.refreshing.store(false, Ordering::Release);
+        });
+    }
+    snap
+}
+
 /// A bound, not yet running server.
 pub struct Server {
     listener: tokio::net::TcpListener,
@@ -188,6 +214,7 @@ pub async fn bind(monitor: Monitor, opts: ServeOptions) -> Result<Server, ServeE
             token: opts.token.filter(|t| !t.is_empty()),
             current: RwLock::new(None),
             collector: tokio::sync::Mutex::new(Collector::default()),
+            refreshing: AtomicBool::new(false),
             collections: AtomicU64::new(0),
         }),
     })
@@ -309,7 +336,7 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
-    let snap = s.snapshot().await;
+    let snap = cached(&s).await;
     (
         [(
             header::CONTENT_TYPE,
@@ -321,7 +348,7 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn dashboard(State(s): State<Arc<Shared>>) -> Response {
-    let snap = s.snapshot().await;
+    let snap = cached(&s).await;
     let refresh = s.interval.as_secs().max(5);
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -331,7 +358,7 @@ async fn dashboard(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn report_json(State(s): State<Arc<Shared>>) -> Response {
-    let snap = s.snapshot().await;
+    let snap = cached(&s).await;
     json(
         StatusCode::OK,
         &serde_json::to_value(&snap.report).unwrap_or_default(),
