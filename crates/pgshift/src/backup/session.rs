@@ -24,6 +24,10 @@ pub const SESSION_SETUP: &str = "SET DateStyle = ISO; SET IntervalStyle = postgr
 /// Chunks in flight between a COPY stream and its file, per stream.
 const IN_FLIGHT: usize = 16;
 
+/// COPY rows are gathered into buffers of about this size before they cross to the writing
+/// thread: one hand-off per row (a CopyData message each) cost a context switch per row.
+const BATCH_BYTES: usize = 256 << 10;
+
 /// A table to back up, as the catalog describes it at the snapshot.
 #[derive(Debug, Clone)]
 pub struct TableInfo {
@@ -147,7 +151,7 @@ pub async fn copy_out(
         .await
         .map_err(|e| DbError::query(format!("starting COPY of {table}"), e))?;
     futures_util::pin_mut!(stream);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(IN_FLIGHT);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(IN_FLIGHT);
     let sealing = sealing.clone();
     let wpath = path.clone();
     let writer = tokio::task::spawn_blocking(move || {
@@ -164,12 +168,19 @@ pub async fn copy_out(
         Ok::<_, BackupError>((stored, raw, rows, hash))
     });
     let mut failed = None;
+    let mut batch: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
+    let mut writer_gone = false;
     while let Some(chunk) = stream.next().await {
         match chunk {
             Ok(c) => {
-                progress.table_bytes(table, c.len() as u64);
-                if tx.send(c).await.is_err() {
-                    break; // the writer failed; its error is returned below
+                batch.extend_from_slice(&c);
+                if batch.len() >= BATCH_BYTES {
+                    progress.table_bytes(table, batch.len() as u64);
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_BYTES));
+                    if tx.send(full).await.is_err() {
+                        writer_gone = true; // the writer failed; its error is returned below
+                        break;
+                    }
                 }
             }
             Err(e) => {
@@ -177,6 +188,10 @@ pub async fn copy_out(
                 break;
             }
         }
+    }
+    if failed.is_none() && !writer_gone && !batch.is_empty() {
+        progress.table_bytes(table, batch.len() as u64);
+        let _ = tx.send(batch).await;
     }
     drop(tx);
     let written = writer.await.map_err(|e| BackupError::Worker {
