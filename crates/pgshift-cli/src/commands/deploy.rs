@@ -22,6 +22,23 @@ use crate::render::ms;
 /// reports/deploy-YYYY-MM-DD-HHMMSS.json; on failure it says what was done, what was not, and
 /// the exact rollback/restore commands.
 #[derive(Debug, Args)]
+#[command(after_long_help = "\
+Steps, in order (each with its duration in the report):
+  connect, check-migrations, lint, validate-before (drift stops the deploy unless --allow-drift;
+  data and performance findings become the baseline), backup (production, when something is
+  pending; verified), migrate, validate-after (only new findings are reported), performance
+  (before vs after), health (--health-url).
+
+Exit codes: 0 deployed; 1 stopped by a pre-flight check (nothing changed); 2 usage; 3 database
+unreachable; 4 a migration failed (rolled back; earlier ones stay, the undo command is printed);
+5 deploy lock wait timed out; 6 backup failed (nothing migrated); 7 migrated, but validate-after
+or the health URL failed (the report has the rollback and restore commands); 130 interrupted.
+With --targets: 0 when every target is ok, 3 when every failure was a connection failure, else 4.
+
+Examples:
+  pgshift deploy --env production
+  pgshift deploy --env staging --health-url https://staging.example.com/api/health
+  pgshift deploy --env production --targets targets.toml --parallel 4 --canary 1")]
 pub struct DeployArgs {
     /// production: full verified backup first, lint errors stop the deploy. staging and
     /// development: no backup unless --backup, lint findings are reported only.
