@@ -4,24 +4,11 @@
 #[path = "../../pgshift/tests/support/mod.rs"]
 mod support;
 
-use std::path::Path;
+mod cli_support;
 
-use assert_cmd::Command;
+use cli_support::{json, pgshift};
+
 use support::TestDb;
-
-fn pgshift(cwd: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("pgshift").unwrap();
-    cmd.current_dir(cwd)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NO_COLOR", "1");
-    cmd
-}
-
-fn json(out: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(out)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(out)))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_verify_restore_and_exit_codes() {

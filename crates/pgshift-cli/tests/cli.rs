@@ -4,15 +4,14 @@
 #[path = "../../pgshift/tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
+mod cli_support;
+
+use cli_support::{example_dir, json, pgshift};
+use std::path::Path;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
 use support::TestDb;
-
-fn example_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cfi-handbook/drizzle")
-}
 
 /// A temp project with one migration in `migrations/`.
 fn project() -> tempfile::TempDir {
@@ -24,25 +23,6 @@ fn project() -> tempfile::TempDir {
     )
     .unwrap();
     tmp
-}
-
-/// `pgshift` with a clean environment: no inherited DATABASE_URL/PG* and no .env.
-fn pgshift(cwd: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("pgshift").unwrap();
-    cmd.current_dir(cwd)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NO_COLOR", "1");
-    cmd
-}
-
-fn json(out: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(out).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON document ({e}): {}",
-            String::from_utf8_lossy(out)
-        )
-    })
 }
 
 #[tokio::test]

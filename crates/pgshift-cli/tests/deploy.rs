@@ -5,6 +5,9 @@
 #[path = "../../pgshift/tests/support/mod.rs"]
 mod support;
 
+mod cli_support;
+
+use cli_support::{example_dir, json};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -13,28 +16,11 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use support::TestDb;
 
-fn example_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cfi-handbook/drizzle")
-}
-
-/// `pgshift` with a clean environment (no inherited DATABASE_URL/PG*, no .env) in `cwd`.
+/// `pgshift` in `cwd` with a clean environment and DATABASE_URL set to `url`.
 fn pgshift(cwd: &Path, url: &str) -> Command {
-    let mut cmd = Command::cargo_bin("pgshift").unwrap();
-    cmd.current_dir(cwd)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NO_COLOR", "1")
-        .env("DATABASE_URL", url);
+    let mut cmd = cli_support::pgshift(cwd);
+    cmd.env("DATABASE_URL", url);
     cmd
-}
-
-fn json(out: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(out).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON document ({e}): {}",
-            String::from_utf8_lossy(out)
-        )
-    })
 }
 
 /// The one deploy report written under `dir/reports`.

@@ -4,9 +4,11 @@
 #[path = "../../pgshift/tests/support/mod.rs"]
 mod support;
 
+mod cli_support;
+
+use cli_support::{json, pgshift};
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use support::TestDb;
 
@@ -29,24 +31,6 @@ fn databases_toml(dbs: &[&TestDb]) -> String {
     dbs.iter()
         .map(|d| format!("[[database]]\nurl = \"{}\"\n", d.url))
         .collect()
-}
-
-fn pgshift(cwd: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("pgshift").unwrap();
-    cmd.current_dir(cwd)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NO_COLOR", "1");
-    cmd
-}
-
-fn json(out: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(out).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON document ({e}): {}",
-            String::from_utf8_lossy(out)
-        )
-    })
 }
 
 fn statuses(doc: &serde_json::Value) -> Vec<String> {

@@ -5,19 +5,11 @@
 #[path = "../../pgshift/tests/support/mod.rs"]
 mod support;
 
-use std::path::Path;
+mod cli_support;
 
-use assert_cmd::Command;
+use cli_support::pgshift;
+
 use support::TestDb;
-
-fn pgshift(cwd: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("pgshift").unwrap();
-    cmd.current_dir(cwd)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NO_COLOR", "1");
-    cmd
-}
 
 async fn exec(db: &TestDb, sql: &str) {
     db.client().await.batch_execute(sql).await.unwrap();

@@ -1,0 +1,32 @@
+//! Helpers shared by the CLI's end-to-end tests: the binary with a clean environment, its JSON
+//! output parsed, the example project.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+/// `pgshift` in `cwd` with a clean environment: no inherited DATABASE_URL/PG*, no colour.
+pub fn pgshift(cwd: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("pgshift").unwrap();
+    cmd.current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// Stdout parsed as one JSON document (the test fails with the text when it is not).
+pub fn json(out: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(out).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {}",
+            String::from_utf8_lossy(out)
+        )
+    })
+}
+
+/// The example project's drizzle-kit folder.
+pub fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cfi-handbook/drizzle")
+}
