@@ -211,13 +211,6 @@ async fn suite(
     s.database_url = None;
     let intro = IntrospectOptions::from_settings(&s);
     let migrator = Migrator::new(&s, set);
-    // The snapshots only serve the round trip: without it, none is taken (each costs time in
-    // proportion to the schema, so taking them would make the suite quadratic for nothing).
-    let mut before = if opts.no_round_trip {
-        None
-    } else {
-        Some(schema::introspect(&client, &intro).await?)
-    };
     let mut results = Vec::new();
     let mut broken = false;
     for m in &set.migrations {
@@ -261,7 +254,24 @@ async fn suite(
             }
         }
         let files_before = relfilenodes(&client).await?;
-        r.locks = probe_locks(&client, m, &files_before).await;
+        let probe = probe_locks(&client, m, &files_before).await;
+        // The round trip compares the relations the migration touched (every DDL locks what it
+        // changes, creates or drops) with their columns, constraints, indexes and the rest, and
+        // every non-relation object: snapshots whose cost does not grow with the folder. When
+        // the probe cannot run (statements outside a transaction), the whole schema.
+        let scoped = match (&probe, opts.no_round_trip) {
+            (_, true) => None,
+            (Some(p), false) => Some(IntrospectOptions {
+                only_tables: Some(touched(&client, p).await?),
+                ..intro.clone()
+            }),
+            (None, false) => Some(intro.clone()),
+        };
+        let before = match &scoped {
+            Some(i) => Some(schema::introspect(&client, i).await?),
+            None => None,
+        };
+        r.locks = probe.map(|p| p.locks);
         let opts_one = MigrateOptions {
             target: Some(m.id.clone()),
             ..MigrateOptions::default()
@@ -283,13 +293,12 @@ async fn suite(
             .map(|(name, _)| name.clone())
             .collect();
         r.rewrites.sort();
-        if let Some(prev) = &before {
-            let after = schema::introspect(&client, &intro).await?;
-            round_trip(&client, &s, set, &migrator, m, prev, &after, &intro, &mut r).await?;
+        if let (Some(prev), Some(scope)) = (&before, &scoped) {
+            let after = schema::introspect(&client, scope).await?;
+            round_trip(&client, &s, set, &migrator, m, prev, &after, scope, &mut r).await?;
             // A failed round trip is reported; the suite goes on as long as the schema is back
             // to the state after this migration.
             broken = r.reapply == "failed";
-            before = Some(after);
         }
         results.push(r);
     }
@@ -456,6 +465,35 @@ async fn relfilenodes(client: &Client) -> Result<HashMap<String, u32>, DbError> 
         .collect())
 }
 
+/// What the lock probe saw.
+struct Probe {
+    /// Tables, partitioned tables, materialized views and views locked, with the strongest mode.
+    locks: Vec<LockTaken>,
+    /// (schema, name) of every relation of those kinds locked, as named inside the migration.
+    named: Vec<(String, String)>,
+    /// Oids of every relation locked, also those the migration dropped.
+    oids: Vec<u32>,
+}
+
+/// The relations a migration touched: the names they have inside it and the names they have
+/// now (before it runs), so that renamed and dropped ones are compared too.
+async fn touched(client: &Client, p: &Probe) -> Result<Vec<(String, String)>, DbError> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.oid = ANY($1::oid[]) AND c.relkind IN ('r', 'p', 'm', 'v')",
+            &[&p.oids],
+        )
+        .await
+        .map_err(|e| DbError::query("naming the relations a migration locks", e))?;
+    let mut out: Vec<(String, String)> = p.named.clone();
+    out.extend(rows.iter().map(|r| (r.get(0), r.get(1))));
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// Runs `m` in a transaction that is rolled back, reading the relation locks it held just before
 /// the rollback. `None` for migrations that run outside a transaction, or that fail here (the
 /// real apply reports that).
@@ -463,27 +501,41 @@ async fn probe_locks(
     client: &Client,
     m: &crate::source::Migration,
     existing: &HashMap<String, u32>,
-) -> Option<Vec<LockTaken>> {
+) -> Option<Probe> {
     let stmts = crate::migrate::parse(m).ok()?;
     if m.directives.no_transaction || stmts.iter().any(|s| !s.transactional) {
         return None;
     }
     let body: String = stmts.iter().map(|s| format!("{};\n", s.text)).collect();
     let sql = format!(
-        "BEGIN;\n{body}SELECT coalesce(n.nspname || '.' || c.relname, l.relation::text), l.mode
+        "BEGIN;\n{body}SELECT coalesce(n.nspname || '.' || c.relname, l.relation::text), l.mode,
+                n.nspname, c.relname, l.relation::oid::text,
+                coalesce(c.relkind IN ('r', 'p', 'm', 'v'), false)
            FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation
            LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
             AND coalesce(n.nspname, '') NOT IN ('pg_catalog', 'information_schema')
             AND coalesce(n.nspname, '') NOT LIKE 'pg\\_toast%'
-            AND c.relkind IN ('r', 'p', 'm', 'v')
+            AND (c.relkind IS NULL OR c.relkind IN ('r', 'p', 'm', 'v'))
           ORDER BY 1, 2;"
     );
     let msgs = client.simple_query(&sql).await;
     let _ = client.batch_execute("ROLLBACK").await;
     let mut strongest: std::collections::BTreeMap<String, String> = Default::default();
+    let mut named = Vec::new();
+    let mut oids = Vec::new();
     for msg in msgs.ok()? {
         if let tokio_postgres::SimpleQueryMessage::Row(row) = msg {
+            if let Some(oid) = row.get(4).and_then(|o| o.parse::<u32>().ok()) {
+                oids.push(oid);
+            }
+            if let (Some(schema), Some(name)) = (row.get(2), row.get(3)) {
+                named.push((schema.to_string(), name.to_string()));
+            }
+            // Dropped inside the migration: no name or kind any more (named above by oid).
+            if row.get(5) != Some("t") {
+                continue;
+            }
             if let (Some(rel), Some(mode)) = (row.get(0), row.get(1)) {
                 let e = strongest
                     .entry(rel.to_string())
@@ -494,8 +546,8 @@ async fn probe_locks(
             }
         }
     }
-    Some(
-        strongest
+    Some(Probe {
+        locks: strongest
             .into_iter()
             .map(|(relation, mode)| LockTaken {
                 existing: existing.contains_key(&relation),
@@ -503,7 +555,9 @@ async fn probe_locks(
                 mode,
             })
             .collect(),
-    )
+        named,
+        oids,
+    })
 }
 
 /// The report as JUnit XML: one test case per migration (and one for idempotency).

@@ -84,6 +84,40 @@ async fn without_the_round_trip_migrations_are_applied_but_not_rolled_back() {
 }
 
 #[tokio::test]
+async fn renamed_and_dropped_tables_are_compared_by_the_round_trip() {
+    // The round trip compares only what each migration locked: a rename and a drop must still
+    // be seen under the names the tables had before.
+    let dir = native(&[
+        ("0001_a.sql", "CREATE TABLE a (id bigint PRIMARY KEY, v text);\nCREATE TABLE gone (id bigint PRIMARY KEY, w int);\n"),
+        ("0002_rename.sql", "ALTER TABLE a RENAME TO b;\n"),
+        // Forgets to rename back.
+        ("0002_rename.down.sql", "SELECT 1;\n"),
+        ("0003_drop.sql", "DROP TABLE gone;\n"),
+        // Recreates it without its column.
+        ("0003_drop.down.sql", "CREATE TABLE gone (id bigint PRIMARY KEY);\n"),
+        ("0004_untouched.sql", "CREATE TABLE c (id bigint PRIMARY KEY);\n"),
+    ]);
+    let set = source::load(dir.path()).unwrap();
+    let settings = settings_for(&support::admin_url());
+    let r = testing::run(&settings, &set, &opts()).await.unwrap();
+    assert!(!r.ok);
+    let by_id = |id: &str| r.migrations.iter().find(|m| m.id == id).unwrap();
+    let rename = by_id("0002_rename");
+    assert_eq!(rename.rollback, "failed", "{r:#?}");
+    assert!(
+        rename.error.as_deref().unwrap_or("").contains("public.a"),
+        "{rename:#?}"
+    );
+    let drop = by_id("0003_drop");
+    assert_eq!(drop.rollback, "failed", "{r:#?}");
+    assert!(
+        drop.diff.as_deref().unwrap_or("").contains("\"w\""),
+        "{drop:#?}"
+    );
+    assert_eq!(by_id("0004_untouched").rollback, "ok", "{r:#?}");
+}
+
+#[tokio::test]
 async fn forgotten_index_in_a_down_file_and_a_migration_failing_on_data_are_caught() {
     let dir = native(&[
         (
