@@ -553,3 +553,39 @@ async fn deploy_targets_runs_the_pipeline_per_database_and_tenant_schema() {
         "{reports:?}"
     );
 }
+
+#[tokio::test]
+async fn a_backup_name_taken_in_the_same_second_gets_a_suffix() {
+    let db = TestDb::new("deploy_same_second").await;
+    let tmp = tempfile::tempdir().unwrap();
+    // Backups of "this second" (and the next few, in case the clock ticks) already exist, as
+    // when replicas deploy at once.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for s in now..now + 5 {
+        let t = chrono::DateTime::from_timestamp(s, 0).unwrap();
+        let name = format!("pre-deploy-{}", t.format("%Y%m%dT%H%M%SZ"));
+        std::fs::create_dir_all(tmp.path().join("backups").join(name)).unwrap();
+    }
+    let doc = json(
+        &pgshift(tmp.path(), &db.url)
+            .args([
+                "deploy",
+                "--env",
+                "production",
+                "--format",
+                "json",
+                "--no-report",
+            ])
+            .arg("--migrations")
+            .arg(example_dir())
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout,
+    );
+    let name = doc["backup"]["name"].as_str().unwrap();
+    assert!(name.ends_with("-2"), "{name}");
+}

@@ -974,16 +974,35 @@ impl<O: DeployObserver> Run<'_, O> {
 
     async fn backup(&self) -> Result<BackupRef, (FailureKind, String)> {
         let mut opts = self.opts.backup_options.clone();
-        if opts.name.is_none() {
-            opts.name = Some(format!(
-                "pre-deploy-{}",
-                self.report.started_at.format("%Y%m%dT%H%M%SZ")
-            ));
-        }
+        // A name of our own may be taken by a deploy that started in the same second (replicas
+        // deploying at once, a retry): then the next free `-2`, `-3`, … is used. A name the
+        // user chose is never changed.
+        let (base, ours) = match &opts.name {
+            Some(n) => (n.clone(), false),
+            None => (
+                format!(
+                    "pre-deploy-{}",
+                    self.report.started_at.format("%Y%m%dT%H%M%SZ")
+                ),
+                true,
+            ),
+        };
         let quiet: Arc<dyn backup::Progress> = Arc::new(backup::Quiet);
-        let manifest = backup::full(self.settings, &opts, quiet.clone())
-            .await
-            .map_err(|e| (backup_kind(&e), format!("the backup failed: {}", chain(&e))))?;
+        let mut nth = 1;
+        let manifest = loop {
+            opts.name = Some(if nth == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{nth}")
+            });
+            match backup::full(self.settings, &opts, quiet.clone()).await {
+                Ok(m) => break m,
+                Err(BackupError::Exists { .. }) if ours && nth < 100 => nth += 1,
+                Err(e) => {
+                    return Err((backup_kind(&e), format!("the backup failed: {}", chain(&e))))
+                }
+            }
+        };
         let path = backup::manifest::backup_path(&opts.dir, &manifest.name);
         // Decrypting needs the private key, which a deploy machine often does not hold: then
         // the stored bytes are checked against the manifest's checksums instead.
