@@ -13,72 +13,15 @@
 # Prints a table and writes bench/results/migrate-<date>.json. See bench/README.md.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH="$ROOT/bench"
-HELPER="$BENCH/bench_helper.py"
-URL=${PGSHIFT_BENCH_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
+BENCH_NAME=migrate
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 N=${PGSHIFT_BENCH_N:-1000}
-REPS=${PGSHIFT_BENCH_REPS:-3}
-BIN=${PGSHIFT_BIN:-$ROOT/target/release/pgshift}
-
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
-
-for tool in python3 psql createdb dropdb; do
-    command -v "$tool" >/dev/null || die "$tool not found (apt-get install postgresql-client python3)"
-done
-
-# --- cleanup, also on failure and Ctrl-C --------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/pgshift-bench.XXXXXX")
-PREFIX="pgshift_bench_$$"
-DBS=()
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    for db in "${DBS[@]}"; do
-        dropdb --if-exists --force --maintenance-db="$URL" "$db" >/dev/null 2>&1 ||
-            log "could not drop database $db; drop it by hand"
-    done
-    rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-createdb_fresh() { # NAME
-    dropdb --if-exists --force --maintenance-db="$URL" "$1" >/dev/null 2>&1 || true
-    createdb --maintenance-db="$URL" "$1"
-    DBS+=("$1")
-}
-dropdb_now() { # NAME
-    dropdb --if-exists --force --maintenance-db="$URL" "$1"
-    local keep=() db
-    for db in "${DBS[@]}"; do [[ $db == "$1" ]] || keep+=("$db"); done
-    DBS=("${keep[@]+"${keep[@]}"}")
-}
-db_url() { python3 "$HELPER" url "$URL" "$1"; }
-# Flush dirty buffers (e.g. from the previous run's DROP DATABASE) so a checkpoint doesn't land
-# in the middle of a measurement. Needs superuser; skipped silently otherwise.
-quiesce() { psql -X -q -d "$URL" -c CHECKPOINT >/dev/null 2>&1 || true; }
-
-# --- preconditions ------------------------------------------------------------------------------
-psql -X -q -d "$URL" -Atc 'SELECT 1' >/dev/null ||
-    die "PostgreSQL does not answer at $URL (set PGSHIFT_BENCH_URL, or start it: pg_ctlcluster 15 main start)"
-
-if [[ ! -x $BIN ]]; then
-    log "building the release binary (cargo build --release -p pgshift-cli)"
-    (cd "$ROOT" && cargo build --release -p pgshift-cli) || die "build failed"
-fi
 
 MIG="$TMP/migrations"
 DRIVER="$TMP/driver.sql"
 log "generating $N migrations in $MIG"
 python3 "$HELPER" gen "$MIG" "$N" "$DRIVER"
-
-SAMPLES="$TMP/samples.tsv"
-: >"$SAMPLES"
-OUT="$TMP/out"
-mkdir -p "$OUT"
 
 # Every command runs in the empty temp dir (no pgshift.toml, no .env there), without RUST_LOG or
 # PGSHIFT_MIGRATIONS, and with DATABASE_URL set to the run's database (unset for offline runs).
