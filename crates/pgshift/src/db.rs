@@ -486,7 +486,9 @@ fn default_host() -> String {
         .to_string()
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// The error and its causes on one line, each cause once (a message that already contains its
+/// cause's text is not repeated).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {

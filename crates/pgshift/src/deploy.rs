@@ -33,7 +33,7 @@ use serde::Serialize;
 
 use crate::backup::{self, BackupError, BackupOptions};
 use crate::config::Settings;
-use crate::db::{DbError, Target};
+use crate::db::{error_chain as chain, DbError, Target};
 use crate::lint::{self, LintOptions};
 use crate::migrate::{self, MigrateError, MigrateOptions, MigrateReport, Migrator, Observer};
 use crate::monitor::{self, Monitor};
@@ -372,21 +372,6 @@ pub async fn run<O: DeployObserver>(
     run.report.recovery = recovery(&run.report);
     run.report.duration_ms = started.elapsed().as_millis() as u64;
     run.report
-}
-
-/// The error and its causes on one line.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cause = c.source();
-    }
-    s
 }
 
 fn db_kind(e: &DbError) -> FailureKind {
