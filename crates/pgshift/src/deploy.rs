@@ -653,7 +653,7 @@ impl<O: DeployObserver> Run<'_, O> {
             return;
         }
         self.begin("validate-before");
-        let vopts = self.validate_options(&target);
+        let vopts = self.validate_options();
         let before = match validate::run(&target, self.settings, Some(self.set), &vopts).await {
             Ok(r) => r,
             Err(e) => return self.fail("validate-before", validate_kind(&e), chain(&e)),
@@ -933,16 +933,15 @@ impl<O: DeployObserver> Run<'_, O> {
         }
     }
 
-    fn validate_options(&self, target: &Target) -> ValidateOptions {
+    /// `validate`'s options for this deploy (it falls back to the target server for the
+    /// expected schema's scratch database itself).
+    fn validate_options(&self) -> ValidateOptions {
         let mut v = ValidateOptions::from_settings(self.settings);
         v.schema = self.opts.drift_check;
         v.schemas = self.opts.schemas.clone();
         v.data = self.opts.data_checks;
         v.sample_percent = self.opts.sample_percent;
         v.scratch = self.opts.scratch.clone();
-        if v.scratch.target.is_none() {
-            v.scratch.target = Some(target.clone());
-        }
         v
     }
 
