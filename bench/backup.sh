@@ -10,6 +10,8 @@
 #   PGSHIFT_BENCH_SCALE  pgbench scale (default 20, about 300 MB)
 #   PGSHIFT_BENCH_MIXED  rows of the mixed-type table (default 300000)
 #   PGSHIFT_BENCH_REPS   repetitions; the median is reported (default 2)
+#   BACKUP_COMPRESSION_LEVEL  pgshift's level (default 6, the spec's: zstd level 3), recorded
+#                        in the results
 #   PGSHIFT_BIN          binary to measure (default target/release/pgshift, built when missing)
 #
 # Wall time and peak RSS come from /usr/bin/time. Prints a table of medians and ratios and writes
@@ -21,6 +23,7 @@ URL=${PGSHIFT_BENCH_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
 SCALE=${PGSHIFT_BENCH_SCALE:-20}
 MIXED=${PGSHIFT_BENCH_MIXED:-300000}
 REPS=${PGSHIFT_BENCH_REPS:-2}
+export BACKUP_COMPRESSION_LEVEL=${BACKUP_COMPRESSION_LEVEL:-6}
 BIN=${PGSHIFT_BIN:-$ROOT/target/release/pgshift}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -121,7 +124,7 @@ mkdir -p "$ROOT/bench/results"
 RESULT="$ROOT/bench/results/backup-$(date +%Y-%m-%dT%H%M%S).json"
 BENCH_SCALE=$SCALE BENCH_MIXED=$MIXED BENCH_REPS=$REPS BENCH_SRC_BYTES=$SRC_BYTES \
 BENCH_PG="$(psql -X -q -d "$URL" -Atc 'SHOW server_version')" BENCH_CORES="$(nproc)" \
-BENCH_LOAD="$(cut -d' ' -f1-3 /proc/loadavg)" \
+BENCH_LOAD="$(cut -d' ' -f1-3 /proc/loadavg)" BENCH_LEVEL="$BACKUP_COMPRESSION_LEVEL" \
 BENCH_GIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
 python3 - "$SAMPLES" "$RESULT" <<'PY'
 import json, os, statistics, sys, datetime
@@ -144,7 +147,8 @@ e = os.environ
 doc = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
        "pgbench_scale": int(e["BENCH_SCALE"]), "mixed_rows": int(e["BENCH_MIXED"]), "reps": int(e["BENCH_REPS"]),
        "source_database_bytes": int(e["BENCH_SRC_BYTES"]), "postgres": e["BENCH_PG"], "cores": int(e["BENCH_CORES"]),
-       "loadavg_at_end": e["BENCH_LOAD"], "git": e["BENCH_GIT"], "results": med, "ratios": ratios}
+       "loadavg_at_end": e["BENCH_LOAD"], "git": e["BENCH_GIT"],
+       "backup_compression_level": e["BENCH_LEVEL"], "results": med, "ratios": ratios}
 json.dump(doc, open(sys.argv[2], "w"), indent=2)
 print(f"{'command':<22} {'median s':>9} {'peak RSS MB':>12} {'output MB':>10}")
 for n, m in med.items():

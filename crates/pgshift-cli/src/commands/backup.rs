@@ -63,9 +63,10 @@ pub struct FullArgs {
     /// Split tables larger than this many MiB into ctid ranges copied in parallel.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     chunk_mib: u64,
-    /// zstd level 1–22 (default BACKUP_COMPRESSION_LEVEL).
-    #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(i32).range(1..=22))]
-    compression_level: Option<i32>,
+    /// 1–9 on gzip's scale, as the spec's BACKUP_COMPRESSION_LEVEL=6 and pg_dump -Z (6 is
+    /// zstd level 3), or zstd:N for an exact zstd level 1–22 [default: BACKUP_COMPRESSION_LEVEL]
+    #[arg(long, value_name = "LEVEL")]
+    compression_level: Option<pgshift::config::CompressionLevel>,
 }
 
 #[derive(Debug, Args)]
@@ -347,7 +348,7 @@ async fn full(ctx: Ctx, a: FullArgs) -> anyhow::Result<i32> {
     opts.workers = a.jobs;
     opts.chunk_bytes = a.chunk_mib.max(1) << 20;
     if let Some(l) = a.compression_level {
-        opts.level = l;
+        opts.level = l.zstd();
     }
     if !ctx.json() {
         eprintln!(

@@ -34,7 +34,7 @@ pub struct BackupOptions {
     pub workers: Option<usize>,
     /// Tables larger than this are split into ctid ranges of about this size.
     pub chunk_bytes: u64,
-    /// zstd level, 1–22.
+    /// zstd level, 1–22 (from `BACKUP_COMPRESSION_LEVEL`, see [`crate::config::CompressionLevel`]).
     pub level: i32,
     /// zstd worker threads per file (0 = compress on the writing thread).
     pub zstd_threads: u32,
@@ -48,7 +48,7 @@ impl BackupOptions {
             name: None,
             workers: None,
             chunk_bytes: 64 << 20,
-            level: settings.backup_compression_level,
+            level: settings.backup_compression_level.zstd(),
             zstd_threads: 0,
             keys: KeyConfig::from_settings(settings),
         }
