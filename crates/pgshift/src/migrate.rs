@@ -556,6 +556,8 @@ pub struct Migrator<'a> {
     side: tokio::sync::Mutex<Option<Client>>,
     /// Becomes true on Ctrl-C / SIGTERM: the running statement is cancelled and rolled back.
     interrupt: Option<tokio::sync::watch::Receiver<bool>>,
+    /// SQL run inside a migration's transaction after its statements, before it is recorded.
+    before_commit: Option<String>,
 }
 
 impl<'a> Migrator<'a> {
@@ -567,7 +569,16 @@ impl<'a> Migrator<'a> {
             pid: std::sync::atomic::AtomicI32::new(0),
             side: tokio::sync::Mutex::new(None),
             interrupt: None,
+            before_commit: None,
         }
+    }
+
+    /// Runs `sql` inside each migration that is one transaction, after its statements and
+    /// before its ledger row, so it sees what the migration holds: the test suite records the
+    /// locks there (see [`crate::testing`]). It must not fail: its error fails the migration.
+    pub fn with_before_commit(mut self, sql: impl Into<String>) -> Self {
+        self.before_commit = Some(sql.into());
+        self
     }
 
     /// Stops cleanly when `rx` turns true: the running statement is cancelled on the server, its
@@ -1043,6 +1054,9 @@ impl<'a> Migrator<'a> {
             b.push_raw(&self.guard_sql(m));
             for s in &stmts[start..] {
                 b.push_statement(s);
+            }
+            if let Some(sql) = &self.before_commit {
+                b.push_raw(sql);
             }
             b.push_raw(&record(stmts.len()));
             b.push_raw("COMMIT;");

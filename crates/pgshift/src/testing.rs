@@ -1,13 +1,16 @@
 //! `pgshift test`: the migration test suite, run in a scratch database (never the target).
 //!
-//! For every migration, in order: optional data fixtures are loaded first; the locks its
-//! transaction takes are read from `pg_locks` (by running it once in a transaction that is
-//! rolled back); it is applied with the real migrator, timed, and checked for table rewrites
-//! (a changed `relfilenode`); then the round trip: rolled back (down file, stored or generated
+//! For every migration, in order: optional data fixtures are loaded first; it is applied with
+//! the real migrator, timed, with the relation locks its transaction holds copied from
+//! `pg_locks` just before it commits ([`CAPTURE_LOCKS`]), and checked for table rewrites (a
+//! changed `relfilenode`); then the round trip: rolled back (down file, stored or generated
 //! rollback) and the schema compared with the snapshot from before it, re-applied and compared
-//! with the snapshot from after it. Differences are schema diffs. At the end a second `migrate`
-//! must be a no-op with every hash matching, and every file is linted. This module renders
-//! nothing: the CLI prints [`TestReport`], writes it as JSON and as JUnit XML ([`junit`]).
+//! with the snapshot from after it. Snapshots cover the relations it locked (and every
+//! non-relation object); the "before" one is cut from a model of the whole schema that the
+//! suite keeps up to date, so each migration costs one apply, one rollback, one re-apply and
+//! three scoped snapshots. Differences are schema diffs. At the end a second `migrate` must be
+//! a no-op with every hash matching, and every file is linted. This module renders nothing: the
+//! CLI prints [`TestReport`], writes it as JSON and as JUnit XML ([`junit`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -207,10 +210,21 @@ async fn suite(
     lint_by_file: &mut HashMap<PathBuf, Vec<Violation>>,
 ) -> Result<SuiteResult, TestError> {
     let client = db.target().connect().await?;
+    scratch_session(&client).await?;
+    let introspector = schema::Introspector::prepare(&client).await?;
     let mut s = settings.clone();
     s.database_url = None;
     let intro = IntrospectOptions::from_settings(&s);
     let migrator = Migrator::new(&s, set);
+    // The first apply of each migration records, inside its own transaction, the locks it
+    // holds; the re-apply of the round trip does not need to.
+    let probing = Migrator::new(&s, set).with_before_commit(CAPTURE_LOCKS);
+    // The whole schema as it stands, kept up to date from the scoped snapshots: the "before"
+    // of each migration is cut from it instead of being read (see `Snapshot::merge_scoped`).
+    let mut model = match opts.no_round_trip {
+        true => None,
+        false => Some(introspector.read(&client, &intro).await?),
+    };
     let mut results = Vec::new();
     let mut broken = false;
     for m in &set.migrations {
@@ -252,33 +266,21 @@ async fn suite(
                 results.push(r);
                 continue;
             }
+            // A fixture may create objects as well as rows.
+            if model.is_some() {
+                model = Some(introspector.read(&client, &intro).await?);
+            }
         }
-        let files_before = relfilenodes(&client).await?;
-        let probe = probe_locks(&client, m, &files_before).await;
-        // The round trip compares the relations the migration touched (every DDL locks what it
-        // changes, creates or drops) with their columns, constraints, indexes and the rest, and
-        // every non-relation object: snapshots whose cost does not grow with the folder. When
-        // the probe cannot run (statements outside a transaction), the whole schema.
-        let scoped = match (&probe, opts.no_round_trip) {
-            (_, true) => None,
-            (Some(p), false) => Some(IntrospectOptions {
-                only_tables: Some(touched(&client, p).await?),
-                ..intro.clone()
-            }),
-            (None, false) => Some(intro.clone()),
-        };
-        let before = match &scoped {
-            Some(i) => Some(schema::introspect(&client, i).await?),
-            None => None,
-        };
-        r.locks = probe.map(|p| p.locks);
+        let rels_before = relations(&client).await?;
         let opts_one = MigrateOptions {
             target: Some(m.id.clone()),
             ..MigrateOptions::default()
         };
         let t = Instant::now();
-        let applied = migrator.migrate(&client, &opts_one, &mut Silent).await;
+        let applied = probing.migrate(&client, &opts_one, &mut Silent).await;
         r.apply_ms = t.elapsed().as_millis() as u64;
+        // Read (and empty) the capture also when the apply failed: nothing is left behind.
+        let captured = captured_locks(&client).await?;
         if let Err(e) = applied {
             r.ok = false;
             r.error = Some(e.to_string());
@@ -286,20 +288,58 @@ async fn suite(
             results.push(r);
             continue;
         }
-        let files_after = relfilenodes(&client).await?;
-        r.rewrites = files_before
-            .iter()
-            .filter(|(name, node)| files_after.get(*name).is_some_and(|n| n != *node))
-            .map(|(name, _)| name.clone())
-            .collect();
-        r.rewrites.sort();
-        if let (Some(prev), Some(scope)) = (&before, &scoped) {
-            let after = schema::introspect(&client, scope).await?;
-            round_trip(&client, &s, set, &migrator, m, prev, &after, scope, &mut r).await?;
-            // A failed round trip is reported; the suite goes on as long as the schema is back
-            // to the state after this migration.
-            broken = r.reapply == "failed";
+        let rels_after = relations(&client).await?;
+        r.rewrites = rewrites(&rels_before, &rels_after);
+        // Migrations that run outside one transaction record no locks: compared on the whole
+        // schema.
+        let in_one_tx = !captured.is_empty();
+        let scope = in_one_tx.then(|| {
+            let names = touched(&captured, &rels_before, &intro);
+            match &model {
+                Some(whole) => whole.with_dependents(&names),
+                None => names,
+            }
+        });
+        if in_one_tx {
+            r.locks = Some(locks_taken(&captured, &rels_before, &intro));
         }
+        let Some(whole) = model.as_mut() else {
+            results.push(r);
+            continue;
+        };
+        // The round trip compares the relations the migration touched (every DDL locks what it
+        // changes, creates or drops) with their columns, constraints, indexes and the rest, and
+        // every non-relation object: snapshots whose cost does not grow with the folder.
+        let scoped = match &scope {
+            Some(names) => IntrospectOptions {
+                only_tables: Some(names.clone()),
+                ..intro.clone()
+            },
+            None => intro.clone(),
+        };
+        let before = match &scope {
+            Some(names) => whole.scoped(names),
+            None => whole.clone(),
+        };
+        let after = introspector.read(&client, &scoped).await?;
+        match &scope {
+            Some(names) => {
+                if whole.merge_scoped(names, after.clone()) {
+                    *whole = introspector.read(&client, &intro).await?;
+                }
+            }
+            None => *whole = after.clone(),
+        }
+        let snap = Snap {
+            introspector: &introspector,
+            intro: &scoped,
+            before: &before,
+            after: &after,
+        };
+        round_trip(&client, &s, set, &migrator, m, &snap, &mut r).await?;
+        // A failed round trip is reported; the suite goes on as long as the schema is back to
+        // the state after this migration.
+        broken = r.reapply == "failed";
         results.push(r);
     }
     // Idempotency: nothing left to apply, no hash differs.
@@ -323,20 +363,60 @@ async fn suite(
             }
             Err(e) => idempotency = Some(format!("a second migrate failed: {e}")),
         }
+        // The model must have followed the database; if it did not, a migration changed a
+        // relation without locking it and the "before" snapshots after it may be off.
+        if let Some(whole) = &model {
+            let now = introspector.read(&client, &intro).await?;
+            let d = schema::diff(&now, whole);
+            if !d.is_empty() {
+                tracing::warn!(
+                    "the test suite's schema model differs from the scratch database: {}",
+                    d.changes
+                        .iter()
+                        .map(|c| c.object.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
     }
     Ok((results, idempotency))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The scratch database is thrown away at the end: its commits need not wait for the WAL to
+/// reach disk (`synchronous_commit = off`; apply, rollback and re-apply each commit), and the
+/// snapshot queries, prepared once and run four times per migration, keep one generic plan
+/// (`plan_cache_mode`, PostgreSQL 12 and later) instead of being planned again every time.
+/// The session also gets the temporary table [`CAPTURE_LOCKS`] fills.
+async fn scratch_session(client: &Client) -> Result<(), DbError> {
+    client
+        .batch_execute(
+            "SELECT set_config('synchronous_commit', 'off', false),
+                    (SELECT set_config('plan_cache_mode', 'force_generic_plan', false)
+                      WHERE current_setting('server_version_num')::int >= 120000);
+             CREATE TEMPORARY TABLE pgshift_test_locks (
+               relation oid, mode text, nspname name, relname name, relkind text, parent oid)",
+        )
+        .await
+        .map_err(|e| DbError::query("preparing the scratch session", e))?;
+    Ok(())
+}
+
+/// One migration's snapshots: before it and after it, scoped to what it touched.
+struct Snap<'a> {
+    introspector: &'a schema::Introspector,
+    intro: &'a IntrospectOptions,
+    before: &'a Snapshot,
+    after: &'a Snapshot,
+}
+
 async fn round_trip(
     client: &Client,
     settings: &Settings,
     set: &MigrationSet,
     migrator: &Migrator<'_>,
     m: &crate::source::Migration,
-    before: &Snapshot,
-    after: &Snapshot,
-    intro: &IntrospectOptions,
+    snap: &Snap<'_>,
     r: &mut MigrationResult,
 ) -> Result<(), TestError> {
     let t = Instant::now();
@@ -375,8 +455,8 @@ async fn round_trip(
             return Ok(());
         }
     }
-    let now = schema::introspect(client, intro).await?;
-    let d = schema::diff(&now, before);
+    let now = snap.introspector.read(client, snap.intro).await?;
+    let d = schema::diff(&now, snap.before);
     if d.is_empty() {
         r.rollback = "ok";
     } else {
@@ -425,8 +505,8 @@ async fn round_trip(
             return Ok(());
         }
     }
-    let again = schema::introspect(client, intro).await?;
-    let d = schema::diff(&again, after);
+    let again = snap.introspector.read(client, snap.intro).await?;
+    let d = schema::diff(&again, snap.after);
     if d.is_empty() {
         r.reapply = "ok";
     } else {
@@ -447,117 +527,194 @@ async fn round_trip(
     Ok(())
 }
 
-/// `schema.table` → relfilenode of every ordinary table and materialized view.
-async fn relfilenodes(client: &Client) -> Result<HashMap<String, u32>, DbError> {
+/// A relation of the scratch database, as read before and after a migration.
+struct Relation {
+    schema: String,
+    name: String,
+    /// `r`, `p`, `m` or `v`.
+    kind: String,
+    relfilenode: u32,
+}
+
+/// Every table, partitioned table, materialized view and view outside the system schemas,
+/// by oid.
+async fn relations(client: &Client) -> Result<HashMap<u32, Relation>, DbError> {
     let rows = client
         .query(
-            "SELECT n.nspname || '.' || c.relname, c.relfilenode::oid
+            "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, c.relfilenode::oid
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                AND n.nspname NOT LIKE 'pg\\_toast%'",
+              WHERE c.relkind IN ('r', 'p', 'm', 'v')
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'",
             &[],
         )
         .await
-        .map_err(|e| DbError::query("reading relfilenodes", e))?;
+        .map_err(|e| DbError::query("reading the relations", e))?;
     Ok(rows
         .iter()
-        .map(|r| (r.get::<_, String>(0), r.get::<_, u32>(1)))
+        .map(|r| {
+            (
+                r.get::<_, u32>(0),
+                Relation {
+                    schema: r.get(1),
+                    name: r.get(2),
+                    kind: r.get(3),
+                    relfilenode: r.get(4),
+                },
+            )
+        })
         .collect())
 }
 
-/// What the lock probe saw.
-struct Probe {
-    /// Tables, partitioned tables, materialized views and views locked, with the strongest mode.
-    locks: Vec<LockTaken>,
-    /// (schema, name) of every relation of those kinds locked, as named inside the migration.
-    named: Vec<(String, String)>,
-    /// Oids of every relation locked, also those the migration dropped.
-    oids: Vec<u32>,
+/// Tables and materialized views whose storage changed (the same oid, another relfilenode).
+fn rewrites(before: &HashMap<u32, Relation>, after: &HashMap<u32, Relation>) -> Vec<String> {
+    let mut out: Vec<String> = before
+        .iter()
+        .filter(|(oid, b)| {
+            matches!(b.kind.as_str(), "r" | "m")
+                && after
+                    .get(oid)
+                    .is_some_and(|a| a.relfilenode != b.relfilenode)
+        })
+        .map(|(_, b)| format!("{}.{}", b.schema, b.name))
+        .collect();
+    out.sort();
+    out
 }
 
-/// The relations a migration touched: the names they have inside it and the names they have
-/// now (before it runs), so that renamed and dropped ones are compared too.
-async fn touched(client: &Client, p: &Probe) -> Result<Vec<(String, String)>, DbError> {
+/// Appended to each migration's transaction by the first apply: copies the relation locks the
+/// session holds at that point into a temporary table (see [`scratch_session`]). An index or
+/// a sequence stands for the table it belongs to.
+const CAPTURE_LOCKS: &str = "INSERT INTO pg_temp.pgshift_test_locks
+SELECT l.relation, l.mode, n.nspname, c.relname, c.relkind::text,
+       coalesce(i.indrelid, (SELECT d.refobjid FROM pg_depend d
+                              WHERE d.classid = 'pg_class'::regclass AND d.objid = l.relation
+                                AND d.refclassid = 'pg_class'::regclass
+                                AND d.deptype IN ('a', 'i') LIMIT 1))
+  FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation
+  LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_index i ON i.indexrelid = l.relation
+ WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database());
+";
+
+/// One lock [`CAPTURE_LOCKS`] recorded.
+struct Captured {
+    oid: u32,
+    mode: String,
+    /// The name inside the migration; `None` for a relation it dropped.
+    schema: Option<String>,
+    name: Option<String>,
+    kind: Option<String>,
+    /// The table of an index or of an owned sequence.
+    parent: Option<u32>,
+}
+
+/// Reads and empties what [`CAPTURE_LOCKS`] recorded. Empty when the migration ran outside one
+/// transaction (nothing was recorded), or failed.
+async fn captured_locks(client: &Client) -> Result<Vec<Captured>, DbError> {
     let rows = client
         .query(
-            "SELECT n.nspname::text, c.relname::text FROM pg_class c
-               JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.oid = ANY($1::oid[]) AND c.relkind IN ('r', 'p', 'm', 'v')",
-            &[&p.oids],
+            "DELETE FROM pg_temp.pgshift_test_locks
+             RETURNING relation, mode, nspname::text, relname::text, relkind, parent",
+            &[],
         )
         .await
-        .map_err(|e| DbError::query("naming the relations a migration locks", e))?;
-    let mut out: Vec<(String, String)> = p.named.clone();
-    out.extend(rows.iter().map(|r| (r.get(0), r.get(1))));
-    out.sort();
-    out.dedup();
-    Ok(out)
+        .map_err(|e| DbError::query("reading the locks a migration took", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| Captured {
+            oid: r.get(0),
+            mode: r.get(1),
+            schema: r.get(2),
+            name: r.get(3),
+            kind: r.get(4),
+            parent: r.get(5),
+        })
+        .collect())
 }
 
-/// Runs `m` in a transaction that is rolled back, reading the relation locks it held just before
-/// the rollback. `None` for migrations that run outside a transaction, or that fail here (the
-/// real apply reports that).
-async fn probe_locks(
-    client: &Client,
-    m: &crate::source::Migration,
-    existing: &HashMap<String, u32>,
-) -> Option<Probe> {
-    let stmts = crate::migrate::parse(m).ok()?;
-    if m.directives.no_transaction || stmts.iter().any(|s| !s.transactional) {
-        return None;
+/// The relation a captured lock is on, as (schema, name, kind): its name inside the migration,
+/// else (dropped there) its name before it. `None` for pgshift's own tables, system and
+/// temporary relations, and relations created and dropped inside the migration.
+fn locked_relation(
+    c: &Captured,
+    before: &HashMap<u32, Relation>,
+    intro: &IntrospectOptions,
+) -> Option<(String, String, String)> {
+    let (schema, name, kind) = match (&c.schema, &c.name, &c.kind) {
+        (Some(s), Some(n), Some(k)) => (s.clone(), n.clone(), k.clone()),
+        _ => {
+            let b = before.get(&c.oid)?;
+            (b.schema.clone(), b.name.clone(), b.kind.clone())
+        }
+    };
+    let system = schema == "pg_catalog"
+        || schema == "information_schema"
+        || schema.starts_with("pg_toast")
+        || schema.starts_with("pg_temp");
+    let own = intro
+        .exclude_tables
+        .iter()
+        .any(|(s, t)| *s == schema && *t == name);
+    (!system && !own).then_some((schema, name, kind))
+}
+
+/// The relations a migration locked, strongest mode each, flagged when they existed before it.
+fn locks_taken(
+    captured: &[Captured],
+    before: &HashMap<u32, Relation>,
+    intro: &IntrospectOptions,
+) -> Vec<LockTaken> {
+    let mut strongest: std::collections::BTreeMap<String, (String, bool)> = Default::default();
+    for c in captured {
+        let Some((schema, name, kind)) = locked_relation(c, before, intro) else {
+            continue;
+        };
+        if !matches!(kind.as_str(), "r" | "p" | "m" | "v") {
+            continue;
+        }
+        let e = strongest
+            .entry(format!("{schema}.{name}"))
+            .or_insert_with(|| (c.mode.clone(), before.contains_key(&c.oid)));
+        if strength(&c.mode) > strength(&e.0) {
+            e.0 = c.mode.clone();
+        }
     }
-    let body: String = stmts.iter().map(|s| format!("{};\n", s.text)).collect();
-    let sql = format!(
-        "BEGIN;\n{body}SELECT coalesce(n.nspname || '.' || c.relname, l.relation::text), l.mode,
-                n.nspname, c.relname, l.relation::oid::text,
-                coalesce(c.relkind IN ('r', 'p', 'm', 'v'), false)
-           FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation
-           LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
-            AND coalesce(n.nspname, '') NOT IN ('pg_catalog', 'information_schema')
-            AND coalesce(n.nspname, '') NOT LIKE 'pg\\_toast%'
-            AND (c.relkind IS NULL OR c.relkind IN ('r', 'p', 'm', 'v'))
-          ORDER BY 1, 2;"
-    );
-    let msgs = client.simple_query(&sql).await;
-    let _ = client.batch_execute("ROLLBACK").await;
-    let mut strongest: std::collections::BTreeMap<String, String> = Default::default();
-    let mut named = Vec::new();
-    let mut oids = Vec::new();
-    for msg in msgs.ok()? {
-        if let tokio_postgres::SimpleQueryMessage::Row(row) = msg {
-            if let Some(oid) = row.get(4).and_then(|o| o.parse::<u32>().ok()) {
-                oids.push(oid);
+    strongest
+        .into_iter()
+        .map(|(relation, (mode, existing))| LockTaken {
+            relation,
+            mode,
+            existing,
+        })
+        .collect()
+}
+
+/// The relations a migration touched, under the names they have inside it and the names they
+/// had before it, so renamed and dropped ones are compared too. Indexes and sequences count as
+/// their table.
+fn touched(
+    captured: &[Captured],
+    before: &HashMap<u32, Relation>,
+    intro: &IntrospectOptions,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for c in captured {
+        if let Some((schema, name, kind)) = locked_relation(c, before, intro) {
+            if matches!(kind.as_str(), "r" | "p" | "m" | "v") {
+                out.push((schema, name));
             }
-            if let (Some(schema), Some(name)) = (row.get(2), row.get(3)) {
-                named.push((schema.to_string(), name.to_string()));
-            }
-            // Dropped inside the migration: no name or kind any more (named above by oid).
-            if row.get(5) != Some("t") {
-                continue;
-            }
-            if let (Some(rel), Some(mode)) = (row.get(0), row.get(1)) {
-                let e = strongest
-                    .entry(rel.to_string())
-                    .or_insert_with(|| mode.to_string());
-                if strength(mode) > strength(e) {
-                    *e = mode.to_string();
-                }
+        }
+        for oid in [Some(c.oid), c.parent].into_iter().flatten() {
+            if let Some(b) = before.get(&oid) {
+                out.push((b.schema.clone(), b.name.clone()));
             }
         }
     }
-    Some(Probe {
-        locks: strongest
-            .into_iter()
-            .map(|(relation, mode)| LockTaken {
-                existing: existing.contains_key(&relation),
-                relation,
-                mode,
-            })
-            .collect(),
-        named,
-        oids,
-    })
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The report as JUnit XML: one test case per migration (and one for idempotency).

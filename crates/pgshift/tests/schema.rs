@@ -334,3 +334,107 @@ async fn a_migrations_folder_is_snapshotted_through_a_scratch_database() {
     let live = snapshot(&target, &IntrospectOptions::from_settings(&settings)).await;
     assert!(schema::diff(&live, &from_folder).is_empty());
 }
+
+/// The migration test suite cuts its "before" snapshots from a model of the whole schema and
+/// merges scoped snapshots back into it: both must agree with what the server reports, for
+/// tables, owned and unowned sequences, identity columns, partitions, views and a materialized
+/// view's indexes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_snapshots_cut_and_merged_agree_with_the_server() {
+    let db = TestDb::new("schema_scoped").await;
+    let client = db.client().await;
+    exec(
+        &client,
+        "CREATE TABLE a (id serial PRIMARY KEY, v text);
+         CREATE TABLE b (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                         a_id int REFERENCES a (id));
+         CREATE INDEX b_a_id_idx ON b (a_id);
+         CREATE SEQUENCE loose;
+         CREATE TABLE p (at date NOT NULL) PARTITION BY RANGE (at);
+         CREATE TABLE p_2026 PARTITION OF p FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+         CREATE VIEW v AS SELECT id FROM a;
+         CREATE MATERIALIZED VIEW mv AS SELECT id FROM b;
+         CREATE INDEX mv_id_idx ON mv (id);",
+    )
+    .await
+    .unwrap();
+    let full = IntrospectOptions::default();
+    let scoped = |names: &[(&str, &str)]| IntrospectOptions {
+        only_tables: Some(
+            names
+                .iter()
+                .map(|(s, n)| (s.to_string(), n.to_string()))
+                .collect(),
+        ),
+        ..IntrospectOptions::default()
+    };
+    let reader = schema::Introspector::prepare(&client).await.unwrap();
+    let mut model = reader.read(&client, &full).await.unwrap();
+    assert_eq!(
+        model,
+        snap(&client, &full).await,
+        "prepared and one-off reads"
+    );
+    for names in [
+        &[("public", "a")][..],
+        &[("public", "b"), ("public", "mv")][..],
+        &[("public", "p"), ("public", "p_2026"), ("public", "gone")][..],
+        &[][..],
+    ] {
+        let opts = scoped(names);
+        let cut = model.scoped(opts.only_tables.as_ref().unwrap());
+        compare(
+            &format!("{names:?} cut from the whole"),
+            &cut,
+            &reader.read(&client, &opts).await.unwrap(),
+        )
+        .unwrap();
+    }
+
+    // A change to two relations, merged back from a snapshot scoped to them.
+    exec(
+        &client,
+        "ALTER TABLE a ADD COLUMN w int; ALTER TABLE a RENAME TO a2;
+         CREATE INDEX mv_id2_idx ON mv (id);",
+    )
+    .await
+    .unwrap();
+    let locked: Vec<(String, String)> = [("public", "a"), ("public", "a2"), ("public", "mv")]
+        .iter()
+        .map(|(s, n)| (s.to_string(), n.to_string()))
+        .collect();
+    // `b`'s foreign key names `a`: renaming `a` changes `b` without locking it.
+    let names = model.with_dependents(&locked);
+    assert!(
+        names.contains(&("public".to_string(), "b".to_string())),
+        "{names:?}"
+    );
+    let fresh = reader
+        .read(
+            &client,
+            &IntrospectOptions {
+                only_tables: Some(names.clone()),
+                ..IntrospectOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    // The view `v` now reads `a2`: a view changed, so the caller is told to read everything.
+    assert!(
+        model.merge_scoped(&names, fresh),
+        "a view's definition changed"
+    );
+    compare("merged", &model, &snap(&client, &full).await).unwrap();
+
+    // A change to a table alone: nothing outside the relations changed.
+    exec(&client, "ALTER TABLE b ADD COLUMN note text")
+        .await
+        .unwrap();
+    let names = vec![("public".to_string(), "b".to_string())];
+    let fresh = reader
+        .read(&client, &scoped(&[("public", "b")]))
+        .await
+        .unwrap();
+    assert!(!model.merge_scoped(&names, fresh));
+    compare("merged again", &model, &snap(&client, &full).await).unwrap();
+}

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Row};
+use tokio_postgres::{Client, Row, Statement, ToStatement};
 
 use super::model::*;
 use super::SchemaError;
@@ -285,6 +285,44 @@ const Q_FUNCTIONS: &str =
    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
                     AND d.objid = p.oid AND d.deptype = 'e')";
 
+/// The catalog queries in the order [`read_all`] runs them ([`WHAT`] names them). Those in
+/// [`SCOPED`] also take the relation scope (`$4`/`$5`, see [`IntrospectOptions::only_tables`]).
+fn catalog_queries() -> [String; CATALOG_QUERIES] {
+    [
+        Q_SCHEMAS.to_string(),
+        Q_EXTENSIONS.to_string(),
+        Q_TYPES.to_string(),
+        Q_SEQUENCES.to_string(),
+        q_tables(),
+        q_columns(),
+        q_constraints(),
+        q_indexes(),
+        q_triggers(),
+        q_policies(),
+        Q_VIEWS.to_string(),
+        Q_FUNCTIONS.to_string(),
+    ]
+}
+
+/// Sequences through policies.
+const SCOPED: std::ops::Range<usize> = 3..10;
+
+const CATALOG_QUERIES: usize = 12;
+const WHAT: [&str; CATALOG_QUERIES] = [
+    "schemas",
+    "extensions",
+    "types",
+    "sequences",
+    "tables",
+    "columns",
+    "constraints",
+    "indexes",
+    "triggers",
+    "policies",
+    "views",
+    "functions",
+];
+
 /// Reads the schema. The session's `search_path` is emptied while the catalog queries run and
 /// restored afterwards (also when a query fails).
 pub async fn introspect(
@@ -299,6 +337,52 @@ pub async fn introspect_with_stats(
     client: &Client,
     opts: &IntrospectOptions,
 ) -> Result<(Snapshot, IntrospectStats), SchemaError> {
+    let queries = catalog_queries();
+    let texts: [&str; CATALOG_QUERIES] = std::array::from_fn(|i| queries[i].as_str());
+    with_empty_search_path(client, read_all(client, texts, opts)).await
+}
+
+/// The catalog queries prepared once on one connection, for a caller that reads the schema
+/// many times there (the migration test suite takes four snapshots per migration). The server
+/// keeps the prepared statements' plans, and planning these joins was most of what a snapshot
+/// scoped to a few relations cost. The statements belong to the connection they were prepared
+/// on: use [`Introspector::read`] with that client only.
+#[derive(Debug)]
+pub struct Introspector {
+    statements: Vec<Statement>,
+}
+
+impl Introspector {
+    pub async fn prepare(client: &Client) -> Result<Self, SchemaError> {
+        let mut statements = Vec::with_capacity(CATALOG_QUERIES);
+        for (sql, what) in catalog_queries().iter().zip(WHAT) {
+            statements.push(client.prepare(sql).await.map_err(|e| {
+                SchemaError::Db(DbError::query(
+                    format!("preparing the query that reads {what}"),
+                    e,
+                ))
+            })?);
+        }
+        Ok(Introspector { statements })
+    }
+
+    /// [`introspect`] with the prepared statements.
+    pub async fn read(
+        &self,
+        client: &Client,
+        opts: &IntrospectOptions,
+    ) -> Result<Snapshot, SchemaError> {
+        let stmts: [&Statement; CATALOG_QUERIES] = std::array::from_fn(|i| &self.statements[i]);
+        with_empty_search_path(client, read_all(client, stmts, opts))
+            .await
+            .map(|(s, _)| s)
+    }
+}
+
+async fn with_empty_search_path(
+    client: &Client,
+    read: impl std::future::Future<Output = Result<Snapshot, SchemaError>>,
+) -> Result<(Snapshot, IntrospectStats), SchemaError> {
     let started = Instant::now();
     let q = |e| SchemaError::Db(DbError::query("reading the schema from pg_catalog", e));
     let old: String = client
@@ -309,25 +393,26 @@ pub async fn introspect_with_stats(
         .await
         .map_err(q)?
         .get(0);
-    let result = read_all(client, opts).await;
+    let result = read.await;
     let restore = client
         .query_one("SELECT set_config('search_path', $1, false)", &[&old])
         .await;
-    let (snapshot, catalog_queries) = result?;
+    let snapshot = result?;
     restore.map_err(q)?;
     Ok((
         snapshot,
         IntrospectStats {
-            queries: catalog_queries + 2,
+            queries: CATALOG_QUERIES + 2,
             elapsed_ms: started.elapsed().as_millis() as u64,
         },
     ))
 }
 
-async fn read_all(
+async fn read_all<S: ToStatement + ?Sized + Sync>(
     client: &Client,
+    stmts: [&S; CATALOG_QUERIES],
     opts: &IntrospectOptions,
-) -> Result<(Snapshot, usize), SchemaError> {
+) -> Result<Snapshot, SchemaError> {
     let schemas = &opts.schemas;
     let ex_s: Vec<&str> = opts
         .exclude_tables
@@ -349,15 +434,14 @@ async fn read_all(
         .as_ref()
         .map(|v| v.iter().map(|(_, t)| t.as_str()).collect());
     let scoped: [&(dyn ToSql + Sync); 5] = [schemas, &ex_s, &ex_t, &only_s, &only_t];
-    let (tables_sql, columns_sql, constraints_sql, indexes_sql, triggers_sql, policies_sql) = (
-        q_tables(),
-        q_columns(),
-        q_constraints(),
-        q_indexes(),
-        q_triggers(),
-        q_policies(),
-    );
-    let run = |sql: &'static str, what: &'static str| query(client, sql, what, &params);
+    let run = |i: usize| {
+        let args: &[&(dyn ToSql + Sync)] = if SCOPED.contains(&i) {
+            &scoped
+        } else {
+            &params
+        };
+        query(client, stmts[i], WHAT[i], args)
+    };
     let (
         r_schemas,
         r_ext,
@@ -372,20 +456,19 @@ async fn read_all(
         r_views,
         r_funcs,
     ) = tokio::try_join!(
-        run(Q_SCHEMAS, "schemas"),
-        run(Q_EXTENSIONS, "extensions"),
-        run(Q_TYPES, "types"),
-        query(client, Q_SEQUENCES, "sequences", &scoped),
-        query(client, &tables_sql, "tables", &scoped),
-        query(client, &columns_sql, "columns", &scoped),
-        query(client, &constraints_sql, "constraints", &scoped),
-        query(client, &indexes_sql, "indexes", &scoped),
-        query(client, &triggers_sql, "triggers", &scoped),
-        query(client, &policies_sql, "policies", &scoped),
-        run(Q_VIEWS, "views"),
-        run(Q_FUNCTIONS, "functions"),
+        run(0),
+        run(1),
+        run(2),
+        run(3),
+        run(4),
+        run(5),
+        run(6),
+        run(7),
+        run(8),
+        run(9),
+        run(10),
+        run(11),
     )?;
-    const CATALOG_QUERIES: usize = 12;
 
     let mut snap = Snapshot::empty();
     snap.schemas = r_schemas
@@ -585,12 +668,12 @@ async fn read_all(
         })
         .collect();
     snap.normalize();
-    Ok((snap, CATALOG_QUERIES))
+    Ok(snap)
 }
 
-async fn query(
+async fn query<S: ToStatement + ?Sized + Sync>(
     client: &Client,
-    sql: &str,
+    sql: &S,
     what: &'static str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Row>, SchemaError> {

@@ -27,6 +27,7 @@ pub use diff::{diff, Action, Change, Diff, Hazard, ObjectKind, Phase};
 pub use input::{load, SnapshotInput};
 pub use introspect::{
     introspect, introspect_with_stats, pgshift_tables, IntrospectOptions, IntrospectStats,
+    Introspector,
 };
 pub use model::Snapshot;
 

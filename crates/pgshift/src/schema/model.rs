@@ -5,7 +5,11 @@
 //! render exactly (`pg_get_constraintdef`, `pg_get_indexdef`, `pg_get_viewdef`,
 //! `pg_get_functiondef`, `pg_get_triggerdef`, `pg_get_expr`, `format_type`) is stored as the
 //! server renders it with an empty `search_path`, so every name in it is schema-qualified. This
-//! module owns the shapes only; it does not talk to the server and does not compare.
+//! module owns the shapes, and cutting a snapshot down to some relations and merging such a
+//! part back ([`Snapshot::scoped`], [`Snapshot::merge_scoped`]); it does not talk to the server
+//! and does not diff.
+
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -408,6 +412,119 @@ impl Snapshot {
         }
     }
 
+    /// What reading the same database with [`super::IntrospectOptions::only_tables`] set to
+    /// `scope` gives: the tables in `scope`, the sequences they own and every unowned one, the
+    /// indexes of the materialized views in `scope`, and all types, views, functions, schemas and
+    /// extensions. [`Snapshot::merge_scoped`] is its converse.
+    pub fn scoped(&self, scope: &[(String, String)]) -> Snapshot {
+        let within = Scope::new(scope);
+        let mut out = Snapshot {
+            tables: Vec::new(),
+            sequences: Vec::new(),
+            views: Vec::new(),
+            ..self.clone()
+        };
+        out.tables = self
+            .tables
+            .iter()
+            .filter(|t| within.has(&t.schema, &t.name))
+            .cloned()
+            .collect();
+        out.sequences = self
+            .sequences
+            .iter()
+            .filter(|q| within.keeps_sequence(q))
+            .cloned()
+            .collect();
+        out.views = self
+            .views
+            .iter()
+            .map(|v| {
+                let mut v = v.clone();
+                if !within.has(&v.schema, &v.name) {
+                    v.indexes.clear();
+                }
+                v
+            })
+            .collect();
+        out
+    }
+
+    /// `scope` plus the tables whose definitions name a table in it: those with a foreign key
+    /// to it and its partitions. Renaming a table changes their text without locking them, so
+    /// a scope that is to be merged back ([`Snapshot::merge_scoped`]) must hold them too.
+    pub fn with_dependents(&self, scope: &[(String, String)]) -> Vec<(String, String)> {
+        let within = Scope::new(scope);
+        let mut out = scope.to_vec();
+        for t in &self.tables {
+            let refers = t.constraints.iter().any(|c| {
+                c.references
+                    .as_ref()
+                    .is_some_and(|r| within.has(&r.schema, &r.name))
+            }) || t
+                .partition_of
+                .as_ref()
+                .is_some_and(|p| within.has(&p.schema, &p.table));
+            if refers {
+                out.push((t.schema.clone(), t.name.clone()));
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Takes in `fresh`, a snapshot read with `only_tables = scope` after this one: what it
+    /// covers replaces what this one holds (see [`Snapshot::scoped`]), the rest stays. Returns
+    /// whether something outside the relations changed (a type, function, view, schema or
+    /// extension): a change there can alter tables outside `scope` too (a renamed type renames
+    /// their columns' type), so the caller should read the whole snapshot again.
+    pub fn merge_scoped(&mut self, scope: &[(String, String)], fresh: Snapshot) -> bool {
+        let within = Scope::new(scope);
+        let view_key = |v: &View| (v.schema.clone(), v.name.clone());
+        let unchanged_views = self.views.len() == fresh.views.len()
+            && self.views.iter().zip(&fresh.views).all(|(a, b)| {
+                view_key(a) == view_key(b)
+                    && View {
+                        indexes: Vec::new(),
+                        ..a.clone()
+                    } == View {
+                        indexes: Vec::new(),
+                        ..b.clone()
+                    }
+            });
+        let others_changed = !unchanged_views
+            || self.schemas != fresh.schemas
+            || self.extensions != fresh.extensions
+            || self.types != fresh.types
+            || self.functions != fresh.functions;
+        let mut old_view_indexes: HashMap<(String, String), Vec<Index>> =
+            std::mem::take(&mut self.views)
+                .into_iter()
+                .map(|v| (view_key(&v), v.indexes))
+                .collect();
+        self.views = fresh
+            .views
+            .into_iter()
+            .map(|mut v| {
+                if !within.has(&v.schema, &v.name) {
+                    v.indexes = old_view_indexes.remove(&view_key(&v)).unwrap_or_default();
+                }
+                v
+            })
+            .collect();
+        self.tables.retain(|t| !within.has(&t.schema, &t.name));
+        self.tables.extend(fresh.tables);
+        self.sequences.retain(|q| !within.keeps_sequence(q));
+        self.sequences.extend(fresh.sequences);
+        self.schemas = fresh.schemas;
+        self.extensions = fresh.extensions;
+        self.types = fresh.types;
+        self.functions = fresh.functions;
+        self.normalize();
+        others_changed
+    }
+
     /// Puts every collection in its canonical order.
     pub fn normalize(&mut self) {
         self.schemas.sort_by(|a, b| a.name.cmp(&b.name));
@@ -481,4 +598,29 @@ fn is_plain(s: &str) -> bool {
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// A set of (schema, relation) names, as [`Snapshot::scoped`] reads it.
+struct Scope<'a>(std::collections::HashSet<(&'a str, &'a str)>);
+
+impl<'a> Scope<'a> {
+    fn new(scope: &'a [(String, String)]) -> Self {
+        Scope(
+            scope
+                .iter()
+                .map(|(s, n)| (s.as_str(), n.as_str()))
+                .collect(),
+        )
+    }
+
+    fn has(&self, schema: &str, name: &str) -> bool {
+        self.0.contains(&(schema, name))
+    }
+
+    /// Unowned sequences are always read; owned ones with their table.
+    fn keeps_sequence(&self, q: &Sequence) -> bool {
+        q.owned_by
+            .as_ref()
+            .is_none_or(|o| self.has(&o.schema, &o.table))
+    }
 }
