@@ -5,8 +5,10 @@
 //! with `search_path` emptied for their duration, so every name the server renders
 //! (`format_type`, `pg_get_*def`, `pg_get_expr`) is schema-qualified and exact; the session's
 //! `search_path` is put back afterwards. Objects owned by extensions (`pg_depend.deptype = 'e'`)
-//! and pgshift's own bookkeeping tables are left out. This module must not compare snapshots
-//! or render DDL.
+//! and pgshift's own bookkeeping tables are left out. Comments are read from `pg_description`
+//! directly: `obj_description()` and `col_description()` are SQL functions that look the catalog
+//! up by name on every call, which cost more than the rest of a scoped query. This module must
+//! not compare snapshots or render DDL.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -98,18 +100,34 @@ pub struct IntrospectStats {
 
 // The relations in scope: tables, partitioned tables and materialized views of the wanted
 // schemas, minus extension members and excluded tables. $1 schemas, $2/$3 excluded tables, $4/$5
-// the only relations wanted (NULL: all).
-const RELS: &str = "WITH rels AS (
+// the only relations wanted (NULL: all). Two texts, so that each keeps a plan of its own when
+// prepared: every relation of the schemas (a scan of pg_class), or only those named in $4/$5
+// (index lookups by name, so a snapshot of a few tables costs the same in a schema of thousands).
+fn rels(scoped: bool) -> &'static str {
+    if scoped {
+        "WITH rels AS (
+  SELECT DISTINCT c.oid, c.relkind FROM unnest($4::text[], $5::text[]) y(s, t)
+    JOIN pg_namespace n ON n.nspname = y.s
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = y.t
+   WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname = ANY($1::text[])
+     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                      AND d.objid = c.oid AND d.deptype = 'e')
+     AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) x(s, t)
+                      WHERE x.s = n.nspname AND x.t = c.relname))"
+    } else {
+        "WITH rels AS (
   SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname = ANY($1::text[])
      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                       AND d.objid = c.oid AND d.deptype = 'e')
      AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) x(s, t)
                       WHERE x.s = n.nspname AND x.t = c.relname)
-     AND ($4::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[]) y(s, t)
-                                         WHERE y.s = n.nspname AND y.t = c.relname)))";
+     -- NULL here: named so that both texts take the same parameters.
+     AND ($4::text[] IS NULL OR $5::text[] IS NULL))"
+    }
+}
 
-const Q_SCHEMAS: &str = "SELECT n.nspname::text, obj_description(n.oid, 'pg_namespace')
+const Q_SCHEMAS: &str = "SELECT n.nspname::text, (SELECT pd.description FROM pg_description pd WHERE pd.objoid = n.oid AND pd.classoid = 'pg_namespace'::regclass AND pd.objsubid = 0)
   FROM pg_namespace n WHERE n.nspname = ANY($1::text[]) AND $2::text[] IS NOT NULL AND $3::text[] IS NOT NULL";
 
 const Q_EXTENSIONS: &str = "SELECT e.extname::text, e.extversion, n.nspname::text
@@ -134,7 +152,7 @@ const Q_TYPES: &str = "SELECT n.nspname::text, t.typname::text, t.typtype::text,
                           WHERE co.oid = a.attcollation AND a.attcollation <> at.typcollation), '')
           FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid
          WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
-  obj_description(t.oid, 'pg_type')
+  (SELECT pd.description FROM pg_description pd WHERE pd.objoid = t.oid AND pd.classoid = 'pg_type'::regclass AND pd.objsubid = 0)
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
   LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
  WHERE n.nspname = ANY($1::text[]) AND $2::text[] IS NOT NULL AND $3::text[] IS NOT NULL
@@ -145,7 +163,7 @@ const Q_TYPES: &str = "SELECT n.nspname::text, t.typname::text, t.typtype::text,
 
 const Q_SEQUENCES: &str = "SELECT n.nspname::text, c.relname::text, format_type(s.seqtypid, NULL),
   s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcache, s.seqcycle,
-  own.nspname::text, own.relname::text, own.attname::text, obj_description(c.oid, 'pg_class')
+  own.nspname::text, own.relname::text, own.attname::text, (SELECT pd.description FROM pg_description pd WHERE pd.objoid = c.oid AND pd.classoid = 'pg_class'::regclass AND pd.objsubid = 0)
   FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN LATERAL (
@@ -163,26 +181,27 @@ const Q_SEQUENCES: &str = "SELECT n.nspname::text, c.relname::text, format_type(
         OR EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[]) y(s, t)
                     WHERE y.s = own.nspname AND y.t = own.relname))";
 
-fn q_tables() -> String {
+fn q_tables(scoped: bool) -> String {
     format!(
-        "{RELS}
+        "{}
 SELECT c.oid, n.nspname::text, c.relname::text, c.relpersistence = 'u',
   CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
   pn.nspname::text, pc.relname::text,
   CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END,
   coalesce(c.reloptions, '{{}}')::text[], c.relrowsecurity, c.relforcerowsecurity,
-  obj_description(c.oid, 'pg_class')
+  (SELECT pd.description FROM pg_description pd WHERE pd.objoid = c.oid AND pd.classoid = 'pg_class'::regclass AND pd.objsubid = 0)
   FROM rels JOIN pg_class c ON c.oid = rels.oid JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_inherits i ON c.relispartition AND i.inhrelid = c.oid
   LEFT JOIN pg_class pc ON pc.oid = i.inhparent
   LEFT JOIN pg_namespace pn ON pn.oid = pc.relnamespace
- WHERE rels.relkind IN ('r', 'p')"
+ WHERE rels.relkind IN ('r', 'p')",
+        rels(scoped)
     )
 }
 
-fn q_columns() -> String {
+fn q_columns(scoped: bool) -> String {
     format!(
-        "{RELS}
+        "{}
 SELECT a.attrelid, a.attname::text, format_type(a.atttypid, a.atttypmod),
   CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
        THEN format('%I.%I', cn.nspname, co.collname) END,
@@ -190,73 +209,78 @@ SELECT a.attrelid, a.attname::text, format_type(a.atttypid, a.atttypmod),
   CASE WHEN a.attgenerated = '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
   a.attidentity::text,
   CASE WHEN a.attgenerated <> '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
-  col_description(a.attrelid, a.attnum)
+  (SELECT pd.description FROM pg_description pd WHERE pd.objoid = a.attrelid AND pd.classoid = 'pg_class'::regclass AND pd.objsubid = a.attnum)
   FROM pg_attribute a JOIN rels ON rels.oid = a.attrelid AND rels.relkind IN ('r', 'p')
   JOIN pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
   LEFT JOIN pg_collation co ON co.oid = a.attcollation
   LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
  WHERE a.attnum > 0 AND NOT a.attisdropped
- ORDER BY a.attrelid, a.attnum"
+ ORDER BY a.attrelid, a.attnum",
+        rels(scoped)
     )
 }
 
-fn q_constraints() -> String {
+fn q_constraints(scoped: bool) -> String {
     format!(
-        "{RELS}
+        "{}
 SELECT con.conrelid, con.conname::text, con.contype::text, pg_get_constraintdef(con.oid),
   ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o)
           JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o),
   fn.nspname::text, fc.relname::text, con.condeferrable, con.condeferred, con.convalidated,
-  obj_description(con.oid, 'pg_constraint')
+  (SELECT pd.description FROM pg_description pd WHERE pd.objoid = con.oid AND pd.classoid = 'pg_constraint'::regclass AND pd.objsubid = 0)
   FROM pg_constraint con JOIN rels ON rels.oid = con.conrelid
   LEFT JOIN pg_class fc ON fc.oid = con.confrelid
   LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
- WHERE con.contype IN ('p', 'u', 'c', 'f', 'x') AND con.conparentid = 0 AND con.conislocal"
+ WHERE con.contype IN ('p', 'u', 'c', 'f', 'x') AND con.conparentid = 0 AND con.conislocal",
+        rels(scoped)
     )
 }
 
-fn q_indexes() -> String {
+fn q_indexes(scoped: bool) -> String {
     format!(
-        "{RELS}
+        "{}
 SELECT i.indrelid, ic.relname::text, pg_get_indexdef(i.indexrelid), am.amname::text, i.indisunique,
   ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) k ORDER BY k),
   ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)
           FROM generate_series(i.indnkeyatts + 1, i.indnatts) k ORDER BY k),
-  pg_get_expr(i.indpred, i.indrelid), i.indisvalid, obj_description(i.indexrelid, 'pg_class')
+  pg_get_expr(i.indpred, i.indrelid), i.indisvalid, (SELECT pd.description FROM pg_description pd WHERE pd.objoid = i.indexrelid AND pd.classoid = 'pg_class'::regclass AND pd.objsubid = 0)
   FROM pg_index i JOIN rels ON rels.oid = i.indrelid
   JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
  WHERE NOT ic.relispartition
    AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid
-                    AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x'))"
+                    AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x'))",
+        rels(scoped)
     )
 }
 
-fn q_triggers() -> String {
+fn q_triggers(scoped: bool) -> String {
     format!(
-        "{RELS}
+        "{}
 SELECT t.tgrelid, t.tgname::text, pg_get_triggerdef(t.oid), t.tgenabled::text,
-  obj_description(t.oid, 'pg_trigger')
+  (SELECT pd.description FROM pg_description pd WHERE pd.objoid = t.oid AND pd.classoid = 'pg_trigger'::regclass AND pd.objsubid = 0)
   FROM pg_trigger t JOIN rels ON rels.oid = t.tgrelid
- WHERE NOT t.tgisinternal AND t.tgparentid = 0"
+ WHERE NOT t.tgisinternal AND t.tgparentid = 0",
+        rels(scoped)
     )
 }
 
-fn q_policies() -> String {
+fn q_policies(scoped: bool) -> String {
     format!(
-        "{RELS}
+        "{}
 SELECT p.polrelid, p.polname::text, p.polpermissive,
   CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
                 WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
   ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE (SELECT rolname::text FROM pg_roles WHERE oid = r) END
           FROM unnest(p.polroles) r ORDER BY 1),
   pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
-  FROM pg_policy p JOIN rels ON rels.oid = p.polrelid"
+  FROM pg_policy p JOIN rels ON rels.oid = p.polrelid",
+        rels(scoped)
     )
 }
 
 const Q_VIEWS: &str = "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind = 'm', pg_get_viewdef(c.oid),
-  coalesce(c.reloptions, '{}')::text[], obj_description(c.oid, 'pg_class'),
+  coalesce(c.reloptions, '{}')::text[], (SELECT pd.description FROM pg_description pd WHERE pd.objoid = c.oid AND pd.classoid = 'pg_class'::regclass AND pd.objsubid = 0),
   (SELECT coalesce(json_agg(json_build_object('schema', x.s, 'name', x.n) ORDER BY x.s, x.n), '[]'::json)
      FROM (SELECT DISTINCT rn.nspname::text s, rc.relname::text n
              FROM pg_rewrite rw
@@ -277,7 +301,7 @@ const Q_FUNCTIONS: &str =
     "SELECT n.nspname::text, p.proname::text, pg_get_function_identity_arguments(p.oid),
   p.prokind = 'p', coalesce(pg_get_function_result(p.oid), ''), l.lanname::text,
   CASE p.provolatile WHEN 'i' THEN 'immutable' WHEN 's' THEN 'stable' ELSE 'volatile' END,
-  p.prosecdef, pg_get_functiondef(p.oid), obj_description(p.oid, 'pg_proc')
+  p.prosecdef, pg_get_functiondef(p.oid), (SELECT pd.description FROM pg_description pd WHERE pd.objoid = p.oid AND pd.classoid = 'pg_proc'::regclass AND pd.objsubid = 0)
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
   JOIN pg_language l ON l.oid = p.prolang
  WHERE n.nspname = ANY($1::text[]) AND p.prokind IN ('f', 'p')
@@ -287,18 +311,18 @@ const Q_FUNCTIONS: &str =
 
 /// The catalog queries in the order [`read_all`] runs them ([`WHAT`] names them). Those in
 /// [`SCOPED`] also take the relation scope (`$4`/`$5`, see [`IntrospectOptions::only_tables`]).
-fn catalog_queries() -> [String; CATALOG_QUERIES] {
+fn catalog_queries(scoped: bool) -> [String; CATALOG_QUERIES] {
     [
         Q_SCHEMAS.to_string(),
         Q_EXTENSIONS.to_string(),
         Q_TYPES.to_string(),
         Q_SEQUENCES.to_string(),
-        q_tables(),
-        q_columns(),
-        q_constraints(),
-        q_indexes(),
-        q_triggers(),
-        q_policies(),
+        q_tables(scoped),
+        q_columns(scoped),
+        q_constraints(scoped),
+        q_indexes(scoped),
+        q_triggers(scoped),
+        q_policies(scoped),
         Q_VIEWS.to_string(),
         Q_FUNCTIONS.to_string(),
     ]
@@ -337,9 +361,9 @@ pub async fn introspect_with_stats(
     client: &Client,
     opts: &IntrospectOptions,
 ) -> Result<(Snapshot, IntrospectStats), SchemaError> {
-    let queries = catalog_queries();
+    let queries = catalog_queries(opts.only_tables.is_some());
     let texts: [&str; CATALOG_QUERIES] = std::array::from_fn(|i| queries[i].as_str());
-    with_empty_search_path(client, read_all(client, texts, opts)).await
+    with_empty_search_path(client, Box::pin(read_all(client, texts, opts))).await
 }
 
 /// The catalog queries prepared once on one connection, for a caller that reads the schema
@@ -349,19 +373,22 @@ pub async fn introspect_with_stats(
 /// on: use [`Introspector::read`] with that client only.
 #[derive(Debug)]
 pub struct Introspector {
-    statements: Vec<Statement>,
+    /// Reading every relation, then reading only those named.
+    statements: [Vec<Statement>; 2],
 }
 
 impl Introspector {
     pub async fn prepare(client: &Client) -> Result<Self, SchemaError> {
-        let mut statements = Vec::with_capacity(CATALOG_QUERIES);
-        for (sql, what) in catalog_queries().iter().zip(WHAT) {
-            statements.push(client.prepare(sql).await.map_err(|e| {
-                SchemaError::Db(DbError::query(
-                    format!("preparing the query that reads {what}"),
-                    e,
-                ))
-            })?);
+        let mut statements: [Vec<Statement>; 2] = Default::default();
+        for (scoped, out) in [false, true].into_iter().zip(&mut statements) {
+            for (sql, what) in catalog_queries(scoped).iter().zip(WHAT) {
+                out.push(client.prepare(sql).await.map_err(|e| {
+                    SchemaError::Db(DbError::query(
+                        format!("preparing the query that reads {what}"),
+                        e,
+                    ))
+                })?);
+            }
         }
         Ok(Introspector { statements })
     }
@@ -372,8 +399,9 @@ impl Introspector {
         client: &Client,
         opts: &IntrospectOptions,
     ) -> Result<Snapshot, SchemaError> {
-        let stmts: [&Statement; CATALOG_QUERIES] = std::array::from_fn(|i| &self.statements[i]);
-        with_empty_search_path(client, read_all(client, stmts, opts))
+        let set = &self.statements[usize::from(opts.only_tables.is_some())];
+        let stmts: [&Statement; CATALOG_QUERIES] = std::array::from_fn(|i| &set[i]);
+        with_empty_search_path(client, Box::pin(read_all(client, stmts, opts)))
             .await
             .map(|(s, _)| s)
     }
