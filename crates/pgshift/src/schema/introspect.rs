@@ -393,7 +393,10 @@ impl Introspector {
         Ok(Introspector { statements })
     }
 
-    /// [`introspect`] with the prepared statements.
+    /// [`introspect`] with the prepared statements, in one round trip: emptying `search_path`
+    /// (its value kept in a session setting), the catalog queries and restoring it are sent
+    /// together. This needs every query prepared: the server runs pipelined requests in the
+    /// order they arrive, and a query that still had to be parsed would arrive late.
     pub async fn read(
         &self,
         client: &Client,
@@ -401,9 +404,21 @@ impl Introspector {
     ) -> Result<Snapshot, SchemaError> {
         let set = &self.statements[usize::from(opts.only_tables.is_some())];
         let stmts: [&Statement; CATALOG_QUERIES] = std::array::from_fn(|i| &set[i]);
-        with_empty_search_path(client, Box::pin(read_all(client, stmts, opts)))
-            .await
-            .map(|(s, _)| s)
+        let q = |e| SchemaError::Db(DbError::query("reading the schema from pg_catalog", e));
+        let (emptied, read, restored) = tokio::join!(
+            client.simple_query(
+                "SELECT set_config('pgshift.saved_search_path', current_setting('search_path'), false),
+                        set_config('search_path', '', false)"
+            ),
+            Box::pin(read_all(client, stmts, opts)),
+            client.simple_query(
+                "SELECT set_config('search_path', current_setting('pgshift.saved_search_path'), false)"
+            ),
+        );
+        emptied.map_err(q)?;
+        let snapshot = read?;
+        restored.map_err(q)?;
+        Ok(snapshot)
     }
 }
 
