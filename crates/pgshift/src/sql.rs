@@ -228,8 +228,80 @@ impl Batch {
     }
 }
 
+/// Whether every statement of `text` can only change tables, their columns, constraints,
+/// indexes, comments and rows, and never a type, function, view, schema, extension or an
+/// unowned sequence: CREATE TABLE, CREATE INDEX, ALTER TABLE on a table without CASCADE, DROP
+/// TABLE or DROP INDEX without CASCADE (RESTRICT refuses to drop what depends on them), COMMENT,
+/// INSERT, UPDATE, DELETE, SET and transaction control. Renames are not in the list: they change
+/// the text of views that name the table. `false` when the text does not parse. The migration
+/// test suite reads types and functions again only when this is false.
+pub fn table_level_only(text: &str) -> bool {
+    use pg_query::protobuf::{DropBehavior, ObjectType};
+    let Ok(parsed) = pg_query::parse(text) else {
+        return false;
+    };
+    parsed.protobuf.stmts.iter().all(|raw| {
+        let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+            return true;
+        };
+        match node {
+            NodeEnum::CreateStmt(_)
+            | NodeEnum::IndexStmt(_)
+            | NodeEnum::CommentStmt(_)
+            | NodeEnum::InsertStmt(_)
+            | NodeEnum::UpdateStmt(_)
+            | NodeEnum::DeleteStmt(_)
+            | NodeEnum::VariableSetStmt(_)
+            | NodeEnum::TransactionStmt(_) => true,
+            NodeEnum::AlterTableStmt(a) => {
+                a.objtype() == ObjectType::ObjectTable
+                    && a.cmds.iter().all(|c| match &c.node {
+                        Some(NodeEnum::AlterTableCmd(c)) => {
+                            c.behavior() != DropBehavior::DropCascade
+                        }
+                        _ => false,
+                    })
+            }
+            NodeEnum::DropStmt(d) => {
+                matches!(
+                    d.remove_type(),
+                    ObjectType::ObjectTable | ObjectType::ObjectIndex
+                ) && d.behavior() != DropBehavior::DropCascade
+            }
+            _ => false,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn table_level_statements_are_told_apart() {
+        for yes in [
+            "CREATE TABLE t (id bigint PRIMARY KEY); CREATE INDEX t_i ON t (id);",
+            "ALTER TABLE t ADD COLUMN c text NOT NULL DEFAULT ''; COMMENT ON TABLE t IS 'x';",
+            "DROP TABLE t; DROP INDEX IF EXISTS t_i; INSERT INTO t VALUES (1); UPDATE t SET id = 2;",
+            "SET lock_timeout = '1s'; BEGIN; DELETE FROM t; COMMIT;",
+        ] {
+            assert!(table_level_only(yes), "{yes}");
+        }
+        for no in [
+            "CREATE TYPE mood AS ENUM ('a')",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'select 1'",
+            "CREATE VIEW v AS SELECT 1",
+            "ALTER TABLE t RENAME TO u",
+            "ALTER TABLE t DROP COLUMN c CASCADE",
+            "DROP TABLE t CASCADE",
+            "ALTER VIEW v RENAME TO w",
+            "CREATE SEQUENCE s",
+            "SELECT create_things()",
+            "CREATE TABLE t (id int); CREATE SCHEMA s",
+            "not sql at all",
+        ] {
+            assert!(!table_level_only(no), "{no}");
+        }
+    }
     use super::*;
 
     #[test]

@@ -208,3 +208,30 @@ async fn forgotten_index_in_a_down_file_and_a_migration_failing_on_data_are_caug
         .unwrap();
     assert_eq!(suite.attribute("failures"), Some("3"));
 }
+
+/// Types and functions are not read again around a migration of table-level statements only,
+/// but a down file that reaches beyond its tables is still compared on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_file_that_drops_a_function_is_caught() {
+    let dir = native(&[
+        (
+            "0001_fn.sql",
+            "CREATE FUNCTION one() RETURNS int LANGUAGE sql AS 'SELECT 1';\n",
+        ),
+        (
+            "0002_t.sql",
+            "CREATE TABLE t (id bigint PRIMARY KEY, n int DEFAULT 1);\n",
+        ),
+        ("0002_t.down.sql", "DROP TABLE t;\nDROP FUNCTION one();\n"),
+        ("0003_u.sql", "CREATE TABLE u (id bigint PRIMARY KEY);\n"),
+    ]);
+    let set = source::load(dir.path()).unwrap();
+    let settings = settings_for(&support::admin_url());
+    let r = testing::run(&settings, &set, &opts()).await.unwrap();
+    let by_id = |id: &str| r.migrations.iter().find(|m| m.id == id).unwrap();
+    let m2 = by_id("0002_t");
+    assert!(!m2.ok && m2.rollback == "failed", "{m2:#?}");
+    assert!(m2.error.as_deref().unwrap().contains("one"), "{m2:#?}");
+    // Repaired, re-applied: the table-level migration after it passes.
+    assert!(by_id("0003_u").ok, "{r:#?}");
+}

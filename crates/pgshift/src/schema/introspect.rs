@@ -331,6 +331,9 @@ fn catalog_queries(scoped: bool) -> [String; CATALOG_QUERIES] {
 /// Sequences through policies.
 const SCOPED: std::ops::Range<usize> = 3..10;
 
+/// Schemas, extensions, types and functions: what [`Introspector::read_keeping`] can keep.
+const KEPT: [usize; 4] = [0, 1, 2, 11];
+
 const CATALOG_QUERIES: usize = 12;
 const WHAT: [&str; CATALOG_QUERIES] = [
     "schemas",
@@ -363,7 +366,7 @@ pub async fn introspect_with_stats(
 ) -> Result<(Snapshot, IntrospectStats), SchemaError> {
     let queries = catalog_queries(opts.only_tables.is_some());
     let texts: [&str; CATALOG_QUERIES] = std::array::from_fn(|i| queries[i].as_str());
-    with_empty_search_path(client, Box::pin(read_all(client, texts, opts))).await
+    with_empty_search_path(client, Box::pin(read_all(client, texts, opts, None))).await
 }
 
 /// The catalog queries prepared once on one connection, for a caller that reads the schema
@@ -402,6 +405,19 @@ impl Introspector {
         client: &Client,
         opts: &IntrospectOptions,
     ) -> Result<Snapshot, SchemaError> {
+        self.read_keeping(client, opts, None).await
+    }
+
+    /// [`Introspector::read`], except that schemas, extensions, types and functions are taken
+    /// from `kept` instead of being read, for a caller that knows they have not changed since
+    /// `kept` was read (the test suite, for migrations of table-level statements only: see
+    /// [`crate::sql::table_level_only`]).
+    pub async fn read_keeping(
+        &self,
+        client: &Client,
+        opts: &IntrospectOptions,
+        kept: Option<&Snapshot>,
+    ) -> Result<Snapshot, SchemaError> {
         let set = &self.statements[usize::from(opts.only_tables.is_some())];
         let stmts: [&Statement; CATALOG_QUERIES] = std::array::from_fn(|i| &set[i]);
         let q = |e| SchemaError::Db(DbError::query("reading the schema from pg_catalog", e));
@@ -410,7 +426,7 @@ impl Introspector {
                 "SELECT set_config('pgshift.saved_search_path', current_setting('search_path'), false),
                         set_config('search_path', '', false)"
             ),
-            Box::pin(read_all(client, stmts, opts)),
+            Box::pin(read_all(client, stmts, opts, kept)),
             client.simple_query(
                 "SELECT set_config('search_path', current_setting('pgshift.saved_search_path'), false)"
             ),
@@ -455,6 +471,7 @@ async fn read_all<S: ToStatement + ?Sized + Sync>(
     client: &Client,
     stmts: [&S; CATALOG_QUERIES],
     opts: &IntrospectOptions,
+    kept: Option<&Snapshot>,
 ) -> Result<Snapshot, SchemaError> {
     let schemas = &opts.schemas;
     let ex_s: Vec<&str> = opts
@@ -483,7 +500,13 @@ async fn read_all<S: ToStatement + ?Sized + Sync>(
         } else {
             &params
         };
-        query(client, stmts[i], WHAT[i], args)
+        let skip = kept.is_some() && KEPT.contains(&i);
+        async move {
+            match skip {
+                true => Ok(Vec::new()),
+                false => query(client, stmts[i], WHAT[i], args).await,
+            }
+        }
     };
     let (
         r_schemas,
@@ -710,6 +733,12 @@ async fn read_all<S: ToStatement + ?Sized + Sync>(
             comment: r.get(9),
         })
         .collect();
+    if let Some(k) = kept {
+        snap.schemas = k.schemas.clone();
+        snap.extensions = k.extensions.clone();
+        snap.types = k.types.clone();
+        snap.functions = k.functions.clone();
+    }
     snap.normalize();
     Ok(snap)
 }
