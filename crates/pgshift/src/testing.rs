@@ -379,11 +379,7 @@ async fn suite(
             if !d.is_empty() {
                 tracing::warn!(
                     "the test suite's schema model differs from the scratch database: {}",
-                    d.changes
-                        .iter()
-                        .map(|c| c.object.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    changed_objects(&d)
                 );
             }
         }
@@ -477,11 +473,7 @@ async fn round_trip(
         r.rollback = "failed";
         r.error = Some(format!(
             "after its rollback the schema differs from before it: {}",
-            d.changes
-                .iter()
-                .map(|c| c.object.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            changed_objects(&d)
         ));
         r.diff = Some(d.to_sql());
         // Bring the schema to where the rollback should have left it, so the re-apply (and the
@@ -531,16 +523,21 @@ async fn round_trip(
         r.error.get_or_insert_with(|| {
             format!(
                 "re-applied, the schema differs from the first time: {}",
-                d.changes
-                    .iter()
-                    .map(|c| c.object.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                changed_objects(&d)
             )
         });
         r.diff.get_or_insert_with(|| d.to_sql());
     }
     Ok(())
+}
+
+/// The objects a schema diff names, for a one-line message.
+fn changed_objects(d: &schema::Diff) -> String {
+    d.changes
+        .iter()
+        .map(|c| c.object.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A relation of the scratch database, as read before and after a migration.
