@@ -422,14 +422,9 @@ impl Introspector {
         let stmts: [&Statement; CATALOG_QUERIES] = std::array::from_fn(|i| &set[i]);
         let q = |e| SchemaError::Db(DbError::query("reading the schema from pg_catalog", e));
         let (emptied, read, restored) = tokio::join!(
-            client.simple_query(
-                "SELECT set_config('pgshift.saved_search_path', current_setting('search_path'), false),
-                        set_config('search_path', '', false)"
-            ),
+            client.simple_query(EMPTY_SEARCH_PATH),
             Box::pin(read_all(client, stmts, opts, kept)),
-            client.simple_query(
-                "SELECT set_config('search_path', current_setting('pgshift.saved_search_path'), false)"
-            ),
+            client.simple_query(RESTORE_SEARCH_PATH),
         );
         emptied.map_err(q)?;
         let snapshot = read?;
@@ -438,24 +433,25 @@ impl Introspector {
     }
 }
 
+/// Empties `search_path`, keeping its value in a session setting for [`RESTORE_SEARCH_PATH`]:
+/// two statements that need nothing from each other's results, so they can be pipelined.
+const EMPTY_SEARCH_PATH: &str =
+    "SELECT set_config('pgshift.saved_search_path', current_setting('search_path'), false),
+            set_config('search_path', '', false)";
+const RESTORE_SEARCH_PATH: &str =
+    "SELECT set_config('search_path', current_setting('pgshift.saved_search_path'), false)";
+
+/// Runs `read` with `search_path` emptied, one statement after the other (the one-off path: its
+/// queries are parsed on the way, so they cannot be pipelined behind the emptying).
 async fn with_empty_search_path(
     client: &Client,
     read: impl std::future::Future<Output = Result<Snapshot, SchemaError>>,
 ) -> Result<(Snapshot, IntrospectStats), SchemaError> {
     let started = Instant::now();
     let q = |e| SchemaError::Db(DbError::query("reading the schema from pg_catalog", e));
-    let old: String = client
-        .query_one(
-            "SELECT current_setting('search_path'), set_config('search_path', '', false)",
-            &[],
-        )
-        .await
-        .map_err(q)?
-        .get(0);
+    client.simple_query(EMPTY_SEARCH_PATH).await.map_err(q)?;
     let result = read.await;
-    let restore = client
-        .query_one("SELECT set_config('search_path', $1, false)", &[&old])
-        .await;
+    let restore = client.simple_query(RESTORE_SEARCH_PATH).await;
     let snapshot = result?;
     restore.map_err(q)?;
     Ok((
