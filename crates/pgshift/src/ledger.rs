@@ -9,6 +9,7 @@
 
 use chrono::NaiveDateTime;
 use serde::Serialize;
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use crate::config::Settings;
@@ -105,20 +106,19 @@ impl Ledger {
         qualified(&self.schema, &self.audit_table)
     }
 
-    /// The columns of the ledger table, or `None` when it does not exist.
+    /// The columns of the ledger table, or `None` when it does not exist. One round trip: the
+    /// parameter's type is given, so nothing is prepared first (the test suite reads the ledger
+    /// five times per migration).
     async fn columns(&self, client: &Client) -> Result<Option<Vec<String>>, DbError> {
-        let rows = client
-            .query(
-                "SELECT a.attname::text
-                   FROM pg_attribute a
-                   JOIN pg_class c ON c.oid = a.attrelid
-                   JOIN pg_namespace n ON n.oid = c.relnamespace
-                  WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
-                &[&self.schema, &self.table],
+        let row = client
+            .query_typed_one(
+                "SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+                  WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+                &[(&self.table_sql(), Type::TEXT)],
             )
             .await
             .map_err(|e| DbError::query("reading the ledger's columns", e))?;
-        Ok((!rows.is_empty()).then(|| rows.iter().map(|r| r.get(0)).collect()))
+        Ok(row.get(0))
     }
 
     /// Creates the ledger and audit tables if missing and adds pgshift's columns to a ledger
@@ -127,9 +127,9 @@ impl Ledger {
         let ctx = |what: &str| format!("creating the ledger {} ({what})", self.table_sql());
         let columns = self.columns(client).await?;
         let row = client
-            .query_one(
+            .query_typed_one(
                 "SELECT to_regclass($1) IS NOT NULL, EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $2)",
-                &[&self.audit_sql_name(), &self.schema],
+                &[(&self.audit_sql_name(), Type::TEXT), (&self.schema, Type::TEXT)],
             )
             .await
             .map_err(|e| DbError::query(ctx("audit table"), e))?;
@@ -222,7 +222,7 @@ impl Ledger {
             t = self.table_sql()
         );
         let rows = client
-            .query(&sql, &[])
+            .query_typed(&sql, &[])
             .await
             .map_err(|e| DbError::query(format!("reading the ledger {}", self.table_sql()), e))?;
         Ok(rows

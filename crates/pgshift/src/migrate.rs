@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::config::Settings;
-use crate::db::{Blocker, DbError, DeployLock, LockHolder, PgError};
+use crate::db::{Blocker, DbError, DeployLock, LockHolder, LockedSession, PgError};
 use crate::ledger::{Ledger, LedgerRow, RowStatus};
 use crate::rollback::{Before, ColumnBefore};
 use crate::source::{self, Migration, MigrationSet};
@@ -558,6 +558,8 @@ pub struct Migrator<'a> {
     interrupt: Option<tokio::sync::watch::Receiver<bool>>,
     /// SQL run inside a migration's transaction after its statements, before it is recorded.
     before_commit: Option<String>,
+    /// The caller holds the deploy lock on the connection `migrate` gets.
+    session: Option<LockedSession>,
 }
 
 impl<'a> Migrator<'a> {
@@ -570,7 +572,22 @@ impl<'a> Migrator<'a> {
             side: tokio::sync::Mutex::new(None),
             interrupt: None,
             before_commit: None,
+            session: None,
         }
+    }
+
+    /// For a caller that holds the deploy lock on the connection it passes to `migrate`
+    /// ([`DeployLock::take`]) and has created the ledger ([`Ledger::ensure`]): the session is
+    /// not prepared again, the lock neither taken nor released, the ledger not checked; it is
+    /// read once per call, under the caller's lock.
+    pub fn in_locked_session(mut self, session: LockedSession) -> Self {
+        self.session = Some(session);
+        self
+    }
+
+    /// The session given to [`Migrator::in_locked_session`].
+    pub fn session(&self) -> Option<LockedSession> {
+        self.session
     }
 
     /// Runs `sql` inside each migration that is one transaction, after its statements and
@@ -618,6 +635,11 @@ impl<'a> Migrator<'a> {
         if opts.dry_run {
             return self.dry_run(client, opts, started).await;
         }
+        if let Some(session) = self.session {
+            self.pid
+                .store(session.pid, std::sync::atomic::Ordering::Relaxed);
+            return self.migrate_locked(client, opts, obs, started).await;
+        }
         // A deploy with nothing to do is the common case: read the ledger without the lock and
         // stop there. `migrate` never removes an applied row, so a plan with nothing pending and
         // nothing modified cannot be made stale by a concurrent run.
@@ -634,17 +656,16 @@ impl<'a> Migrator<'a> {
                 counts: plan.counts,
             });
         }
-        let pid = crate::db::prepare_migration_session(client).await?;
-        self.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
         let lock = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table);
-        let lock_pid = lock
-            .acquire(client, self.settings.deploy_lock_timeout, |h, w| {
+        // Behind a transaction-pooling proxy the lock lands on whichever backend ran that
+        // statement: it would protect nothing. `take` refuses instead of migrating unprotected.
+        let session = lock
+            .take(client, self.settings.deploy_lock_timeout, |h, w| {
                 obs.lock_wait(h, w)
             })
             .await?;
-        // Behind a transaction-pooling proxy the lock lands on whichever backend ran that
-        // statement: it would protect nothing. Refuse instead of migrating unprotected.
-        lock.verify_session(client, pid, lock_pid).await?;
+        self.pid
+            .store(session.pid, std::sync::atomic::Ordering::Relaxed);
         let result = self.migrate_locked(client, opts, obs, started).await;
         // The lock goes with the session anyway; release it now so waiters don't wait for us
         // to disconnect. A failure to release is not worth masking the real outcome.
@@ -720,7 +741,9 @@ impl<'a> Migrator<'a> {
         obs: &mut dyn Observer,
         started: Instant,
     ) -> Result<MigrateReport, MigrateError> {
-        self.ledger.ensure(client).await?;
+        if self.session.is_none() {
+            self.ledger.ensure(client).await?;
+        }
         let takeover = self.take_over_drizzle(client, obs, false).await?;
         let plan = self.plan(client).await?;
         self.refuse_modified(&plan)?;
@@ -1491,11 +1514,8 @@ impl<'a> Migrator<'a> {
             });
         };
         let lock = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table);
-        let pid = crate::db::prepare_migration_session(client).await?;
-        let lock_pid = lock
-            .acquire(client, self.settings.deploy_lock_timeout, |_, _| {})
+        lock.take(client, self.settings.deploy_lock_timeout, |_, _| {})
             .await?;
-        lock.verify_session(client, pid, lock_pid).await?;
         let result = async {
             self.ledger.ensure(client).await?;
             let plan = self.plan(client).await?;

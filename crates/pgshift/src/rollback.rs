@@ -1237,6 +1237,9 @@ pub struct RollbackOptions {
     pub cascade: bool,
     /// Return the SQL that would run; change nothing (no lock, no writes).
     pub dry_run: bool,
+    /// The caller holds the deploy lock on this connection and has created the ledger: the lock
+    /// is neither taken nor released, the ledger not checked (see [`crate::db::LockedSession`]).
+    pub locked: Option<crate::db::LockedSession>,
 }
 
 /// Where a rollback's SQL came from.
@@ -1472,10 +1475,9 @@ pub async fn rollback(
             duration_ms: started.elapsed().as_millis() as u64,
         });
     }
-    let pid = crate::db::prepare_migration_session(client).await?;
     let lock = DeployLock::for_ledger(&ledger.schema, &ledger.table);
-    let lock_pid = lock
-        .acquire(client, settings.deploy_lock_timeout, |holder, waited| {
+    if opts.locked.is_none() {
+        lock.take(client, settings.deploy_lock_timeout, |holder, waited| {
             tracing::warn!(
                 "waiting {}s for the deploy lock held by {}",
                 waited.as_secs(),
@@ -1483,13 +1485,15 @@ pub async fn rollback(
             );
         })
         .await?;
-    lock.verify_session(client, pid, lock_pid).await?;
+    }
     let result = async {
         let rows = ledger.rows(client).await?;
         let units = resolve(settings, set, &rows, id, opts.cascade)?;
         // The audit table (and pgshift's ledger columns) may be missing on a ledger another
         // tool created.
-        ledger.ensure(client).await?;
+        if opts.locked.is_none() {
+            ledger.ensure(client).await?;
+        }
         let drizzle = drizzle_table_exists(client, settings, set).await?;
         let runner = Runner::new(settings, &ledger, drizzle);
         let mut done: Vec<RolledBack> = Vec::with_capacity(units.len());
@@ -1506,8 +1510,10 @@ pub async fn rollback(
         })
     }
     .await;
-    if let Err(e) = lock.release(client).await {
-        tracing::debug!("releasing the deploy lock: {e}");
+    if opts.locked.is_none() {
+        if let Err(e) = lock.release(client).await {
+            tracing::debug!("releasing the deploy lock: {e}");
+        }
     }
     result
 }
@@ -1697,7 +1703,10 @@ async fn drizzle_table_exists(
     }
     let name = crate::db::qualified(&settings.drizzle_schema, &settings.drizzle_table);
     let row = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .query_typed_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[(&name, tokio_postgres::types::Type::TEXT)],
+        )
         .await
         .map_err(|e| DbError::query("looking for drizzle-orm's migrations table", e))?;
     Ok(row.get(0))

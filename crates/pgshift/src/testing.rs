@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::config::Settings;
-use crate::db::DbError;
+use crate::db::{DbError, DeployLock};
 use crate::lint::{self, LintOptions, Violation};
 use crate::migrate::{MigrateOptions, Migrator, Silent};
 use crate::report::Severity;
@@ -212,13 +212,26 @@ async fn suite(
     let client = db.target().connect().await?;
     scratch_session(&client).await?;
     let introspector = schema::Introspector::prepare(&client).await?;
+    let relations_stmt = client
+        .prepare(RELATIONS)
+        .await
+        .map_err(|e| DbError::query("preparing the query that reads the relations", e))?;
     let mut s = settings.clone();
     s.database_url = None;
     let intro = IntrospectOptions::from_settings(&s);
-    let migrator = Migrator::new(&s, set);
+    // Nothing else uses the scratch database: the deploy lock is taken and the ledger created
+    // once, and every apply, rollback and re-apply runs under that lock.
+    let ledger = crate::ledger::Ledger::from_settings(&s);
+    let session = DeployLock::for_ledger(&ledger.schema, &ledger.table)
+        .take(&client, s.deploy_lock_timeout, |_, _| {})
+        .await?;
+    ledger.ensure(&client).await?;
+    let migrator = Migrator::new(&s, set).in_locked_session(session);
     // The first apply of each migration records, inside its own transaction, the locks it
     // holds; the re-apply of the round trip does not need to.
-    let probing = Migrator::new(&s, set).with_before_commit(CAPTURE_LOCKS);
+    let probing = Migrator::new(&s, set)
+        .in_locked_session(session)
+        .with_before_commit(CAPTURE_LOCKS);
     // The whole schema as it stands, kept up to date from the scoped snapshots: the "before"
     // of each migration is cut from it instead of being read (see `Snapshot::merge_scoped`).
     let mut model = match opts.no_round_trip {
@@ -271,7 +284,7 @@ async fn suite(
                 model = Some(introspector.read(&client, &intro).await?);
             }
         }
-        let rels_before = relations(&client).await?;
+        let rels_before = relations(&client, &relations_stmt).await?;
         let opts_one = MigrateOptions {
             target: Some(m.id.clone()),
             ..MigrateOptions::default()
@@ -288,7 +301,7 @@ async fn suite(
             results.push(r);
             continue;
         }
-        let rels_after = relations(&client).await?;
+        let rels_after = relations(&client, &relations_stmt).await?;
         r.rewrites = rewrites(&rels_before, &rels_after);
         // Migrations that run outside one transaction record no locks: compared on the whole
         // schema.
@@ -434,6 +447,7 @@ async fn round_trip(
         &RollbackOptions {
             cascade: false,
             dry_run: false,
+            locked: migrator.session(),
         },
     )
     .await;
@@ -550,17 +564,21 @@ struct Relation {
 }
 
 /// Every table, partitioned table, materialized view and view outside the system schemas,
-/// by oid.
-async fn relations(client: &Client) -> Result<HashMap<u32, Relation>, DbError> {
+/// by oid: read before and after each migration, so prepared once ([`relations`]).
+const RELATIONS: &str =
+    "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, c.relfilenode::oid
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('r', 'p', 'm', 'v')
+        AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
+
+/// Runs [`RELATIONS`], prepared as `stmt`.
+async fn relations(
+    client: &Client,
+    stmt: &tokio_postgres::Statement,
+) -> Result<HashMap<u32, Relation>, DbError> {
     let rows = client
-        .query(
-            "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, c.relfilenode::oid
-               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE c.relkind IN ('r', 'p', 'm', 'v')
-                AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'",
-            &[],
-        )
+        .query(stmt, &[])
         .await
         .map_err(|e| DbError::query("reading the relations", e))?;
     Ok(rows
@@ -627,7 +645,7 @@ struct Captured {
 /// transaction (nothing was recorded), or failed.
 async fn captured_locks(client: &Client) -> Result<Vec<Captured>, DbError> {
     let rows = client
-        .query(
+        .query_typed(
             "DELETE FROM pg_temp.pgshift_test_locks
              RETURNING relation, mode, nspname::text, relname::text, relkind, parent",
             &[],

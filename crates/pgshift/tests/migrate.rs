@@ -628,6 +628,7 @@ async fn migration_without_down_file_stores_a_generated_rollback_that_works() {
     let opts = pgshift::rollback::RollbackOptions {
         cascade: false,
         dry_run: false,
+        locked: None,
     };
     std::fs::remove_file(dir.path().join("0003_lossy.sql")).unwrap();
     client.batch_execute("DELETE FROM __drizzle_migrations WHERE id = '0003_lossy'; ALTER TABLE accounts ADD COLUMN email text;").await.unwrap();

@@ -75,7 +75,11 @@ async fn roll_back(
         &db.settings(),
         set,
         id,
-        &RollbackOptions { cascade, dry_run },
+        &RollbackOptions {
+            cascade,
+            dry_run,
+            locked: None,
+        },
     )
     .await
 }

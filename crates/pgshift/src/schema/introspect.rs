@@ -161,25 +161,59 @@ const Q_TYPES: &str = "SELECT n.nspname::text, t.typname::text, t.typtype::text,
    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
                     AND d.objid = t.oid AND d.deptype = 'e')";
 
-const Q_SEQUENCES: &str = "SELECT n.nspname::text, c.relname::text, format_type(s.seqtypid, NULL),
-  s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcache, s.seqcycle,
-  own.nspname::text, own.relname::text, own.attname::text, (SELECT pd.description FROM pg_description pd WHERE pd.objoid = c.oid AND pd.classoid = 'pg_class'::regclass AND pd.objsubid = 0)
+// Sequences in two queries, so that a snapshot scoped to a few tables does not scan every
+// sequence: those owned by a table column (`OWNED BY`, serial) are reached from their tables;
+// the others (owned by nothing) are read by their own query, which the test suite can skip
+// (see [`KEPT`]). Identity sequences belong to their column and extension members to the
+// extension: neither is read.
+const SEQUENCE_COLUMNS: &str = "n.nspname::text, c.relname::text, format_type(s.seqtypid, NULL),
+  s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcache, s.seqcycle";
+const SEQUENCE_COMMENT: &str = "(SELECT pd.description FROM pg_description pd WHERE pd.objoid = c.oid AND pd.classoid = 'pg_class'::regclass AND pd.objsubid = 0)";
+
+/// Sequences owned by a column: of every table, or (scoped) of the tables named in $4/$5.
+fn q_sequences_owned(scoped: bool) -> String {
+    let owners = match scoped {
+        true => {
+            "unnest($4::text[], $5::text[]) y(s, t)
+  JOIN pg_namespace tn ON tn.nspname = y.s
+  JOIN pg_class tc ON tc.relnamespace = tn.oid AND tc.relname = y.t"
+        }
+        false => {
+            "pg_class tc JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+  -- NULL here: named so that both texts take the same parameters.
+  AND ($4::text[] IS NULL OR $5::text[] IS NULL)"
+        }
+    };
+    format!(
+        "SELECT {SEQUENCE_COLUMNS}, tn.nspname::text, tc.relname::text, ta.attname::text, {SEQUENCE_COMMENT}
+  FROM {owners}
+  JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = tc.oid
+   AND d.classid = 'pg_class'::regclass AND d.deptype = 'a'
+  JOIN pg_class c ON c.oid = d.objid AND c.relkind = 'S'
+  JOIN pg_sequence s ON s.seqrelid = c.oid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_attribute ta ON ta.attrelid = tc.oid AND ta.attnum = d.refobjsubid
+ WHERE n.nspname = ANY($1::text[])
+   AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass
+                    AND e.objid = c.oid AND e.deptype IN ('e', 'i'))
+   AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) x(s, t)
+                    WHERE x.s = tn.nspname AND x.t = tc.relname)"
+    )
+}
+
+/// Sequences owned by nothing.
+fn q_sequences_unowned() -> String {
+    format!(
+        "SELECT {SEQUENCE_COLUMNS}, NULL::text, NULL::text, NULL::text, {SEQUENCE_COMMENT}
   FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
-  LEFT JOIN LATERAL (
-    SELECT tn.nspname, tc.relname, ta.attname FROM pg_depend d
-      JOIN pg_class tc ON tc.oid = d.refobjid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
-      JOIN pg_attribute ta ON ta.attrelid = d.refobjid AND ta.attnum = d.refobjsubid
-     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-       AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'a' LIMIT 1) own ON true
- WHERE n.nspname = ANY($1::text[])
+ WHERE n.nspname = ANY($1::text[]) AND $2::text[] IS NOT NULL AND $3::text[] IS NOT NULL
    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                    AND d.objid = c.oid AND d.deptype IN ('e', 'i'))
-   AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) x(s, t)
-                    WHERE x.s = own.nspname AND x.t = own.relname)
-   AND ($4::text[] IS NULL OR own.relname IS NULL
-        OR EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[]) y(s, t)
-                    WHERE y.s = own.nspname AND y.t = own.relname))";
+                    AND d.objid = c.oid
+                    AND (d.deptype IN ('e', 'i')
+                         OR (d.deptype = 'a' AND d.refclassid = 'pg_class'::regclass)))"
+    )
+}
 
 fn q_tables(scoped: bool) -> String {
     format!(
@@ -316,7 +350,7 @@ fn catalog_queries(scoped: bool) -> [String; CATALOG_QUERIES] {
         Q_SCHEMAS.to_string(),
         Q_EXTENSIONS.to_string(),
         Q_TYPES.to_string(),
-        Q_SEQUENCES.to_string(),
+        q_sequences_owned(scoped),
         q_tables(scoped),
         q_columns(scoped),
         q_constraints(scoped),
@@ -325,21 +359,26 @@ fn catalog_queries(scoped: bool) -> [String; CATALOG_QUERIES] {
         q_policies(scoped),
         Q_VIEWS.to_string(),
         Q_FUNCTIONS.to_string(),
+        q_sequences_unowned(),
     ]
 }
 
-/// Sequences through policies.
+/// Owned sequences through policies.
 const SCOPED: std::ops::Range<usize> = 3..10;
 
-/// Schemas, extensions, types and functions: what [`Introspector::read_keeping`] can keep.
-const KEPT: [usize; 4] = [0, 1, 2, 11];
+/// Schemas, extensions, types, functions and sequences owned by nothing: what
+/// [`Introspector::read_keeping`] can keep.
+const KEPT: [usize; 5] = [0, 1, 2, 11, 12];
 
-const CATALOG_QUERIES: usize = 12;
+/// The views query, kept under a further condition (see [`read_all`]).
+const VIEWS: usize = 10;
+
+const CATALOG_QUERIES: usize = 13;
 const WHAT: [&str; CATALOG_QUERIES] = [
     "schemas",
     "extensions",
     "types",
-    "sequences",
+    "owned sequences",
     "tables",
     "columns",
     "constraints",
@@ -348,6 +387,7 @@ const WHAT: [&str; CATALOG_QUERIES] = [
     "policies",
     "views",
     "functions",
+    "sequences owned by nothing",
 ];
 
 /// Reads the schema. The session's `search_path` is emptied while the catalog queries run and
@@ -408,8 +448,9 @@ impl Introspector {
         self.read_keeping(client, opts, None).await
     }
 
-    /// [`Introspector::read`], except that schemas, extensions, types and functions are taken
-    /// from `kept` instead of being read, for a caller that knows they have not changed since
+    /// [`Introspector::read`], except that schemas, extensions, types, functions and
+    /// sequences owned by nothing (and views, when none is in scope or reads a relation in
+    /// scope) are taken from `kept` instead of being read, for a caller that knows they have not changed since
     /// `kept` was read (the test suite, for migrations of table-level statements only: see
     /// [`crate::sql::table_level_only`]).
     pub async fn read_keeping(
@@ -490,13 +531,20 @@ async fn read_all<S: ToStatement + ?Sized + Sync>(
         .as_ref()
         .map(|v| v.iter().map(|(_, t)| t.as_str()).collect());
     let scoped: [&(dyn ToSql + Sync); 5] = [schemas, &ex_s, &ex_t, &only_s, &only_t];
+    // Views are kept too when none can have changed: the relations in scope are neither views
+    // nor read by one.
+    let keep_views = kept.is_some_and(|k| {
+        opts.only_tables
+            .as_deref()
+            .is_some_and(|scope| k.views_outside(scope))
+    });
     let run = |i: usize| {
         let args: &[&(dyn ToSql + Sync)] = if SCOPED.contains(&i) {
             &scoped
         } else {
             &params
         };
-        let skip = kept.is_some() && KEPT.contains(&i);
+        let skip = kept.is_some() && KEPT.contains(&i) || (i == VIEWS && keep_views);
         async move {
             match skip {
                 true => Ok(Vec::new()),
@@ -517,6 +565,7 @@ async fn read_all<S: ToStatement + ?Sized + Sync>(
         r_pol,
         r_views,
         r_funcs,
+        r_free_seqs,
     ) = tokio::try_join!(
         run(0),
         run(1),
@@ -530,6 +579,7 @@ async fn read_all<S: ToStatement + ?Sized + Sync>(
         run(9),
         run(10),
         run(11),
+        run(12),
     )?;
 
     let mut snap = Snapshot::empty();
@@ -551,6 +601,7 @@ async fn read_all<S: ToStatement + ?Sized + Sync>(
     snap.types = r_types.iter().map(type_from_row).collect();
     snap.sequences = r_seqs
         .iter()
+        .chain(&r_free_seqs)
         .map(|r| {
             let table: Option<String> = r.get(10);
             Sequence {
@@ -729,11 +780,16 @@ async fn read_all<S: ToStatement + ?Sized + Sync>(
             comment: r.get(9),
         })
         .collect();
+    if let Some(k) = kept.filter(|_| keep_views) {
+        snap.views = k.views.clone();
+    }
     if let Some(k) = kept {
         snap.schemas = k.schemas.clone();
         snap.extensions = k.extensions.clone();
         snap.types = k.types.clone();
         snap.functions = k.functions.clone();
+        snap.sequences
+            .extend(k.sequences.iter().filter(|q| q.owned_by.is_none()).cloned());
     }
     snap.normalize();
     Ok(snap)

@@ -418,11 +418,17 @@ impl Snapshot {
     /// extensions. [`Snapshot::merge_scoped`] is its converse.
     pub fn scoped(&self, scope: &[(String, String)]) -> Snapshot {
         let within = Scope::new(scope);
+        // Field by field: cloning the whole snapshot first would copy every table only to
+        // drop most of them.
         let mut out = Snapshot {
-            tables: Vec::new(),
+            format: self.format,
+            schemas: self.schemas.clone(),
+            extensions: self.extensions.clone(),
+            types: self.types.clone(),
             sequences: Vec::new(),
+            tables: Vec::new(),
             views: Vec::new(),
-            ..self.clone()
+            functions: self.functions.clone(),
         };
         out.tables = self
             .tables
@@ -448,6 +454,17 @@ impl Snapshot {
             })
             .collect();
         out
+    }
+
+    /// Whether no view is in `scope` or reads a relation in it: then statements that change
+    /// only those relations' tables and indexes ([`crate::sql::table_level_only`]) leave every
+    /// view as it was.
+    pub fn views_outside(&self, scope: &[(String, String)]) -> bool {
+        let within = Scope::new(scope);
+        self.views.iter().all(|v| {
+            !within.has(&v.schema, &v.name)
+                && !v.depends_on.iter().any(|d| within.has(&d.schema, &d.name))
+        })
     }
 
     /// `scope` plus the tables whose definitions name a table in it: those with a foreign key
