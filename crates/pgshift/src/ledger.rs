@@ -203,7 +203,23 @@ impl Ledger {
         let Some(cols) = self.columns(client).await? else {
             return Ok(Vec::new());
         };
-        let has = |c: &str| cols.iter().any(|x| x == c);
+        self.read_rows(client, Some(&cols)).await
+    }
+
+    /// [`Ledger::rows`] of a ledger that [`Ledger::ensure`] created or completed, read on a
+    /// connection that has held the deploy lock since (nobody can have changed it): one query,
+    /// without looking at its columns first.
+    pub async fn rows_ensured(&self, client: &Client) -> Result<Vec<LedgerRow>, DbError> {
+        self.read_rows(client, None).await
+    }
+
+    /// The rows, selecting pgshift's own columns only where `cols` (`None`: all) has them.
+    async fn read_rows(
+        &self,
+        client: &Client,
+        cols: Option<&[String]>,
+    ) -> Result<Vec<LedgerRow>, DbError> {
+        let has = |c: &str| cols.is_none_or(|cols| cols.iter().any(|x| x == c));
         let opt = |c: &str, ty: &str| {
             if has(c) {
                 c.to_string()

@@ -612,7 +612,11 @@ impl<'a> Migrator<'a> {
 
     /// Reads the ledger (without creating it) and plans.
     pub async fn plan(&self, client: &Client) -> Result<Plan, MigrateError> {
-        let rows = self.ledger.rows(client).await?;
+        let rows = match self.session {
+            // The caller ensured the ledger and holds the lock (see `in_locked_session`).
+            Some(_) => self.ledger.rows_ensured(client).await?,
+            None => self.ledger.rows(client).await?,
+        };
         Ok(plan(self.set, &rows))
     }
 

@@ -1487,7 +1487,10 @@ pub async fn rollback(
         .await?;
     }
     let result = async {
-        let rows = ledger.rows(client).await?;
+        let rows = match opts.locked {
+            Some(_) => ledger.rows_ensured(client).await?,
+            None => ledger.rows(client).await?,
+        };
         let units = resolve(settings, set, &rows, id, opts.cascade)?;
         // The audit table (and pgshift's ledger columns) may be missing on a ledger another
         // tool created.

@@ -301,11 +301,24 @@ async fn suite(
             results.push(r);
             continue;
         }
-        let rels_after = relations(&client, &relations_stmt).await?;
-        r.rewrites = rewrites(&rels_before, &rels_after);
         // Migrations that run outside one transaction record no locks: compared on the whole
-        // schema.
+        // schema, and their rewrites found among every relation.
         let in_one_tx = !captured.is_empty();
+        r.rewrites = match in_one_tx {
+            true => rewrites(
+                &rels_before,
+                captured
+                    .iter()
+                    .filter_map(|c| Some((c.oid, c.relfilenode?))),
+            ),
+            false => rewrites(
+                &rels_before,
+                relations(&client, &relations_stmt)
+                    .await?
+                    .iter()
+                    .map(|(oid, a)| (*oid, a.relfilenode)),
+            ),
+        };
         let scope = in_one_tx.then(|| {
             let names = touched(&captured, &rels_before, &intro);
             match &model {
@@ -412,7 +425,8 @@ async fn scratch_session(client: &Client) -> Result<(), DbError> {
                     (SELECT set_config('plan_cache_mode', 'force_generic_plan', false)
                       WHERE current_setting('server_version_num')::int >= 120000);
              CREATE TEMPORARY TABLE pgshift_test_locks (
-               relation oid, mode text, nspname name, relname name, relkind text, parent oid)",
+               relation oid, mode text, nspname name, relname name, relkind text, parent oid,
+               relfilenode oid)",
         )
         .await
         .map_err(|e| DbError::query("preparing the scratch session", e))?;
@@ -597,19 +611,23 @@ async fn relations(
         .collect())
 }
 
-/// Tables and materialized views whose storage changed (the same oid, another relfilenode).
-fn rewrites(before: &HashMap<u32, Relation>, after: &HashMap<u32, Relation>) -> Vec<String> {
-    let mut out: Vec<String> = before
-        .iter()
-        .filter(|(oid, b)| {
-            matches!(b.kind.as_str(), "r" | "m")
-                && after
-                    .get(oid)
-                    .is_some_and(|a| a.relfilenode != b.relfilenode)
+/// Tables and materialized views whose storage changed (the same oid, another relfilenode),
+/// from `after`'s (oid, relfilenode) pairs: every relation after the migration, or only those
+/// it locked (a rewrite takes a lock).
+fn rewrites(
+    before: &HashMap<u32, Relation>,
+    after: impl IntoIterator<Item = (u32, u32)>,
+) -> Vec<String> {
+    let mut out: Vec<String> = after
+        .into_iter()
+        .filter_map(|(oid, relfilenode)| before.get(&oid).map(|b| (b, relfilenode)))
+        .filter(|(b, relfilenode)| {
+            matches!(b.kind.as_str(), "r" | "m") && b.relfilenode != *relfilenode
         })
-        .map(|(_, b)| format!("{}.{}", b.schema, b.name))
+        .map(|(b, _)| format!("{}.{}", b.schema, b.name))
         .collect();
     out.sort();
+    out.dedup();
     out
 }
 
@@ -621,7 +639,8 @@ SELECT l.relation, l.mode, n.nspname, c.relname, c.relkind::text,
        coalesce(i.indrelid, (SELECT d.refobjid FROM pg_depend d
                               WHERE d.classid = 'pg_class'::regclass AND d.objid = l.relation
                                 AND d.refclassid = 'pg_class'::regclass
-                                AND d.deptype IN ('a', 'i') LIMIT 1))
+                                AND d.deptype IN ('a', 'i') LIMIT 1)),
+       c.relfilenode
   FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation
   LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_index i ON i.indexrelid = l.relation
@@ -639,6 +658,8 @@ struct Captured {
     kind: Option<String>,
     /// The table of an index or of an owned sequence.
     parent: Option<u32>,
+    /// Its storage at the end of the migration; `None` for a relation it dropped.
+    relfilenode: Option<u32>,
 }
 
 /// Reads and empties what [`CAPTURE_LOCKS`] recorded. Empty when the migration ran outside one
@@ -647,7 +668,7 @@ async fn captured_locks(client: &Client) -> Result<Vec<Captured>, DbError> {
     let rows = client
         .query_typed(
             "DELETE FROM pg_temp.pgshift_test_locks
-             RETURNING relation, mode, nspname::text, relname::text, relkind, parent",
+             RETURNING relation, mode, nspname::text, relname::text, relkind, parent, relfilenode",
             &[],
         )
         .await
@@ -661,6 +682,7 @@ async fn captured_locks(client: &Client) -> Result<Vec<Captured>, DbError> {
             name: r.get(3),
             kind: r.get(4),
             parent: r.get(5),
+            relfilenode: r.get(6),
         })
         .collect())
 }
