@@ -122,6 +122,10 @@ pub enum DbError {
     )]
     TransactionPooler { holder: i32, ours: i32 },
     #[error(
+        "the deploy lock is already held by server backend {pid}, which this connection was just given: another client shares it, so the connection goes through a transaction-pooling proxy (PgBouncer pool_mode=transaction?), where session locks do not hold; run migrations over a direct connection (the provider's non-pooled URL) or a session-pooling port"
+    )]
+    SharedBackend { pid: i32 },
+    #[error(
         "{context}: the server lost this session's prepared statement: the connection goes through a transaction-pooling proxy (PgBouncer pool_mode=transaction?), where session locks and prepared statements do not hold; run migrations over a direct connection (the provider's non-pooled URL) or a session-pooling port"
     )]
     PoolerLostSession { context: String },
@@ -179,6 +183,7 @@ impl DbError {
         matches!(
             self,
             DbError::TransactionPooler { .. }
+                | DbError::SharedBackend { .. }
                 | DbError::PoolerLostSession { .. }
                 | DbError::ConnectTimeout { .. }
                 | DbError::Connect { .. }
@@ -830,6 +835,20 @@ pub struct DeployLock {
     key: i64,
 }
 
+/// Tries the deploy lock (`$1`), unless the backend already holds it: session advisory locks
+/// are re-entrant, so a backend that another client left holding the lock (a server connection
+/// shared through a transaction-pooling proxy) would grant it again and two deploys would run
+/// at once. NULL then, instead of a second grant. The subquery runs before the lock is tried.
+const TRY_LOCK: &str = "SELECT CASE WHEN s.held THEN NULL ELSE pg_try_advisory_lock($1) END,
+       pg_backend_pid()
+  FROM (SELECT EXISTS (
+          SELECT 1 FROM pg_locks l
+           WHERE l.locktype = 'advisory' AND l.granted AND l.pid = pg_backend_pid()
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND l.classid::bigint = ($1 >> 32) & 4294967295
+             AND l.objid::bigint = $1 & 4294967295 AND l.objsubid = 1) AS held
+        OFFSET 0) s";
+
 impl DeployLock {
     /// The lock key for a ledger: one lock per ledger table, so tenants in separate schemas
     /// don't serialise on each other.
@@ -883,14 +902,13 @@ impl DeployLock {
         let mut last_report: Option<Instant> = None;
         loop {
             let row = client
-                .query_typed_one(
-                    "SELECT pg_try_advisory_lock($1), pg_backend_pid()",
-                    &[(&self.key, Type::INT8)],
-                )
+                .query_typed_one(TRY_LOCK, &[(&self.key, Type::INT8)])
                 .await
                 .map_err(|e| DbError::query("taking the deploy lock", e))?;
-            if row.get::<_, bool>(0) {
-                return Ok(row.get(1));
+            match row.get::<_, Option<bool>>(0) {
+                Some(true) => return Ok(row.get(1)),
+                Some(false) => {}
+                None => return Err(DbError::SharedBackend { pid: row.get(1) }),
             }
             let waited = started.elapsed();
             if waited >= wait {

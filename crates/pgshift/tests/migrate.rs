@@ -132,6 +132,35 @@ async fn example_applies_then_second_run_is_a_no_op() {
     assert_eq!(third.counts.applied, set.migrations.len());
 }
 
+/// Session advisory locks are re-entrant: a server backend that already holds the deploy lock
+/// would grant it again. Behind a transaction-pooling proxy that backend can be another
+/// client's, so taking the lock there must be refused, not granted twice.
+#[tokio::test]
+async fn a_backend_that_already_holds_the_deploy_lock_refuses_it_instead_of_granting_it_again() {
+    use pgshift::db::{DbError, DeployLock};
+    use std::time::Duration;
+    let db = TestDb::new("lock_reentry").await;
+    let client = db.client().await;
+    let lock = DeployLock::for_ledger("public", "__drizzle_migrations");
+    let session = lock
+        .take(&client, Duration::from_secs(1), |_, _| {})
+        .await
+        .unwrap();
+    let again = lock
+        .acquire(&client, Duration::from_secs(1), |_, _| {})
+        .await;
+    assert!(
+        matches!(again, Err(DbError::SharedBackend { pid }) if pid == session.pid),
+        "{again:?}"
+    );
+    // Held once, not twice: one release frees it for the next deploy.
+    lock.release(&client).await.unwrap();
+    let other = db.client().await;
+    lock.take(&other, Duration::from_secs(1), |_, _| {})
+        .await
+        .expect("free after one release");
+}
+
 #[tokio::test]
 async fn edited_applied_file_is_refused_and_cosmetic_edit_can_be_repaired() {
     let db = TestDb::new("edited").await;
