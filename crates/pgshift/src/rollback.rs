@@ -1571,7 +1571,15 @@ fn resolve<'a>(
             state: row.status.as_str().to_string(),
         });
     }
-    let folder_index = |id: &str| set.migrations.iter().position(|m| m.id == id);
+    // Positions in the folder by id, looked up once per ledger row: a scan of the folder per
+    // row made every rollback quadratic in the folder's length.
+    let in_folder: std::collections::HashMap<&str, usize> = set
+        .migrations
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.id.as_str(), i))
+        .collect();
+    let folder_index = |id: &str| in_folder.get(id).copied();
     let target_index = folder_index(&id);
     // Later: applied after it, or after it in the folder (applied out of order). Newest first.
     let mut later: Vec<usize> = rows
