@@ -86,7 +86,7 @@ apply = sum(m["apply_ms"] for m in ms)
 rollback = sum(m["rollback_ms"] for m in ms)
 n = len(ms)
 print(f"[bench] pgshift test (last run): duration_ms {doc['duration_ms']}, apply_ms {apply}, rollback_ms {rollback}, "
-      f"other (lock probe, 3 schema snapshots and diffs per migration, lint) {doc['duration_ms'] - apply - rollback}")
+      f"other (re-apply, 3 schema snapshots and diffs per migration, lint) {doc['duration_ms'] - apply - rollback}")
 q = max(n // 4, 1)
 for lo in range(0, n, q):
     part = ms[lo:lo + q]
