@@ -578,7 +578,8 @@ struct Relation {
 }
 
 /// Every table, partitioned table, materialized view and view outside the system schemas,
-/// by oid: read before and after each migration, so prepared once ([`relations`]).
+/// by oid: read before each migration (and after one that runs outside a transaction), so
+/// prepared once ([`relations`]).
 const RELATIONS: &str =
     "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, c.relfilenode::oid
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
