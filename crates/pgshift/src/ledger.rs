@@ -80,6 +80,110 @@ const EXTRA_COLUMNS: &[(&str, &str)] = &[
     ("error", "text"),
 ];
 
+/// How a reader stands towards the ledger, for [`Ledger::with_rows`].
+#[derive(Debug, Clone, Copy)]
+pub enum Held<'a> {
+    /// Nothing known: the ledger may be missing or lack pgshift's columns.
+    No,
+    /// The connection holds the deploy lock and [`Ledger::ensure`] ran on it since it took it.
+    Locked,
+    /// As `Locked`, and every write to the ledger on that connection is announced to the
+    /// cache ([`RowCache::written`]).
+    Cached(&'a RowCache),
+}
+
+impl<'a> Held<'a> {
+    /// `No` unless `locked`; `Cached` when there is a cache.
+    pub fn of(locked: bool, cache: Option<&'a RowCache>) -> Self {
+        match (locked, cache) {
+            (false, _) => Held::No,
+            (true, None) => Held::Locked,
+            (true, Some(c)) => Held::Cached(c),
+        }
+    }
+}
+
+/// The ledger's rows, for one connection that holds the deploy lock and runs many migrations,
+/// rollbacks and re-applies in a row (the test suite): nobody else can write the ledger, so
+/// after the first full read only the rows this connection wrote since are read again. Reading
+/// the whole ledger before each step made a 1000-migration suite read half a million rows.
+#[derive(Debug, Default)]
+pub struct RowCache {
+    state: std::sync::Mutex<CacheState>,
+}
+
+#[derive(Debug, Default)]
+struct CacheState {
+    /// `None`: not read yet, or forgotten.
+    rows: Option<Vec<LedgerRow>>,
+    /// Ids whose rows may have changed since they were read.
+    written: Vec<String>,
+}
+
+impl RowCache {
+    fn state(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Says that the rows of `ids` may be written (inserted, updated or deleted): they are read
+    /// again before the rows are next used.
+    pub fn written<'i>(&self, ids: impl IntoIterator<Item = &'i str>) {
+        let mut st = self.state();
+        if st.rows.is_some() {
+            st.written.extend(ids.into_iter().map(str::to_string));
+        }
+    }
+
+    /// Says that the ledger may have changed in ways not known: the next use reads it whole.
+    pub fn forget(&self) {
+        let mut st = self.state();
+        st.rows = None;
+        st.written.clear();
+    }
+
+    async fn with_rows<R>(
+        &self,
+        ledger: &Ledger,
+        client: &Client,
+        f: impl FnOnce(&[LedgerRow]) -> R,
+    ) -> Result<R, DbError> {
+        let (known, mut written) = {
+            let mut st = self.state();
+            (st.rows.is_some(), std::mem::take(&mut st.written))
+        };
+        if !known {
+            let rows = ledger.read_rows(client, None, None).await?;
+            let mut st = self.state();
+            st.rows = Some(rows);
+            return Ok(f(st.rows.as_deref().unwrap_or_default()));
+        }
+        written.sort();
+        written.dedup();
+        let fresh = match written.is_empty() {
+            true => Vec::new(),
+            false => ledger
+                .read_rows(client, None, Some(&written))
+                .await
+                .inspect_err(|_| self.forget())?,
+        };
+        let mut st = self.state();
+        let rows = st.rows.get_or_insert_with(Vec::new);
+        if !written.is_empty() {
+            rows.retain(|r| written.binary_search(&r.id).is_err());
+            rows.extend(fresh);
+            // The order of a full read (see `read_rows`).
+            rows.sort_by(|a, b| {
+                (a.applied_at.is_none(), a.applied_at, &a.id).cmp(&(
+                    b.applied_at.is_none(),
+                    b.applied_at,
+                    &b.id,
+                ))
+            });
+        }
+        Ok(f(rows))
+    }
+}
+
 /// Where the ledger lives.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -203,21 +307,39 @@ impl Ledger {
         let Some(cols) = self.columns(client).await? else {
             return Ok(Vec::new());
         };
-        self.read_rows(client, Some(&cols)).await
+        self.read_rows(client, Some(&cols), None).await
     }
 
     /// [`Ledger::rows`] of a ledger that [`Ledger::ensure`] created or completed, read on a
     /// connection that has held the deploy lock since (nobody can have changed it): one query,
     /// without looking at its columns first.
     pub async fn rows_ensured(&self, client: &Client) -> Result<Vec<LedgerRow>, DbError> {
-        self.read_rows(client, None).await
+        self.read_rows(client, None, None).await
     }
 
-    /// The rows, selecting pgshift's own columns only where `cols` (`None`: all) has them.
+    /// Runs `f` on the rows, read as `held` allows: looking the columns up first
+    /// ([`Ledger::rows`]), not ([`Ledger::rows_ensured`]), or from a [`RowCache`] that reads
+    /// only the rows written since it last read.
+    pub async fn with_rows<R>(
+        &self,
+        client: &Client,
+        held: Held<'_>,
+        f: impl FnOnce(&[LedgerRow]) -> R,
+    ) -> Result<R, DbError> {
+        match held {
+            Held::No => Ok(f(&self.rows(client).await?)),
+            Held::Locked => Ok(f(&self.rows_ensured(client).await?)),
+            Held::Cached(cache) => cache.with_rows(self, client, f).await,
+        }
+    }
+
+    /// The rows, selecting pgshift's own columns only where `cols` (`None`: all) has them, and
+    /// only those with the ids in `only` (`None`: all).
     async fn read_rows(
         &self,
         client: &Client,
         cols: Option<&[String]>,
+        only: Option<&[String]>,
     ) -> Result<Vec<LedgerRow>, DbError> {
         let has = |c: &str| cols.is_none_or(|cols| cols.iter().any(|x| x == c));
         let opt = |c: &str, ty: &str| {
@@ -227,20 +349,23 @@ impl Ledger {
                 format!("NULL::{ty}")
             }
         };
-        let sql = format!(
+        let sql =
+            format!(
             "SELECT id, hash, {nh}, status::text, applied_at, {ms}, {sd}, {err}, rollback_sql, {by}
-               FROM {t} ORDER BY applied_at NULLS LAST, id",
+               FROM {t} {filter} ORDER BY applied_at NULLS LAST, id",
             nh = opt("normalized_hash", "text"),
             ms = opt("execution_ms", "bigint"),
             sd = opt("statements_done", "integer"),
             err = opt("error", "text"),
             by = opt("applied_by", "text"),
-            t = self.table_sql()
+            t = self.table_sql(),
+            filter = if only.is_some() { "WHERE id = ANY($1)" } else { "" },
         );
-        let rows = client
-            .query_typed(&sql, &[])
-            .await
-            .map_err(|e| DbError::query(format!("reading the ledger {}", self.table_sql()), e))?;
+        let rows = match only {
+            Some(ids) => client.query_typed(&sql, &[(&ids, Type::TEXT_ARRAY)]).await,
+            None => client.query_typed(&sql, &[]).await,
+        }
+        .map_err(|e| DbError::query(format!("reading the ledger {}", self.table_sql()), e))?;
         Ok(rows
             .iter()
             .map(|r| LedgerRow {

@@ -16,7 +16,7 @@ use tokio_postgres::Client;
 
 use crate::config::Settings;
 use crate::db::{Blocker, DbError, DeployLock, LockHolder, LockedSession, PgError};
-use crate::ledger::{Ledger, LedgerRow, RowStatus};
+use crate::ledger::{Held, Ledger, LedgerRow, RowCache, RowStatus};
 use crate::rollback::{Before, ColumnBefore};
 use crate::source::{self, Migration, MigrationSet};
 use crate::sql::{self, Batch, Statement};
@@ -560,6 +560,8 @@ pub struct Migrator<'a> {
     before_commit: Option<String>,
     /// The caller holds the deploy lock on the connection `migrate` gets.
     session: Option<LockedSession>,
+    /// The ledger's rows as that session last read or wrote them (with `session` only).
+    cache: Option<std::sync::Arc<RowCache>>,
 }
 
 impl<'a> Migrator<'a> {
@@ -573,6 +575,7 @@ impl<'a> Migrator<'a> {
             interrupt: None,
             before_commit: None,
             session: None,
+            cache: None,
         }
     }
 
@@ -585,9 +588,26 @@ impl<'a> Migrator<'a> {
         self
     }
 
+    /// With [`Migrator::in_locked_session`]: the ledger's rows are kept in `cache` (shared with
+    /// the caller's other migrators and rollbacks on that connection) instead of being read
+    /// whole on each call; only the rows written since are read again.
+    pub fn with_row_cache(mut self, cache: std::sync::Arc<RowCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
     /// The session given to [`Migrator::in_locked_session`].
     pub fn session(&self) -> Option<LockedSession> {
         self.session
+    }
+
+    /// The row cache given to [`Migrator::with_row_cache`].
+    pub fn row_cache(&self) -> Option<std::sync::Arc<RowCache>> {
+        self.cache.clone()
+    }
+
+    fn held(&self) -> Held<'_> {
+        Held::of(self.session.is_some(), self.cache.as_deref())
     }
 
     /// Runs `sql` inside each migration that is one transaction, after its statements and
@@ -612,12 +632,10 @@ impl<'a> Migrator<'a> {
 
     /// Reads the ledger (without creating it) and plans.
     pub async fn plan(&self, client: &Client) -> Result<Plan, MigrateError> {
-        let rows = match self.session {
-            // The caller ensured the ledger and holds the lock (see `in_locked_session`).
-            Some(_) => self.ledger.rows_ensured(client).await?,
-            None => self.ledger.rows(client).await?,
-        };
-        Ok(plan(self.set, &rows))
+        Ok(self
+            .ledger
+            .with_rows(client, self.held(), |rows| plan(self.set, rows))
+            .await?)
     }
 
     /// Applies pending migrations. Takes the deploy lock unless this is a dry run.
@@ -642,7 +660,11 @@ impl<'a> Migrator<'a> {
         if let Some(session) = self.session {
             self.pid
                 .store(session.pid, std::sync::atomic::Ordering::Relaxed);
-            return self.migrate_locked(client, opts, obs, started).await;
+            let result = self.migrate_locked(client, opts, obs, started).await;
+            if let (Err(_), Some(c)) = (&result, &self.cache) {
+                c.forget();
+            }
+            return result;
         }
         // A deploy with nothing to do is the common case: read the ledger without the lock and
         // stop there. `migrate` never removes an applied row, so a plan with nothing pending and
@@ -749,6 +771,9 @@ impl<'a> Migrator<'a> {
             self.ledger.ensure(client).await?;
         }
         let takeover = self.take_over_drizzle(client, obs, false).await?;
+        if let (false, Some(c)) = (takeover.taken_over.is_empty(), &self.cache) {
+            c.forget();
+        }
         let plan = self.plan(client).await?;
         self.refuse_modified(&plan)?;
         if let Some(t) = opts
@@ -767,6 +792,9 @@ impl<'a> Migrator<'a> {
             if opts.target.as_deref() == Some(m.id.as_str()) {
                 break;
             }
+        }
+        if let Some(c) = &self.cache {
+            c.written(todo.iter().map(|(_, m)| m.id.as_str()));
         }
         // Parse everything that is going to run before running any of it.
         let parsed: Vec<Vec<Statement>> = todo

@@ -29,7 +29,7 @@ use tokio_postgres::Client;
 
 use crate::config::Settings;
 use crate::db::{quote_literal, DbError, DeployLock, PgError};
-use crate::ledger::{Ledger, LedgerRow};
+use crate::ledger::{Held, Ledger, LedgerRow};
 use crate::migrate::Location;
 use crate::source::{Layout, Migration, MigrationSet, SourceError};
 use crate::sql::{Batch, Statement};
@@ -1240,6 +1240,9 @@ pub struct RollbackOptions {
     /// The caller holds the deploy lock on this connection and has created the ledger: the lock
     /// is neither taken nor released, the ledger not checked (see [`crate::db::LockedSession`]).
     pub locked: Option<crate::db::LockedSession>,
+    /// With `locked`: the ledger's rows as that session last read or wrote them (see
+    /// [`crate::ledger::RowCache`]).
+    pub row_cache: Option<std::sync::Arc<crate::ledger::RowCache>>,
 }
 
 /// Where a rollback's SQL came from.
@@ -1487,11 +1490,15 @@ pub async fn rollback(
         .await?;
     }
     let result = async {
-        let rows = match opts.locked {
-            Some(_) => ledger.rows_ensured(client).await?,
-            None => ledger.rows(client).await?,
-        };
-        let units = resolve(settings, set, &rows, id, opts.cascade)?;
+        let held = Held::of(opts.locked.is_some(), opts.row_cache.as_deref());
+        let units = ledger
+            .with_rows(client, held, |rows| {
+                resolve(settings, set, rows, id, opts.cascade)
+            })
+            .await??;
+        if let Some(c) = &opts.row_cache {
+            c.written(units.iter().map(|u| u.id.as_str()));
+        }
         // The audit table (and pgshift's ledger columns) may be missing on a ledger another
         // tool created.
         if opts.locked.is_none() {
@@ -1513,6 +1520,9 @@ pub async fn rollback(
         })
     }
     .await;
+    if let (Err(_), Some(c)) = (&result, &opts.row_cache) {
+        c.forget();
+    }
     if opts.locked.is_none() {
         if let Err(e) = lock.release(client).await {
             tracing::debug!("releasing the deploy lock: {e}");

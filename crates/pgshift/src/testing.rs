@@ -128,6 +128,8 @@ pub enum TestError {
     },
     #[error("introspecting the scratch database: {0}")]
     Schema(#[from] schema::SchemaError),
+    #[error("reading the locks a migration took: {0} (a bug in pgshift: please report it)")]
+    LockCapture(String),
 }
 
 /// Runs the suite for `set` in a scratch database created as `opts.scratch` says.
@@ -211,7 +213,7 @@ async fn suite(
 ) -> Result<SuiteResult, TestError> {
     let client = db.target().connect().await?;
     scratch_session(&client).await?;
-    let introspector = schema::Introspector::prepare(&client).await?;
+    let mut introspector = schema::Introspector::prepare(&client).await?;
     let relations_stmt = client
         .prepare(RELATIONS)
         .await
@@ -226,11 +228,15 @@ async fn suite(
         .take(&client, s.deploy_lock_timeout, |_, _| {})
         .await?;
     ledger.ensure(&client).await?;
-    let migrator = Migrator::new(&s, set).in_locked_session(session);
+    let rows = std::sync::Arc::new(crate::ledger::RowCache::default());
+    let migrator = Migrator::new(&s, set)
+        .in_locked_session(session)
+        .with_row_cache(rows.clone());
     // The first apply of each migration records, inside its own transaction, the locks it
     // holds; the re-apply of the round trip does not need to.
     let probing = Migrator::new(&s, set)
         .in_locked_session(session)
+        .with_row_cache(rows)
         .with_before_commit(CAPTURE_LOCKS);
     // The whole schema as it stands, kept up to date from the scoped snapshots: the "before"
     // of each migration is cut from it instead of being read (see `Snapshot::merge_scoped`).
@@ -333,6 +339,9 @@ async fn suite(
             results.push(r);
             continue;
         };
+        introspector
+            .replan_if_grown(&client, whole.tables.len() + whole.views.len())
+            .await?;
         // The round trip compares the relations the migration touched (every DDL locks what it
         // changes, creates or drops) with their columns, constraints, indexes and the rest, and
         // every non-relation object: snapshots whose cost does not grow with the folder.
@@ -415,18 +424,15 @@ async fn suite(
 
 /// The scratch database is thrown away at the end: its commits need not wait for the WAL to
 /// reach disk (`synchronous_commit = off`; apply, rollback and re-apply each commit), and the
-/// snapshot queries, prepared once and run four times per migration, keep one generic plan
-/// (`plan_cache_mode`, PostgreSQL 12 and later) instead of being planned again every time.
-/// The session also gets the temporary table [`CAPTURE_LOCKS`] fills.
+/// snapshot queries, run three times per migration, keep one generic plan (`plan_cache_mode`,
+/// PostgreSQL 12 and later) instead of being planned again every time: planned again only as
+/// the catalog grows ([`schema::Introspector::replan_if_grown`]).
 async fn scratch_session(client: &Client) -> Result<(), DbError> {
     client
         .batch_execute(
             "SELECT set_config('synchronous_commit', 'off', false),
                     (SELECT set_config('plan_cache_mode', 'force_generic_plan', false)
-                      WHERE current_setting('server_version_num')::int >= 120000);
-             CREATE TEMPORARY TABLE pgshift_test_locks (
-               relation oid, mode text, nspname name, relname name, relkind text, parent oid,
-               relfilenode oid)",
+                      WHERE current_setting('server_version_num')::int >= 120000)",
         )
         .await
         .map_err(|e| DbError::query("preparing the scratch session", e))?;
@@ -462,6 +468,7 @@ async fn round_trip(
             cascade: false,
             dry_run: false,
             locked: migrator.session(),
+            row_cache: migrator.row_cache(),
         },
     )
     .await;
@@ -632,22 +639,33 @@ fn rewrites(
     out
 }
 
-/// Appended to each migration's transaction by the first apply: copies the relation locks the
-/// session holds at that point into a temporary table (see [`scratch_session`]). An index or
-/// a sequence stands for the table it belongs to.
-const CAPTURE_LOCKS: &str = "INSERT INTO pg_temp.pgshift_test_locks
-SELECT l.relation, l.mode, n.nspname, c.relname, c.relkind::text,
+/// Appended to each migration's transaction by the first apply: keeps the relation locks the
+/// session holds at that point in a session setting, as JSON (oids as numbers), for
+/// [`captured_locks`]. An index
+/// or a sequence stands for the table it belongs to. A setting rather than a temporary table:
+/// it is set only if the transaction commits, like a row would be, but leaves no dead rows
+/// behind (a temporary table is never vacuumed: emptying it once per migration made reading it
+/// cost more with each one) and no file to create.
+const CAPTURE_LOCKS: &str = "SELECT set_config('pgshift.test_locks', coalesce((
+SELECT json_agg(json_build_array(l.relation::int8, l.mode, n.nspname, c.relname, c.relkind,
        coalesce(i.indrelid, (SELECT d.refobjid FROM pg_depend d
                               WHERE d.classid = 'pg_class'::regclass AND d.objid = l.relation
                                 AND d.refclassid = 'pg_class'::regclass
-                                AND d.deptype IN ('a', 'i') LIMIT 1)),
-       c.relfilenode
+                                AND d.deptype IN ('a', 'i') LIMIT 1))::int8,
+       c.relfilenode::int8))
   FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation
   LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_index i ON i.indexrelid = l.relation
  WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
-   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database());
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+), '[]')::text, false);
 ";
+
+/// Reads what [`CAPTURE_LOCKS`] kept and empties it, in one statement: the materialized CTE
+/// reads the setting before the outer query clears it.
+const TAKE_CAPTURED_LOCKS: &str =
+    "WITH kept AS MATERIALIZED (SELECT current_setting('pgshift.test_locks', true) AS locks)
+     SELECT kept.locks, set_config('pgshift.test_locks', '', false) FROM kept";
 
 /// One lock [`CAPTURE_LOCKS`] recorded.
 struct Captured {
@@ -663,28 +681,44 @@ struct Captured {
     relfilenode: Option<u32>,
 }
 
+/// One element of [`CAPTURE_LOCKS`]'s JSON array, in its order.
+type CapturedJson = (
+    u32,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<u32>,
+    Option<u32>,
+);
+
 /// Reads and empties what [`CAPTURE_LOCKS`] recorded. Empty when the migration ran outside one
 /// transaction (nothing was recorded), or failed.
-async fn captured_locks(client: &Client) -> Result<Vec<Captured>, DbError> {
+async fn captured_locks(client: &Client) -> Result<Vec<Captured>, TestError> {
     let rows = client
-        .query_typed(
-            "DELETE FROM pg_temp.pgshift_test_locks
-             RETURNING relation, mode, nspname::text, relname::text, relkind, parent, relfilenode",
-            &[],
-        )
+        .query_typed(TAKE_CAPTURED_LOCKS, &[])
         .await
         .map_err(|e| DbError::query("reading the locks a migration took", e))?;
-    Ok(rows
-        .iter()
-        .map(|r| Captured {
-            oid: r.get(0),
-            mode: r.get(1),
-            schema: r.get(2),
-            name: r.get(3),
-            kind: r.get(4),
-            parent: r.get(5),
-            relfilenode: r.get(6),
-        })
+    let kept: Option<String> = rows.first().and_then(|r| r.get(0));
+    let kept = kept.unwrap_or_default();
+    if kept.is_empty() {
+        return Ok(Vec::new());
+    }
+    let parsed: Vec<CapturedJson> =
+        serde_json::from_str(&kept).map_err(|e| TestError::LockCapture(e.to_string()))?;
+    Ok(parsed
+        .into_iter()
+        .map(
+            |(oid, mode, schema, name, kind, parent, relfilenode)| Captured {
+                oid,
+                mode,
+                schema,
+                name,
+                kind,
+                parent,
+                relfilenode,
+            },
+        )
         .collect())
 }
 

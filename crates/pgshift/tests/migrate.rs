@@ -656,8 +656,7 @@ async fn migration_without_down_file_stores_a_generated_rollback_that_works() {
     // Roll 0002 back through the stored SQL (0003 first is refused: it has no rollback).
     let opts = pgshift::rollback::RollbackOptions {
         cascade: false,
-        dry_run: false,
-        locked: None,
+        ..Default::default()
     };
     std::fs::remove_file(dir.path().join("0003_lossy.sql")).unwrap();
     client.batch_execute("DELETE FROM __drizzle_migrations WHERE id = '0003_lossy'; ALTER TABLE accounts ADD COLUMN email text;").await.unwrap();

@@ -78,7 +78,7 @@ async fn roll_back(
         &RollbackOptions {
             cascade,
             dry_run,
-            locked: None,
+            ..RollbackOptions::default()
         },
     )
     .await

@@ -40,7 +40,7 @@ pub async fn run(mut ctx: Ctx, args: RollbackArgs) -> anyhow::Result<i32> {
     let opts = RollbackOptions {
         cascade: args.cascade,
         dry_run: args.dry_run,
-        locked: None,
+        ..RollbackOptions::default()
     };
     if !ctx.json() {
         eprintln!(
