@@ -129,6 +129,10 @@ pub enum DbError {
         "{context}: the server lost this session's prepared statement: the connection goes through a transaction-pooling proxy (PgBouncer pool_mode=transaction?), where session locks and prepared statements do not hold; run migrations over a direct connection (the provider's non-pooled URL) or a session-pooling port"
     )]
     PoolerLostSession { context: String },
+    #[error(
+        "{context}: this transaction ran on a server connection that does not hold the deploy lock this session took: the connection goes through a transaction-pooling proxy (PgBouncer pool_mode=transaction?), where session locks do not hold; run migrations over a direct connection (the provider's non-pooled URL) or a session-pooling port"
+    )]
+    LockNotHeld { context: String },
 }
 
 fn hint_suffix(h: &Option<String>) -> String {
@@ -149,6 +153,14 @@ impl DbError {
                     && pg.message.contains("prepared statement \"s") =>
             {
                 DbError::PoolerLostSession { context }
+            }
+            // The session is gone: a connection exception (class 08, also what PgBouncer
+            // sends when its server connection dies) or the backend was terminated.
+            Some(pg) if pg.code.starts_with("08") || pg.code.starts_with("57P0") => {
+                DbError::ConnectionLost {
+                    context,
+                    reason: pg.to_string(),
+                }
             }
             Some(pg) => {
                 let hint = privilege_hint(&pg);
@@ -185,6 +197,7 @@ impl DbError {
             DbError::TransactionPooler { .. }
                 | DbError::SharedBackend { .. }
                 | DbError::PoolerLostSession { .. }
+                | DbError::LockNotHeld { .. }
                 | DbError::ConnectTimeout { .. }
                 | DbError::Connect { .. }
                 | DbError::ConnectionLost { .. }
@@ -849,7 +862,28 @@ const TRY_LOCK: &str = "SELECT CASE WHEN s.held THEN NULL ELSE pg_try_advisory_l
              AND l.objid::bigint = $1 & 4294967295 AND l.objsubid = 1) AS held
         OFFSET 0) s";
 
+/// The SQLSTATE [`DeployLock::held_check_sql`] raises.
+pub const LOCK_NOT_HELD: &str = "PGS03";
+
 impl DeployLock {
+    /// A statement for the start of every transaction that changes the schema or the ledger
+    /// under the lock: it fails with [`LOCK_NOT_HELD`] unless the backend running it holds the
+    /// deploy lock. The checks in [`DeployLock::take`] can pass by chance behind a
+    /// transaction-pooling proxy (its few statements may all land on one server connection);
+    /// the later transactions of a deploy then land elsewhere, and this refuses them there.
+    pub fn held_check_sql(&self) -> String {
+        format!(
+            "DO $pgshift$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_locks l \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.pid = pg_backend_pid() \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND l.classid::bigint = {hi} AND l.objid::bigint = {lo} AND l.objsubid = 1) \
+             THEN RAISE EXCEPTION 'pgshift: this server connection does not hold the deploy lock' \
+             USING ERRCODE = '{LOCK_NOT_HELD}'; END IF; END $pgshift$;\n",
+            hi = (self.key >> 32) & 0xffff_ffff,
+            lo = self.key & 0xffff_ffff,
+        )
+    }
+
     /// The lock key for a ledger: one lock per ledger table, so tenants in separate schemas
     /// don't serialise on each other.
     pub fn for_ledger(schema: &str, table: &str) -> Self {
@@ -926,9 +960,7 @@ impl DeployLock {
                     // A pgshift of this machine that no longer exists still "holds" the lock: the
                     // backend outlived it (a pooled server connection). Free it.
                     tracing::warn!("deploy lock held by {h}, whose pgshift process is gone: terminating that backend");
-                    let _ = client
-                        .query_one("SELECT pg_terminate_backend($1)", &[&h.pid])
-                        .await;
+                    self.free_left_lock(client, h.pid).await;
                     continue;
                 }
                 on_wait(holder.as_ref(), waited);
@@ -960,15 +992,11 @@ impl DeployLock {
             Ok(now) if session_pid == lock_pid && now == lock_pid => return Ok(()),
             Ok(now) => now,
             Err(e) => {
-                let _ = client
-                    .query_one("SELECT pg_terminate_backend($1)", &[&lock_pid])
-                    .await;
+                self.free_left_lock(client, lock_pid).await;
                 return Err(e);
             }
         };
-        let _ = client
-            .query_one("SELECT pg_terminate_backend($1)", &[&lock_pid])
-            .await;
+        self.free_left_lock(client, lock_pid).await;
         Err(DbError::TransactionPooler {
             holder: lock_pid,
             ours: if now == lock_pid { session_pid } else { now },
@@ -976,31 +1004,80 @@ impl DeployLock {
     }
 
     /// Releases the lock (also released when the session ends).
-    pub async fn release(&self, client: &Client) -> Result<(), DbError> {
-        client
+    ///
+    /// When the backend this runs on does not hold it, the connection went through a
+    /// transaction-pooling proxy after all (see [`DeployLock::held_check_sql`]) and the lock is
+    /// left on the server connection that took it, `session.pid`, where every later deploy
+    /// would wait for it: that backend is terminated if it still holds the lock (it is ours),
+    /// and [`DbError::LockNotHeld`] says so.
+    pub async fn release(&self, client: &Client, session: LockedSession) -> Result<(), DbError> {
+        let released: bool = client
             .query_typed_one("SELECT pg_advisory_unlock($1)", &[(&self.key, Type::INT8)])
             .await
-            .map_err(|e| DbError::query("releasing the deploy lock", e))?;
-        Ok(())
+            .map_err(|e| DbError::query("releasing the deploy lock", e))?
+            .get(0);
+        if released {
+            return Ok(());
+        }
+        self.free_left_lock(client, session.pid).await;
+        Err(DbError::LockNotHeld {
+            context: "releasing the deploy lock".into(),
+        })
+    }
+
+    /// Frees the deploy lock left on server backend `pid` by a session that went through a
+    /// transaction-pooling proxy (or whose pgshift is gone): unlocks it when this statement
+    /// landed on that backend, else terminates the backend, but only while it is idle, that is
+    /// back in the proxy's pool and running nobody's transaction (terminating it
+    /// mid-transaction would fail another client's work). Tries for about two
+    /// seconds; statements without a prepared step, since behind the proxy each may land on
+    /// another backend. Gives up quietly: the next deploy finds the lock orphaned again.
+    async fn free_left_lock(&self, client: &Client, pid: i32) {
+        for _ in 0..40 {
+            let rows = client
+                .query_typed(
+                    "SELECT CASE WHEN a.pid = pg_backend_pid() THEN pg_advisory_unlock($1)
+                                 WHEN a.state = 'idle' THEN pg_terminate_backend(a.pid)
+                                 ELSE false END
+                       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                      WHERE l.locktype = 'advisory' AND l.granted AND l.pid = $2
+                        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                        AND l.classid::bigint = ($1 >> 32) & 4294967295
+                        AND l.objid::bigint = $1 & 4294967295 AND l.objsubid = 1",
+                    &[(&self.key, Type::INT8), (&pid, Type::INT4)],
+                )
+                .await;
+            match rows {
+                // Terminated, or it no longer holds the lock.
+                Ok(rows) if rows.first().is_none_or(|r| r.get::<_, bool>(0)) => return,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => {
+                    tracing::debug!("freeing the deploy lock left on backend {pid}: {e}");
+                    return;
+                }
+            }
+        }
+        tracing::warn!("the deploy lock is still held by backend {pid}, which stayed busy");
     }
 
     /// The session that holds the lock now, if any.
     pub async fn holder(&self, client: &Client) -> Result<Option<LockHolder>, DbError> {
         let classid = (self.key >> 32) as u32 as i64;
         let objid = (self.key & 0xffff_ffff) as u32 as i64;
-        let row = client
-            .query_opt(
+        // One round trip, nothing prepared: a waiter behind a pooler still sees the holder.
+        let rows = client
+            .query_typed(
                 "SELECT a.pid, coalesce(a.application_name, ''), host(a.client_addr), a.backend_start
                    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                   WHERE l.locktype = 'advisory' AND l.granted
                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                     AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1
                   LIMIT 1",
-                &[&classid, &objid],
+                &[(&classid, Type::INT8), (&objid, Type::INT8)],
             )
             .await
             .map_err(|e| DbError::query("looking up the deploy lock holder", e))?;
-        Ok(row.map(|r| LockHolder {
+        Ok(rows.first().map(|r| LockHolder {
             pid: r.get(0),
             application_name: r.get(1),
             client_addr: r.get(2),

@@ -695,8 +695,12 @@ impl<'a> Migrator<'a> {
         let result = self.migrate_locked(client, opts, obs, started).await;
         // The lock goes with the session anyway; release it now so waiters don't wait for us
         // to disconnect. A failure to release is not worth masking the real outcome.
-        if let Err(e) = lock.release(client).await {
-            tracing::debug!("releasing the deploy lock: {e}");
+        match lock.release(client, session).await {
+            // Every transaction checked the lock (and took the transaction-level one), so what
+            // ran is right; the lock left on the pooled connection was freed. Say so.
+            Err(e @ DbError::LockNotHeld { .. }) => tracing::warn!("{e}"),
+            Err(e) => tracing::debug!("releasing the deploy lock: {e}"),
+            Ok(()) => {}
         }
         result
     }
@@ -1068,10 +1072,11 @@ impl<'a> Migrator<'a> {
     /// proxy) and a ledger check, so a migration another process already applied is never run
     /// twice whatever the connection path.
     fn guard_sql(&self, m: &Migration) -> String {
-        let key = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table).tx_key();
+        let lock = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table);
+        let (key, held) = (lock.tx_key(), lock.held_check_sql());
         let id = crate::db::quote_literal(&m.id);
         format!(
-            "SELECT pg_advisory_xact_lock({key});\n\
+            "{held}SELECT pg_advisory_xact_lock({key});\n\
              DO $pgshift$ BEGIN IF EXISTS (SELECT 1 FROM {t} WHERE id = {id} AND status IN ('applied', 'baselined')) \
              THEN RAISE EXCEPTION 'pgshift: % was already applied by another process', {id} USING ERRCODE = '{ALREADY_APPLIED}'; \
              END IF; END $pgshift$;\n",
@@ -1270,6 +1275,12 @@ impl<'a> Migrator<'a> {
                                 )
                                 .await;
                             return Err(MigrateError::Interrupted { id: m.id.clone() });
+                        }
+                        if pg.code == crate::db::LOCK_NOT_HELD {
+                            return Err(DbError::LockNotHeld {
+                                context: format!("applying {}", m.id),
+                            }
+                            .into());
                         }
                         if pg.code == ALREADY_APPLIED {
                             tracing::info!("{} was applied by another process meanwhile", m.id);
@@ -1546,7 +1557,8 @@ impl<'a> Migrator<'a> {
             });
         };
         let lock = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table);
-        lock.take(client, self.settings.deploy_lock_timeout, |_, _| {})
+        let session = lock
+            .take(client, self.settings.deploy_lock_timeout, |_, _| {})
             .await?;
         let result = async {
             self.ledger.ensure(client).await?;
@@ -1582,7 +1594,7 @@ impl<'a> Migrator<'a> {
             Ok(ids)
         }
         .await;
-        let _ = lock.release(client).await;
+        let _ = lock.release(client, session).await;
         result
     }
 

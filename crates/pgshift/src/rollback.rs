@@ -1479,15 +1479,18 @@ pub async fn rollback(
         });
     }
     let lock = DeployLock::for_ledger(&ledger.schema, &ledger.table);
+    let mut taken = None;
     if opts.locked.is_none() {
-        lock.take(client, settings.deploy_lock_timeout, |holder, waited| {
-            tracing::warn!(
-                "waiting {}s for the deploy lock held by {}",
-                waited.as_secs(),
-                holder.map_or_else(|| "another session".to_string(), |h| h.to_string())
-            );
-        })
-        .await?;
+        taken = Some(
+            lock.take(client, settings.deploy_lock_timeout, |holder, waited| {
+                tracing::warn!(
+                    "waiting {}s for the deploy lock held by {}",
+                    waited.as_secs(),
+                    holder.map_or_else(|| "another session".to_string(), |h| h.to_string())
+                );
+            })
+            .await?,
+        );
     }
     let result = async {
         let held = Held::of(opts.locked.is_some(), opts.row_cache.as_deref());
@@ -1523,9 +1526,11 @@ pub async fn rollback(
     if let (Err(_), Some(c)) = (&result, &opts.row_cache) {
         c.forget();
     }
-    if opts.locked.is_none() {
-        if let Err(e) = lock.release(client).await {
-            tracing::debug!("releasing the deploy lock: {e}");
+    if let Some(session) = taken {
+        match lock.release(client, session).await {
+            Err(e @ DbError::LockNotHeld { .. }) => tracing::warn!("{e}"),
+            Err(e) => tracing::debug!("releasing the deploy lock: {e}"),
+            Ok(()) => {}
         }
     }
     result
@@ -1781,10 +1786,11 @@ impl<'a> Runner<'a> {
     /// A transaction-level advisory lock shared with `migrate`'s transactions, and a check that
     /// the migration is still in effect (so it is rolled back once, whatever the connection path).
     fn guard_sql(&self, u: &Unit<'_>) -> String {
-        let key = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table).tx_key();
+        let lock = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table);
+        let (key, held) = (lock.tx_key(), lock.held_check_sql());
         let id = quote_literal(&u.id);
         format!(
-            "SELECT pg_advisory_xact_lock({key});\n\
+            "{held}SELECT pg_advisory_xact_lock({key});\n\
              DO $pgshift$ BEGIN IF NOT EXISTS (SELECT 1 FROM {t} WHERE id = {id} AND status IN ('applied', 'baselined')) \
              THEN RAISE EXCEPTION 'pgshift: % is no longer applied (rolled back by another process?)', {id} USING ERRCODE = '{NOT_APPLIED}'; \
              END IF; END $pgshift$;\n",
@@ -1909,6 +1915,12 @@ impl<'a> Runner<'a> {
                 let Some(pg) = pg else {
                     return Err(DbError::query(format!("rolling back {}", u.id), e).into());
                 };
+                if pg.code == crate::db::LOCK_NOT_HELD {
+                    return Err(DbError::LockNotHeld {
+                        context: format!("rolling back {}", u.id),
+                    }
+                    .into());
+                }
                 if pg.code == NOT_APPLIED {
                     tracing::info!("{} was rolled back by another process meanwhile", u.id);
                     return Ok(None);

@@ -154,11 +154,78 @@ async fn a_backend_that_already_holds_the_deploy_lock_refuses_it_instead_of_gran
         "{again:?}"
     );
     // Held once, not twice: one release frees it for the next deploy.
-    lock.release(&client).await.unwrap();
+    lock.release(&client, session).await.unwrap();
     let other = db.client().await;
     lock.take(&other, Duration::from_secs(1), |_, _| {})
         .await
         .expect("free after one release");
+}
+
+/// The test suite keeps the ledger's rows under its lock (`RowCache`) instead of reading them
+/// before each step: after applies, a rollback and a re-apply through the cache, what it plans
+/// must be what a fresh read of the ledger plans.
+#[tokio::test]
+async fn a_row_cache_under_the_deploy_lock_sees_every_write_made_through_it() {
+    use pgshift::db::DeployLock;
+    use pgshift::ledger::{Ledger, RowCache};
+    use pgshift::rollback::{rollback, RollbackOptions};
+    let db = TestDb::new("row_cache").await;
+    let settings = db.settings();
+    let dir = native(&[
+        ("0001_a.sql", "CREATE TABLE a (id bigint PRIMARY KEY);"),
+        ("0002_b.sql", "CREATE TABLE b (id bigint PRIMARY KEY);"),
+    ]);
+    let set = source::load(dir.path()).unwrap();
+    let client = db.client().await;
+    let ledger = Ledger::from_settings(&settings);
+    let session = DeployLock::for_ledger(&ledger.schema, &ledger.table)
+        .take(&client, std::time::Duration::from_secs(5), |_, _| {})
+        .await
+        .unwrap();
+    ledger.ensure(&client).await.unwrap();
+    let cache = std::sync::Arc::new(RowCache::default());
+    let cached = Migrator::new(&settings, &set)
+        .in_locked_session(session)
+        .with_row_cache(cache.clone());
+    let fresh = Migrator::new(&settings, &set);
+    let plans = || async {
+        let a = serde_json::to_value(cached.plan(&client).await.unwrap()).unwrap();
+        let b = serde_json::to_value(fresh.plan(&client).await.unwrap()).unwrap();
+        assert_eq!(
+            a, b,
+            "the cached plan differs from a fresh read of the ledger"
+        );
+        a["counts"].clone()
+    };
+    // Read once while empty, then written through the cache.
+    assert_eq!(plans().await["pending"], 2);
+    let one = MigrateOptions {
+        target: Some("0001_a".into()),
+        ..MigrateOptions::default()
+    };
+    cached.migrate(&client, &one, &mut Silent).await.unwrap();
+    assert_eq!(plans().await["applied"], 1);
+    let opts = RollbackOptions {
+        locked: Some(session),
+        row_cache: Some(cache.clone()),
+        ..RollbackOptions::default()
+    };
+    rollback(&client, &settings, &set, "0001_a", &opts)
+        .await
+        .unwrap();
+    assert_eq!(plans().await["rolled_back"], 1);
+    cached
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    assert_eq!(plans().await["applied"], 2);
+    assert_eq!(
+        ledger_statuses(&client).await,
+        vec![
+            ("0001_a".to_string(), "applied".to_string()),
+            ("0002_b".to_string(), "applied".to_string())
+        ]
+    );
 }
 
 #[tokio::test]
