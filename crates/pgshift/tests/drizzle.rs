@@ -33,6 +33,7 @@ fn mig(id: &str, when: i64, sql: &str) -> Migration {
         layout: Layout::DrizzleJournal,
         down: None,
         directives: Directives::default(),
+        derived: Default::default(),
     }
 }
 
