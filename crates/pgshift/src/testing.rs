@@ -244,6 +244,11 @@ async fn suite(
         true => None,
         false => Some(introspector.read(&client, &intro).await?),
     };
+    // The relations by oid, for the locks and rewrites reports: read once, then kept up to date
+    // from what each apply and re-apply locked (every DDL locks what it creates, changes or
+    // drops; see `follow`), and read again after anything that was not captured (a fixture, a
+    // migration outside one transaction, a rollback that failed or had to be repaired).
+    let mut rels: Option<HashMap<u32, Relation>> = None;
     let mut results = Vec::new();
     let mut broken = false;
     for m in &set.migrations {
@@ -286,11 +291,15 @@ async fn suite(
                 continue;
             }
             // A fixture may create objects as well as rows.
+            rels = None;
             if model.is_some() {
                 model = Some(introspector.read(&client, &intro).await?);
             }
         }
-        let rels_before = relations(&client, &relations_stmt).await?;
+        let mut rels_before = match rels.take() {
+            Some(kept) => kept,
+            None => relations(&client, &relations_stmt).await?,
+        };
         let opts_one = MigrateOptions {
             target: Some(m.id.clone()),
             ..MigrateOptions::default()
@@ -310,19 +319,20 @@ async fn suite(
         // Migrations that run outside one transaction record no locks: compared on the whole
         // schema, and their rewrites found among every relation.
         let in_one_tx = !captured.is_empty();
-        r.rewrites = match in_one_tx {
-            true => rewrites(
+        let rels_after = match in_one_tx {
+            true => None,
+            false => Some(relations(&client, &relations_stmt).await?),
+        };
+        r.rewrites = match &rels_after {
+            None => rewrites(
                 &rels_before,
                 captured
                     .iter()
                     .filter_map(|c| Some((c.oid, c.relfilenode?))),
             ),
-            false => rewrites(
+            Some(after) => rewrites(
                 &rels_before,
-                relations(&client, &relations_stmt)
-                    .await?
-                    .iter()
-                    .map(|(oid, a)| (*oid, a.relfilenode)),
+                after.iter().map(|(oid, a)| (*oid, a.relfilenode)),
             ),
         };
         let scope = in_one_tx.then(|| {
@@ -335,6 +345,13 @@ async fn suite(
         if in_one_tx {
             r.locks = Some(locks_taken(&captured, &rels_before, &intro));
         }
+        rels = Some(match rels_after {
+            Some(after) => after,
+            None => {
+                follow(&mut rels_before, &captured);
+                rels_before
+            }
+        });
         let Some(whole) = model.as_mut() else {
             results.push(r);
             continue;
@@ -379,7 +396,20 @@ async fn suite(
             before: &before,
             after: &after,
         };
-        round_trip(&client, &s, set, &migrator, m, &snap, &mut r).await?;
+        // The re-apply captures its locks too, so the relations follow it (its tables are new
+        // oids); the rollback in between is not captured: what it changed and the re-apply
+        // did not undo makes the round trip fail, and then the relations are read again.
+        round_trip(&client, &s, set, &probing, m, &snap, &mut r).await?;
+        let recaptured = captured_locks(&client).await?;
+        match (r.rollback, r.reapply) {
+            ("skipped", _) => {}
+            ("ok", "ok") if !recaptured.is_empty() => {
+                if let Some(kept) = rels.as_mut() {
+                    follow(kept, &recaptured);
+                }
+            }
+            _ => rels = None,
+        }
         // A failed round trip is reported; the suite goes on as long as the schema is back to
         // the state after this migration.
         broken = r.reapply == "failed";
@@ -585,8 +615,9 @@ struct Relation {
 }
 
 /// Every table, partitioned table, materialized view and view outside the system schemas,
-/// by oid: read before each migration (and after one that runs outside a transaction), so
-/// prepared once ([`relations`]).
+/// by oid: read at the start and again after anything the suite did not capture (a fixture, a
+/// migration outside one transaction, a failed or repaired round trip); in between the suite
+/// follows the locks captured by each apply and re-apply ([`follow`]). Prepared once.
 const RELATIONS: &str =
     "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, c.relfilenode::oid
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -617,6 +648,48 @@ async fn relations(
             )
         })
         .collect())
+}
+
+/// Brings `rels` up to date with what a migration locked (`captured`): relations it created or
+/// changed take their names and storage from the capture, those it dropped go, and so does an
+/// entry whose name now belongs to another oid (a table the rollback dropped and the re-apply
+/// created again). System and temporary relations are left out, as [`RELATIONS`] leaves them.
+fn follow(rels: &mut HashMap<u32, Relation>, captured: &[Captured]) {
+    let mut named: std::collections::HashSet<(&str, &str)> = Default::default();
+    for c in captured {
+        match (&c.schema, &c.name, &c.kind, c.relfilenode) {
+            (Some(schema), Some(name), Some(kind), Some(relfilenode))
+                if matches!(kind.as_str(), "r" | "p" | "m" | "v") && !is_system(schema) =>
+            {
+                named.insert((schema, name));
+                rels.insert(
+                    c.oid,
+                    Relation {
+                        schema: schema.clone(),
+                        name: name.clone(),
+                        kind: kind.clone(),
+                        relfilenode,
+                    },
+                );
+            }
+            (None, None, ..) => {
+                rels.remove(&c.oid);
+            }
+            _ => {}
+        }
+    }
+    let locked: std::collections::HashSet<u32> = captured.iter().map(|c| c.oid).collect();
+    rels.retain(|oid, r| {
+        locked.contains(oid) || !named.contains(&(r.schema.as_str(), r.name.as_str()))
+    });
+}
+
+/// A schema [`RELATIONS`] leaves out.
+fn is_system(schema: &str) -> bool {
+    schema == "pg_catalog"
+        || schema == "information_schema"
+        || schema.starts_with("pg_toast")
+        || schema.starts_with("pg_temp")
 }
 
 /// Tables and materialized views whose storage changed (the same oid, another relfilenode),
@@ -737,10 +810,7 @@ fn locked_relation(
             (b.schema.clone(), b.name.clone(), b.kind.clone())
         }
     };
-    let system = schema == "pg_catalog"
-        || schema == "information_schema"
-        || schema.starts_with("pg_toast")
-        || schema.starts_with("pg_temp");
+    let system = is_system(&schema);
     let own = intro
         .exclude_tables
         .iter()

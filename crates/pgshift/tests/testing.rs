@@ -54,6 +54,57 @@ async fn the_example_passes_with_locks_rewrites_and_lint() {
     assert!(r.lint_warnings > 0, "serial keys are warned about");
 }
 
+/// The relations are read once and then followed through what each apply and re-apply locked:
+/// after a table is created, rolled back and created again (a new oid), and renamed, its
+/// rewrites and "existing" locks must still be reported.
+#[tokio::test]
+async fn rewrites_and_locks_are_reported_on_tables_recreated_by_earlier_round_trips() {
+    let dir = native(&[
+        (
+            "0001_items.sql",
+            "CREATE TABLE items (id int PRIMARY KEY, qty int);\n",
+        ),
+        (
+            "0002_widen_qty.sql",
+            "ALTER TABLE items ALTER COLUMN qty TYPE bigint;\n",
+        ),
+        (
+            "0002_widen_qty.down.sql",
+            "ALTER TABLE items ALTER COLUMN qty TYPE int;\n",
+        ),
+        ("0003_rename.sql", "ALTER TABLE items RENAME TO goods;\n"),
+        (
+            "0004_widen_id.sql",
+            "ALTER TABLE goods ALTER COLUMN id TYPE bigint;\n",
+        ),
+        (
+            "0004_widen_id.down.sql",
+            "ALTER TABLE goods ALTER COLUMN id TYPE int;\n",
+        ),
+    ]);
+    let set = source::load(dir.path()).unwrap();
+    let settings = settings_for(&support::admin_url());
+    let r = testing::run(&settings, &set, &opts()).await.unwrap();
+    // Not `r.ok`: lint rightly calls the type changes errors.
+    assert_eq!(r.failed, 0, "{r:#?}");
+    let by_id = |id: &str| r.migrations.iter().find(|m| m.id == id).unwrap();
+    for (id, table) in [
+        ("0002_widen_qty", "public.items"),
+        ("0004_widen_id", "public.goods"),
+    ] {
+        let m = by_id(id);
+        assert_eq!(m.rollback, "ok", "{m:#?}");
+        assert_eq!(m.rewrites, [table], "{m:#?}");
+        let locks = m.locks.as_ref().unwrap();
+        assert!(
+            locks
+                .iter()
+                .any(|l| l.relation == table && l.mode == "AccessExclusiveLock" && l.existing),
+            "{locks:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn without_the_round_trip_migrations_are_applied_but_not_rolled_back() {
     let dir = native(&[
