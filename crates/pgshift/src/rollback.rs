@@ -1588,7 +1588,7 @@ fn resolve<'a>(
     }
     // Positions in the folder by id, looked up once per ledger row: a scan of the folder per
     // row made every rollback quadratic in the folder's length.
-    let in_folder: std::collections::HashMap<&str, usize> = set
+    let in_folder: rustc_hash::FxHashMap<&str, usize> = set
         .migrations
         .iter()
         .enumerate()

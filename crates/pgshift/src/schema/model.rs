@@ -618,7 +618,8 @@ fn is_plain(s: &str) -> bool {
 }
 
 /// A set of (schema, relation) names, as [`Snapshot::scoped`] reads it.
-struct Scope<'a>(std::collections::HashSet<(&'a str, &'a str)>);
+/// Checked once per table of the model for each migration the test suite runs: a fast hasher.
+struct Scope<'a>(rustc_hash::FxHashSet<(&'a str, &'a str)>);
 
 impl<'a> Scope<'a> {
     fn new(scope: &'a [(String, String)]) -> Self {
