@@ -1025,6 +1025,17 @@ impl DeployLock {
         })
     }
 
+    /// [`DeployLock::release`] at the end of a command, whose own outcome is what it reports: a
+    /// lock found on a pooled connection (and freed) is a warning, any other failure a debug
+    /// line (the lock goes with the session anyway).
+    pub async fn release_logged(&self, client: &Client, session: LockedSession) {
+        match self.release(client, session).await {
+            Err(e @ DbError::LockNotHeld { .. }) => tracing::warn!("{e}"),
+            Err(e) => tracing::debug!("releasing the deploy lock: {e}"),
+            Ok(()) => {}
+        }
+    }
+
     /// Frees the deploy lock left on server backend `pid` by a session that went through a
     /// transaction-pooling proxy (or whose pgshift is gone): unlocks it when this statement
     /// landed on that backend, else terminates the backend, but only while it is idle, that is

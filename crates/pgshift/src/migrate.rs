@@ -700,13 +700,9 @@ impl<'a> Migrator<'a> {
         let result = self.migrate_locked(client, opts, obs, started).await;
         // The lock goes with the session anyway; release it now so waiters don't wait for us
         // to disconnect. A failure to release is not worth masking the real outcome.
-        match lock.release(client, session).await {
-            // Every transaction checked the lock (and took the transaction-level one), so what
-            // ran is right; the lock left on the pooled connection was freed. Say so.
-            Err(e @ DbError::LockNotHeld { .. }) => tracing::warn!("{e}"),
-            Err(e) => tracing::debug!("releasing the deploy lock: {e}"),
-            Ok(()) => {}
-        }
+        // Behind a pooler every transaction checked the lock (and took the transaction-level
+        // one), so what ran is right; a lock left on a pooled connection is freed and said.
+        lock.release_logged(client, session).await;
         result
     }
 
@@ -1612,7 +1608,7 @@ impl<'a> Migrator<'a> {
             Ok(ids)
         }
         .await;
-        let _ = lock.release(client, session).await;
+        lock.release_logged(client, session).await;
         result
     }
 

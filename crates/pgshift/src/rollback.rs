@@ -1527,11 +1527,7 @@ pub async fn rollback(
         c.forget();
     }
     if let Some(session) = taken {
-        match lock.release(client, session).await {
-            Err(e @ DbError::LockNotHeld { .. }) => tracing::warn!("{e}"),
-            Err(e) => tracing::debug!("releasing the deploy lock: {e}"),
-            Ok(()) => {}
-        }
+        lock.release_logged(client, session).await;
     }
     result
 }

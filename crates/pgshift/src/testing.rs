@@ -228,15 +228,11 @@ async fn suite(
         .take(&client, s.deploy_lock_timeout, |_, _| {})
         .await?;
     ledger.ensure(&client).await?;
-    let rows = std::sync::Arc::new(crate::ledger::RowCache::default());
+    // Each apply and re-apply records, inside its own transaction, the locks it holds: for the
+    // locks and rewrites reports, the snapshots' scope and following the relations.
     let migrator = Migrator::new(&s, set)
         .in_locked_session(session)
-        .with_row_cache(rows.clone());
-    // The first apply of each migration records, inside its own transaction, the locks it
-    // holds; the re-apply of the round trip does not need to.
-    let probing = Migrator::new(&s, set)
-        .in_locked_session(session)
-        .with_row_cache(rows)
+        .with_row_cache(std::sync::Arc::new(crate::ledger::RowCache::default()))
         .with_before_commit(CAPTURE_LOCKS);
     // The whole schema as it stands, kept up to date from the scoped snapshots: the "before"
     // of each migration is cut from it instead of being read (see `Snapshot::merge_scoped`).
@@ -305,7 +301,7 @@ async fn suite(
             ..MigrateOptions::default()
         };
         let t = Instant::now();
-        let applied = probing.migrate(&client, &opts_one, &mut Silent).await;
+        let applied = migrator.migrate(&client, &opts_one, &mut Silent).await;
         r.apply_ms = t.elapsed().as_millis() as u64;
         // Read (and empty) the capture also when the apply failed: nothing is left behind.
         let captured = captured_locks(&client).await?;
@@ -396,10 +392,10 @@ async fn suite(
             before: &before,
             after: &after,
         };
-        // The re-apply captures its locks too, so the relations follow it (its tables are new
-        // oids); the rollback in between is not captured: what it changed and the re-apply
-        // did not undo makes the round trip fail, and then the relations are read again.
-        round_trip(&client, &s, set, &probing, m, &snap, &mut r).await?;
+        // The relations follow the re-apply's capture (its tables are new oids); the rollback
+        // in between is not captured: what it changed and the re-apply did not undo makes the
+        // round trip fail, and then the relations are read again.
+        round_trip(&client, &s, set, &migrator, m, &snap, &mut r).await?;
         let recaptured = captured_locks(&client).await?;
         match (r.rollback, r.reapply) {
             ("skipped", _) => {}
@@ -712,13 +708,12 @@ fn rewrites(
     out
 }
 
-/// Appended to each migration's transaction by the first apply: keeps the relation locks the
-/// session holds at that point in a session setting, as JSON (oids as numbers), for
-/// [`captured_locks`]. An index
-/// or a sequence stands for the table it belongs to. A setting rather than a temporary table:
-/// it is set only if the transaction commits, like a row would be, but leaves no dead rows
-/// behind (a temporary table is never vacuumed: emptying it once per migration made reading it
-/// cost more with each one) and no file to create.
+/// Appended to each migration's transaction by the apply and the re-apply: keeps the relation
+/// locks the session holds at that point in a session setting, as JSON (oids as numbers), for
+/// [`captured_locks`]. An index or a sequence stands for the table it belongs to. A setting
+/// rather than a temporary table: it is set only if the transaction commits, like a row would
+/// be, but leaves no dead rows behind (a temporary table is never vacuumed: emptying it once
+/// per migration made reading it cost more with each one) and no file to create.
 const CAPTURE_LOCKS: &str = "SELECT set_config('pgshift.test_locks', coalesce((
 SELECT json_agg(json_build_array(l.relation::int8, l.mode, n.nspname, c.relname, c.relkind,
        coalesce(i.indrelid, (SELECT d.refobjid FROM pg_depend d
