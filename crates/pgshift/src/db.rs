@@ -848,19 +848,30 @@ pub struct DeployLock {
     key: i64,
 }
 
+/// The `pg_locks l` row of the deploy lock whose key is the SQL expression `key` (a parameter
+/// or a literal), held in this database: one predicate for every query that looks for it.
+fn lock_row(key: &str) -> String {
+    format!(
+        "l.locktype = 'advisory' AND l.granted
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         AND l.classid::bigint = ({key} >> 32) & 4294967295
+         AND l.objid::bigint = {key} & 4294967295 AND l.objsubid = 1"
+    )
+}
+
 /// Tries the deploy lock (`$1`), unless the backend already holds it: session advisory locks
 /// are re-entrant, so a backend that another client left holding the lock (a server connection
 /// shared through a transaction-pooling proxy) would grant it again and two deploys would run
 /// at once. NULL then, instead of a second grant. The subquery runs before the lock is tried.
-const TRY_LOCK: &str = "SELECT CASE WHEN s.held THEN NULL ELSE pg_try_advisory_lock($1) END,
-       pg_backend_pid()
-  FROM (SELECT EXISTS (
-          SELECT 1 FROM pg_locks l
-           WHERE l.locktype = 'advisory' AND l.granted AND l.pid = pg_backend_pid()
-             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-             AND l.classid::bigint = ($1 >> 32) & 4294967295
-             AND l.objid::bigint = $1 & 4294967295 AND l.objsubid = 1) AS held
-        OFFSET 0) s";
+fn try_lock_sql() -> String {
+    format!(
+        "SELECT CASE WHEN s.held THEN NULL ELSE pg_try_advisory_lock($1) END, pg_backend_pid()
+           FROM (SELECT EXISTS (SELECT 1 FROM pg_locks l
+                                 WHERE {} AND l.pid = pg_backend_pid()) AS held
+                 OFFSET 0) s",
+        lock_row("$1")
+    )
+}
 
 /// The SQLSTATE [`DeployLock::held_check_sql`] raises.
 pub const LOCK_NOT_HELD: &str = "PGS03";
@@ -874,13 +885,10 @@ impl DeployLock {
     pub fn held_check_sql(&self) -> String {
         format!(
             "DO $pgshift$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_locks l \
-             WHERE l.locktype = 'advisory' AND l.granted AND l.pid = pg_backend_pid() \
-             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-             AND l.classid::bigint = {hi} AND l.objid::bigint = {lo} AND l.objsubid = 1) \
+             WHERE {} AND l.pid = pg_backend_pid()) \
              THEN RAISE EXCEPTION 'pgshift: this server connection does not hold the deploy lock' \
              USING ERRCODE = '{LOCK_NOT_HELD}'; END IF; END $pgshift$;\n",
-            hi = (self.key >> 32) & 0xffff_ffff,
-            lo = self.key & 0xffff_ffff,
+            lock_row(&format!("'{}'::bigint", self.key))
         )
     }
 
@@ -936,7 +944,7 @@ impl DeployLock {
         let mut last_report: Option<Instant> = None;
         loop {
             let row = client
-                .query_typed_one(TRY_LOCK, &[(&self.key, Type::INT8)])
+                .query_typed_one(&try_lock_sql(), &[(&self.key, Type::INT8)])
                 .await
                 .map_err(|e| DbError::query("taking the deploy lock", e))?;
             match row.get::<_, Option<bool>>(0) {
@@ -1047,14 +1055,14 @@ impl DeployLock {
         for _ in 0..40 {
             let rows = client
                 .query_typed(
-                    "SELECT CASE WHEN a.pid = pg_backend_pid() THEN pg_advisory_unlock($1)
-                                 WHEN a.state = 'idle' THEN pg_terminate_backend(a.pid)
-                                 ELSE false END
-                       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                      WHERE l.locktype = 'advisory' AND l.granted AND l.pid = $2
-                        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                        AND l.classid::bigint = ($1 >> 32) & 4294967295
-                        AND l.objid::bigint = $1 & 4294967295 AND l.objsubid = 1",
+                    &format!(
+                        "SELECT CASE WHEN a.pid = pg_backend_pid() THEN pg_advisory_unlock($1)
+                                     WHEN a.state = 'idle' THEN pg_terminate_backend(a.pid)
+                                     ELSE false END
+                           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                          WHERE {} AND l.pid = $2",
+                        lock_row("$1")
+                    ),
                     &[(&self.key, Type::INT8), (&pid, Type::INT4)],
                 )
                 .await;
@@ -1073,18 +1081,18 @@ impl DeployLock {
 
     /// The session that holds the lock now, if any.
     pub async fn holder(&self, client: &Client) -> Result<Option<LockHolder>, DbError> {
-        let classid = (self.key >> 32) as u32 as i64;
-        let objid = (self.key & 0xffff_ffff) as u32 as i64;
         // One round trip, nothing prepared: a waiter behind a pooler still sees the holder.
         let rows = client
             .query_typed(
-                "SELECT a.pid, coalesce(a.application_name, ''), host(a.client_addr), a.backend_start
-                   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                  WHERE l.locktype = 'advisory' AND l.granted
-                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                    AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1
-                  LIMIT 1",
-                &[(&classid, Type::INT8), (&objid, Type::INT8)],
+                &format!(
+                    "SELECT a.pid, coalesce(a.application_name, ''), host(a.client_addr),
+                            a.backend_start
+                       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                      WHERE {}
+                      LIMIT 1",
+                    lock_row("$1")
+                ),
+                &[(&self.key, Type::INT8)],
             )
             .await
             .map_err(|e| DbError::query("looking up the deploy lock holder", e))?;
