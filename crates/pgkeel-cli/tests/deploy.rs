@@ -2,7 +2,7 @@
 //! migration in production, drift, lint, and a health URL that never turns healthy. Real
 //! PostgreSQL, one fresh database per test; the health endpoints are tiny local HTTP servers.
 
-#[path = "../../pgshift/tests/support/mod.rs"]
+#[path = "../../pgkeel/tests/support/mod.rs"]
 mod support;
 
 mod cli_support;

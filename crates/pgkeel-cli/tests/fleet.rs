@@ -1,7 +1,7 @@
 //! `pgshift migrate --targets`: exit codes, per-target lines, the JSON report, the report file
 //! and `--resume`, end to end against a real PostgreSQL with databases of the test's own.
 
-#[path = "../../pgshift/tests/support/mod.rs"]
+#[path = "../../pgkeel/tests/support/mod.rs"]
 mod support;
 
 mod cli_support;

@@ -2,7 +2,7 @@
 //! "no differences" from "differences", a migrations folder as one side, the insta snapshot of
 //! the human diff.
 
-#[path = "../../pgshift/tests/support/mod.rs"]
+#[path = "../../pgkeel/tests/support/mod.rs"]
 mod support;
 
 mod cli_support;

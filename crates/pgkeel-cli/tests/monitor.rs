@@ -2,7 +2,7 @@
 //! worst level, `--watch` printing only changes, bad thresholds, a taken port. Real PostgreSQL,
 //! one fresh database per test.
 
-#[path = "../../pgshift/tests/support/mod.rs"]
+#[path = "../../pgkeel/tests/support/mod.rs"]
 mod support;
 
 mod cli_support;

@@ -1,7 +1,7 @@
 //! End-to-end tests of `pgshift backup …` and `pgshift restore`: exit codes, JSON output, the
 //! production pre-migration backup, and that secrets never reach the output. Real PostgreSQL.
 
-#[path = "../../pgshift/tests/support/mod.rs"]
+#[path = "../../pgkeel/tests/support/mod.rs"]
 mod support;
 
 mod cli_support;

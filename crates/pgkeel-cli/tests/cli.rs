@@ -1,7 +1,7 @@
 //! End-to-end tests of the `pgshift` binary: exit codes, JSON output, error messages, and that no
 //! secret is ever printed. Real PostgreSQL, one fresh database per test.
 
-#[path = "../../pgshift/tests/support/mod.rs"]
+#[path = "../../pgkeel/tests/support/mod.rs"]
 mod support;
 
 mod cli_support;

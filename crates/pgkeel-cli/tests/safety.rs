@@ -2,7 +2,7 @@
 //! concurrent deploys, CREATE INDEX CONCURRENTLY under the deploy lock, a killed lock holder,
 //! lock_timeout protecting readers, and failures that name their blocker.
 
-#[path = "../../pgshift/tests/support/mod.rs"]
+#[path = "../../pgkeel/tests/support/mod.rs"]
 mod support;
 
 use std::path::Path;
