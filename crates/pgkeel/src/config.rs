@@ -4,7 +4,7 @@
 //!
 //! This module owns the names of every setting: its `pgshift.toml` key (kebab-case, the key of
 //! [`Settings::origins`] and [`ConfigEntry::key`]), its environment variable and its default.
-//! `docs/pgshift.toml` is the reference file; a test keeps it in step with this module.
+//! `docs/pgkeel.toml` is the reference file; a test keeps it in step with this module.
 //!
 //! It must not do I/O beyond reading `pgshift.toml` and `.env` (it never touches the process
 //! environment: [`LoadOptions::env`] is injected), and it never talks to the database. Other
@@ -498,7 +498,7 @@ pub enum ConfigError {
 
     /// `message` is toml's, with line, column and the offending line (URLs in it redacted).
     #[error(
-        "invalid config file {}: {message}\n(docs/pgshift.toml lists every key and its format)",
+        "invalid config file {}: {message}\n(docs/pgkeel.toml lists every key and its format)",
         path.display()
     )]
     Toml { path: PathBuf, message: String },
@@ -636,7 +636,7 @@ struct TomlBackup {
     identity_file: Option<PathBuf>,
 }
 
-/// The layout of pgshift.toml (see docs/pgshift.toml).
+/// The layout of pgshift.toml (see docs/pgkeel.toml).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 struct TomlFile {
@@ -1322,7 +1322,7 @@ mod tests {
     fn reference_path() -> PathBuf {
         PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../docs/pgshift.toml"
+            "/../../docs/pgkeel.toml"
         ))
     }
 
@@ -2097,7 +2097,7 @@ anything = { goes = [1, 2] }
             if !env_only.contains(&e.key.as_str()) {
                 assert!(
                     settable.contains(&&e.key),
-                    "docs/pgshift.toml lacks {}",
+                    "docs/pgkeel.toml lacks {}",
                     e.key
                 );
             }
@@ -2106,7 +2106,7 @@ anything = { goes = [1, 2] }
         for (var, _) in ENV_VARS {
             assert!(
                 text.contains(var),
-                "docs/pgshift.toml does not mention {var}"
+                "docs/pgkeel.toml does not mention {var}"
             );
         }
     }

@@ -428,7 +428,7 @@ mod tests {
 
     #[test]
     fn reference_file_lists_every_threshold_with_its_default() {
-        let text = include_str!("../../../../docs/pgshift.toml");
+        let text = include_str!("../../../../docs/pgkeel.toml");
         let file: toml::Table = toml::from_str(text).unwrap();
         let monitor = file["monitor"].as_table().unwrap();
         assert_eq!(
@@ -441,7 +441,7 @@ mod tests {
             .as_object()
             .unwrap()
             .len();
-        assert_eq!(listed, fields, "docs/pgshift.toml misses a threshold");
+        assert_eq!(listed, fields, "docs/pgkeel.toml misses a threshold");
     }
 
     #[test]
