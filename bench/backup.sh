@@ -1,30 +1,30 @@
 #!/usr/bin/env bash
-# The backup benchmark: `pgshift backup full` against `pg_dump -Fc` and `pg_dump -Fd -j 2`, and
-# `pgshift restore` against `pg_restore -j 2`, on `pgbench -i -s SCALE` plus a mixed-type table.
+# The backup benchmark: `pgkeel backup full` against `pg_dump -Fc` and `pg_dump -Fd -j 2`, and
+# `pgkeel restore` against `pg_restore -j 2`, on `pgbench -i -s SCALE` plus a mixed-type table.
 #
 #   bench/backup.sh
 #
 # Environment:
-#   PGSHIFT_BENCH_URL    admin URL of the server (default postgresql://postgres@127.0.0.1:5432/postgres);
+#   PGKEEL_BENCH_URL    admin URL of the server (default postgresql://postgres@127.0.0.1:5432/postgres);
 #                        the databases it creates are dropped at the end
-#   PGSHIFT_BENCH_SCALE  pgbench scale (default 20, about 300 MB)
-#   PGSHIFT_BENCH_MIXED  rows of the mixed-type table (default 300000)
-#   PGSHIFT_BENCH_REPS   repetitions; the median is reported (default 2)
-#   BACKUP_COMPRESSION_LEVEL  pgshift's level (default 6, the spec's: zstd level 3), recorded
+#   PGKEEL_BENCH_SCALE  pgbench scale (default 20, about 300 MB)
+#   PGKEEL_BENCH_MIXED  rows of the mixed-type table (default 300000)
+#   PGKEEL_BENCH_REPS   repetitions; the median is reported (default 2)
+#   BACKUP_COMPRESSION_LEVEL  pgkeel's level (default 6, the spec's: zstd level 3), recorded
 #                        in the results
-#   PGSHIFT_BIN          binary to measure (default target/release/pgshift, built when missing)
+#   PGKEEL_BIN          binary to measure (default target/release/pgkeel, built when missing)
 #
 # Wall time and peak RSS come from /usr/bin/time. Prints a table of medians and ratios and writes
 # bench/results/backup-<date>.json. See bench/README.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-URL=${PGSHIFT_BENCH_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
-SCALE=${PGSHIFT_BENCH_SCALE:-20}
-MIXED=${PGSHIFT_BENCH_MIXED:-300000}
-REPS=${PGSHIFT_BENCH_REPS:-2}
+URL=${PGKEEL_BENCH_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
+SCALE=${PGKEEL_BENCH_SCALE:-20}
+MIXED=${PGKEEL_BENCH_MIXED:-300000}
+REPS=${PGKEEL_BENCH_REPS:-2}
 export BACKUP_COMPRESSION_LEVEL=${BACKUP_COMPRESSION_LEVEL:-6}
-BIN=${PGSHIFT_BIN:-$ROOT/target/release/pgshift}
+BIN=${PGKEEL_BIN:-$ROOT/target/release/pgkeel}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -32,8 +32,8 @@ for tool in psql createdb dropdb pg_dump pg_restore pgbench python3 /usr/bin/tim
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install postgresql-client postgresql-contrib time python3)"
 done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/pgshift-bench-backup.XXXXXX")
-PREFIX="pgshift_bench_bk_$$"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pgkeel-bench-backup.XXXXXX")
+PREFIX="pgkeel_bench_bk_$$"
 DBS=()
 cleanup() {
     local rc=$?
@@ -55,7 +55,7 @@ quiesce() { sync; psql -X -q -d "$URL" -c CHECKPOINT >/dev/null 2>&1 || true; }
 psql -X -q -d "$URL" -Atc 'SELECT 1' >/dev/null || die "PostgreSQL does not answer at $URL"
 if [[ ! -x $BIN ]]; then
     log "building the release binary"
-    (cd "$ROOT" && cargo build --release -p pgshift-cli) || die "build failed"
+    (cd "$ROOT" && cargo build --release -p pgkeel-cli) || die "build failed"
 fi
 
 SRC="${PREFIX}_src"
@@ -108,13 +108,13 @@ for rep in $(seq 1 "$REPS"); do
     mkdir -p "$out"
     measure pg_dump_Fc "$out/db.dump" -- pg_dump -Fc -f "$out/db.dump" -d "$SRC_URL"
     measure pg_dump_Fd_j2 "$out/dir" -- pg_dump -Fd -j 2 -f "$out/dir" -d "$SRC_URL"
-    measure pgshift_backup "$out/bk/b" -- env -u RUST_LOG DATABASE_URL="$SRC_URL" \
+    measure pgkeel_backup "$out/bk/b" -- env -u RUST_LOG DATABASE_URL="$SRC_URL" \
         "$BIN" --no-dotenv backup full --dir "$out/bk" --name b --jobs 2
     DST="${PREFIX}_r1_$rep"; fresh_db "$DST"
     measure pg_restore_j2 - -- pg_restore -j 2 --no-owner --no-acl -d "$(db_url "$DST")" "$out/db.dump"
     check_restored "$DST"; drop_db "$DST"
     DST="${PREFIX}_r2_$rep"; fresh_db "$DST"
-    measure pgshift_restore - -- env -u RUST_LOG DATABASE_URL="$SRC_URL" \
+    measure pgkeel_restore - -- env -u RUST_LOG DATABASE_URL="$SRC_URL" \
         "$BIN" --no-dotenv restore "$out/bk/b" --target-url "$(db_url "$DST")" --jobs 2
     check_restored "$DST"; drop_db "$DST"
     rm -rf "$out"
@@ -138,10 +138,10 @@ med = {n: {"seconds": statistics.median(s for s, _, _ in v),
            "runs": [s for s, _, _ in v]} for n, v in rows.items()}
 def ratio(a, b): return med[a]["seconds"] / med[b]["seconds"]
 ratios = {
-    "backup_speedup_vs_pg_dump_Fc": ratio("pg_dump_Fc", "pgshift_backup"),
-    "backup_speedup_vs_pg_dump_Fd_j2": ratio("pg_dump_Fd_j2", "pgshift_backup"),
-    "size_vs_pg_dump_Fc": med["pgshift_backup"]["bytes"] / med["pg_dump_Fc"]["bytes"],
-    "restore_speedup_vs_pg_restore_j2": ratio("pg_restore_j2", "pgshift_restore"),
+    "backup_speedup_vs_pg_dump_Fc": ratio("pg_dump_Fc", "pgkeel_backup"),
+    "backup_speedup_vs_pg_dump_Fd_j2": ratio("pg_dump_Fd_j2", "pgkeel_backup"),
+    "size_vs_pg_dump_Fc": med["pgkeel_backup"]["bytes"] / med["pg_dump_Fc"]["bytes"],
+    "restore_speedup_vs_pg_restore_j2": ratio("pg_restore_j2", "pgkeel_restore"),
 }
 e = os.environ
 doc = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 
 def gen(directory, n, driver):
-    """N native pgshift migrations, each one table chained to the previous one by a FK."""
+    """N native pgkeel migrations, each one table chained to the previous one by a FK."""
     n = int(n)
     os.makedirs(directory, exist_ok=True)
     lines = []
@@ -173,10 +173,10 @@ def check(kind, path, n):
 # name, label, display unit
 MEASUREMENTS = [
     ("floor_psql", "(a) floor: psql, 1 session, BEGIN/\\i/COMMIT per file", "s"),
-    ("migrate_empty", "(b) pgshift migrate, empty database", "s"),
-    ("migrate_noop", "(c) pgshift migrate, no-op (all applied)", "ms"),
-    ("status", "(d) pgshift status --format json (all applied)", "ms"),
-    ("validate_offline", "(e) pgshift migrate validate --offline", "ms"),
+    ("migrate_empty", "(b) pgkeel migrate, empty database", "s"),
+    ("migrate_noop", "(c) pgkeel migrate, no-op (all applied)", "ms"),
+    ("status", "(d) pgkeel status --format json (all applied)", "ms"),
+    ("validate_offline", "(e) pgkeel migrate validate --offline", "ms"),
     ("connect_psql", "(r) reference: psql -X -c 'SELECT 1' (connect + 1 query)", "ms"),
 ]
 NOOP_GOAL_MS = 30.0
@@ -220,9 +220,9 @@ def report(samples_path, out_json, meta_path):
 
     n = meta["migrations"]
     print()
-    print(f"pgshift migrate benchmark: {n} migrations, {meta['reps']} runs each, median")
+    print(f"pgkeel migrate benchmark: {n} migrations, {meta['reps']} runs each, median")
     print(f"  {meta['cpu']} ({meta['cores']} cores), {meta['postgres']}")
-    print(f"  pgshift {meta['pgshift_version']} (checkout {meta.get('checkout_git', meta.get('git'))}), ssl={meta['server_ssl']}, "
+    print(f"  pgkeel {meta['pgkeel_version']} (checkout {meta.get('checkout_git', meta.get('git'))}), ssl={meta['server_ssl']}, "
           f"load average {meta.get('loadavg_at_start', '?')} at start, {meta['loadavg_at_end']} at end")
     print()
     w = [max(len(r[i]) for r in rows + [("measurement", "median", "runs", "goal", "result")]) for i in range(5)]
@@ -272,14 +272,14 @@ def report(samples_path, out_json, meta_path):
 # "limits": (sample, seconds, label): absolute goals.
 VALIDATE = {
     "benchmark": "validate",
-    "title": "pgshift validate benchmark",
+    "title": "pgkeel validate benchmark",
     "sums": {"baseline_antijoins": "antijoin_"},
     "rows": [
         ("baseline_antijoins", "(a) baseline: the minimal anti-join per FK, one psql each, summed", "s"),
         ("validate_data_pool1", "(b) validate --data, DATABASE_CONNECTION_POOL_SIZE=1", "s"),
         ("validate_data_pool", "(c) validate --data, DATABASE_CONNECTION_POOL_SIZE=POOL", "s"),
         ("pg_dump_schema", "(d) pg_dump --schema-only (baseline for the schema part)", "ms"),
-        ("schema_dump", "(e) pgshift schema dump --format json", "ms"),
+        ("schema_dump", "(e) pgkeel schema dump --format json", "ms"),
         ("validate_schema", "(f) validate --schema --expected <(e)'s snapshot>", "ms"),
         ("connect_psql", "(r) reference: psql -X -c 'SELECT 1'", "ms"),
     ],
@@ -293,15 +293,15 @@ VALIDATE = {
 }
 TESTSUITE = {
     "benchmark": "testsuite",
-    "title": "pgshift test / lint benchmark",
+    "title": "pgkeel test / lint benchmark",
     "sums": {},
     "rows": [
-        ("migrate_empty", "(a) pgshift migrate, fresh database (baseline)", "s"),
-        ("test", "(b) pgshift test (scratch database, full round trip)", "s"),
-        ("test_no_round_trip", "(c) pgshift test --no-round-trip (apply, locks, lint)", "s"),
-        ("lint", "(d) pgshift lint --pg-version 15 <every file>", "ms"),
+        ("migrate_empty", "(a) pgkeel migrate, fresh database (baseline)", "s"),
+        ("test", "(b) pgkeel test (scratch database, full round trip)", "s"),
+        ("test_no_round_trip", "(c) pgkeel test --no-round-trip (apply, locks, lint)", "s"),
+        ("lint", "(d) pgkeel lint --pg-version 15 <every file>", "ms"),
         ("cat", "(e) reference: cat <every file> > /dev/null", "ms"),
-        ("version", "(f) reference: pgshift --version (process start)", "ms"),
+        ("version", "(f) reference: pgkeel --version (process start)", "ms"),
     ],
     "ratios": [
         ("test_to_migrate", "test", "migrate_empty", ("<=", 4.0), "(b)/(a)"),
@@ -353,7 +353,7 @@ def report_generic(cfg, samples_path, out_json, meta_path):
     print()
     print(f"{cfg['title']}: median of {meta['reps']} runs")
     print(f"  {meta['cpu']} ({meta['cores']} cores), {meta['postgres']}")
-    print(f"  pgshift {meta['pgshift_version']} (checkout {meta['checkout_git']}), "
+    print(f"  pgkeel {meta['pgkeel_version']} (checkout {meta['checkout_git']}), "
           f"load average {meta['loadavg_at_start']} at start, {meta['loadavg_at_end']} at end")
     for k in ("rows", "tables", "migrations", "pool"):
         if k in meta:

@@ -1,5 +1,5 @@
 # Shared setup of bench/validate.sh and bench/testsuite.sh (sourced, not run). The same
-# conventions as bench/migrate.sh: admin URL, fresh databases named pgshift_bench_<pid>_*,
+# conventions as bench/migrate.sh: admin URL, fresh databases named pgkeel_bench_<pid>_*,
 # dropped on exit (also on failure and Ctrl-C), timings through bench_helper.py, median of reps.
 #
 # Before sourcing, a script may set BENCH_NAME (used in the temp dir name) and BENCH_TOOLS
@@ -8,9 +8,9 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
 HELPER="$BENCH/bench_helper.py"
-URL=${PGSHIFT_BENCH_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
-REPS=${PGSHIFT_BENCH_REPS:-3}
-BIN=${PGSHIFT_BIN:-$ROOT/target/release/pgshift}
+URL=${PGKEEL_BENCH_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
+REPS=${PGKEEL_BENCH_REPS:-3}
+BIN=${PGKEEL_BIN:-$ROOT/target/release/pgkeel}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -20,8 +20,8 @@ for tool in python3 psql createdb dropdb ${BENCH_TOOLS:-}; do
 done
 
 # --- cleanup, also on failure and Ctrl-C --------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/pgshift-bench-${BENCH_NAME:-x}.XXXXXX")
-PREFIX="pgshift_bench_$$"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pgkeel-bench-${BENCH_NAME:-x}.XXXXXX")
+PREFIX="pgkeel_bench_$$"
 DBS=()
 cleanup() {
     local rc=$?
@@ -30,8 +30,8 @@ cleanup() {
         dropdb --if-exists --force --maintenance-db="$URL" "$db" >/dev/null 2>&1 ||
             log "could not drop database $db; drop it by hand"
     done
-    # pgshift test drops its scratch databases itself; a killed run may leave a
-    # pgshift_scratch_* database behind.
+    # pgkeel test drops its scratch databases itself; a killed run may leave a
+    # pgkeel_scratch_* database behind.
     rm -rf "$TMP"
     exit "$rc"
 }
@@ -56,11 +56,11 @@ quiesce() { psql -X -q -d "$URL" -c CHECKPOINT >/dev/null 2>&1 || true; }
 
 # --- preconditions ------------------------------------------------------------------------------
 psql -X -q -d "$URL" -Atc 'SELECT 1' >/dev/null ||
-    die "PostgreSQL does not answer at $URL (set PGSHIFT_BENCH_URL, or start it: pg_ctlcluster 15 main start)"
+    die "PostgreSQL does not answer at $URL (set PGKEEL_BENCH_URL, or start it: pg_ctlcluster 15 main start)"
 
 if [[ ! -x $BIN ]]; then
-    log "building the release binary (cargo build --release -p pgshift-cli)"
-    (cd "$ROOT" && cargo build --release -p pgshift-cli) || die "build failed"
+    log "building the release binary (cargo build --release -p pgkeel-cli)"
+    (cd "$ROOT" && cargo build --release -p pgkeel-cli) || die "build failed"
 fi
 
 SAMPLES="$TMP/samples.tsv"
@@ -68,15 +68,15 @@ SAMPLES="$TMP/samples.tsv"
 OUT="$TMP/out"
 mkdir -p "$OUT"
 
-# Every command runs in the empty temp dir (no pgshift.toml, no .env there), without RUST_LOG,
-# PGSHIFT_MIGRATIONS or DATABASE_CONNECTION_POOL_SIZE, and with DATABASE_URL set to DBURL (unset
+# Every command runs in the empty temp dir (no pgkeel.toml, no .env there), without RUST_LOG,
+# PGKEEL_MIGRATIONS or DATABASE_CONNECTION_POOL_SIZE, and with DATABASE_URL set to DBURL (unset
 # when DBURL is empty). Extra variables go in front of the command with `env`.
 # OK_EXIT=0,1 accepts exit codes other than 0 (validate exits 1 when it finds a critical row).
 measure() { # NAME REP CHECK_KIND CHECK_ARG DBURL -- CMD...
     local name=$1 rep=$2 kind=$3 arg=$4 dburl=$5
     shift 6
     local out="$OUT/$name.$rep.out" secs
-    local envargs=(-u RUST_LOG -u PGSHIFT_MIGRATIONS -u DATABASE_URL -u DATABASE_CONNECTION_POOL_SIZE)
+    local envargs=(-u RUST_LOG -u PGKEEL_MIGRATIONS -u DATABASE_URL -u DATABASE_CONNECTION_POOL_SIZE)
     [[ -z $dburl ]] || envargs+=(DATABASE_URL="$dburl")
     secs=$(cd "$TMP" && env "${envargs[@]}" python3 "$HELPER" time "$out" --ok-exit "${OK_EXIT:-0}" -- "$@")
     if [[ $kind != - ]]; then python3 "$HELPER" check "$kind" "$out" "$arg"; fi
@@ -106,7 +106,7 @@ meta = {
     "cpu": e["BENCH_CPU"], "cores": int(e["BENCH_CORES"]), "postgres": "PostgreSQL " + e["BENCH_PG"],
     "server_ssl": e["BENCH_SSL"], "fsync/synchronous_commit": e["BENCH_FSYNC"],
     "max_parallel_workers_per_gather": int(e["BENCH_PAR"]), "shared_buffers": e["BENCH_SB"],
-    "pgshift_version": e["BENCH_VERSION"], "checkout_git": e["BENCH_GIT"],
+    "pgkeel_version": e["BENCH_VERSION"], "checkout_git": e["BENCH_GIT"],
     "loadavg_at_start": e["BENCH_LOAD_START"], "loadavg_at_end": e["BENCH_LOAD"],
 }
 meta.update(json.loads(e["BENCH_EXTRA"] or "{}"))

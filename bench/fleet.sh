@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# The fleet benchmark: `pgshift migrate --targets` over many databases against the baseline of
-# running `pgshift migrate` on them one after another, in one run.
+# The fleet benchmark: `pgkeel migrate --targets` over many databases against the baseline of
+# running `pgkeel migrate` on them one after another, in one run.
 #
 #   bench/fleet.sh
 #
 # Environment:
-#   PGSHIFT_BENCH_URL        admin URL of the server (default postgresql://postgres@127.0.0.1:5432/postgres);
+#   PGKEEL_BENCH_URL        admin URL of the server (default postgresql://postgres@127.0.0.1:5432/postgres);
 #                            fresh databases are created and dropped through it
-#   PGSHIFT_BENCH_DATABASES  databases in the fleet (default 50)
-#   PGSHIFT_BENCH_N          migrations per database (default 10)
-#   PGSHIFT_BENCH_PARALLEL   --parallel of the fleet run (default 4)
-#   PGSHIFT_BENCH_REPS       repetitions of every measurement; the median is reported (default 3)
-#   PGSHIFT_BIN              binary to measure (default target/release/pgshift, built when missing)
+#   PGKEEL_BENCH_DATABASES  databases in the fleet (default 50)
+#   PGKEEL_BENCH_N          migrations per database (default 10)
+#   PGKEEL_BENCH_PARALLEL   --parallel of the fleet run (default 4)
+#   PGKEEL_BENCH_REPS       repetitions of every measurement; the median is reported (default 3)
+#   PGKEEL_BIN              binary to measure (default target/release/pgkeel, built when missing)
 #
 # Prints a table and writes bench/results/fleet-<date>.json. See bench/README.md.
 set -euo pipefail
@@ -19,12 +19,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
 HELPER="$BENCH/bench_helper.py"
-URL=${PGSHIFT_BENCH_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
-DATABASES=${PGSHIFT_BENCH_DATABASES:-50}
-N=${PGSHIFT_BENCH_N:-10}
-PARALLEL=${PGSHIFT_BENCH_PARALLEL:-4}
-REPS=${PGSHIFT_BENCH_REPS:-3}
-BIN=${PGSHIFT_BIN:-$ROOT/target/release/pgshift}
+URL=${PGKEEL_BENCH_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
+DATABASES=${PGKEEL_BENCH_DATABASES:-50}
+N=${PGKEEL_BENCH_N:-10}
+PARALLEL=${PGKEEL_BENCH_PARALLEL:-4}
+REPS=${PGKEEL_BENCH_REPS:-3}
+BIN=${PGKEEL_BIN:-$ROOT/target/release/pgkeel}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -34,8 +34,8 @@ for tool in python3 psql; do
 done
 
 # --- cleanup, also on failure and Ctrl-C --------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/pgshift-bench-fleet.XXXXXX")
-PREFIX="pgshift_bench_fleet_$$"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pgkeel-bench-fleet.XXXXXX")
+PREFIX="pgkeel_bench_fleet_$$"
 DBS=()
 drop_dbs() { # NAME...
     local db sql=""
@@ -92,14 +92,14 @@ quiesce() { psql -X -q -d "$URL" -c CHECKPOINT >/dev/null 2>&1 || true; }
 
 # --- preconditions ------------------------------------------------------------------------------
 psql -X -q -d "$URL" -Atc 'SELECT 1' >/dev/null ||
-    die "PostgreSQL does not answer at $URL (set PGSHIFT_BENCH_URL, or start it: pg_ctlcluster 15 main start)"
+    die "PostgreSQL does not answer at $URL (set PGKEEL_BENCH_URL, or start it: pg_ctlcluster 15 main start)"
 FREE=$(psql -X -q -d "$URL" -Atc \
     "SELECT current_setting('max_connections')::int - (SELECT count(*) FROM pg_stat_activity)")
-((FREE > PARALLEL + 5)) || die "only $FREE free connection slots on the server; lower PGSHIFT_BENCH_PARALLEL"
+((FREE > PARALLEL + 5)) || die "only $FREE free connection slots on the server; lower PGKEEL_BENCH_PARALLEL"
 
 if [[ ! -x $BIN ]]; then
-    log "building the release binary (cargo build --release -p pgshift-cli)"
-    (cd "$ROOT" && cargo build --release -p pgshift-cli) || die "build failed"
+    log "building the release binary (cargo build --release -p pgkeel-cli)"
+    (cd "$ROOT" && cargo build --release -p pgkeel-cli) || die "build failed"
 fi
 
 MIG="$TMP/migrations"
@@ -110,9 +110,9 @@ SAMPLES="$TMP/samples.tsv"
 : >"$SAMPLES"
 OUT="$TMP/out"
 mkdir -p "$OUT"
-ENVARGS=(-u RUST_LOG -u PGSHIFT_MIGRATIONS -u DATABASE_URL -u PGSHIFT_REPORTS_DIR)
+ENVARGS=(-u RUST_LOG -u PGKEEL_MIGRATIONS -u DATABASE_URL -u PGKEEL_REPORTS_DIR)
 
-# The baseline: `pgshift migrate` on each database, one after another (what a deploy script
+# The baseline: `pgkeel migrate` on each database, one after another (what a deploy script
 # without --targets does).
 cat >"$TMP/sequential.sh" <<EOF
 #!/usr/bin/env bash
@@ -201,19 +201,19 @@ meta = {
     "parallel": int(e["BENCH_PARALLEL"]), "reps": int(e["BENCH_REPS"]),
     "binary": e["BENCH_BIN"], "binary_sha256_prefix": e["BENCH_BIN_SHA"],
     "cpu": e["BENCH_CPU"], "cores": int(e["BENCH_CORES"]), "postgres": "PostgreSQL " + e["BENCH_PG"],
-    "server_ssl": e["BENCH_SSL"], "pgshift_version": e["BENCH_VERSION"], "checkout_git": e["BENCH_GIT"],
+    "server_ssl": e["BENCH_SSL"], "pgkeel_version": e["BENCH_VERSION"], "checkout_git": e["BENCH_GIT"],
     "loadavg_at_start": e["BENCH_LOAD_START"], "loadavg_at_end": e["BENCH_LOAD"],
 }
 labels = [
-    ("sequential", "(a) baseline: pgshift migrate on each database, one after another"),
-    ("fleet_p1", "(b) pgshift migrate --targets --parallel 1"),
-    ("fleet", f"(c) pgshift migrate --targets --parallel {meta['parallel']}"),
+    ("sequential", "(a) baseline: pgkeel migrate on each database, one after another"),
+    ("fleet_p1", "(b) pgkeel migrate --targets --parallel 1"),
+    ("fleet", f"(c) pgkeel migrate --targets --parallel {meta['parallel']}"),
 ]
 print()
-print(f"pgshift fleet benchmark: {meta['databases']} databases x {meta['migrations_per_database']} migrations, "
+print(f"pgkeel fleet benchmark: {meta['databases']} databases x {meta['migrations_per_database']} migrations, "
       f"{meta['reps']} runs each, median")
 print(f"  {meta['cpu']} ({meta['cores']} cores), {meta['postgres']}, ssl={meta['server_ssl']}")
-print(f"  pgshift {meta['pgshift_version']} (checkout {meta['checkout_git']}), load average "
+print(f"  pgkeel {meta['pgkeel_version']} (checkout {meta['checkout_git']}), load average "
       f"{meta['loadavg_at_start']} at start, {meta['loadavg_at_end']} at end")
 print()
 for name, label in labels:

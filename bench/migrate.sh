@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The migrate benchmark: pgshift against the psql floor on 1000 generated migrations.
+# The migrate benchmark: pgkeel against the psql floor on 1000 generated migrations.
 #
 #   bench/migrate.sh
 #
 # Environment:
-#   PGSHIFT_BENCH_URL   admin URL of the server (default postgresql://postgres@127.0.0.1:5432/postgres);
+#   PGKEEL_BENCH_URL   admin URL of the server (default postgresql://postgres@127.0.0.1:5432/postgres);
 #                       fresh databases are created and dropped through it
-#   PGSHIFT_BENCH_N     number of migrations (default 1000)
-#   PGSHIFT_BENCH_REPS  repetitions of every measurement; the median is reported (default 3)
-#   PGSHIFT_BIN         binary to measure (default target/release/pgshift, built when missing)
+#   PGKEEL_BENCH_N     number of migrations (default 1000)
+#   PGKEEL_BENCH_REPS  repetitions of every measurement; the median is reported (default 3)
+#   PGKEEL_BIN         binary to measure (default target/release/pgkeel, built when missing)
 #
 # Prints a table and writes bench/results/migrate-<date>.json. See bench/README.md.
 set -euo pipefail
@@ -16,20 +16,20 @@ set -euo pipefail
 BENCH_NAME=migrate
 # shellcheck source=bench/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-N=${PGSHIFT_BENCH_N:-1000}
+N=${PGKEEL_BENCH_N:-1000}
 
 MIG="$TMP/migrations"
 DRIVER="$TMP/driver.sql"
 log "generating $N migrations in $MIG"
 python3 "$HELPER" gen "$MIG" "$N" "$DRIVER"
 
-# Every command runs in the empty temp dir (no pgshift.toml, no .env there), without RUST_LOG or
-# PGSHIFT_MIGRATIONS, and with DATABASE_URL set to the run's database (unset for offline runs).
+# Every command runs in the empty temp dir (no pgkeel.toml, no .env there), without RUST_LOG or
+# PGKEEL_MIGRATIONS, and with DATABASE_URL set to the run's database (unset for offline runs).
 measure() { # NAME REP CHECK_KIND DBURL -- CMD...
     local name=$1 rep=$2 kind=$3 dburl=$4
     shift 5
     local out="$OUT/$name.$rep.json" secs
-    local envargs=(-u RUST_LOG -u PGSHIFT_MIGRATIONS -u DATABASE_URL)
+    local envargs=(-u RUST_LOG -u PGKEEL_MIGRATIONS -u DATABASE_URL)
     [[ -z $dburl ]] || envargs+=(DATABASE_URL="$dburl")
     secs=$(cd "$TMP" && env "${envargs[@]}" python3 "$HELPER" time "$out" -- "$@")
     if [[ $kind != - ]]; then python3 "$HELPER" check "$kind" "$out" "$N"; fi
@@ -48,8 +48,8 @@ run_floor() { # REP
     [[ $tables == "$N" ]] || die "the floor run created $tables tables, expected $N"
     dropdb_now "$db"
 }
-run_pgshift() { # REP
-    local db="${PREFIX}_pgshift_$1" dburl
+run_pgkeel() { # REP
+    local db="${PREFIX}_pgkeel_$1" dburl
     createdb_fresh "$db"
     dburl=$(db_url "$db")
     quiesce
@@ -66,7 +66,7 @@ log "binary: $BIN"
 log "server: $(psql -X -q -d "$URL" -Atc 'SELECT version()' | cut -d' ' -f1-2)"
 for rep in $(seq 1 "$REPS"); do
     # Alternate which of (a) and (b) goes first so slow drift on a noisy machine hits both.
-    if ((rep % 2)); then run_floor "$rep"; run_pgshift "$rep"; else run_pgshift "$rep"; run_floor "$rep"; fi
+    if ((rep % 2)); then run_floor "$rep"; run_pgkeel "$rep"; else run_pgkeel "$rep"; run_floor "$rep"; fi
     measure validate_offline "$rep" validate "" -- "$BIN" --no-dotenv --format json migrate validate --offline --migrations "$MIG"
 done
 
@@ -89,7 +89,7 @@ print(json.dumps({
     "migrations": int(e["BENCH_N"]), "reps": int(e["BENCH_REPS"]), "binary": e["BENCH_BIN"], "binary_sha256_prefix": e["BENCH_BIN_SHA"],
     "cpu": e["BENCH_CPU"], "cores": int(e["BENCH_CORES"]), "postgres": "PostgreSQL " + e["BENCH_PG"],
     "server_ssl": e["BENCH_SSL"], "fsync/synchronous_commit": e["BENCH_FSYNC"],
-    "pgshift_version": e["BENCH_VERSION"], "checkout_git": e["BENCH_GIT"], "loadavg_at_start": e["BENCH_LOAD_START"], "loadavg_at_end": e["BENCH_LOAD"],
+    "pgkeel_version": e["BENCH_VERSION"], "checkout_git": e["BENCH_GIT"], "loadavg_at_start": e["BENCH_LOAD_START"], "loadavg_at_end": e["BENCH_LOAD"],
 }))
 EOF
 mkdir -p "$BENCH/results"

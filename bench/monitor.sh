@@ -1,30 +1,30 @@
 #!/usr/bin/env bash
-# The monitor benchmark: what a `pgshift monitor` run costs the database, whether its query
-# count grows with the number of tables, and how /metrics of `pgshift serve` holds up under a
+# The monitor benchmark: what a `pgkeel monitor` run costs the database, whether its query
+# count grows with the number of tables, and how /metrics of `pgkeel serve` holds up under a
 # steady 200 requests/s against /healthz (no database, no cache) as the baseline.
 #
 #   bench/monitor.sh
 #
 # Environment:
-#   PGSHIFT_BENCH_URL       admin URL (default postgresql://postgres@127.0.0.1:5432/postgres);
+#   PGKEEL_BENCH_URL       admin URL (default postgresql://postgres@127.0.0.1:5432/postgres);
 #                           a fresh database is created and dropped through it
-#   PGSHIFT_BENCH_REPS      monitor runs per measurement; the median is reported (default 7)
-#   PGSHIFT_BENCH_TABLES    extra tables for the query-count check (default 300)
-#   PGSHIFT_BENCH_SECONDS   length of each wrk run (default 15)
-#   PGSHIFT_BENCH_INTERVAL  serve's collection interval in seconds (default 5)
-#   PGSHIFT_BIN             binary (default target/release/pgshift, built when missing)
+#   PGKEEL_BENCH_REPS      monitor runs per measurement; the median is reported (default 7)
+#   PGKEEL_BENCH_TABLES    extra tables for the query-count check (default 300)
+#   PGKEEL_BENCH_SECONDS   length of each wrk run (default 15)
+#   PGKEEL_BENCH_INTERVAL  serve's collection interval in seconds (default 5)
+#   PGKEEL_BIN             binary (default target/release/pgkeel, built when missing)
 #
 # Needs psql, createdb, dropdb, python3, wrk (Debian package wrk). Prints a table and writes
 # bench/results/monitor-<date>.json. See bench/README.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-URL=${PGSHIFT_BENCH_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
-REPS=${PGSHIFT_BENCH_REPS:-7}
-TABLES=${PGSHIFT_BENCH_TABLES:-300}
-SECS=${PGSHIFT_BENCH_SECONDS:-15}
-INTERVAL=${PGSHIFT_BENCH_INTERVAL:-5}
-BIN=${PGSHIFT_BIN:-$ROOT/target/release/pgshift}
+URL=${PGKEEL_BENCH_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
+REPS=${PGKEEL_BENCH_REPS:-7}
+TABLES=${PGKEEL_BENCH_TABLES:-300}
+SECS=${PGKEEL_BENCH_SECONDS:-15}
+INTERVAL=${PGKEEL_BENCH_INTERVAL:-5}
+BIN=${PGKEEL_BIN:-$ROOT/target/release/pgkeel}
 EXAMPLE="$ROOT/examples/cfi-handbook/drizzle"
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -33,8 +33,8 @@ for tool in python3 psql createdb dropdb wrk curl; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install postgresql-client python3 wrk curl)"
 done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/pgshift-bench-monitor.XXXXXX")
-DB="pgshift_bench_monitor_$$"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pgkeel-bench-monitor.XXXXXX")
+DB="pgkeel_bench_monitor_$$"
 SERVE_PID=""
 cleanup() {
     local rc=$?
@@ -49,10 +49,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 psql -X -q -d "$URL" -Atc 'SELECT 1' >/dev/null ||
-    die "PostgreSQL does not answer at $URL (set PGSHIFT_BENCH_URL)"
+    die "PostgreSQL does not answer at $URL (set PGKEEL_BENCH_URL)"
 if [[ ! -x $BIN ]]; then
-    log "building the release binary (cargo build --release -p pgshift-cli)"
-    (cd "$ROOT" && cargo build --release -p pgshift-cli) || die "build failed"
+    log "building the release binary (cargo build --release -p pgkeel-cli)"
+    (cd "$ROOT" && cargo build --release -p pgkeel-cli) || die "build failed"
 fi
 
 DB_URL=$(python3 - "$URL" "$DB" <<'PY'
@@ -102,10 +102,10 @@ wrk_run /healthz healthz
 curl -fs "http://127.0.0.1:$PORT/metrics" >/dev/null   # first collection outside the window
 sleep 1
 before_x=$(xacts)
-before_c=$(curl -fs "http://127.0.0.1:$PORT/metrics" | awk '/^pgshift_collections_total/ {print $2}')
+before_c=$(curl -fs "http://127.0.0.1:$PORT/metrics" | awk '/^pgkeel_collections_total/ {print $2}')
 log "wrk: /metrics for ${SECS}s (collection interval ${INTERVAL}s)"
 wrk_run /metrics metrics
-after_c=$(curl -fs "http://127.0.0.1:$PORT/metrics" | awk '/^pgshift_collections_total/ {print $2}')
+after_c=$(curl -fs "http://127.0.0.1:$PORT/metrics" | awk '/^pgkeel_collections_total/ {print $2}')
 kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=""
 sleep 1   # the closed session's statistics reach pg_stat_database
 after_x=$(xacts)

@@ -1,26 +1,26 @@
 #!/usr/bin/env bash
-# The schema benchmark: `pgshift schema dump` against `pg_dump --schema-only` on the same
-# database, and `pgshift schema diff` of two snapshot files, in one run.
+# The schema benchmark: `pgkeel schema dump` against `pg_dump --schema-only` on the same
+# database, and `pgkeel schema diff` of two snapshot files, in one run.
 #
 #   bench/schema.sh
 #
 # Environment:
-#   PGSHIFT_BENCH_URL     admin URL (default postgresql://postgres@127.0.0.1:5432/postgres);
+#   PGKEEL_BENCH_URL     admin URL (default postgresql://postgres@127.0.0.1:5432/postgres);
 #                         two fresh databases are created and dropped through it
-#   PGSHIFT_BENCH_TABLES  tables (default 2000; 10 columns, 2 indexes, 1 FK each)
-#   PGSHIFT_BENCH_VIEWS   views (default 200)
-#   PGSHIFT_BENCH_REPS    repetitions; the median is reported (default 5)
-#   PGSHIFT_BIN           binary (default target/release/pgshift, built when missing)
+#   PGKEEL_BENCH_TABLES  tables (default 2000; 10 columns, 2 indexes, 1 FK each)
+#   PGKEEL_BENCH_VIEWS   views (default 200)
+#   PGKEEL_BENCH_REPS    repetitions; the median is reported (default 5)
+#   PGKEEL_BIN           binary (default target/release/pgkeel, built when missing)
 #
 # Prints a table and writes bench/results/schema-<date>.json. See bench/README.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-URL=${PGSHIFT_BENCH_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
-TABLES=${PGSHIFT_BENCH_TABLES:-2000}
-VIEWS=${PGSHIFT_BENCH_VIEWS:-200}
-REPS=${PGSHIFT_BENCH_REPS:-5}
-BIN=${PGSHIFT_BIN:-$ROOT/target/release/pgshift}
+URL=${PGKEEL_BENCH_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
+TABLES=${PGKEEL_BENCH_TABLES:-2000}
+VIEWS=${PGKEEL_BENCH_VIEWS:-200}
+REPS=${PGKEEL_BENCH_REPS:-5}
+BIN=${PGKEEL_BIN:-$ROOT/target/release/pgkeel}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -29,12 +29,12 @@ for tool in python3 psql createdb dropdb pg_dump; do
 done
 if [[ ! -x $BIN ]]; then
     log "building $BIN"
-    (cd "$ROOT" && cargo build --release -p pgshift-cli)
+    (cd "$ROOT" && cargo build --release -p pgkeel-cli)
 fi
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/pgshift-bench-schema.XXXXXX")
-A="pgshift_bench_schema_$$_a"
-B="pgshift_bench_schema_$$_b"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pgkeel-bench-schema.XXXXXX")
+A="pgkeel_bench_schema_$$_a"
+B="pgkeel_bench_schema_$$_b"
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -92,10 +92,10 @@ a = json.load(open(f"{tmp}/a.json"))
 assert len(a["tables"]) == int(tables) and len(a["views"]) == int(views), "snapshot is incomplete"
 rows = [
     ("pg_dump --schema-only (baseline)", pg, ""),
-    ("pgshift schema dump --format json", dump, f"{dump/pg:.2f}x pg_dump"),
-    ("pgshift schema dump --format sql", dump_sql, f"{dump_sql/pg:.2f}x pg_dump"),
-    (f"pgshift schema diff (2 files, {changes} changes)", diff, ""),
-    ("pgshift schema diff (identical files)", same, ""),
+    ("pgkeel schema dump --format json", dump, f"{dump/pg:.2f}x pg_dump"),
+    ("pgkeel schema dump --format sql", dump_sql, f"{dump_sql/pg:.2f}x pg_dump"),
+    (f"pgkeel schema diff (2 files, {changes} changes)", diff, ""),
+    ("pgkeel schema diff (identical files)", same, ""),
 ]
 print(f"{tables} tables (10 columns, 2 indexes, 1 FK each), {views} views; median of {reps}")
 for name, secs, note in rows:

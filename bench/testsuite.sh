@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
 # The test-suite benchmark (issue 8), in one run:
-#   `pgshift test` on bench/migrate.sh's generated folder, against the plain apply
-#   (`pgshift migrate` of the same folder into a fresh database), and `pgshift lint` of every
+#   `pgkeel test` on bench/migrate.sh's generated folder, against the plain apply
+#   (`pgkeel migrate` of the same folder into a fresh database), and `pgkeel lint` of every
 #   file of that folder.
 #
 #   bench/testsuite.sh
-#   PGSHIFT_BENCH_N=1000 bench/testsuite.sh      # the full 1000-migration folder (slow, see README)
+#   PGKEEL_BENCH_N=1000 bench/testsuite.sh      # the full 1000-migration folder (slow, see README)
 #
 # Environment:
-#   PGSHIFT_BENCH_URL   admin URL (default postgresql://postgres@127.0.0.1:5432/postgres); the
-#                       apply databases are created and dropped through it, and `pgshift test`
+#   PGKEEL_BENCH_URL   admin URL (default postgresql://postgres@127.0.0.1:5432/postgres); the
+#                       apply databases are created and dropped through it, and `pgkeel test`
 #                       creates its scratch database there (--scratch-url)
-#   PGSHIFT_BENCH_N     migrations (default 300: see bench/README.md for why not 1000)
-#   PGSHIFT_BENCH_LINT_N  migrations of the lint measurement (default 1000, no database)
-#   PGSHIFT_BENCH_REPS  repetitions; the median is reported (default 3)
-#   PGSHIFT_BENCH_NO_ROUND_TRIP  1 (default) also measures `pgshift test --no-round-trip`; 0 skips it
-#   PGSHIFT_BIN         binary (default target/release/pgshift, built when missing)
+#   PGKEEL_BENCH_N     migrations (default 300: see bench/README.md for why not 1000)
+#   PGKEEL_BENCH_LINT_N  migrations of the lint measurement (default 1000, no database)
+#   PGKEEL_BENCH_REPS  repetitions; the median is reported (default 3)
+#   PGKEEL_BENCH_NO_ROUND_TRIP  1 (default) also measures `pgkeel test --no-round-trip`; 0 skips it
+#   PGKEEL_BIN         binary (default target/release/pgkeel, built when missing)
 #
 # Prints a table and writes bench/results/testsuite-<date>.json. See bench/README.md.
 set -euo pipefail
@@ -23,9 +23,9 @@ BENCH_NAME=testsuite
 # shellcheck source=bench/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-N=${PGSHIFT_BENCH_N:-300}
-LINT_N=${PGSHIFT_BENCH_LINT_N:-1000}
-NO_RT=${PGSHIFT_BENCH_NO_ROUND_TRIP:-1}
+N=${PGKEEL_BENCH_N:-300}
+LINT_N=${PGKEEL_BENCH_LINT_N:-1000}
+NO_RT=${PGKEEL_BENCH_NO_ROUND_TRIP:-1}
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log "binary: $BIN"
@@ -77,7 +77,7 @@ for rep in $(seq 1 "$REPS"); do
     if [[ $NO_RT == 1 ]]; then run_test test_no_round_trip "$rep" test --no-round-trip; fi
 done
 
-# Where `pgshift test` spent its time, from its own report of the last run.
+# Where `pgkeel test` spent its time, from its own report of the last run.
 python3 - "$OUT/test.$REPS.out" >&2 <<'PY'
 import json, sys
 doc = json.load(open(sys.argv[1]))
@@ -85,7 +85,7 @@ ms = doc["migrations"]
 apply = sum(m["apply_ms"] for m in ms)
 rollback = sum(m["rollback_ms"] for m in ms)
 n = len(ms)
-print(f"[bench] pgshift test (last run): duration_ms {doc['duration_ms']}, apply_ms {apply}, rollback_ms {rollback}, "
+print(f"[bench] pgkeel test (last run): duration_ms {doc['duration_ms']}, apply_ms {apply}, rollback_ms {rollback}, "
       f"other (re-apply, 3 schema snapshots and diffs per migration, lint) {doc['duration_ms'] - apply - rollback}")
 q = max(n // 4, 1)
 for lo in range(0, n, q):

@@ -1,25 +1,25 @@
 #!/usr/bin/env bash
 # The validate benchmark (issue 5), in one run:
-#   data:   `pgshift validate --data` on a child table of PGSHIFT_BENCH_ROWS rows with 4 foreign
+#   data:   `pgkeel validate --data` on a child table of PGKEEL_BENCH_ROWS rows with 4 foreign
 #           keys, against the baseline of running the minimal anti-join per key by hand with
 #           psql, one after the other;
-#   schema: `pgshift validate --schema --expected <snapshot>` of a 2000-table schema against its
-#           own snapshot (no drift), with `pgshift schema dump` and `pg_dump --schema-only`.
+#   schema: `pgkeel validate --schema --expected <snapshot>` of a 2000-table schema against its
+#           own snapshot (no drift), with `pgkeel schema dump` and `pg_dump --schema-only`.
 #
 #   bench/validate.sh
-#   PGSHIFT_BENCH_ROWS=1000000 PGSHIFT_BENCH_TABLES=200 bench/validate.sh    # a quick run
+#   PGKEEL_BENCH_ROWS=1000000 PGKEEL_BENCH_TABLES=200 bench/validate.sh    # a quick run
 #
 # Environment:
-#   PGSHIFT_BENCH_URL     admin URL (default postgresql://postgres@127.0.0.1:5432/postgres);
+#   PGKEEL_BENCH_URL     admin URL (default postgresql://postgres@127.0.0.1:5432/postgres);
 #                         fresh databases are created and dropped through it
-#   PGSHIFT_BENCH_ROWS    rows of the child table (default 10000000)
-#   PGSHIFT_BENCH_TABLES  tables of the schema part (default 2000, bench/schema.sh's generator)
-#   PGSHIFT_BENCH_VIEWS   views of the schema part (default 200)
-#   PGSHIFT_BENCH_POOL    DATABASE_CONNECTION_POOL_SIZE of the parallel data run (default 4, one
+#   PGKEEL_BENCH_ROWS    rows of the child table (default 10000000)
+#   PGKEEL_BENCH_TABLES  tables of the schema part (default 2000, bench/schema.sh's generator)
+#   PGKEEL_BENCH_VIEWS   views of the schema part (default 200)
+#   PGKEEL_BENCH_POOL    DATABASE_CONNECTION_POOL_SIZE of the parallel data run (default 4, one
 #                         connection per foreign key); the other data run uses 1
-#   PGSHIFT_BENCH_REPS    repetitions; the median is reported (default 3)
-#   PGSHIFT_BIN           binary (default target/release/pgshift, built when missing)
-#   PGSHIFT_BENCH_PART    data, schema or all (default all)
+#   PGKEEL_BENCH_REPS    repetitions; the median is reported (default 3)
+#   PGKEEL_BIN           binary (default target/release/pgkeel, built when missing)
+#   PGKEEL_BENCH_PART    data, schema or all (default all)
 #
 # Prints a table and writes bench/results/validate-<date>.json. See bench/README.md.
 set -euo pipefail
@@ -28,13 +28,13 @@ BENCH_TOOLS=pg_dump
 # shellcheck source=bench/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-ROWS=${PGSHIFT_BENCH_ROWS:-10000000}
-TABLES=${PGSHIFT_BENCH_TABLES:-2000}
-VIEWS=${PGSHIFT_BENCH_VIEWS:-200}
-POOL=${PGSHIFT_BENCH_POOL:-4}
-PART=${PGSHIFT_BENCH_PART:-all}
-case $PART in data | schema | all) ;; *) die "PGSHIFT_BENCH_PART must be data, schema or all" ;; esac
-((TABLES >= 20)) || die "PGSHIFT_BENCH_TABLES must be at least 20"
+ROWS=${PGKEEL_BENCH_ROWS:-10000000}
+TABLES=${PGKEEL_BENCH_TABLES:-2000}
+VIEWS=${PGKEEL_BENCH_VIEWS:-200}
+POOL=${PGKEEL_BENCH_POOL:-4}
+PART=${PGKEEL_BENCH_PART:-all}
+case $PART in data | schema | all) ;; *) die "PGKEEL_BENCH_PART must be data, schema or all" ;; esac
+((TABLES >= 20)) || die "PGKEEL_BENCH_TABLES must be at least 20"
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log "binary: $BIN"
@@ -158,7 +158,7 @@ if [[ $PART != schema ]]; then
         done
         measure connect_psql "$rep" - - "$DURL" -- psql -X -q -d "$DURL" -c 'SELECT 1'
     done
-    # Where pgshift's time went, from its own report of the last run.
+    # Where pgkeel's time went, from its own report of the last run.
     python3 - "$OUT/validate_data_pool1.$REPS.out" >&2 <<'PY'
 import json, sys
 doc = json.load(open(sys.argv[1]))

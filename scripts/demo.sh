@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The demo command: installs what is missing, builds pgshift and runs `pgshift demo`.
+# The demo command: installs what is missing, builds pgkeel and runs `pgkeel demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo run --quiet --release -p pgshift-cli -- demo "$@"
+cargo run --quiet --release -p pgkeel-cli -- demo "$@"

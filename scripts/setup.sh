@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what building and testing pgshift needs on Debian/Ubuntu and makes sure a PostgreSQL
+# Installs what building and testing pgkeel needs on Debian/Ubuntu and makes sure a PostgreSQL
 # server answers on 127.0.0.1:5432 for the role `postgres` without a password (tests create and
 # drop their own databases there). Safe to run again: it only does what is missing.
 set -euo pipefail

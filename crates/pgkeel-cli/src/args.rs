@@ -18,7 +18,7 @@ pub struct ConnectOpts {
 /// Where to find configuration files.
 #[derive(Debug, Clone, Args, Default)]
 pub struct ConfigOpts {
-    /// Read this pgshift.toml instead of ./pgshift.toml.
+    /// Read this pgkeel.toml instead of ./pgkeel.toml.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Do not read ./.env.
@@ -65,7 +65,7 @@ pub struct SafetyOpts {
     /// Tries per migration on lock timeout, deadlock or serialization failure. Default 5.
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
-    /// How long to wait for another pgshift holding the deploy lock (e.g. 10min).
+    /// How long to wait for another pgkeel holding the deploy lock (e.g. 10min).
     #[arg(long, value_name = "DURATION")]
     pub lock_wait: Option<String>,
 }

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use anyhow::Context as _;
-use pgshift::config::{self, LoadOptions, Overrides, Settings, SslMode};
-use pgshift::db::Target;
-use pgshift::source::{self, MigrationSet};
+use pgkeel::config::{self, LoadOptions, Overrides, Settings, SslMode};
+use pgkeel::db::Target;
+use pgkeel::source::{self, MigrationSet};
 use serde::Serialize;
 
 use crate::args::{ConfigOpts, ConnectOpts, Format, MigrationsOpts, OutputOpts, SafetyOpts};
@@ -99,11 +99,11 @@ impl Ctx {
         source::load(&self.migrations_dir())
     }
 
-    pub fn target(&self) -> Result<Target, pgshift::db::DbError> {
+    pub fn target(&self) -> Result<Target, pgkeel::db::DbError> {
         Target::from_settings(&self.settings)
     }
 
-    pub async fn connect(&self) -> Result<(Target, pgshift::db::Client), pgshift::db::DbError> {
+    pub async fn connect(&self) -> Result<(Target, pgkeel::db::Client), pgkeel::db::DbError> {
         let target = self.target()?;
         let client = target.connect().await?;
         Ok((target, client))

@@ -11,7 +11,7 @@ pub const USAGE: i32 = 2;
 pub const CONNECTION: i32 = 3;
 /// A migration's SQL failed on the server; its transaction was rolled back.
 pub const MIGRATION_FAILED: i32 = 4;
-/// Another pgshift held the deploy lock for longer than the configured wait.
+/// Another pgkeel held the deploy lock for longer than the configured wait.
 pub const LOCK_TIMEOUT: i32 = 5;
 /// `monitor`: the worst alert is a warning (long-running query, lock wait, high error rate, …).
 pub const ALERT_WARNING: i32 = 10;
@@ -24,7 +24,7 @@ pub const BACKUP_FAILED: i32 = 6;
 /// `deploy`: the migrations were applied but the post-migration checks (schema, new critical
 /// findings) or the health URL failed; the report names the rollback and restore commands.
 pub const DEPLOY_UNHEALTHY: i32 = 7;
-/// A bug in pgshift: please report it.
+/// A bug in pgkeel: please report it.
 pub const INTERNAL: i32 = 70;
 /// Interrupted by Ctrl-C or SIGTERM; the current transaction was rolled back.
 pub const INTERRUPTED: i32 = 130;

@@ -1,4 +1,4 @@
-//! `pgshift`: the command line. Parses flags, calls the library, renders human or JSON output
+//! `pgkeel`: the command line. Parses flags, calls the library, renders human or JSON output
 //! and maps errors to the exit codes in [`exit_codes`]. No SQL lives here.
 
 mod args;
@@ -13,11 +13,11 @@ use crate::args::{ConfigOpts, ConnectOpts, MigrationsOpts, OutputOpts};
 
 /// Safe PostgreSQL schema changes: migrate, validate, monitor, back up, restore, test.
 ///
-/// Configuration comes from defaults < pgshift.toml < .env < environment (DATABASE_URL, PG*, …)
-/// < flags. `pgshift config` shows the result and where each value came from.
+/// Configuration comes from defaults < pgkeel.toml < .env < environment (DATABASE_URL, PG*, …)
+/// < flags. `pgkeel config` shows the result and where each value came from.
 #[derive(Debug, Parser)]
 #[command(
-    name = "pgshift",
+    name = "pgkeel",
     version,
     propagate_version = true,
     max_term_width = 100
@@ -141,7 +141,7 @@ fn main() {
             }
         };
         // The command's clients are dropped by now: let their connections close politely.
-        pgshift::db::close_connections(std::time::Duration::from_millis(500)).await;
+        pgkeel::db::close_connections(std::time::Duration::from_millis(500)).await;
         code
     });
     // Dropping the runtime closes connections; that is what rolls back an interrupted migration.
@@ -172,7 +172,7 @@ fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn",
-        1 => "info,pgshift=info",
+        1 => "info,pgkeel=info",
         _ => "debug,tokio_postgres=info,rustls=info",
     };
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));

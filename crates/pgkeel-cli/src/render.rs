@@ -3,13 +3,13 @@
 
 use std::io::IsTerminal;
 
-use pgshift::backup::BackupError;
-use pgshift::config::ConfigError;
-use pgshift::db::DbError;
-use pgshift::migrate::MigrateError;
-use pgshift::rollback::RollbackError;
-use pgshift::schema::SchemaError;
-use pgshift::source::SourceError;
+use pgkeel::backup::BackupError;
+use pgkeel::config::ConfigError;
+use pgkeel::db::DbError;
+use pgkeel::migrate::MigrateError;
+use pgkeel::rollback::RollbackError;
+use pgkeel::schema::SchemaError;
+use pgkeel::source::SourceError;
 use serde_json::json;
 
 use crate::args::Format;
@@ -56,20 +56,20 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     if let Some(d) = err.downcast_ref::<DbError>() {
         return db_code(d);
     }
-    if let Some(e) = err.downcast_ref::<pgshift::validate::ValidateError>() {
+    if let Some(e) = err.downcast_ref::<pgkeel::validate::ValidateError>() {
         return match e {
-            pgshift::validate::ValidateError::Db(d) => db_code(d),
-            pgshift::validate::ValidateError::Migrate(MigrateError::Db(d)) => db_code(d),
+            pgkeel::validate::ValidateError::Db(d) => db_code(d),
+            pgkeel::validate::ValidateError::Migrate(MigrateError::Db(d)) => db_code(d),
             _ => exit_codes::INTERNAL,
         };
     }
-    if let Some(e) = err.downcast_ref::<pgshift::fleet::FleetError>() {
+    if let Some(e) = err.downcast_ref::<pgkeel::fleet::FleetError>() {
         return match e {
-            pgshift::fleet::FleetError::TenantQuery { error, .. } => db_code(error),
+            pgkeel::fleet::FleetError::TenantQuery { error, .. } => db_code(error),
             _ => exit_codes::USAGE,
         };
     }
-    if err.downcast_ref::<pgshift::report::ReportError>().is_some() {
+    if err.downcast_ref::<pgkeel::report::ReportError>().is_some() {
         return exit_codes::INTERNAL;
     }
     if err.downcast_ref::<SourceError>().is_some() {

@@ -1,4 +1,4 @@
-//! End-to-end tests of `pgshift backup …` and `pgshift restore`: exit codes, JSON output, the
+//! End-to-end tests of `pgkeel backup …` and `pgkeel restore`: exit codes, JSON output, the
 //! production pre-migration backup, and that secrets never reach the output. Real PostgreSQL.
 
 #[path = "../../pgkeel/tests/support/mod.rs"]
@@ -6,7 +6,7 @@ mod support;
 
 mod cli_support;
 
-use cli_support::{json, pgshift};
+use cli_support::{json, pgkeel};
 
 use support::TestDb;
 
@@ -19,7 +19,7 @@ async fn backup_verify_restore_and_exit_codes() {
         .await
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let out = pgshift(tmp.path())
+    let out = pgkeel(tmp.path())
         .env("DATABASE_URL", &db.url)
         .env("BACKUP_ENCRYPTION_PASSPHRASE", "s3cret-pass")
         .args(["backup", "full", "--name", "b1", "--format", "json"])
@@ -40,7 +40,7 @@ async fn backup_verify_restore_and_exit_codes() {
     assert!(!all.contains("s3cret-pass"), "{all}");
 
     // list shows it valid; verify needs the passphrase and passes with it.
-    let out = pgshift(tmp.path())
+    let out = pgkeel(tmp.path())
         .args(["backup", "list", "--format", "json"])
         .assert()
         .success()
@@ -49,30 +49,30 @@ async fn backup_verify_restore_and_exit_codes() {
         .clone();
     let doc = json(&out);
     assert_eq!(doc["backups"][0]["status"], "valid");
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .args(["backup", "verify", "b1"])
         .assert()
         .code(2);
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env("BACKUP_ENCRYPTION_PASSPHRASE", "wrong")
         .args(["backup", "verify", "b1"])
         .assert()
         .code(1);
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env("BACKUP_ENCRYPTION_PASSPHRASE", "s3cret-pass")
         .args(["backup", "verify", "latest"])
         .assert()
         .success();
 
     // Restoring over the non-empty source is refused (usage), with --clean it works.
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env("DATABASE_URL", &db.url)
         .env("BACKUP_ENCRYPTION_PASSPHRASE", "s3cret-pass")
         .args(["restore", "b1"])
         .assert()
         .code(2);
     let other = TestDb::new("cli_bk_dst").await;
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env("BACKUP_ENCRYPTION_PASSPHRASE", "s3cret-pass")
         .args(["restore", "b1", "--target-url", &other.url])
         .assert()
@@ -98,7 +98,7 @@ async fn backup_verify_restore_and_exit_codes() {
     let last = bytes.len() - 20;
     bytes[last] ^= 0x80;
     std::fs::write(&file, bytes).unwrap();
-    let out = pgshift(tmp.path())
+    let out = pgkeel(tmp.path())
         .env("BACKUP_ENCRYPTION_PASSPHRASE", "s3cret-pass")
         .args(["backup", "verify", "b1"])
         .assert()
@@ -124,7 +124,7 @@ async fn production_migrations_take_a_backup_first() {
     )
     .unwrap();
     // A broken recipient makes the backup fail: nothing is migrated.
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env("DATABASE_URL", &db.url)
         .env("BACKUP_ENCRYPTION_RECIPIENTS", "age1broken")
         .args(["migrate", "--env", "production"])
@@ -136,7 +136,7 @@ async fn production_migrations_take_a_backup_first() {
         .await
         .unwrap()
         .is_none());
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env("DATABASE_URL", &db.url)
         .args(["migrate", "--env", "production"])
         .assert()

@@ -1,4 +1,4 @@
-//! End-to-end tests of the `pgshift` binary: exit codes, JSON output, error messages, and that no
+//! End-to-end tests of the `pgkeel` binary: exit codes, JSON output, error messages, and that no
 //! secret is ever printed. Real PostgreSQL, one fresh database per test.
 
 #[path = "../../pgkeel/tests/support/mod.rs"]
@@ -6,7 +6,7 @@ mod support;
 
 mod cli_support;
 
-use cli_support::{example_dir, json, pgshift};
+use cli_support::{example_dir, json, pgkeel};
 use std::path::Path;
 
 use assert_cmd::Command;
@@ -29,7 +29,7 @@ fn project() -> tempfile::TempDir {
 async fn migrate_and_status_json_have_the_documented_fields() {
     let db = TestDb::new("cli_json").await;
     let tmp = tempfile::tempdir().unwrap();
-    let out = pgshift(tmp.path())
+    let out = pgkeel(tmp.path())
         .env("DATABASE_URL", &db.url)
         .args(["migrate", "--format", "json", "--migrations"])
         .arg(example_dir())
@@ -52,7 +52,7 @@ async fn migrate_and_status_json_have_the_documented_fields() {
     assert_eq!(doc["counts"]["applied"], 5);
     assert_eq!(doc["counts"]["pending"], 0);
 
-    let out = pgshift(tmp.path())
+    let out = pgkeel(tmp.path())
         .env("DATABASE_URL", &db.url)
         .args(["status", "--format", "json", "--migrations"])
         .arg(example_dir())
@@ -79,7 +79,7 @@ async fn migrate_and_status_json_have_the_documented_fields() {
     );
 
     // Second run: nothing to do, still exit 0.
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env("DATABASE_URL", &db.url)
         .args(["migrate", "--migrations"])
         .arg(example_dir())
@@ -95,13 +95,13 @@ async fn modified_file_exits_with_findings_code_and_names_both_hashes() {
     std::fs::create_dir(tmp.path().join("migrations")).unwrap();
     let file = tmp.path().join("migrations/0001_init.sql");
     std::fs::write(&file, "CREATE TABLE t (id int);\n").unwrap();
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env("DATABASE_URL", &db.url)
         .arg("migrate")
         .assert()
         .success();
     std::fs::write(&file, "CREATE TABLE t (id bigint);\n").unwrap();
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env("DATABASE_URL", &db.url)
         .arg("migrate")
         .assert()
@@ -110,7 +110,7 @@ async fn modified_file_exits_with_findings_code_and_names_both_hashes() {
             predicate::str::contains("0001_init")
                 .and(predicate::str::contains("the SQL itself changed")),
         );
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env("DATABASE_URL", &db.url)
         .args(["migrate", "validate"])
         .assert()
@@ -130,7 +130,7 @@ fn syntax_error_is_reported_with_file_line_column_before_connecting() {
     )
     .unwrap();
     // --offline: no database at all, so the error must come from the files alone.
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .args(["migrate", "validate", "--offline"])
         .assert()
         .code(1)
@@ -148,7 +148,7 @@ fn data_losing_migration_without_rollback_warns_but_passes() {
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("0001_init.sql"), "CREATE TABLE a (id int);\n").unwrap();
     std::fs::write(dir.join("0002_drop.sql"), "DROP TABLE a;\n").unwrap();
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .args(["migrate", "validate", "--offline"])
         .assert()
         .code(0)
@@ -156,7 +156,7 @@ fn data_losing_migration_without_rollback_warns_but_passes() {
             predicate::str::contains("warning: no_rollback: 0002_drop: loses data")
                 .and(predicate::str::contains("1 warning(s)")),
         );
-    let out = pgshift(tmp.path())
+    let out = pgkeel(tmp.path())
         .args(["migrate", "validate", "--offline", "--format", "json"])
         .assert()
         .code(0)
@@ -172,7 +172,7 @@ fn data_losing_migration_without_rollback_warns_but_passes() {
 #[test]
 fn missing_folder_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .args(["migrate", "validate", "--offline", "--migrations", "nope"])
         .assert()
         .code(1)
@@ -182,7 +182,7 @@ fn missing_folder_is_a_clear_error() {
 #[test]
 fn password_is_never_printed_on_connection_failure() {
     let tmp = project();
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env(
             "DATABASE_URL",
             "postgresql://app:hunter2secret@127.0.0.1:1/prod",
@@ -205,7 +205,7 @@ fn password_is_never_printed_on_connection_failure() {
 #[test]
 fn malformed_url_is_a_usage_error_without_the_password() {
     let tmp = project();
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env(
             "DATABASE_URL",
             "postgresql://app:hunter2secret@host:notaport/db",
@@ -232,7 +232,7 @@ fn connect_timeout_is_honoured() {
         drop(held);
     });
     let started = std::time::Instant::now();
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env(
             "DATABASE_URL",
             format!("postgresql://app@127.0.0.1:{port}/db"),
@@ -252,7 +252,7 @@ fn connect_timeout_is_honoured() {
 #[test]
 fn no_database_configured_says_what_to_set() {
     let tmp = project();
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .arg("status")
         .assert()
         .code(2)
@@ -276,7 +276,7 @@ async fn missing_privilege_is_named() {
     )
     .unwrap();
     let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env("DATABASE_URL", &url)
         .arg("migrate")
         .assert()
@@ -296,13 +296,13 @@ async fn missing_privilege_is_named() {
 #[test]
 fn config_shows_sources_and_redacts_secrets() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("pgshift.toml"), "pool-size = 7\n").unwrap();
+    std::fs::write(tmp.path().join("pgkeel.toml"), "pool-size = 7\n").unwrap();
     std::fs::write(
         tmp.path().join(".env"),
         "DATABASE_URL=postgresql://u:dotenvsecret@h/db\n",
     )
     .unwrap();
-    let out = pgshift(tmp.path())
+    let out = pgkeel(tmp.path())
         .env("DATABASE_CONNECTION_TIMEOUT", "1234")
         .args(["config", "--format", "json"])
         .assert()
@@ -335,11 +335,11 @@ fn config_shows_sources_and_redacts_secrets() {
 #[test]
 fn new_creates_the_next_native_file() {
     let tmp = tempfile::tempdir().unwrap();
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .args(["new", "create users"])
         .assert()
         .success();
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .args(["new", "add-roles"])
         .assert()
         .success();
@@ -351,7 +351,7 @@ fn new_creates_the_next_native_file() {
     assert_eq!(names, ["0001_create_users.sql", "0002_add_roles.sql"]);
 }
 
-/// `pgshift rollback` end to end: refused under later migrations (usage/validation exit code
+/// `pgkeel rollback` end to end: refused under later migrations (usage/validation exit code
 /// naming them), dry run changes nothing, `--cascade` rolls back newest first, `status` shows it
 /// and `migrate` re-applies.
 #[tokio::test]
@@ -359,7 +359,7 @@ async fn rollback_refuses_then_cascades_and_migrate_reapplies() {
     let db = TestDb::new("cli_rollback").await;
     let tmp = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let mut cmd = pgshift(tmp.path());
+        let mut cmd = pgkeel(tmp.path());
         cmd.env("DATABASE_URL", &db.url)
             .arg("--migrations")
             .arg(example_dir())
@@ -428,7 +428,7 @@ async fn rollback_refuses_then_cascades_and_migrate_reapplies() {
     );
 }
 
-/// `pgshift validate`: the spec's report file (a second run the same day gets a suffix, never
+/// `pgkeel validate`: the spec's report file (a second run the same day gets a suffix, never
 /// overwriting), the JSON shape, and the exit code following `--fail-on`.
 #[tokio::test]
 async fn validate_writes_dated_reports_and_exits_by_fail_on() {
@@ -443,7 +443,7 @@ async fn validate_writes_dated_reports_and_exits_by_fail_on() {
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let mut cmd = pgshift(tmp.path());
+        let mut cmd = pgkeel(tmp.path());
         cmd.env("DATABASE_URL", &db.url).arg("validate").args(args);
         cmd
     };
@@ -489,7 +489,7 @@ async fn validate_writes_dated_reports_and_exits_by_fail_on() {
     assert_eq!(std::fs::read_dir(&reports).unwrap().count(), 2);
 }
 
-/// `pgshift lint`: rustc-style human output (snapshot), exit code by `--fail-on`, JSON, GitHub
+/// `pgkeel lint`: rustc-style human output (snapshot), exit code by `--fail-on`, JSON, GitHub
 /// annotations. No database needed.
 #[test]
 fn lint_reports_rustc_style_json_and_github_annotations() {
@@ -500,7 +500,7 @@ fn lint_reports_rustc_style_json_and_github_annotations() {
         "fixtures/lint/0003_suppressions.sql",
     ];
     let run = |extra: &[&str]| {
-        let mut cmd = pgshift(&tests);
+        let mut cmd = pgkeel(&tests);
         cmd.args(["lint", "--pg-version", "15"])
             .args(extra)
             .args(files);
@@ -510,7 +510,7 @@ fn lint_reports_rustc_style_json_and_github_annotations() {
     let human = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     insta::assert_snapshot!("lint_human", human);
 
-    let safe = pgshift(&tests)
+    let safe = pgkeel(&tests)
         .args(["lint", "fixtures/lint/0002_safe.sql"])
         .assert()
         .code(0);

@@ -1,4 +1,4 @@
-//! End-to-end tests of `pgshift deploy`: the example project in each environment, a failing
+//! End-to-end tests of `pgkeel deploy`: the example project in each environment, a failing
 //! migration in production, drift, lint, and a health URL that never turns healthy. Real
 //! PostgreSQL, one fresh database per test; the health endpoints are tiny local HTTP servers.
 
@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use support::TestDb;
 
-/// `pgshift` in `cwd` with a clean environment and DATABASE_URL set to `url`.
-fn pgshift(cwd: &Path, url: &str) -> Command {
-    let mut cmd = cli_support::pgshift(cwd);
+/// `pgkeel` in `cwd` with a clean environment and DATABASE_URL set to `url`.
+fn pgkeel(cwd: &Path, url: &str) -> Command {
+    let mut cmd = cli_support::pgkeel(cwd);
     cmd.env("DATABASE_URL", url);
     cmd
 }
@@ -68,7 +68,7 @@ async fn table_exists(db: &TestDb, name: &str) -> bool {
 async fn production_deploy_of_the_example_backs_up_migrates_and_validates() {
     let db = TestDb::new("deploy_prod").await;
     let tmp = tempfile::tempdir().unwrap();
-    let out = pgshift(tmp.path(), &db.url)
+    let out = pgkeel(tmp.path(), &db.url)
         .args(["deploy", "--env", "production", "--format", "json"])
         .arg("--migrations")
         .arg(example_dir())
@@ -126,7 +126,7 @@ async fn production_deploy_of_the_example_backs_up_migrates_and_validates() {
 
     // A second deploy has nothing to do: no backup is taken.
     let doc = json(
-        &pgshift(tmp.path(), &db.url)
+        &pgkeel(tmp.path(), &db.url)
             .args([
                 "deploy",
                 "--env",
@@ -152,7 +152,7 @@ async fn staging_and_development_deploy_without_backup() {
     for env in ["staging", "development"] {
         let db = TestDb::new(&format!("deploy_{env}")).await;
         let tmp = tempfile::tempdir().unwrap();
-        let out = pgshift(tmp.path(), &db.url)
+        let out = pgkeel(tmp.path(), &db.url)
             .args(["deploy", "--env", env])
             .arg("--migrations")
             .arg(example_dir())
@@ -183,7 +183,7 @@ async fn failing_migration_in_production_is_rolled_back_and_the_report_names_the
         "CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email text);\n",
     )
     .unwrap();
-    pgshift(tmp.path(), &db.url)
+    pgkeel(tmp.path(), &db.url)
         .args(["deploy", "--env", "production", "--no-report"])
         .assert()
         .code(0);
@@ -203,7 +203,7 @@ async fn failing_migration_in_production_is_rolled_back_and_the_report_names_the
         "CREATE TABLE tags (id bigint PRIMARY KEY);\nALTER TABLE users ADD COLUMN n int NOT NULL DEFAULT 1 / 0;\n",
     )
     .unwrap();
-    let out = pgshift(tmp.path(), &db.url)
+    let out = pgkeel(tmp.path(), &db.url)
         .args(["deploy", "--env", "production"])
         .assert()
         .code(4)
@@ -213,10 +213,10 @@ async fn failing_migration_in_production_is_rolled_back_and_the_report_names_the
     assert!(stdout.contains("deploy FAILED at migrate"), "{stdout}");
     assert!(stdout.contains("division by zero"), "{stdout}");
     assert!(
-        stdout.contains("pgshift rollback 0002_posts --cascade"),
+        stdout.contains("pgkeel rollback 0002_posts --cascade"),
         "{stdout}"
     );
-    assert!(stdout.contains("pgshift restore "), "{stdout}");
+    assert!(stdout.contains("pgkeel restore "), "{stdout}");
     assert!(
         stdout.contains("not done: validate-after, performance, health"),
         "{stdout}"
@@ -263,7 +263,7 @@ async fn drift_stops_the_deploy_unless_allowed() {
         "CREATE TABLE t (id bigint PRIMARY KEY);\n",
     )
     .unwrap();
-    pgshift(tmp.path(), &db.url)
+    pgkeel(tmp.path(), &db.url)
         .args(["deploy", "--env", "staging", "--no-report"])
         .assert()
         .code(0);
@@ -278,7 +278,7 @@ async fn drift_stops_the_deploy_unless_allowed() {
         "CREATE TABLE u (id bigint PRIMARY KEY);\n",
     )
     .unwrap();
-    let out = pgshift(tmp.path(), &db.url)
+    let out = pgkeel(tmp.path(), &db.url)
         .args([
             "deploy",
             "--env",
@@ -304,7 +304,7 @@ async fn drift_stops_the_deploy_unless_allowed() {
     assert!(!table_exists(&db, "public.u").await);
 
     let doc = json(
-        &pgshift(tmp.path(), &db.url)
+        &pgkeel(tmp.path(), &db.url)
             .args([
                 "deploy",
                 "--env",
@@ -334,13 +334,13 @@ async fn lint_errors_stop_production_but_not_staging() {
         "CREATE TABLE t (id bigint PRIMARY KEY, v text);\n",
     )
     .unwrap();
-    pgshift(tmp.path(), &db.url)
+    pgkeel(tmp.path(), &db.url)
         .args(["deploy", "--env", "development", "--no-report"])
         .assert()
         .code(0);
     // A blocking index build on an existing table.
     std::fs::write(dir.join("0002_idx.sql"), "CREATE INDEX t_v_idx ON t (v);\n").unwrap();
-    let out = pgshift(tmp.path(), &db.url)
+    let out = pgkeel(tmp.path(), &db.url)
         .args([
             "deploy",
             "--env",
@@ -358,7 +358,7 @@ async fn lint_errors_stop_production_but_not_staging() {
     assert!(stdout.contains("the database was not changed"), "{stdout}");
 
     let doc = json(
-        &pgshift(tmp.path(), &db.url)
+        &pgkeel(tmp.path(), &db.url)
             .args([
                 "deploy",
                 "--env",
@@ -408,7 +408,7 @@ async fn a_health_url_that_never_turns_healthy_fails_the_deploy_after_the_timeou
     let (port, hits) = http_server("503 Service Unavailable");
     let url = format!("http://127.0.0.1:{port}/api/health?token=s3cret-token");
     let started = Instant::now();
-    let out = pgshift(tmp.path(), &db.url)
+    let out = pgkeel(tmp.path(), &db.url)
         .args(["deploy", "--env", "development", "--no-data-checks"])
         .args(["--health-url", &url, "--health-timeout", "2s"])
         .arg("--migrations")
@@ -427,7 +427,7 @@ async fn a_health_url_that_never_turns_healthy_fails_the_deploy_after_the_timeou
         "the health URL's token was printed"
     );
     // Migrated, so the way back is named.
-    assert!(stdout.contains("pgshift rollback 0000_"), "{stdout}");
+    assert!(stdout.contains("pgkeel rollback 0000_"), "{stdout}");
     assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 2);
     assert!(took >= Duration::from_secs(2), "{took:?}");
     let report = written_report(tmp.path());
@@ -447,7 +447,7 @@ async fn a_healthy_url_passes() {
     let tmp = tempfile::tempdir().unwrap();
     let (port, _) = http_server("200 OK");
     let doc = json(
-        &pgshift(tmp.path(), &db.url)
+        &pgkeel(tmp.path(), &db.url)
             .args([
                 "deploy",
                 "--env",
@@ -500,7 +500,7 @@ async fn deploy_targets_runs_the_pipeline_per_database_and_tenant_schema() {
         a.url, broken.url, b.url, tenants.url
     );
     std::fs::write(tmp.path().join("targets.toml"), targets).unwrap();
-    let out = pgshift(tmp.path(), &a.url)
+    let out = pgkeel(tmp.path(), &a.url)
         .args(["deploy", "--env", "production", "--targets", "targets.toml"])
         .args(["--continue-on-error", "--parallel", "2", "--format", "json"])
         .assert()
@@ -570,7 +570,7 @@ async fn a_backup_name_taken_in_the_same_second_gets_a_suffix() {
         std::fs::create_dir_all(tmp.path().join("backups").join(name)).unwrap();
     }
     let doc = json(
-        &pgshift(tmp.path(), &db.url)
+        &pgkeel(tmp.path(), &db.url)
             .args([
                 "deploy",
                 "--env",

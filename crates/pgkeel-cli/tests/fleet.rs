@@ -1,4 +1,4 @@
-//! `pgshift migrate --targets`: exit codes, per-target lines, the JSON report, the report file
+//! `pgkeel migrate --targets`: exit codes, per-target lines, the JSON report, the report file
 //! and `--resume`, end to end against a real PostgreSQL with databases of the test's own.
 
 #[path = "../../pgkeel/tests/support/mod.rs"]
@@ -6,7 +6,7 @@ mod support;
 
 mod cli_support;
 
-use cli_support::{json, pgshift};
+use cli_support::{json, pgkeel};
 use std::path::{Path, PathBuf};
 
 use predicates::prelude::*;
@@ -81,7 +81,7 @@ async fn migrate_targets_stops_continues_reports_and_resumes() {
     let tmp = project(&databases_toml(&[&a, &b, &c, &d]));
 
     // Stop at the first failure: b fails, c and d are not run; exit 4.
-    let out = pgshift(tmp.path())
+    let out = pgkeel(tmp.path())
         .args([
             "migrate",
             "--targets",
@@ -115,7 +115,7 @@ async fn migrate_targets_stops_continues_reports_and_resumes() {
     assert_eq!(runs(&c).await, Vec::<i32>::new());
 
     // Continue on error, human output: a line per target, a summary, how to resume.
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .args([
             "migrate",
             "--targets",
@@ -151,7 +151,7 @@ async fn migrate_targets_stops_continues_reports_and_resumes() {
         .unwrap();
     // Two reports of the same second are `…-HHMMSS.json` and `…-HHMMSS-2.json`: pick the new one.
     let last = reports.iter().find(|p| **p != first_report).unwrap();
-    let out = pgshift(tmp.path())
+    let out = pgkeel(tmp.path())
         .args([
             "migrate",
             "--targets",
@@ -179,7 +179,7 @@ async fn migrate_targets_stops_continues_reports_and_resumes() {
     assert_eq!(runs(&b).await, [2]);
 
     // --no-report writes nothing.
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .args(["migrate", "--targets", "targets.toml", "--no-report"])
         .assert()
         .success();
@@ -193,7 +193,7 @@ async fn only_connection_failures_exit_3_and_never_print_the_password() {
         "{}[[database]]\nname = \"nowhere\"\nurl-env = \"NOWHERE_URL\"\n",
         databases_toml(&[&a])
     ));
-    let out = pgshift(tmp.path())
+    let out = pgkeel(tmp.path())
         .env(
             "NOWHERE_URL",
             "postgresql://app:hunter2@127.0.0.1:1/nowhere",
@@ -236,7 +236,7 @@ async fn failing_canary_exits_4_and_runs_nothing_else() {
         .await
         .unwrap();
     let tmp = project(&databases_toml(&[&a, &b]));
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .args([
             "migrate",
             "--targets",
@@ -254,7 +254,7 @@ async fn failing_canary_exits_4_and_runs_nothing_else() {
 #[test]
 fn bad_targets_files_are_usage_errors_that_name_the_file() {
     let tmp = project("[[database]]\nurl = \"postgresql://h/db\"\nurls = \"x\"\n");
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .args(["migrate", "--targets", "targets.toml"])
         .assert()
         .code(2)
@@ -263,7 +263,7 @@ fn bad_targets_files_are_usage_errors_that_name_the_file() {
                 .and(predicate::str::contains("urls"))
                 .and(predicate::str::contains("line 3")),
         );
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .args(["migrate", "--targets", "missing.toml"])
         .assert()
         .code(2)
@@ -273,12 +273,12 @@ fn bad_targets_files_are_usage_errors_that_name_the_file() {
         "[[database]]\nurl-env = \"NOT_SET_ANYWHERE\"\n",
     )
     .unwrap();
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .args(["migrate", "--targets", "targets.toml"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("NOT_SET_ANYWHERE"));
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .args(["migrate", "--targets", "targets.toml", "--parallel", "0"])
         .assert()
         .code(2);
@@ -288,7 +288,7 @@ fn bad_targets_files_are_usage_errors_that_name_the_file() {
         &["--parallel", "2"],
         &["--canary", "1"],
     ] {
-        pgshift(tmp.path())
+        pgkeel(tmp.path())
             .arg("migrate")
             .args(flag)
             .assert()
@@ -300,7 +300,7 @@ fn bad_targets_files_are_usage_errors_that_name_the_file() {
 #[test]
 fn migrate_help_documents_the_fleet_flags_and_exit_codes() {
     let tmp = tempfile::tempdir().unwrap();
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .args(["migrate", "--help"])
         .assert()
         .success()

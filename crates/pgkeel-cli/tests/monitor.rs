@@ -1,4 +1,4 @@
-//! `pgshift monitor` and `pgshift serve` end to end: JSON shape, the report file, exit codes per
+//! `pgkeel monitor` and `pgkeel serve` end to end: JSON shape, the report file, exit codes per
 //! worst level, `--watch` printing only changes, bad thresholds, a taken port. Real PostgreSQL,
 //! one fresh database per test.
 
@@ -7,7 +7,7 @@ mod support;
 
 mod cli_support;
 
-use cli_support::{example_dir, json, pgshift};
+use cli_support::{example_dir, json, pgkeel};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use tokio::io::AsyncBufReadExt;
 async fn monitor_json_writes_the_report_and_exits_by_worst_level() {
     let db = TestDb::new("cli_mon_json").await;
     let tmp = tempfile::tempdir().unwrap();
-    let out = pgshift(tmp.path())
+    let out = pgkeel(tmp.path())
         .env("DATABASE_URL", &db.url)
         .args(["monitor", "--format", "json", "--migrations"])
         .arg(example_dir())
@@ -50,7 +50,7 @@ async fn monitor_json_writes_the_report_and_exits_by_worst_level() {
     assert_eq!(saved["summary"], doc["summary"]);
 
     // Only the migration section.
-    let out = pgshift(tmp.path())
+    let out = pgkeel(tmp.path())
         .env("DATABASE_URL", &db.url)
         .args([
             "monitor",
@@ -74,7 +74,7 @@ async fn monitor_json_writes_the_report_and_exits_by_worst_level() {
 #[tokio::test]
 async fn unreachable_database_exits_critical_without_showing_the_password() {
     let tmp = tempfile::tempdir().unwrap();
-    let assert = pgshift(tmp.path())
+    let assert = pgkeel(tmp.path())
         .env("DATABASE_URL", "postgresql://app:hunter2@127.0.0.1:1/app")
         .env("HEALTH_CHECK_TIMEOUT", "2000")
         .args(["monitor", "--format", "json"])
@@ -92,7 +92,7 @@ async fn unreachable_database_exits_critical_without_showing_the_password() {
     );
     assert!(!all.contains("hunter2"), "{all}");
 
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env("DATABASE_URL", "postgresql://app:hunter2@127.0.0.1:1/app")
         .args(["monitor", "--health", "--no-report"])
         .assert()
@@ -109,7 +109,7 @@ async fn long_query_past_the_configured_threshold_exits_warning() {
     let db = TestDb::new("cli_mon_warn").await;
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(
-        tmp.path().join("pgshift.toml"),
+        tmp.path().join("pgkeel.toml"),
         "[monitor.thresholds]\nlong-query-warning = \"1s\"\n",
     )
     .unwrap();
@@ -121,7 +121,7 @@ async fn long_query_past_the_configured_threshold_exits_warning() {
         .get(0);
     let sleep = tokio::spawn(async move { sleeper.query("SELECT pg_sleep(30)", &[]).await });
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env("DATABASE_URL", &db.url)
         .args(["monitor", "--performance", "--no-report"])
         .assert()
@@ -142,11 +142,11 @@ async fn long_query_past_the_configured_threshold_exits_warning() {
 async fn invalid_thresholds_are_a_usage_error_naming_the_key() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(
-        tmp.path().join("pgshift.toml"),
+        tmp.path().join("pgkeel.toml"),
         "[monitor.thresholds]\nlong-query-warning = \"soon\"\n",
     )
     .unwrap();
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/x")
         .arg("monitor")
         .assert()
@@ -161,11 +161,11 @@ async fn watch_prints_only_changes() {
     let db = TestDb::new("cli_mon_watch").await;
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(
-        tmp.path().join("pgshift.toml"),
+        tmp.path().join("pgkeel.toml"),
         "[monitor.thresholds]\nidle-in-transaction-warning = \"1s\"\n",
     )
     .unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("pgshift");
+    let bin = assert_cmd::cargo::cargo_bin("pgkeel");
     let mut child = tokio::process::Command::new(bin)
         .current_dir(tmp.path())
         .env_clear()
@@ -221,7 +221,7 @@ async fn serve_on_a_taken_port_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env(
             "DATABASE_URL",
             "postgresql://postgres@127.0.0.1:5432/postgres",
@@ -233,7 +233,7 @@ async fn serve_on_a_taken_port_is_a_clear_error() {
         .stderr(predicate::str::contains(
             "another process already uses that port",
         ));
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .env(
             "DATABASE_URL",
             "postgresql://postgres@127.0.0.1:5432/postgres",

@@ -1,4 +1,4 @@
-//! Production safety of `pgshift migrate`, with real processes against a real PostgreSQL:
+//! Production safety of `pgkeel migrate`, with real processes against a real PostgreSQL:
 //! concurrent deploys, CREATE INDEX CONCURRENTLY under the deploy lock, a killed lock holder,
 //! lock_timeout protecting readers, and failures that name their blocker.
 
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use support::TestDb;
 
 fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_pgshift")
+    env!("CARGO_BIN_EXE_pgkeel")
 }
 
 fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -35,7 +35,7 @@ fn spawn_migrate(dir: &Path, url: &str, extra: &[&str]) -> Child {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start pgshift")
+        .expect("start pgkeel")
 }
 
 /// Waits for a child with a deadline; a hang is a failure (and the child is killed).
@@ -55,7 +55,7 @@ fn finish(mut child: Child, deadline: Duration) -> (i32, String) {
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
             panic!(
-                "pgshift did not finish within {deadline:?} (deadlock?): {}",
+                "pgkeel did not finish within {deadline:?} (deadlock?): {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
@@ -480,7 +480,7 @@ async fn sigterm_cancels_rolls_back_records_and_releases_the_lock() {
         .get(0);
     assert_eq!(status, "failed");
     let audit: i64 = client
-        .query_one("SELECT count(*) FROM __pgshift_audit WHERE migration_id = '0002_slow' AND detail->>'error' LIKE 'interrupted%'", &[])
+        .query_one("SELECT count(*) FROM __pgkeel_audit WHERE migration_id = '0002_slow' AND detail->>'error' LIKE 'interrupted%'", &[])
         .await
         .unwrap()
         .get(0);

@@ -1,4 +1,4 @@
-//! `pgshift schema dump|diff` end to end: stable JSON, SQL that restores, exit codes that tell
+//! `pgkeel schema dump|diff` end to end: stable JSON, SQL that restores, exit codes that tell
 //! "no differences" from "differences", a migrations folder as one side, the insta snapshot of
 //! the human diff.
 
@@ -7,7 +7,7 @@ mod support;
 
 mod cli_support;
 
-use cli_support::pgshift;
+use cli_support::pgkeel;
 
 use support::TestDb;
 
@@ -28,7 +28,7 @@ async fn dump_json_is_stable_and_dump_sql_restores_to_the_same_schema() {
     .await;
     let tmp = tempfile::tempdir().unwrap();
     let dump = |url: &str, format: &str| {
-        pgshift(tmp.path())
+        pgkeel(tmp.path())
             .args(["--database-url", url, "--format", format, "schema", "dump"])
             .assert()
             .code(0)
@@ -52,13 +52,13 @@ async fn diff_exit_code_says_whether_schemas_differ() {
     exec(&b, "CREATE TABLE t (id int, note text);").await;
     let tmp = tempfile::tempdir().unwrap();
     // Same database on both sides: no differences, exit 0.
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .args(["schema", "diff", "--from", &a.url, "--to", &a.url])
         .assert()
         .code(0)
         .stdout(predicates::str::contains("no differences"));
     // Differences: exit 1, JSON with the change and its hazards.
-    let out = pgshift(tmp.path())
+    let out = pgkeel(tmp.path())
         .args([
             "--format", "json", "schema", "diff", "--from", &a.url, "--to", &b.url,
         ])
@@ -75,7 +75,7 @@ async fn diff_exit_code_says_whether_schemas_differ() {
     );
     assert_eq!(v["changes"][0]["hazards"][0], "access_exclusive_lock");
     // The human output groups by table.
-    let human = pgshift(tmp.path())
+    let human = pgkeel(tmp.path())
         .args(["schema", "diff", "--from", &a.url, "--to", &b.url])
         .assert()
         .code(1)
@@ -105,7 +105,7 @@ async fn diff_from_a_migrations_folder_uses_a_scratch_database() {
         "ALTER TABLE users ADD COLUMN email text;\n",
     )
     .unwrap();
-    let out = pgshift(tmp.path())
+    let out = pgkeel(tmp.path())
         .args([
             "--database-url",
             &db.url,
@@ -132,7 +132,7 @@ async fn diff_from_a_migrations_folder_uses_a_scratch_database() {
 fn a_file_that_is_not_a_snapshot_is_a_usage_error() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("x.json"), "{}").unwrap();
-    pgshift(tmp.path())
+    pgkeel(tmp.path())
         .args(["schema", "diff", "--from", "x.json", "--to", "x.json"])
         .assert()
         .code(2)

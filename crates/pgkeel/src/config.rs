@@ -1,12 +1,12 @@
-//! Settings, resolved once: defaults < `pgshift.toml` < `.env` < process environment < flags,
+//! Settings, resolved once: defaults < `pgkeel.toml` < `.env` < process environment < flags,
 //! remembering where each value came from ([`Origin`]); and the redaction of secrets
 //! ([`redact_url`], the `Debug` impls, [`Settings::entries`]).
 //!
-//! This module owns the names of every setting: its `pgshift.toml` key (kebab-case, the key of
+//! This module owns the names of every setting: its `pgkeel.toml` key (kebab-case, the key of
 //! [`Settings::origins`] and [`ConfigEntry::key`]), its environment variable and its default.
 //! `docs/pgkeel.toml` is the reference file; a test keeps it in step with this module.
 //!
-//! It must not do I/O beyond reading `pgshift.toml` and `.env` (it never touches the process
+//! It must not do I/O beyond reading `pgkeel.toml` and `.env` (it never touches the process
 //! environment: [`LoadOptions::env`] is injected), and it never talks to the database. Other
 //! modules receive a [`Settings`] and decide what the values mean (for example `db` chooses the
 //! effective `sslmode` from the URL, [`Settings::sslmode`] and [`Settings::ssl`]).
@@ -23,14 +23,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::source::parse_duration;
 
 /// The name of the config file looked up in the working directory.
-pub const CONFIG_FILE_NAME: &str = "pgshift.toml";
+pub const CONFIG_FILE_NAME: &str = "pgkeel.toml";
 
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     /// Built-in default.
     Default,
-    /// The `pgshift.toml` that was read.
+    /// The `pgkeel.toml` that was read.
     File(PathBuf),
     /// The `.env` file, under this variable name.
     DotEnv { path: PathBuf, var: String },
@@ -54,7 +54,7 @@ impl Origin {
     }
 }
 
-/// Short form for `pgshift config`: `default`, `pgshift.toml`, `.env (DATABASE_URL)`,
+/// Short form for `pgkeel config`: `default`, `pgkeel.toml`, `.env (DATABASE_URL)`,
 /// `env DATABASE_URL`, `flag`.
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -190,7 +190,7 @@ impl Default for CompressionLevel {
     }
 }
 
-/// A compression level pgshift does not take.
+/// A compression level pgkeel does not take.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid compression level `{input}`: use {COMPRESSION_LEVELS}")]
 pub struct ParseCompressionLevelError {
@@ -226,7 +226,7 @@ impl fmt::Display for CompressionLevel {
     }
 }
 
-/// pgshift.toml: `compression-level = 6` or `compression-level = "zstd:19"`.
+/// pgkeel.toml: `compression-level = 6` or `compression-level = "zstd:19"`.
 impl<'de> Deserialize<'de> for CompressionLevel {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V;
@@ -277,7 +277,7 @@ impl fmt::Debug for PgEnv {
     }
 }
 
-/// Every setting pgshift knows. `Debug` redacts secrets.
+/// Every setting pgkeel knows. `Debug` redacts secrets.
 #[derive(Clone)]
 pub struct Settings {
     /// `DATABASE_URL`, raw: it may hold a password. Show it with [`redact_url`].
@@ -301,12 +301,12 @@ pub struct Settings {
     pub backup_retention_days: u32,
     /// `BACKUP_COMPRESSION_LEVEL`, see [`CompressionLevel`].
     pub backup_compression_level: CompressionLevel,
-    /// `PGSHIFT_BACKUP_DIR`, relative to the working directory unless absolute.
+    /// `PGKEEL_BACKUP_DIR`, relative to the working directory unless absolute.
     pub backup_dir: PathBuf,
     /// `BACKUP_ENCRYPTION_RECIPIENTS`: age public keys (comma or space separated) every backup
     /// file is encrypted to. Empty = no recipients.
     pub backup_encryption_recipients: Vec<String>,
-    /// `BACKUP_ENCRYPTION_PASSPHRASE`: environment only (never pgshift.toml); never shown.
+    /// `BACKUP_ENCRYPTION_PASSPHRASE`: environment only (never pgkeel.toml); never shown.
     pub backup_encryption_passphrase: Option<String>,
     /// `BACKUP_ENCRYPTION_IDENTITY_FILE`: age identity file used to read encrypted backups.
     pub backup_encryption_identity_file: Option<PathBuf>,
@@ -314,35 +314,35 @@ pub struct Settings {
     pub health_check_timeout: Duration,
     /// `READINESS_CHECK_TIMEOUT`.
     pub readiness_check_timeout: Duration,
-    /// `PGSHIFT_MIGRATIONS`; `None` = detect (`source` decides).
+    /// `PGKEEL_MIGRATIONS`; `None` = detect (`source` decides).
     pub migrations_dir: Option<PathBuf>,
-    /// `PGSHIFT_REPORTS_DIR`, relative to the working directory unless absolute.
+    /// `PGKEEL_REPORTS_DIR`, relative to the working directory unless absolute.
     pub reports_dir: PathBuf,
-    /// Schema of pgshift's ledger (the spec's migration table).
+    /// Schema of pgkeel's ledger (the spec's migration table).
     pub ledger_schema: String,
     pub ledger_table: String,
     /// Schema of drizzle-orm's own migration table, read when taking over a drizzle database.
     pub drizzle_schema: String,
     pub drizzle_table: String,
-    /// `PGSHIFT_LOCK_TIMEOUT`: PostgreSQL `lock_timeout` for migrations; zero = disabled.
+    /// `PGKEEL_LOCK_TIMEOUT`: PostgreSQL `lock_timeout` for migrations; zero = disabled.
     pub lock_timeout: Duration,
-    /// `PGSHIFT_STATEMENT_TIMEOUT`: PostgreSQL `statement_timeout`; zero = disabled.
+    /// `PGKEEL_STATEMENT_TIMEOUT`: PostgreSQL `statement_timeout`; zero = disabled.
     pub statement_timeout: Duration,
-    /// `PGSHIFT_RETRIES`: tries (at least 1) on lock timeout, deadlock, serialization failure.
+    /// `PGKEEL_RETRIES`: tries (at least 1) on lock timeout, deadlock, serialization failure.
     pub retries: u32,
-    /// `PGSHIFT_DEPLOY_LOCK_TIMEOUT`: how long to wait for another pgshift holding the deploy lock.
+    /// `PGKEEL_DEPLOY_LOCK_TIMEOUT`: how long to wait for another pgkeel holding the deploy lock.
     pub deploy_lock_timeout: Duration,
     /// Schemas the connection's `search_path` is set to (a startup option, so it holds for every
-    /// statement of the session); empty = the server's default. Not a pgshift.toml key: `fleet`
+    /// statement of the session); empty = the server's default. Not a pgkeel.toml key: `fleet`
     /// sets it to a tenant's schema so its unqualified names land there.
     pub search_path: Vec<String>,
-    /// Setting key (as in pgshift.toml, e.g. `pool-size`, `ledger.schema`; `pghost` … for the
+    /// Setting key (as in pgkeel.toml, e.g. `pool-size`, `ledger.schema`; `pghost` … for the
     /// libpq variables) → where its value came from. [`Settings::defaults`] fills every key
     /// with [`Origin::Default`].
     pub origins: BTreeMap<String, Origin>,
-    /// The pgshift.toml actually read, if any.
+    /// The pgkeel.toml actually read, if any.
     pub config_file: Option<PathBuf>,
-    /// The raw `[monitor]` section of pgshift.toml (empty when absent); `monitor` reads its
+    /// The raw `[monitor]` section of pgkeel.toml (empty when absent); `monitor` reads its
     /// `[monitor.thresholds]` and says what is wrong with it.
     pub monitor: toml::Table,
 }
@@ -433,7 +433,7 @@ impl fmt::Debug for Overrides {
 /// What [`load`] reads. `Debug` leaves out the environment (it holds secrets).
 #[derive(Clone, Default)]
 pub struct LoadOptions {
-    /// The working directory: where `pgshift.toml` and `.env` are looked up, and what a relative
+    /// The working directory: where `pgkeel.toml` and `.env` are looked up, and what a relative
     /// `config_path` is relative to.
     pub cwd: PathBuf,
     /// `--config FILE`: must exist.
@@ -459,7 +459,7 @@ impl fmt::Debug for LoadOptions {
 
 impl LoadOptions {
     /// Options over the real process environment (variables that are not valid UTF-8 are
-    /// skipped: none of pgshift's are).
+    /// skipped: none of pgkeel's are).
     pub fn from_process(
         cwd: PathBuf,
         config_path: Option<PathBuf>,
@@ -484,7 +484,7 @@ impl LoadOptions {
 pub enum ConfigError {
     #[error(
         "config file {} does not exist: fix the --config path, or leave --config out to read \
-         pgshift.toml from the working directory",
+         pgkeel.toml from the working directory",
         path.display()
     )]
     FileNotFound { path: PathBuf },
@@ -550,15 +550,15 @@ const ENV_VARS: &[(&str, &str)] = &[
     ("DATABASE_MAX_LIFETIME", "max-lifetime"),
     ("HEALTH_CHECK_TIMEOUT", "health-check-timeout"),
     ("READINESS_CHECK_TIMEOUT", "readiness-check-timeout"),
-    ("PGSHIFT_MIGRATIONS", "migrations"),
-    ("PGSHIFT_REPORTS_DIR", "reports-dir"),
-    ("PGSHIFT_LOCK_TIMEOUT", "lock-timeout"),
-    ("PGSHIFT_STATEMENT_TIMEOUT", "statement-timeout"),
-    ("PGSHIFT_RETRIES", "retries"),
-    ("PGSHIFT_DEPLOY_LOCK_TIMEOUT", "deploy-lock-timeout"),
+    ("PGKEEL_MIGRATIONS", "migrations"),
+    ("PGKEEL_REPORTS_DIR", "reports-dir"),
+    ("PGKEEL_LOCK_TIMEOUT", "lock-timeout"),
+    ("PGKEEL_STATEMENT_TIMEOUT", "statement-timeout"),
+    ("PGKEEL_RETRIES", "retries"),
+    ("PGKEEL_DEPLOY_LOCK_TIMEOUT", "deploy-lock-timeout"),
     ("BACKUP_RETENTION_DAYS", "backup.retention-days"),
     ("BACKUP_COMPRESSION_LEVEL", "backup.compression-level"),
-    ("PGSHIFT_BACKUP_DIR", "backup.dir"),
+    ("PGKEEL_BACKUP_DIR", "backup.dir"),
     (
         "BACKUP_ENCRYPTION_RECIPIENTS",
         "backup.encryption-recipients",
@@ -576,7 +576,7 @@ const SECRET_KEYS: &[&str] = &["database-url", "pgpassword", "backup.encryption-
 const DURATION_EXPECTED: &str =
     "milliseconds, or a duration such as 500ms, 5s, 2min, 1h (0 or off to disable)";
 
-/// Parses a duration as pgshift.toml and the environment write it: bare digits are
+/// Parses a duration as pgkeel.toml and the environment write it: bare digits are
 /// milliseconds, otherwise [`parse_duration`] syntax (`500ms`, `5s`, `2min`, `1h`, `off`).
 fn parse_duration_value(s: &str) -> Option<Duration> {
     let t = s.trim();
@@ -586,7 +586,7 @@ fn parse_duration_value(s: &str) -> Option<Duration> {
     parse_duration(t)
 }
 
-/// A duration in pgshift.toml: integer milliseconds or a string with a unit.
+/// A duration in pgkeel.toml: integer milliseconds or a string with a unit.
 #[derive(Debug, Clone, Copy)]
 struct TomlDuration(Duration);
 
@@ -636,7 +636,7 @@ struct TomlBackup {
     identity_file: Option<PathBuf>,
 }
 
-/// The layout of pgshift.toml (see docs/pgkeel.toml).
+/// The layout of pgkeel.toml (see docs/pgkeel.toml).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 struct TomlFile {
@@ -660,7 +660,7 @@ struct TomlFile {
     drizzle: TomlTableName,
     backup: TomlBackup,
     // Sections reserved for later features: accepted and ignored, so that a file written for a
-    // newer pgshift still loads.
+    // newer pgkeel still loads.
     monitor: Option<toml::Table>,
     validate: Option<toml::Table>,
     lint: Option<toml::Table>,
@@ -801,7 +801,7 @@ impl Settings {
 }
 
 /// `off`, or the largest unit that divides the duration exactly (`30s`, `10min`, `1500ms`): the
-/// syntax pgshift.toml and `PGSHIFT_*` variables accept.
+/// syntax pgkeel.toml and `PGKEEL_*` variables accept.
 fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms == 0 {
@@ -815,17 +815,17 @@ fn format_duration(d: Duration) -> String {
     format!("{ms}ms")
 }
 
-/// One line of `pgshift config`.
+/// One line of `pgkeel config`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigEntry {
-    /// As in pgshift.toml (`pool-size`, `ledger.schema`), or `pghost` … for libpq variables.
+    /// As in pgkeel.toml (`pool-size`, `ledger.schema`), or `pghost` … for libpq variables.
     pub key: String,
     /// For display: secrets redacted.
     pub value: String,
     pub origin: Origin,
 }
 
-/// Resolves the settings: defaults < pgshift.toml < `.env` < `opts.env` < `opts.overrides`.
+/// Resolves the settings: defaults < pgkeel.toml < `.env` < `opts.env` < `opts.overrides`.
 ///
 /// Values are checked as each layer is read (a malformed value is an error even if a higher
 /// layer would override it), and ranges once all layers are applied. An empty environment
@@ -833,7 +833,7 @@ pub struct ConfigEntry {
 pub fn load(opts: &LoadOptions) -> Result<Settings, ConfigError> {
     let mut s = Settings::defaults();
 
-    // pgshift.toml
+    // pgkeel.toml
     let file = match &opts.config_path {
         Some(p) => {
             let p = opts.cwd.join(p);
@@ -1294,8 +1294,8 @@ mod tests {
 
     fn opts(env: &[(&str, &str)]) -> LoadOptions {
         LoadOptions {
-            // An empty directory: no pgshift.toml or .env to pick up by accident.
-            cwd: PathBuf::from("/nonexistent-pgshift-test-dir"),
+            // An empty directory: no pgkeel.toml or .env to pick up by accident.
+            cwd: PathBuf::from("/nonexistent-pgkeel-test-dir"),
             config_path: None,
             dotenv: true,
             env: env
@@ -1365,21 +1365,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let toml = write(
             &dir,
-            "pgshift.toml",
+            "pgkeel.toml",
             "pool-size = 3\nretries = 9\nlock-timeout = \"2s\"\nconnect-timeout = 1000\n\
              [ledger]\nschema = \"ops\"\n",
         );
         let dotenv = write(
             &dir,
             ".env",
-            "# comment\nDATABASE_CONNECTION_POOL_SIZE=4\nPGSHIFT_RETRIES=8\n\
-             PGSHIFT_LOCK_TIMEOUT=3s\n",
+            "# comment\nDATABASE_CONNECTION_POOL_SIZE=4\nPGKEEL_RETRIES=8\n\
+             PGKEEL_LOCK_TIMEOUT=3s\n",
         );
         let mut o = in_dir(
             &dir,
             &[
                 ("DATABASE_CONNECTION_POOL_SIZE", "5"),
-                ("PGSHIFT_LOCK_TIMEOUT", "4s"),
+                ("PGKEEL_LOCK_TIMEOUT", "4s"),
             ],
         );
         o.overrides.lock_timeout = Some(Duration::from_millis(700));
@@ -1398,7 +1398,7 @@ mod tests {
             s.origins["retries"],
             Origin::DotEnv {
                 path: dotenv.clone(),
-                var: "PGSHIFT_RETRIES".into()
+                var: "PGKEEL_RETRIES".into()
             }
         );
         // env over .env
@@ -1420,7 +1420,7 @@ mod tests {
         assert_eq!(s.origins["retries"], Origin::File(toml));
 
         // The process environment is never modified.
-        assert!(std::env::var("PGSHIFT_RETRIES").is_err());
+        assert!(std::env::var("PGKEEL_RETRIES").is_err());
     }
 
     #[test]
@@ -1441,15 +1441,15 @@ mod tests {
             ("DATABASE_MAX_LIFETIME", "3000"),
             ("HEALTH_CHECK_TIMEOUT", "4000"),
             ("READINESS_CHECK_TIMEOUT", "5000"),
-            ("PGSHIFT_MIGRATIONS", "db/migrations"),
-            ("PGSHIFT_REPORTS_DIR", "out"),
-            ("PGSHIFT_LOCK_TIMEOUT", "500ms"),
-            ("PGSHIFT_STATEMENT_TIMEOUT", "2min"),
-            ("PGSHIFT_RETRIES", "1"),
-            ("PGSHIFT_DEPLOY_LOCK_TIMEOUT", "1h"),
+            ("PGKEEL_MIGRATIONS", "db/migrations"),
+            ("PGKEEL_REPORTS_DIR", "out"),
+            ("PGKEEL_LOCK_TIMEOUT", "500ms"),
+            ("PGKEEL_STATEMENT_TIMEOUT", "2min"),
+            ("PGKEEL_RETRIES", "1"),
+            ("PGKEEL_DEPLOY_LOCK_TIMEOUT", "1h"),
             ("BACKUP_RETENTION_DAYS", "7"),
             ("BACKUP_COMPRESSION_LEVEL", "zstd:19"),
-            ("PGSHIFT_BACKUP_DIR", "bk"),
+            ("PGKEEL_BACKUP_DIR", "bk"),
             ("BACKUP_ENCRYPTION_RECIPIENTS", "age1a, age1b"),
             ("BACKUP_ENCRYPTION_PASSPHRASE", "pass"),
             ("BACKUP_ENCRYPTION_IDENTITY_FILE", "/k.txt"),
@@ -1497,7 +1497,7 @@ mod tests {
             assert_eq!(s.origins[*key], Origin::Env(var.to_string()), "{key}");
         }
 
-        let mut o = opts(&[("PGSHIFT_RETRIES", "3")]);
+        let mut o = opts(&[("PGKEEL_RETRIES", "3")]);
         o.overrides = Overrides {
             database_url: Some("postgresql://flag@h/db".into()),
             migrations_dir: Some("m".into()),
@@ -1531,10 +1531,10 @@ mod tests {
     #[test]
     fn empty_env_values_count_as_unset() {
         let dir = tempfile::tempdir().unwrap();
-        write(&dir, ".env", "PGSHIFT_RETRIES=7\n");
+        write(&dir, ".env", "PGKEEL_RETRIES=7\n");
         let s = load(&in_dir(
             &dir,
-            &[("PGSHIFT_RETRIES", ""), ("DATABASE_URL", " ")],
+            &[("PGKEEL_RETRIES", ""), ("DATABASE_URL", " ")],
         ))
         .unwrap();
         assert_eq!(s.retries, 7);
@@ -1600,8 +1600,8 @@ mod tests {
             ("BACKUP_COMPRESSION_LEVEL", "zstd:23"),
             ("BACKUP_COMPRESSION_LEVEL", "gzip:6"),
             ("BACKUP_RETENTION_DAYS", "a month"),
-            ("PGSHIFT_LOCK_TIMEOUT", "5 parsecs"),
-            ("PGSHIFT_RETRIES", "0"),
+            ("PGKEEL_LOCK_TIMEOUT", "5 parsecs"),
+            ("PGKEEL_RETRIES", "0"),
         ];
         for (var, value) in cases {
             let err = load(&opts(&[(var, value)])).unwrap_err();
@@ -1641,8 +1641,8 @@ mod tests {
         write(
             &dir,
             ".env",
-            "\u{feff}export PGSHIFT_RETRIES=\"3\"\nPGSHIFT_REPORTS_DIR='my reports' # note\n\
-             PGSHIFT_RETRIES=4\n",
+            "\u{feff}export PGKEEL_RETRIES=\"3\"\nPGKEEL_REPORTS_DIR='my reports' # note\n\
+             PGKEEL_RETRIES=4\n",
         );
         let s = load(&in_dir(&dir, &[])).unwrap();
         assert_eq!(s.retries, 4, "later lines win");
@@ -1651,7 +1651,7 @@ mod tests {
         let path = write(
             &dir,
             ".env",
-            "PGSHIFT_RETRIES=3\n\nDATABASE_URL=\"postgresql://u:hunter2@h/db\n",
+            "PGKEEL_RETRIES=3\n\nDATABASE_URL=\"postgresql://u:hunter2@h/db\n",
         );
         let err = load(&in_dir(&dir, &[])).unwrap_err();
         assert!(
@@ -1682,7 +1682,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write(
             &dir,
-            "pgshift.toml",
+            "pgkeel.toml",
             r#"
 database-url = "postgresql://app@db/app"
 ssl = true
@@ -1705,7 +1705,7 @@ table = "migs"
 retention-days = 3
 compression-level = "zstd:22"
 dir = "/var/backups"
-encrypt-with = "key"  # a key from a newer pgshift: ignored
+encrypt-with = "key"  # a key from a newer pgkeel: ignored
 
 [monitor]
 anything = { goes = [1, 2] }
@@ -1744,7 +1744,7 @@ anything = { goes = [1, 2] }
             ("[backup]\ncompression-level = 30\n", "zstd:1 to zstd:22"),
             ("[ledger]\nname = \"x\"\n", "name"),
         ] {
-            write(&dir, "pgshift.toml", text);
+            write(&dir, "pgkeel.toml", text);
             let err = load(&in_dir(&dir, &[])).unwrap_err();
             let msg = err.to_string();
             assert!(
@@ -1754,20 +1754,20 @@ anything = { goes = [1, 2] }
         }
 
         // Range checks blame the file.
-        write(&dir, "pgshift.toml", "pool-size = 0\n");
+        write(&dir, "pgkeel.toml", "pool-size = 0\n");
         let msg = load(&in_dir(&dir, &[])).unwrap_err().to_string();
         assert!(
-            msg.contains("`pool-size` in ") && msg.contains("pgshift.toml"),
+            msg.contains("`pool-size` in ") && msg.contains("pgkeel.toml"),
             "{msg}"
         );
-        write(&dir, "pgshift.toml", "[ledger]\ntable = \"\"\n");
+        write(&dir, "pgkeel.toml", "[ledger]\ntable = \"\"\n");
         assert!(load(&in_dir(&dir, &[])).is_err());
     }
 
     #[test]
     fn unknown_toml_key_errors_with_the_path_and_position() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write(&dir, "pgshift.toml", "retries = 2\npool-sise = 3\n");
+        let path = write(&dir, "pgkeel.toml", "retries = 2\npool-sise = 3\n");
         let err = load(&in_dir(&dir, &[])).unwrap_err();
         assert!(
             matches!(&err, ConfigError::Toml { path: p, .. } if *p == path),
@@ -1781,7 +1781,7 @@ anything = { goes = [1, 2] }
             "{msg}"
         );
 
-        write(&dir, "pgshift.toml", "[replication]\nslot = \"x\"\n");
+        write(&dir, "pgkeel.toml", "[replication]\nslot = \"x\"\n");
         let msg = load(&in_dir(&dir, &[])).unwrap_err().to_string();
         assert!(msg.contains("replication"), "{msg}");
     }
@@ -1791,7 +1791,7 @@ anything = { goes = [1, 2] }
         let dir = tempfile::tempdir().unwrap();
         write(
             &dir,
-            "pgshift.toml",
+            "pgkeel.toml",
             "databse-url = \"postgresql://u:hunter2@h/db\"\n",
         );
         let msg = load(&in_dir(&dir, &[])).unwrap_err().to_string();
@@ -1801,7 +1801,7 @@ anything = { goes = [1, 2] }
         );
         write(
             &dir,
-            "pgshift.toml",
+            "pgkeel.toml",
             "database-url = \"host=h password=hunter2\" x\n",
         );
         let msg = load(&in_dir(&dir, &[])).unwrap_err().to_string();
@@ -1811,7 +1811,7 @@ anything = { goes = [1, 2] }
     #[test]
     fn config_flag_reads_that_file_and_a_missing_one_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        write(&dir, "pgshift.toml", "retries = 2\n");
+        write(&dir, "pgkeel.toml", "retries = 2\n");
         let other = write(&dir, "ci.toml", "retries = 3\n");
         let mut o = in_dir(&dir, &[]);
         o.config_path = Some("ci.toml".into());
@@ -1828,7 +1828,7 @@ anything = { goes = [1, 2] }
         );
         assert!(err.to_string().contains("nope.toml"), "{err}");
 
-        // Without --config, a missing pgshift.toml is fine.
+        // Without --config, a missing pgkeel.toml is fine.
         let empty = tempfile::tempdir().unwrap();
         assert_eq!(load(&in_dir(&empty, &[])).unwrap().config_file, None);
     }
@@ -1841,8 +1841,8 @@ anything = { goes = [1, 2] }
         };
         assert_eq!(Origin::Default.to_string(), "default");
         assert_eq!(
-            Origin::File("/app/pgshift.toml".into()).to_string(),
-            "pgshift.toml"
+            Origin::File("/app/pgkeel.toml".into()).to_string(),
+            "pgkeel.toml"
         );
         assert_eq!(dotenv.to_string(), ".env (DATABASE_URL)");
         assert_eq!(

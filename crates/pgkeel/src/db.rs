@@ -88,7 +88,7 @@ impl fmt::Display for PgError {
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error(
-        "no database configured: set DATABASE_URL (or PGHOST/PGDATABASE), put `database-url` in pgshift.toml, or pass --database-url"
+        "no database configured: set DATABASE_URL (or PGHOST/PGDATABASE), put `database-url` in pgkeel.toml, or pass --database-url"
     )]
     NotConfigured,
     #[error("invalid database URL `{url}`: {reason}; expected postgresql://user:password@host:port/database")]
@@ -113,7 +113,7 @@ pub enum DbError {
     #[error("{context}: connection lost ({reason}); the server closed the connection or the network dropped; run again")]
     ConnectionLost { context: String, reason: String },
     #[error(
-        "could not take the deploy lock within {}s: another pgshift holds it ({holder}); wait for it to finish or raise --lock-wait",
+        "could not take the deploy lock within {}s: another pgkeel holds it ({holder}); wait for it to finish or raise --lock-wait",
         .waited.as_secs()
     )]
     LockTimeout { waited: Duration, holder: String },
@@ -483,12 +483,12 @@ impl Target {
     }
 }
 
-/// `pgshift/<version> host=<hostname> pid=<pid>`: lets `pg_stat_activity` (and a waiting
-/// pgshift) say who holds the deploy lock.
+/// `pgkeel/<version> host=<hostname> pid=<pid>`: lets `pg_stat_activity` (and a waiting
+/// pgkeel) say who holds the deploy lock.
 pub fn application_name() -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let mut name = format!(
-        "pgshift/{} {} {}",
+        "pgkeel/{} {} {}",
         env!("CARGO_PKG_VERSION"),
         host,
         std::process::id()
@@ -540,7 +540,7 @@ fn describe(config: &tokio_postgres::Config) -> String {
 }
 
 /// Removes `sslmode` and `sslrootcert` from a URL's query: tokio-postgres only knows three modes,
-/// pgshift implements all of libpq's.
+/// pgkeel implements all of libpq's.
 fn split_ssl_params(raw: &str) -> Result<(String, Option<SslMode>, Option<PathBuf>), DbError> {
     let invalid = |reason: String| DbError::InvalidUrl {
         url: redact_url(raw),
@@ -792,7 +792,7 @@ pub struct LockHolder {
 }
 
 impl LockHolder {
-    /// True when the holder's `application_name` names a pgshift process on this machine that
+    /// True when the holder's `application_name` names a pgkeel process on this machine that
     /// is no longer running (see [`application_name`]).
     pub fn is_orphaned(&self) -> bool {
         let mut parts = self.application_name.split(' ');
@@ -800,7 +800,7 @@ impl LockHolder {
             return false;
         };
         let ours = gethostname::gethostname().to_string_lossy().into_owned();
-        tool.starts_with("pgshift/")
+        tool.starts_with("pgkeel/")
             && host == ours
             && pid.parse::<u32>().is_ok_and(|p| {
                 p != std::process::id() && !Path::new(&format!("/proc/{p}")).exists()
@@ -884,10 +884,10 @@ impl DeployLock {
     /// the later transactions of a deploy then land elsewhere, and this refuses them there.
     pub fn held_check_sql(&self) -> String {
         format!(
-            "DO $pgshift$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_locks l \
+            "DO $pgkeel$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_locks l \
              WHERE {} AND l.pid = pg_backend_pid()) \
-             THEN RAISE EXCEPTION 'pgshift: this server connection does not hold the deploy lock' \
-             USING ERRCODE = '{LOCK_NOT_HELD}'; END IF; END $pgshift$;\n",
+             THEN RAISE EXCEPTION 'pgkeel: this server connection does not hold the deploy lock' \
+             USING ERRCODE = '{LOCK_NOT_HELD}'; END IF; END $pgkeel$;\n",
             lock_row(&format!("'{}'::bigint", self.key))
         )
     }
@@ -896,7 +896,7 @@ impl DeployLock {
     /// don't serialise on each other.
     pub fn for_ledger(schema: &str, table: &str) -> Self {
         use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(format!("pgshift deploy lock {schema}.{table}").as_bytes());
+        let digest = Sha256::digest(format!("pgkeel deploy lock {schema}.{table}").as_bytes());
         let mut b = [0u8; 8];
         b.copy_from_slice(&digest[..8]);
         DeployLock {
@@ -965,9 +965,9 @@ impl DeployLock {
             if last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
                 let holder = self.holder(client).await?;
                 if let Some(h) = holder.as_ref().filter(|h| h.is_orphaned()) {
-                    // A pgshift of this machine that no longer exists still "holds" the lock: the
+                    // A pgkeel of this machine that no longer exists still "holds" the lock: the
                     // backend outlived it (a pooled server connection). Free it.
-                    tracing::warn!("deploy lock held by {h}, whose pgshift process is gone: terminating that backend");
+                    tracing::warn!("deploy lock held by {h}, whose pgkeel process is gone: terminating that backend");
                     self.free_left_lock(client, h.pid).await;
                     continue;
                 }
@@ -1045,7 +1045,7 @@ impl DeployLock {
     }
 
     /// Frees the deploy lock left on server backend `pid` by a session that went through a
-    /// transaction-pooling proxy (or whose pgshift is gone): unlocks it when this statement
+    /// transaction-pooling proxy (or whose pgkeel is gone): unlocks it when this statement
     /// landed on that backend, else terminates the backend, but only while it is idle, that is
     /// back in the proxy's pool and running nobody's transaction (terminating it
     /// mid-transaction would fail another client's work). Tries for about two

@@ -1,4 +1,4 @@
-//! The example project (`examples/cfi-handbook`) embedded in the binary, so `pgshift demo` works
+//! The example project (`examples/cfi-handbook`) embedded in the binary, so `pgkeel demo` works
 //! from an installed binary without a checkout, and the little SQL the demo shows. The demo's
 //! flow (which commands to show, in which order) lives in the CLI.
 

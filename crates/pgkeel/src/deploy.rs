@@ -1,4 +1,4 @@
-//! `pgshift deploy`: the spec's production pipeline ("Railway Deployment Pipeline", "Production
+//! `pgkeel deploy`: the spec's production pipeline ("Railway Deployment Pipeline", "Production
 //! Deployment Flow") as one run with one report.
 //!
 //! Owns the order of the steps and what stops a deploy, nothing else: every step calls the module
@@ -523,7 +523,7 @@ impl<O: DeployObserver> Run<'_, O> {
                 "check-migrations",
                 FailureKind::Findings,
                 format!(
-                    "{} problem(s) with the migrations; `pgshift migrate validate` shows them: {}",
+                    "{} problem(s) with the migrations; `pgkeel migrate validate` shows them: {}",
                     lines.len(),
                     lines.join("; ")
                 ),
@@ -616,7 +616,7 @@ impl<O: DeployObserver> Run<'_, O> {
                 "lint",
                 FailureKind::Findings,
                 format!(
-                    "lint stops the {} deploy: {}; run `pgshift lint` for the details, fix the file or add a reasoned `-- pgshift:ignore RULE reason`",
+                    "lint stops the {} deploy: {}; run `pgkeel lint` for the details, fix the file or add a reasoned `-- pgkeel:ignore RULE reason`",
                     self.opts.environment,
                     first.join("; ")
                 ),
@@ -672,7 +672,7 @@ impl<O: DeployObserver> Run<'_, O> {
                 "validate-before",
                 FailureKind::Findings,
                 format!(
-                    "the database drifted from the migrations folder before migrating ({} difference(s): {}{}); `pgshift validate --schema` shows each with its fix; deploy with --allow-drift to go on anyway",
+                    "the database drifted from the migrations folder before migrating ({} difference(s): {}{}); `pgkeel validate --schema` shows each with its fix; deploy with --allow-drift to go on anyway",
                     drift.len(),
                     objects.join(", "),
                     if drift.len() > objects.len() { ", …" } else { "" }
@@ -803,7 +803,7 @@ impl<O: DeployObserver> Run<'_, O> {
         let detail = serde_json::json!({ "counts": after.counts, "new": counts });
         let failure = if !new_drift.is_empty() {
             Some(format!(
-                "after migrating, the schema differs from the migrations folder ({} difference(s): {}); a migration did not do what its file says, or something changed the schema meanwhile; `pgshift validate --schema` shows the fix",
+                "after migrating, the schema differs from the migrations folder ({} difference(s): {}); a migration did not do what its file says, or something changed the schema meanwhile; `pgkeel validate --schema` shows the fix",
                 new_drift.len(),
                 new_drift.iter().take(5).map(|f| f.object.as_str()).collect::<Vec<_>>().join(", ")
             ))
@@ -1185,7 +1185,7 @@ pub async fn poll_health(
         waited_ms: 0,
     };
     let client = match reqwest::Client::builder()
-        .user_agent(concat!("pgshift/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!("pgkeel/", env!("CARGO_PKG_VERSION")))
         .build()
     {
         Ok(c) => c,
@@ -1236,12 +1236,12 @@ fn recovery(r: &DeployReport) -> Vec<String> {
     }
     let first = &r.applied[0];
     out.push(format!(
-        "pgshift rollback {first} --cascade   # undoes {} migration(s) this deploy applied, newest first (preview with --dry-run)",
+        "pgkeel rollback {first} --cascade   # undoes {} migration(s) this deploy applied, newest first (preview with --dry-run)",
         r.applied.len()
     ));
     if let Some(b) = &r.backup {
         out.push(format!(
-            "pgshift restore {} --clean   # last resort: puts back the whole database as it was before the deploy (loses writes made since)",
+            "pgkeel restore {} --clean   # last resort: puts back the whole database as it was before the deploy (loses writes made since)",
             b.path.display()
         ));
     }
@@ -1325,8 +1325,8 @@ mod tests {
     fn recovery_names_rollback_from_the_first_applied_then_restore() {
         let r = recovery(&report(&["0003_a", "0004_b"], true, true));
         assert_eq!(r.len(), 2);
-        assert!(r[0].starts_with("pgshift rollback 0003_a --cascade"));
-        assert!(r[1].starts_with("pgshift restore backups/pre-deploy --clean"));
+        assert!(r[0].starts_with("pgkeel rollback 0003_a --cascade"));
+        assert!(r[1].starts_with("pgkeel restore backups/pre-deploy --clean"));
         assert!(recovery(&report(&["0003_a"], false, true)).is_empty());
         assert!(recovery(&report(&[], true, true)).is_empty());
     }

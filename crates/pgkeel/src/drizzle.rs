@@ -11,7 +11,7 @@
 //! ([`match_journal`], pure) and writes the SQL text of drizzle's own writes ([`ensure_table_sql`],
 //! [`insert_row_sql`], [`delete_row_sql`]) for `migrate` to run inside its migration
 //! transactions, so a team can go back to drizzle's migrator at any time. It does not decide what
-//! to apply and never touches pgshift's ledger.
+//! to apply and never touches pgkeel's ledger.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,7 +26,7 @@ use crate::source::{Migration, MigrationSet};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DrizzleRow {
     pub id: i32,
-    /// SHA-256 hex of the file text when drizzle (or pgshift) applied it.
+    /// SHA-256 hex of the file text when drizzle (or pgkeel) applied it.
     pub hash: String,
     /// The journal entry's `when` (epoch ms). drizzle always writes it; NULL only by hand.
     pub created_at: Option<i64>,
@@ -108,7 +108,7 @@ pub struct Latest {
 /// order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Takeover {
-    /// Applied according to drizzle's table: record them in pgshift's ledger, don't run them.
+    /// Applied according to drizzle's table: record them in pgkeel's ledger, don't run them.
     pub applied: Vec<TakenOver>,
     /// Out of order: drizzle silently skipped them. Not to be applied automatically.
     pub skipped: Vec<Skipped>,
@@ -198,8 +198,8 @@ impl fmt::Display for TakeoverWarning {
                     f,
                     "drizzle never applied {id} because its `when` ({}) is older than the newest \
                      applied migration ({newest}); drizzle's migrator skips such entries silently and \
-                     pgshift will not apply it automatically either: apply it by hand after review \
-                     (then record it with `pgshift baseline --to {id}`), or re-date it (a `when` newer \
+                     pgkeel will not apply it automatically either: apply it by hand after review \
+                     (then record it with `pgkeel baseline --to {id}`), or re-date it (a `when` newer \
                      than {}) so it runs as a new migration",
                     show_when(*when),
                     latest.created_at
@@ -339,7 +339,7 @@ pub fn match_journal(set: &MigrationSet, rows: &[DrizzleRow]) -> Takeover {
     out
 }
 
-/// Whether pgshift keeps drizzle-orm's table in step for a folder of this layout: journal
+/// Whether pgkeel keeps drizzle-orm's table in step for a folder of this layout: journal
 /// folders only (drizzle v1's table has more columns and is not verified yet).
 pub fn keeps_table_for(layout: crate::source::Layout) -> bool {
     layout == crate::source::Layout::DrizzleJournal

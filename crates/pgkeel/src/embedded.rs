@@ -2,12 +2,12 @@
 //!
 //! This module owns finding the server binaries, `initdb` into a fresh temporary directory,
 //! `pg_ctl start` on a free loopback port, and stopping that server and deleting every file it
-//! wrote. `pgshift demo` uses it when no database is configured, and it is the scratch server of
+//! wrote. `pgkeel demo` uses it when no database is configured, and it is the scratch server of
 //! last resort. It must not touch any other cluster, listen beyond 127.0.0.1, or outlive its
 //! [`EmbeddedServer`]: dropping the value shuts the server down (immediate mode) and deletes the
 //! directory, synchronously, so a CLI that drops it on Ctrl-C leaves nothing behind.
 //!
-//! PostgreSQL refuses to run as root; when pgshift runs as root the server tools run as the
+//! PostgreSQL refuses to run as root; when pgkeel runs as root the server tools run as the
 //! `postgres` OS user (`runuser`, else `su`) and the temporary directory is handed to that user.
 
 use std::ffi::OsStr;
@@ -36,7 +36,7 @@ const DROP_STOP_WAIT_SECS: &str = "10";
 const KILL_WAIT: Duration = Duration::from_secs(5);
 /// `sun_path` holds 108 bytes including the terminating NUL.
 const MAX_SOCKET_PATH: usize = 107;
-/// `/` + `pgshift-pg-XXXXXX` (tempfile's name) + `/.s.PGSQL.65535`.
+/// `/` + `pgkeel-pg-XXXXXX` (tempfile's name) + `/.s.PGSQL.65535`.
 const SOCKET_PATH_SUFFIX_LEN: usize = 1 + 17 + 15;
 
 /// Why the embedded server could not be started or stopped.
@@ -48,7 +48,7 @@ pub enum EmbeddedError {
     )]
     BinariesNotFound { searched: PathBuf },
     #[error(
-        "pgshift runs as root, which PostgreSQL refuses, and there is no `{user}` OS user to run the server as: create it (`useradd --system {user}`), run pgshift as a regular user, or set DATABASE_URL"
+        "pgkeel runs as root, which PostgreSQL refuses, and there is no `{user}` OS user to run the server as: create it (`useradd --system {user}`), run pgkeel as a regular user, or set DATABASE_URL"
     )]
     NoServiceUser { user: &'static str },
     #[error(
@@ -117,7 +117,7 @@ impl EmbeddedServer {
         let run_as = RunAs::detect()?;
         let parent = temp_parent(run_as.is_other_user());
         let root = tempfile::Builder::new()
-            .prefix("pgshift-pg-")
+            .prefix("pgkeel-pg-")
             .tempdir_in(&parent)
             .map_err(|error| EmbeddedError::TempDir { parent, error })?;
         let mut server = EmbeddedServer {
@@ -392,8 +392,8 @@ impl RunAs {
                 command
             }
         };
-        // Keep the tools out of the terminal's process group, so a Ctrl-C aimed at pgshift does
-        // not kill initdb or pg_ctl halfway; pgshift's own handler decides what stops.
+        // Keep the tools out of the terminal's process group, so a Ctrl-C aimed at pgkeel does
+        // not kill initdb or pg_ctl halfway; pgkeel's own handler decides what stops.
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         command
@@ -712,7 +712,7 @@ mod tests {
             .expect("start the embedded server");
         let data_dir = server.data_dir().to_path_buf();
         let port = server.port();
-        server.bindir = PathBuf::from("/nonexistent/pgshift-bindir");
+        server.bindir = PathBuf::from("/nonexistent/pgkeel-bindir");
 
         drop(server);
         assert!(!data_dir.parent().unwrap().exists());

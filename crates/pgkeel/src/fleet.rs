@@ -6,7 +6,7 @@
 //! schema its own ledger schema and `search_path`), the generic runner [`run`] (bounded
 //! concurrency, canary targets first, stop on the first failure or continue, resume from an
 //! earlier report, stop launching on Ctrl-C), the [`FleetReport`] with one line per target, and
-//! [`migrate_target`], what `pgshift migrate --targets` runs on each target. The runner knows
+//! [`migrate_target`], what `pgkeel migrate --targets` runs on each target. The runner knows
 //! nothing about what it runs: any command (migrate, deploy, …) passes its own closure. It must
 //! not render anything or decide exit codes; that is the CLI's.
 
@@ -746,7 +746,7 @@ impl Phase<'_> {
     }
 }
 
-/// `pgshift migrate` on one target: its own connection, deploy lock and ledger. The detail is
+/// `pgkeel migrate` on one target: its own connection, deploy lock and ledger. The detail is
 /// the [`crate::migrate::MigrateReport`] (on failure: the server's error and what was applied
 /// before it).
 pub async fn migrate_target(

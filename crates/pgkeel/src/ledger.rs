@@ -1,9 +1,9 @@
 //! The ledger: the spec's `__drizzle_migrations` table (which migrations ran, with which hash and
-//! which rollback) and pgshift's append-only audit table.
+//! which rollback) and pgkeel's append-only audit table.
 //!
 //! The spec's seven columns are kept exactly (`id TEXT PRIMARY KEY, hash, sql_content,
-//! created_at, applied_at, rollback_sql, status`); pgshift adds its own beside them
-//! (`execution_ms`, `normalized_hash`, `applied_by`, `pgshift_version`, `statements_done`,
+//! created_at, applied_at, rollback_sql, status`); pgkeel adds its own beside them
+//! (`execution_ms`, `normalized_hash`, `applied_by`, `pgkeel_version`, `statements_done`,
 //! `error`) so a table created by the spec's Node scripts is adopted as it is. This module owns
 //! the DDL and the SQL text of every ledger write; it does not decide what to apply.
 
@@ -70,12 +70,12 @@ pub struct LedgerRow {
     pub applied_by: Option<String>,
 }
 
-/// Columns pgshift adds beside the spec's seven.
+/// Columns pgkeel adds beside the spec's seven.
 const EXTRA_COLUMNS: &[(&str, &str)] = &[
     ("execution_ms", "bigint"),
     ("normalized_hash", "text"),
     ("applied_by", "text"),
-    ("pgshift_version", "text"),
+    ("pgkeel_version", "text"),
     ("statements_done", "integer"),
     ("error", "text"),
 ];
@@ -83,7 +83,7 @@ const EXTRA_COLUMNS: &[(&str, &str)] = &[
 /// How a reader stands towards the ledger, for [`Ledger::with_rows`].
 #[derive(Debug, Clone, Copy)]
 pub enum Held<'a> {
-    /// Nothing known: the ledger may be missing or lack pgshift's columns.
+    /// Nothing known: the ledger may be missing or lack pgkeel's columns.
     No,
     /// The connection holds the deploy lock and [`Ledger::ensure`] ran on it since it took it.
     Locked,
@@ -197,7 +197,7 @@ impl Ledger {
         Ledger {
             schema: settings.ledger_schema.clone(),
             table: settings.ledger_table.clone(),
-            audit_table: "__pgshift_audit".into(),
+            audit_table: "__pgkeel_audit".into(),
         }
     }
 
@@ -225,7 +225,7 @@ impl Ledger {
         Ok(row.get(0))
     }
 
-    /// Creates the ledger and audit tables if missing and adds pgshift's columns to a ledger
+    /// Creates the ledger and audit tables if missing and adds pgkeel's columns to a ledger
     /// created by another tool. Cheap when everything exists (one catalog query).
     pub async fn ensure(&self, client: &Client) -> Result<(), DbError> {
         let ctx = |what: &str| format!("creating the ledger {} ({what})", self.table_sql());
@@ -333,7 +333,7 @@ impl Ledger {
         }
     }
 
-    /// The rows, selecting pgshift's own columns only where `cols` (`None`: all) has them, and
+    /// The rows, selecting pgkeel's own columns only where `cols` (`None`: all) has them, and
     /// only those with the ids in `only` (`None`: all).
     async fn read_rows(
         &self,
@@ -404,13 +404,13 @@ impl Ledger {
             .unwrap_or_else(|| "NULL".into());
         format!(
             "INSERT INTO {t} AS l (id, hash, sql_content, created_at, applied_at, rollback_sql, status,
-                                execution_ms, normalized_hash, applied_by, pgshift_version, statements_done, error)
+                                execution_ms, normalized_hash, applied_by, pgkeel_version, statements_done, error)
              VALUES ({id}, {hash}, {sql}, {created}, NOW(), {rb}, {status}, {ms}, {nh}, {by}, {ver}, {done}, {err})
              ON CONFLICT (id) DO UPDATE SET hash = EXCLUDED.hash, sql_content = EXCLUDED.sql_content,
                 applied_at = EXCLUDED.applied_at, rollback_sql = coalesce(EXCLUDED.rollback_sql, l.rollback_sql),
                 status = EXCLUDED.status, execution_ms = EXCLUDED.execution_ms,
                 normalized_hash = EXCLUDED.normalized_hash, applied_by = EXCLUDED.applied_by,
-                pgshift_version = EXCLUDED.pgshift_version, statements_done = EXCLUDED.statements_done,
+                pgkeel_version = EXCLUDED.pgkeel_version, statements_done = EXCLUDED.statements_done,
                 error = EXCLUDED.error",
             t = self.table_sql(),
             id = quote_literal(&m.id),
@@ -484,7 +484,7 @@ impl Ledger {
         })
     }
 
-    /// Replaces the recorded hash of an applied migration (`pgshift repair`).
+    /// Replaces the recorded hash of an applied migration (`pgkeel repair`).
     pub async fn update_hash(
         &self,
         client: &Client,
@@ -510,7 +510,7 @@ impl Ledger {
     }
 }
 
-/// `role@host` of whoever runs pgshift, evaluated partly by the server.
+/// `role@host` of whoever runs pgkeel, evaluated partly by the server.
 fn actor_sql() -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     format!("current_user || '@' || {}", quote_literal(&host))

@@ -1,9 +1,9 @@
-//! pgshift: safe PostgreSQL schema changes.
+//! pgkeel: safe PostgreSQL schema changes.
 //!
 //! Data flows one way: a migration folder is read by [`source`], its statements are parsed by
 //! [`sql`], [`migrate`] plans what to run against the ledger ([`ledger`]) and executes it over a
 //! connection from [`db`]; [`rollback`] undoes one (down file or SQL generated from the parse
-//! tree) and [`drizzle`] keeps drizzle-orm's own table in step. [`config`] resolves settings once (defaults < `pgshift.toml` <
+//! tree) and [`drizzle`] keeps drizzle-orm's own table in step. [`config`] resolves settings once (defaults < `pgkeel.toml` <
 //! environment < flags) and every other module receives them. [`embedded`] runs a private
 //! PostgreSQL server for the demo; [`demo`] carries the example project. [`report`] holds the
 //! finding/severity types and writes the JSON reports under `reports/`; [`validate`] judges a live

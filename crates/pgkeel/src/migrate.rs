@@ -86,8 +86,8 @@ pub enum MigrateError {
     },
     #[error(
         "{id} was applied with hash {ledger_hash} but {path} now hashes to {file_hash}; {}",
-        if *.cosmetic { "the change is cosmetic only (line endings, BOM or trailing whitespace): run `pgshift repair` to record the new hash" }
-        else { "the SQL itself changed: restore the file as it was applied and put the change in a new migration (`pgshift new NAME`), or run `pgshift repair --force` if you are sure" }
+        if *.cosmetic { "the change is cosmetic only (line endings, BOM or trailing whitespace): run `pgkeel repair` to record the new hash" }
+        else { "the SQL itself changed: restore the file as it was applied and put the change in a new migration (`pgkeel new NAME`), or run `pgkeel repair --force` if you are sure" }
     )]
     Modified {
         id: String,
@@ -96,7 +96,7 @@ pub enum MigrateError {
         file_hash: String,
         cosmetic: bool,
     },
-    #[error("{} applied migration(s) changed on disk: {}; run `pgshift status` for details", .ids.len(), .ids.join(", "))]
+    #[error("{} applied migration(s) changed on disk: {}; run `pgkeel status` for details", .ids.len(), .ids.join(", "))]
     ModifiedMany { ids: Vec<String> },
     #[error("migration {id} failed{}{}: {pg}{}{}\n{}", statement_note(*.statement, *.statements), attempts_note(*.attempts), blockers_note(.blockers), location_note(.location), applied_note(.applied_before))]
     Failed {
@@ -110,9 +110,9 @@ pub enum MigrateError {
         /// Sessions that blocked the migration while it waited for a lock.
         blockers: Vec<Blocker>,
     },
-    #[error("no migration `{id}` in {dir}; `pgshift status` lists the ids")]
+    #[error("no migration `{id}` in {dir}; `pgkeel status` lists the ids")]
     UnknownId { id: String, dir: PathBuf },
-    #[error("{id} contains `{statement}`: pgshift runs each migration in its own transaction; remove transaction control from the file (use `-- pgshift:no-transaction` for statements that must run outside one)")]
+    #[error("{id} contains `{statement}`: pgkeel runs each migration in its own transaction; remove transaction control from the file (use `-- pgkeel:no-transaction` for statements that must run outside one)")]
     TransactionControl {
         id: String,
         statement: String,
@@ -120,9 +120,9 @@ pub enum MigrateError {
     },
     #[error("--single-transaction cannot include {id}: it has statements that cannot run inside a transaction block")]
     SingleTransactionImpossible { id: String },
-    #[error("{id} is one drizzle-orm skipped (its `when` is older than a migration drizzle applied after it); review it, apply it by hand and record it with `pgshift baseline --to {id}`, or re-date it")]
+    #[error("{id} is one drizzle-orm skipped (its `when` is older than a migration drizzle applied after it); review it, apply it by hand and record it with `pgkeel baseline --to {id}`, or re-date it")]
     HeldBack { id: String },
-    #[error("interrupted before or during {id}: its transaction was rolled back and the deploy lock released; migrations before it stay applied; run `pgshift migrate` again to continue")]
+    #[error("interrupted before or during {id}: its transaction was rolled back and the deploy lock released; migrations before it stay applied; run `pgkeel migrate` again to continue")]
     Interrupted { id: String },
 }
 
@@ -204,7 +204,7 @@ pub enum State {
     MissingFile,
 }
 
-/// One line of `pgshift status`.
+/// One line of `pgkeel status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
     pub id: String,
@@ -387,7 +387,7 @@ pub struct Problem {
 
 /// Checks a folder without a database: every file parses with PostgreSQL's parser, and a
 /// migration whose statements destroy data (DROP TABLE/COLUMN, DELETE, UPDATE, TRUNCATE, …) has a
-/// hand-written rollback file or says `-- pgshift: irreversible` (a warning: `pgshift rollback`
+/// hand-written rollback file or says `-- pgkeel: irreversible` (a warning: `pgkeel rollback`
 /// could not undo it otherwise).
 pub fn check_folder(set: &MigrationSet) -> Vec<Problem> {
     use crate::report::Severity;
@@ -428,9 +428,9 @@ pub fn check_folder(set: &MigrationSet) -> Vec<Problem> {
             severity: Severity::Warning,
             id: m.id.clone(),
             message: format!(
-                "loses data{what} and has no rollback file: `pgshift rollback` cannot undo it; \
+                "loses data{what} and has no rollback file: `pgkeel rollback` cannot undo it; \
                  write {}.down.sql (restoring the data from a backup) or mark the file \
-                 `-- pgshift: irreversible`",
+                 `-- pgkeel: irreversible`",
                 m.id
             ),
         });
@@ -453,7 +453,7 @@ pub fn check_plan(plan: &Plan) -> Vec<Problem> {
                     e.ledger_hash.as_deref().unwrap_or("?"),
                     e.file_hash.as_deref().unwrap_or("?"),
                     if *cosmetic {
-                        "cosmetic change only: `pgshift repair` records it"
+                        "cosmetic change only: `pgkeel repair` records it"
                     } else {
                         "the SQL changed: restore the file and add a new migration"
                     }
@@ -506,7 +506,7 @@ pub trait Observer: Send {
 pub struct Silent;
 impl Observer for Silent {}
 
-/// Options of `pgshift migrate`.
+/// Options of `pgkeel migrate`.
 #[derive(Debug, Clone, Default)]
 pub struct MigrateOptions {
     pub dry_run: bool,
@@ -530,7 +530,7 @@ pub struct Applied {
     pub sql: Option<String>,
 }
 
-/// The outcome of `pgshift migrate`.
+/// The outcome of `pgkeel migrate`.
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrateReport {
     pub dry_run: bool,
@@ -962,8 +962,8 @@ impl<'a> Migrator<'a> {
 
     /// Takes over a database drizzle-orm migrated: entries drizzle applied are recorded (never
     /// re-applied), entries it silently skipped are held back with a warning, and migrations
-    /// pgshift applied earlier get their drizzle rows.
-    /// Records in pgshift's ledger what drizzle-orm applied (see the crate docs). With `dry`, only
+    /// pgkeel applied earlier get their drizzle rows.
+    /// Records in pgkeel's ledger what drizzle-orm applied (see the crate docs). With `dry`, only
     /// says what it would record and hold back: nothing is written.
     async fn take_over_drizzle(
         &self,
@@ -1031,7 +1031,7 @@ impl<'a> Migrator<'a> {
             }
             out.taken_over.push(a.id.clone());
         }
-        // Migrations pgshift applied before drizzle's table was kept in step.
+        // Migrations pgkeel applied before drizzle's table was kept in step.
         let in_drizzle: std::collections::HashSet<&str> =
             t.applied.iter().map(|a| a.id.as_str()).collect();
         for e in &plan.migrations {
@@ -1077,9 +1077,9 @@ impl<'a> Migrator<'a> {
         let id = crate::db::quote_literal(&m.id);
         format!(
             "{held}SELECT pg_advisory_xact_lock({key});\n\
-             DO $pgshift$ BEGIN IF EXISTS (SELECT 1 FROM {t} WHERE id = {id} AND status IN ('applied', 'baselined')) \
-             THEN RAISE EXCEPTION 'pgshift: % was already applied by another process', {id} USING ERRCODE = '{ALREADY_APPLIED}'; \
-             END IF; END $pgshift$;\n",
+             DO $pgkeel$ BEGIN IF EXISTS (SELECT 1 FROM {t} WHERE id = {id} AND status IN ('applied', 'baselined')) \
+             THEN RAISE EXCEPTION 'pgkeel: % was already applied by another process', {id} USING ERRCODE = '{ALREADY_APPLIED}'; \
+             END IF; END $pgkeel$;\n",
             t = self.ledger.table_sql(),
         )
     }
@@ -1355,7 +1355,7 @@ impl<'a> Migrator<'a> {
         }))
     }
 
-    /// A snapshot of every user schema (pgshift's and drizzle's tables left out).
+    /// A snapshot of every user schema (pgkeel's and drizzle's tables left out).
     async fn user_schemas_snapshot(
         &self,
         client: &Client,
@@ -1377,7 +1377,7 @@ impl<'a> Migrator<'a> {
     }
 
     /// Stores diff(after → before) as `m`'s rollback, with its hazards, unless the diff has a
-    /// change pgshift cannot write safely (then nothing is stored and `rollback` asks for a down
+    /// change pgkeel cannot write safely (then nothing is stored and `rollback` asks for a down
     /// file).
     async fn store_state_rollback(
         &self,
@@ -1392,14 +1392,14 @@ impl<'a> Migrator<'a> {
         let d = crate::schema::diff(&after, before);
         if let Some(c) = d.unsupported().next() {
             return Err(format!(
-                "undoing it needs a change pgshift cannot write ({}: {}); write a .down.sql",
+                "undoing it needs a change pgkeel cannot write ({}: {}); write a .down.sql",
                 c.object,
                 c.unsupported.as_deref().unwrap_or("unsupported")
             ));
         }
         let hazards: Vec<String> = d.hazards().iter().map(|h| format!("{h:?}")).collect();
         let sql = format!(
-            "-- generated by pgshift from schema snapshots taken just before and after the migration (state-based)\n\
+            "-- generated by pgkeel from schema snapshots taken just before and after the migration (state-based)\n\
              -- it restores the schema, not data the migration removed or changed\n\
              -- hazards: {}\n{}",
             if hazards.is_empty() { "none".to_string() } else { hazards.join(", ") },
@@ -1562,7 +1562,7 @@ impl<'a> Migrator<'a> {
         Ok(applied)
     }
 
-    /// `pgshift baseline --to ID`: records migrations up to ID as applied without running them.
+    /// `pgkeel baseline --to ID`: records migrations up to ID as applied without running them.
     pub async fn baseline(&self, client: &Client, to: &str) -> Result<Vec<String>, MigrateError> {
         let Some(last) = self.set.migrations.iter().position(|m| m.id == to) else {
             return Err(MigrateError::UnknownId {
@@ -1612,7 +1612,7 @@ impl<'a> Migrator<'a> {
         result
     }
 
-    /// `pgshift repair`: records the new hash of modified files. Cosmetic changes only unless
+    /// `pgkeel repair`: records the new hash of modified files. Cosmetic changes only unless
     /// `force`. Returns the repaired ids, or the error for the first non-cosmetic change.
     pub async fn repair(&self, client: &Client, force: bool) -> Result<Vec<String>, MigrateError> {
         let plan = self.plan(client).await?;
@@ -1696,7 +1696,7 @@ struct Group {
 fn generated_text(g: &crate::rollback::Generated) -> Option<String> {
     g.sql
         .as_ref()
-        .map(|sql| format!("-- generated by pgshift from the parse tree\n{sql}"))
+        .map(|sql| format!("-- generated by pgkeel from the parse tree\n{sql}"))
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -1728,7 +1728,7 @@ mod tests {
             ("0002_drop_note.sql", "ALTER TABLE a DROP COLUMN note;\n"),
             ("0003_wipe.sql", "DELETE FROM a;\n"),
             ("0003_wipe.down.sql", "SELECT 1;\n"),
-            ("0004_gone.sql", "-- pgshift: irreversible\nDROP TABLE a;\n"),
+            ("0004_gone.sql", "-- pgkeel: irreversible\nDROP TABLE a;\n"),
         ]);
         let problems = check_folder(&set);
         assert_eq!(problems.len(), 1, "{problems:?}");

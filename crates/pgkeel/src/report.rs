@@ -128,7 +128,7 @@ impl SeverityCounts {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("cannot create the reports directory {}: {source}; set `reports-dir` in pgshift.toml or pass --reports-dir to a writable place", dir.display())]
+    #[error("cannot create the reports directory {}: {source}; set `reports-dir` in pgkeel.toml or pass --reports-dir to a writable place", dir.display())]
     CreateDir {
         dir: PathBuf,
         #[source]

@@ -2,7 +2,7 @@
 //! and running a rollback against the database ([`rollback`]).
 //!
 //! Generation is pure (no I/O): every statement is parsed with PostgreSQL's own parser and
-//! inverted, in reverse order, into SQL with quoted identifiers. A statement whose inverse pgshift
+//! inverted, in reverse order, into SQL with quoted identifiers. A statement whose inverse pgkeel
 //! cannot know (dropped data, a previous default, an enum value) is reported as irreversible with
 //! the reason, and then no SQL is produced at all: a partial rollback is worse than none.
 //! Statements that only change objects the same migration created need no inverse of their own
@@ -51,7 +51,7 @@ pub struct Generated {
     pub data_loss: bool,
 }
 
-/// A statement pgshift cannot invert.
+/// A statement pgkeel cannot invert.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Irreversible {
     /// 0-based index in the migration's statements.
@@ -210,7 +210,7 @@ fn loses_data() -> Inverse {
 
 fn unsupported(text: &str) -> Inverse {
     irreversible(format!(
-        "pgshift cannot generate the inverse of `{}`: write a .down.sql",
+        "pgkeel cannot generate the inverse of `{}`: write a .down.sql",
         head(text)
     ))
 }
@@ -560,7 +560,7 @@ impl Inverter {
                 }
             }
             NodeEnum::InsertStmt(s) => {
-                self.dml(s.relation.as_ref(), s.with_clause.is_some(), false, "inserts rows pgshift cannot tell apart from others: write a .down.sql that deletes them")
+                self.dml(s.relation.as_ref(), s.with_clause.is_some(), false, "inserts rows pgkeel cannot tell apart from others: write a .down.sql that deletes them")
             }
             NodeEnum::UpdateStmt(s) => {
                 self.dml(s.relation.as_ref(), s.with_clause.is_some(), true, LOSES_DATA)
@@ -764,7 +764,7 @@ impl Inverter {
                 }
                 other => {
                     return irreversible(format!(
-                        "pgshift cannot invert this ALTER {kw} subcommand ({}): write a .down.sql",
+                        "pgkeel cannot invert this ALTER {kw} subcommand ({}): write a .down.sql",
                         other.as_str_name()
                     ))
                 }
@@ -896,7 +896,7 @@ impl Inverter {
                 )])
             }
             _ => irreversible(format!(
-                "pgshift cannot invert `{}`: write a .down.sql",
+                "pgkeel cannot invert `{}`: write a .down.sql",
                 head(text)
             )),
         }
@@ -1043,7 +1043,7 @@ impl Inverter {
         }
         let Some(inner) = body.filter(|_| plpgsql).and_then(drizzle_do_inner) else {
             return irreversible(
-                "pgshift cannot tell what a DO block changes (only drizzle-kit's `DO $$ BEGIN …; EXCEPTION WHEN duplicate_object THEN null; END $$` is understood): write a .down.sql",
+                "pgkeel cannot tell what a DO block changes (only drizzle-kit's `DO $$ BEGIN …; EXCEPTION WHEN duplicate_object THEN null; END $$` is understood): write a .down.sql",
             );
         };
         match self.statement_text(inner) {
@@ -1098,7 +1098,7 @@ fn object_word(kind: pb::ObjectType) -> String {
         .replace('_', " ")
 }
 
-/// `ALTER <keyword>` for the relation kinds pgshift inverts.
+/// `ALTER <keyword>` for the relation kinds pgkeel inverts.
 fn alter_keyword(kind: pb::ObjectType) -> Option<&'static str> {
     use pb::ObjectType as O;
     Some(match kind {
@@ -1230,7 +1230,7 @@ pub fn ident(name: &str) -> String {
 /// SQLSTATE raised by the guard when another process rolled the migration back first.
 const NOT_APPLIED: &str = "PGS02";
 
-/// Options of `pgshift rollback`.
+/// Options of `pgkeel rollback`.
 #[derive(Debug, Clone, Default)]
 pub struct RollbackOptions {
     /// Also roll back every later migration that is still applied, newest first.
@@ -1276,7 +1276,7 @@ pub struct RolledBack {
     pub sql: Option<String>,
 }
 
-/// The outcome of `pgshift rollback`.
+/// The outcome of `pgkeel rollback`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RollbackReport {
     pub dry_run: bool,
@@ -1285,18 +1285,18 @@ pub struct RollbackReport {
     pub duration_ms: u64,
 }
 
-/// Errors of `pgshift rollback`. Each says what to do next.
+/// Errors of `pgkeel rollback`. Each says what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum RollbackError {
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("no migration `{id}` in {} or in the ledger; `pgshift status` lists the ids", .dir.display())]
+    #[error("no migration `{id}` in {} or in the ledger; `pgkeel status` lists the ids", .dir.display())]
     UnknownId { id: String, dir: PathBuf },
     #[error("`{id}` matches several migrations ({}); give the whole id", .candidates.join(", "))]
     AmbiguousId { id: String, candidates: Vec<String> },
-    #[error("{id} is not applied (it is {state}): there is nothing to roll back; `pgshift status` shows every migration's state")]
+    #[error("{id} is not applied (it is {state}): there is nothing to roll back; `pgkeel status` shows every migration's state")]
     NotApplied { id: String, state: String },
     #[error(
         "cannot roll back {id}: {} later migration(s) still applied ({}); roll them back first, or pass --cascade to roll back all of them, newest first",
@@ -1307,9 +1307,9 @@ pub enum RollbackError {
         /// Newest first: the order `--cascade` would roll them back in.
         later: Vec<String>,
     },
-    #[error("{id} is marked `-- pgshift:irreversible`: it cannot be rolled back; restore a backup, or undo it in a new migration (`pgshift new NAME`)")]
+    #[error("{id} is marked `-- pgkeel:irreversible`: it cannot be rolled back; restore a backup, or undo it in a new migration (`pgkeel new NAME`)")]
     Irreversible { id: String },
-    #[error("no rollback for {id}: write {} (pgshift stores a generated rollback at apply time only when every statement can be inverted; irreversible statements need one written by hand)", .expected.display())]
+    #[error("no rollback for {id}: write {} (pgkeel stores a generated rollback at apply time only when every statement can be inverted; irreversible statements need one written by hand)", .expected.display())]
     NoRollback { id: String, expected: PathBuf },
     #[error("no rollback for {id}: its file is gone and the ledger stores no rollback_sql; restore the migration file with a down file next to it, or undo it in a new migration")]
     NoRollbackMissingFile { id: String },
@@ -1320,7 +1320,7 @@ pub enum RollbackError {
         message: String,
         location: Option<Location>,
     },
-    #[error("the rollback of {id} contains `{statement}`: pgshift runs each rollback in its own transaction; remove transaction control (use `-- pgshift:no-transaction` in the down file for statements that must run outside one)")]
+    #[error("the rollback of {id} contains `{statement}`: pgkeel runs each rollback in its own transaction; remove transaction control (use `-- pgkeel:no-transaction` in the down file for statements that must run outside one)")]
     TransactionControl { id: String, statement: String },
     #[error(
         "rollback of {id} failed{}{}: {pg}{}\n{}",
@@ -1502,7 +1502,7 @@ pub async fn rollback(
         if let Some(c) = &opts.row_cache {
             c.written(units.iter().map(|u| u.id.as_str()));
         }
-        // The audit table (and pgshift's ledger columns) may be missing on a ledger another
+        // The audit table (and pgkeel's ledger columns) may be missing on a ledger another
         // tool created.
         if opts.locked.is_none() {
             ledger.ensure(client).await?;
@@ -1691,13 +1691,13 @@ fn unit<'a>(
     })
 }
 
-/// Whether a stored rollback starts with `-- pgshift:no-transaction` among its leading comments.
+/// Whether a stored rollback starts with `-- pgkeel:no-transaction` among its leading comments.
 fn stored_no_transaction(sql: &str) -> bool {
     sql.trim_start_matches('\u{feff}')
         .lines()
         .map(str::trim)
         .take_while(|l| l.is_empty() || l.starts_with("--"))
-        .any(|l| l == "-- pgshift:no-transaction")
+        .any(|l| l == "-- pgkeel:no-transaction")
 }
 
 /// Where the rollback file of `m` belongs.
@@ -1714,7 +1714,7 @@ fn expected_down_path(m: &Migration) -> PathBuf {
 
 /// Whether drizzle-orm's own table must be kept in step (as `migrate` does for journal
 /// folders): then a rollback deletes the migration's row there too, or drizzle's migrator and
-/// pgshift's takeover would take the migration for applied.
+/// pgkeel's takeover would take the migration for applied.
 async fn drizzle_table_exists(
     client: &Client,
     settings: &Settings,
@@ -1787,9 +1787,9 @@ impl<'a> Runner<'a> {
         let id = quote_literal(&u.id);
         format!(
             "{held}SELECT pg_advisory_xact_lock({key});\n\
-             DO $pgshift$ BEGIN IF NOT EXISTS (SELECT 1 FROM {t} WHERE id = {id} AND status IN ('applied', 'baselined')) \
-             THEN RAISE EXCEPTION 'pgshift: % is no longer applied (rolled back by another process?)', {id} USING ERRCODE = '{NOT_APPLIED}'; \
-             END IF; END $pgshift$;\n",
+             DO $pgkeel$ BEGIN IF NOT EXISTS (SELECT 1 FROM {t} WHERE id = {id} AND status IN ('applied', 'baselined')) \
+             THEN RAISE EXCEPTION 'pgkeel: % is no longer applied (rolled back by another process?)', {id} USING ERRCODE = '{NOT_APPLIED}'; \
+             END IF; END $pgkeel$;\n",
             t = self.ledger.table_sql(),
         )
     }
@@ -1818,7 +1818,7 @@ impl<'a> Runner<'a> {
     }
 
     /// Consecutive transactional statements form one transaction; each statement PostgreSQL
-    /// refuses inside one (or every statement, with `-- pgshift:no-transaction`) runs alone. The
+    /// refuses inside one (or every statement, with `-- pgkeel:no-transaction`) runs alone. The
     /// ledger update goes into the last transaction, or alone after a trailing lone statement.
     fn groups(&self, u: &Unit<'_>) -> Vec<Group> {
         let tx_start = |b: &mut Batch| {
@@ -2534,10 +2534,10 @@ mod tests {
     #[test]
     fn stored_rollbacks_may_ask_for_no_transaction() {
         assert!(stored_no_transaction(
-            "-- Rollback\n-- pgshift:no-transaction\nDROP INDEX CONCURRENTLY i;"
+            "-- Rollback\n-- pgkeel:no-transaction\nDROP INDEX CONCURRENTLY i;"
         ));
         assert!(!stored_no_transaction(
-            "DROP INDEX i;\n-- pgshift:no-transaction\n"
+            "DROP INDEX i;\n-- pgkeel:no-transaction\n"
         ));
     }
 }

@@ -1,8 +1,8 @@
 //! Throw-away databases: the one helper every feature that needs a scratch database uses
 //! (`schema diff --from ./migrations`, the migration test suite, state-based rollback).
 //!
-//! [`Scratch::create`] tries, in order: a server given with `--scratch-url` (pgshift creates its
-//! own `pgshift_scratch_<random>` database there); `CREATE DATABASE pgshift_scratch_<random>` on
+//! [`Scratch::create`] tries, in order: a server given with `--scratch-url` (pgkeel creates its
+//! own `pgkeel_scratch_<random>` database there); `CREATE DATABASE pgkeel_scratch_<random>` on
 //! the target's server when the role may; otherwise the private throw-away server of
 //! [`crate::embedded`]. The database is dropped by [`Scratch::drop_now`] and, should the value be
 //! dropped instead (an error, a panic, Ctrl-C cancelling the future), by `Drop`. It must never
@@ -15,7 +15,7 @@ use crate::embedded::{EmbeddedError, EmbeddedServer};
 /// Where a scratch database may come from.
 #[derive(Debug, Clone, Default)]
 pub struct ScratchOptions {
-    /// `--scratch-url`: a server (any database URL on it) where pgshift may CREATE DATABASE.
+    /// `--scratch-url`: a server (any database URL on it) where pgkeel may CREATE DATABASE.
     pub scratch_url: Option<String>,
     /// The target server, tried when no scratch URL is given.
     pub target: Option<Target>,
@@ -57,7 +57,7 @@ pub struct Scratch {
     target: Target,
 }
 
-const PREFIX: &str = "pgshift_scratch";
+const PREFIX: &str = "pgkeel_scratch";
 
 impl Scratch {
     /// Creates an empty scratch database. `settings` supplies connection timeouts and TLS.

@@ -1,15 +1,15 @@
 //! Migration folders: reading one into an ordered list of [`Migration`]s, and creating new
-//! migration files (`pgshift new`).
+//! migration files (`pgkeel new`).
 //!
 //! This module owns:
 //! - layout detection ([`Layout`]): a drizzle-kit journal (`meta/_journal.json` + `NNNN_tag.sql`),
-//!   drizzle v1 folders (`YYYYMMDDHHMMSS_name/migration.sql`) or pgshift's native
+//!   drizzle v1 folders (`YYYYMMDDHHMMSS_name/migration.sql`) or pgkeel's native
 //!   `NNNN_descriptive_name.sql` files;
 //! - ordering, ids and the folder's consistency (journal entry without file, stray files,
 //!   duplicate ids, rollback files without their migration);
 //! - hashing: drizzle-orm's exact hash ([`Migration::hash`]) and a normalised one that ignores
 //!   cosmetic edits ([`Migration::normalized_hash`]);
-//! - rollback files ([`DownFile`]) and the leading `-- pgshift:` directives ([`Directives`]);
+//! - rollback files ([`DownFile`]) and the leading `-- pgkeel:` directives ([`Directives`]);
 //! - drizzle's `--> statement-breakpoint` chunks, with byte offsets back into the file
 //!   ([`Migration::chunks`], [`line_col`]).
 //!
@@ -36,8 +36,8 @@ pub const BREAKPOINT: &str = "--> statement-breakpoint";
 /// Path of the drizzle-kit journal inside a migration folder.
 pub const JOURNAL_PATH: &str = "meta/_journal.json";
 
-const DIRECTIVE_HELP: &str = "-- pgshift:no-transaction, -- pgshift:lock-timeout DURATION, \
-     -- pgshift:statement-timeout DURATION, -- pgshift:retries N, -- pgshift:irreversible \
+const DIRECTIVE_HELP: &str = "-- pgkeel:no-transaction, -- pgkeel:lock-timeout DURATION, \
+     -- pgkeel:statement-timeout DURATION, -- pgkeel:retries N, -- pgkeel:irreversible \
      (DURATION: 500ms, 5s, 2min, 1h, or 0/off to disable)";
 
 const NATIVE_RULE: &str = "NNNN_descriptive_name.sql: 4 or more digits, an underscore, then \
@@ -53,7 +53,7 @@ const NATIVE_RULE: &str = "NNNN_descriptive_name.sql: 4 or more digits, an under
 pub enum SourceError {
     /// The migration folder does not exist.
     #[error(
-        "migration folder {} does not exist; pass --migrations DIR or create it with `pgshift new NAME`",
+        "migration folder {} does not exist; pass --migrations DIR or create it with `pgkeel new NAME`",
         .path.display()
     )]
     NotFound { path: PathBuf },
@@ -66,10 +66,10 @@ pub enum SourceError {
     NotADirectory { path: PathBuf },
 
     /// A file or folder could not be read.
-    #[error("cannot read {}: {error}; check that it exists and that pgshift may read it", .path.display())]
+    #[error("cannot read {}: {error}; check that it exists and that pgkeel may read it", .path.display())]
     Io { path: PathBuf, error: io::Error },
 
-    /// A file or folder could not be written (`pgshift new`).
+    /// A file or folder could not be written (`pgkeel new`).
     #[error("cannot write {}: {error}; check that the folder exists and is writable", .path.display())]
     Write { path: PathBuf, error: io::Error },
 
@@ -159,7 +159,7 @@ pub enum SourceError {
 
     /// A `.sql` file in a native folder that does not follow the naming rule.
     #[error(
-        "{} does not follow the migration naming rule {rule}; rename it, or create migrations with `pgshift new NAME`",
+        "{} does not follow the migration naming rule {rule}; rename it, or create migrations with `pgkeel new NAME`",
         .path.display(), rule = NATIVE_RULE
     )]
     BadFileName { path: PathBuf },
@@ -185,7 +185,7 @@ pub enum SourceError {
     )]
     BadFolderTimestamp { folder: PathBuf, timestamp: String },
 
-    /// A `-- pgshift:` directive that is unknown, misplaced or has a bad value.
+    /// A `-- pgkeel:` directive that is unknown, misplaced or has a bad value.
     #[error(
         "{}:{line}: {problem} in `{text}`; valid directives (in the leading comment lines): {help}",
         .path.display(), help = DIRECTIVE_HELP
@@ -197,29 +197,29 @@ pub enum SourceError {
         problem: DirectiveProblem,
     },
 
-    /// A migration marked `-- pgshift:irreversible` that also has a rollback file.
+    /// A migration marked `-- pgkeel:irreversible` that also has a rollback file.
     #[error(
-        "{} declares -- pgshift:irreversible but has the rollback {}; delete the rollback or remove the directive",
+        "{} declares -- pgkeel:irreversible but has the rollback {}; delete the rollback or remove the directive",
         .path.display(), .down.display()
     )]
     IrreversibleWithDown { path: PathBuf, down: PathBuf },
 
-    /// `pgshift new NAME` with an unusable name.
+    /// `pgkeel new NAME` with an unusable name.
     #[error(
         "invalid migration name {name:?}: {problem}; use letters, digits, spaces, dashes or underscores, like \"add users table\""
     )]
     BadMigrationName { name: String, problem: NameProblem },
 
-    /// `pgshift new` would overwrite an existing file or journal entry.
-    #[error("{} already exists and pgshift new never overwrites; pick another name", .path.display())]
+    /// `pgkeel new` would overwrite an existing file or journal entry.
+    #[error("{} already exists and pgkeel new never overwrites; pick another name", .path.display())]
     AlreadyExists { path: PathBuf },
 }
 
-/// What is wrong with a `-- pgshift:` directive line.
+/// What is wrong with a `-- pgkeel:` directive line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DirectiveProblem {
-    /// `-- pgshift:xyz` with an unknown name.
+    /// `-- pgkeel:xyz` with an unknown name.
     Unknown { name: String },
     /// A directive that needs a value (`lock-timeout`, `statement-timeout`, `retries`) has none.
     MissingValue { name: String },
@@ -238,29 +238,29 @@ pub enum DirectiveProblem {
 impl fmt::Display for DirectiveProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Unknown { name } => write!(f, "unknown directive pgshift:{name}"),
-            Self::MissingValue { name } => write!(f, "directive pgshift:{name} needs a value"),
+            Self::Unknown { name } => write!(f, "unknown directive pgkeel:{name}"),
+            Self::MissingValue { name } => write!(f, "directive pgkeel:{name} needs a value"),
             Self::UnexpectedValue { name } => {
-                write!(f, "directive pgshift:{name} takes no value")
+                write!(f, "directive pgkeel:{name} takes no value")
             }
             Self::BadValue { name, value } => {
-                write!(f, "bad value {value:?} for directive pgshift:{name}")
+                write!(f, "bad value {value:?} for directive pgkeel:{name}")
             }
-            Self::Duplicate { name } => write!(f, "directive pgshift:{name} is given twice"),
+            Self::Duplicate { name } => write!(f, "directive pgkeel:{name} is given twice"),
             Self::NotInHeader => f.write_str(
                 "directive after the first SQL line (move it above the first statement)",
             ),
             Self::NotAllowedInDown { name } => {
                 write!(
                     f,
-                    "directive pgshift:{name} makes no sense in a rollback file"
+                    "directive pgkeel:{name} makes no sense in a rollback file"
                 )
             }
         }
     }
 }
 
-/// What is wrong with a name given to `pgshift new`.
+/// What is wrong with a name given to `pgkeel new`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NameProblem {
@@ -305,7 +305,7 @@ pub enum Layout {
     DrizzleJournal,
     /// drizzle v1: one folder per migration, `YYYYMMDDHHMMSS_name/migration.sql`.
     DrizzleFolders,
-    /// pgshift's own: `NNNN_descriptive_name.sql` with optional `NNNN_descriptive_name.down.sql`.
+    /// pgkeel's own: `NNNN_descriptive_name.sql` with optional `NNNN_descriptive_name.down.sql`.
     Native,
 }
 
@@ -332,7 +332,7 @@ impl fmt::Display for Layout {
 }
 
 /// A rollback file: `NNNN_name.down.sql` (native), `<tag>.down.sql` beside a drizzle journal
-/// (pgshift extension) or `down.sql` in a drizzle v1 folder.
+/// (pgkeel extension) or `down.sql` in a drizzle v1 folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DownFile {
     pub path: PathBuf,
@@ -367,7 +367,7 @@ pub struct Migration {
     pub layout: Layout,
     /// The rollback file, if any.
     pub down: Option<DownFile>,
-    /// The leading `-- pgshift:` directives.
+    /// The leading `-- pgkeel:` directives.
     pub directives: Directives,
     /// What is worked out from the text once and kept (see [`Derived`]).
     #[serde(skip)]
@@ -566,27 +566,27 @@ impl Serialize for Timeout {
 ///
 /// | Directive | Meaning |
 /// |---|---|
-/// | `-- pgshift:no-transaction` | Run this migration outside a transaction, statement by statement (needed for `CREATE INDEX CONCURRENTLY`, `REINDEX CONCURRENTLY`, `VACUUM`, ...). |
-/// | `-- pgshift:lock-timeout 5s` | `lock_timeout` for this migration, overriding the configured one; `0` or `off` disables it. |
-/// | `-- pgshift:statement-timeout 2min` | `statement_timeout` for this migration; `0` or `off` disables it. |
-/// | `-- pgshift:retries 3` | How many times to retry the migration after it fails on a lock timeout. |
-/// | `-- pgshift:irreversible` | The migration intentionally has no rollback (no down file may exist). |
+/// | `-- pgkeel:no-transaction` | Run this migration outside a transaction, statement by statement (needed for `CREATE INDEX CONCURRENTLY`, `REINDEX CONCURRENTLY`, `VACUUM`, ...). |
+/// | `-- pgkeel:lock-timeout 5s` | `lock_timeout` for this migration, overriding the configured one; `0` or `off` disables it. |
+/// | `-- pgkeel:statement-timeout 2min` | `statement_timeout` for this migration; `0` or `off` disables it. |
+/// | `-- pgkeel:retries 3` | How many times to retry the migration after it fails on a lock timeout. |
+/// | `-- pgkeel:irreversible` | The migration intentionally has no rollback (no down file may exist). |
 ///
 /// Durations are an integer and a unit, `ms`, `s`, `min` or `h` (`500ms`, `5s`, `2min`, `1h`),
-/// or `0`/`off` to disable. An unknown `-- pgshift:` directive, a bad value, a directive given
-/// twice, or a `-- pgshift:` line after the first SQL line is an error, so a typo never goes
+/// or `0`/`off` to disable. An unknown `-- pgkeel:` directive, a bad value, a directive given
+/// twice, or a `-- pgkeel:` line after the first SQL line is an error, so a typo never goes
 /// unnoticed. Rollback files may carry directives too (except `irreversible`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Directives {
-    /// `-- pgshift:no-transaction`.
+    /// `-- pgkeel:no-transaction`.
     pub no_transaction: bool,
-    /// `-- pgshift:lock-timeout D`; `None` = not set (use the configured default).
+    /// `-- pgkeel:lock-timeout D`; `None` = not set (use the configured default).
     pub lock_timeout: Option<Timeout>,
-    /// `-- pgshift:statement-timeout D`; `None` = not set (use the configured default).
+    /// `-- pgkeel:statement-timeout D`; `None` = not set (use the configured default).
     pub statement_timeout: Option<Timeout>,
-    /// `-- pgshift:retries N`; `None` = not set.
+    /// `-- pgkeel:retries N`; `None` = not set.
     pub retries: Option<u32>,
-    /// `-- pgshift:irreversible`.
+    /// `-- pgkeel:irreversible`.
     pub irreversible: bool,
 }
 
@@ -621,7 +621,7 @@ fn numbered_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         .map(|(i, l)| (i + 1, l))
 }
 
-/// The `-- pgshift:` directives at the top of a migration file's `text` (lint suppressions,
+/// The `-- pgkeel:` directives at the top of a migration file's `text` (lint suppressions,
 /// `ignore` / `ignore-file`, are skipped here: the `lint` module reads them).
 pub fn directives_of(path: &Path, text: &str) -> Result<Directives, SourceError> {
     parse_directives(path, text, false)
@@ -642,7 +642,7 @@ fn parse_directives(path: &Path, text: &str, is_down: bool) -> Result<Directives
             in_header = false;
             continue;
         }
-        let Some(rest) = comment.and_then(|c| c.strip_prefix("pgshift:")) else {
+        let Some(rest) = comment.and_then(|c| c.strip_prefix("pgkeel:")) else {
             continue;
         };
         let err = |problem| SourceError::BadDirective {
@@ -782,7 +782,7 @@ pub fn line_at(text: &str, line: usize) -> &str {
 // Loading
 // ---------------------------------------------------------------------------------------------
 
-/// The folder `pgshift` works on: `explicit` (relative to `cwd`) when given; else `drizzle/`
+/// The folder `pgkeel` works on: `explicit` (relative to `cwd`) when given; else `drizzle/`
 /// when `drizzle/meta/_journal.json` exists; else `migrations/`.
 pub fn resolve_dir(explicit: Option<&Path>, cwd: &Path) -> PathBuf {
     if let Some(dir) = explicit {
@@ -955,7 +955,7 @@ fn read_migration(found: Found, layout: Layout) -> Result<Migration, SourceError
 
 // --- drizzle journal -------------------------------------------------------------------------
 
-/// The journal as pgshift reads it (unknown fields ignored).
+/// The journal as pgkeel reads it (unknown fields ignored).
 #[derive(Deserialize)]
 struct JournalRead {
     #[serde(default)]
@@ -1205,7 +1205,7 @@ fn load_native(entries: &[Entry]) -> Result<Vec<Migration>, SourceError> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// pgshift new
+// pgkeel new
 // ---------------------------------------------------------------------------------------------
 
 /// Turns a user's name into a migration name: ASCII letters lowercased, spaces and dashes become
@@ -1244,9 +1244,9 @@ fn header(id: &str, layout: Layout, now: DateTime<Utc>) -> String {
     };
     let mut h = format!(
         "-- {id}\n\
-         -- Created {} by pgshift new.\n\
+         -- Created {} by pgkeel new.\n\
          --\n\
-         -- Directives: write `-- pgshift:NAME [VALUE]` lines above the first statement:\n\
+         -- Directives: write `-- pgkeel:NAME [VALUE]` lines above the first statement:\n\
          --   no-transaction              run outside a transaction (CREATE INDEX CONCURRENTLY, ...)\n\
          --   lock-timeout DURATION       lock_timeout for this migration (500ms, 5s, 2min, 1h; 0/off disables)\n\
          --   statement-timeout DURATION  statement_timeout for this migration\n\
@@ -1279,7 +1279,7 @@ fn create_new_file(path: &Path, contents: &str) -> Result<(), SourceError> {
     file.write_all(contents.as_bytes()).map_err(write_err(path))
 }
 
-/// Creates the next migration file in `dir` for `pgshift new NAME` and returns its path.
+/// Creates the next migration file in `dir` for `pgkeel new NAME` and returns its path.
 ///
 /// The name is slugified ([`slugify`]). A missing folder is created with the native layout.
 /// Native: `NNNN_name.sql`, one past the highest number (4 digits, or as wide as the widest
@@ -1868,13 +1868,13 @@ mod tests {
     fn directives_parse_from_leading_comments() {
         let tmp = tempfile::tempdir().unwrap();
         let sql = "\u{feff}-- Add the email index.\r\n\
-                   -- pgshift:no-transaction\r\n\
+                   -- pgkeel:no-transaction\r\n\
                    \r\n\
-                   --pgshift:lock-timeout 5s\n\
-                   -- pgshift:statement-timeout off\n\
-                   -- pgshift:retries 3\n\
+                   --pgkeel:lock-timeout 5s\n\
+                   -- pgkeel:statement-timeout off\n\
+                   -- pgkeel:retries 3\n\
                    CREATE INDEX CONCURRENTLY i ON t (email);\n\
-                   -- a later comment mentioning pgshift: is fine\n";
+                   -- a later comment mentioning pgkeel: is fine\n";
         write(tmp.path(), "0001_idx.sql", sql);
         let set = load(tmp.path()).unwrap();
         let d = &set.migrations[0].directives;
@@ -1902,7 +1902,7 @@ mod tests {
 
     #[test]
     fn no_directives_is_default() {
-        let d = parse_directives(Path::new("x.sql"), "SELECT 1;\n-- pgshift", false).unwrap();
+        let d = parse_directives(Path::new("x.sql"), "SELECT 1;\n-- pgkeel", false).unwrap();
         assert_eq!(d, Directives::default());
     }
 
@@ -1923,7 +1923,7 @@ mod tests {
 
     #[test]
     fn lint_suppressions_may_stand_anywhere_and_repeat() {
-        let text = "-- pgshift: no-transaction\n-- pgshift:ignore-file prefer-jsonb legacy\nCREATE TABLE a (b json);\n-- pgshift:ignore drop-table scratch\nDROP TABLE c;\n-- pgshift:ignore drop-table again\nDROP TABLE d;\n";
+        let text = "-- pgkeel: no-transaction\n-- pgkeel:ignore-file prefer-jsonb legacy\nCREATE TABLE a (b json);\n-- pgkeel:ignore drop-table scratch\nDROP TABLE c;\n-- pgkeel:ignore drop-table again\nDROP TABLE d;\n";
         let d = directives_of(Path::new("m.sql"), text).unwrap();
         assert!(d.no_transaction);
     }
@@ -1931,15 +1931,15 @@ mod tests {
     #[test]
     fn bad_directives_are_errors() {
         let (line, text, problem) =
-            directive_error("-- hello\n-- pgshift:no-transactoin\nSELECT 1;");
-        assert_eq!((line, text.as_str()), (2, "-- pgshift:no-transactoin"));
+            directive_error("-- hello\n-- pgkeel:no-transactoin\nSELECT 1;");
+        assert_eq!((line, text.as_str()), (2, "-- pgkeel:no-transactoin"));
         assert_eq!(
             problem,
             DirectiveProblem::Unknown {
                 name: "no-transactoin".into()
             }
         );
-        let (_, _, p) = directive_error("-- pgshift:lock-timeout 5 seconds\n");
+        let (_, _, p) = directive_error("-- pgkeel:lock-timeout 5 seconds\n");
         assert_eq!(
             p,
             DirectiveProblem::BadValue {
@@ -1947,23 +1947,23 @@ mod tests {
                 value: "5 seconds".into()
             }
         );
-        let (_, _, p) = directive_error("-- pgshift:retries\n");
+        let (_, _, p) = directive_error("-- pgkeel:retries\n");
         assert_eq!(
             p,
             DirectiveProblem::MissingValue {
                 name: "retries".into()
             }
         );
-        let (_, _, p) = directive_error("-- pgshift:retries -1\n");
+        let (_, _, p) = directive_error("-- pgkeel:retries -1\n");
         assert!(matches!(p, DirectiveProblem::BadValue { .. }));
-        let (_, _, p) = directive_error("-- pgshift:irreversible yes\n");
+        let (_, _, p) = directive_error("-- pgkeel:irreversible yes\n");
         assert_eq!(
             p,
             DirectiveProblem::UnexpectedValue {
                 name: "irreversible".into()
             }
         );
-        let (line, _, p) = directive_error("-- pgshift:retries 1\n-- pgshift:retries 2\n");
+        let (line, _, p) = directive_error("-- pgkeel:retries 1\n-- pgkeel:retries 2\n");
         assert_eq!(
             (line, p),
             (
@@ -1973,10 +1973,10 @@ mod tests {
                 }
             )
         );
-        let (line, _, p) = directive_error("SELECT 1;\n  -- pgshift:no-transaction\n");
+        let (line, _, p) = directive_error("SELECT 1;\n  -- pgkeel:no-transaction\n");
         assert_eq!((line, p), (2, DirectiveProblem::NotInHeader));
         let e =
-            parse_directives(Path::new("d.sql"), "-- pgshift:irreversible\n", true).unwrap_err();
+            parse_directives(Path::new("d.sql"), "-- pgkeel:irreversible\n", true).unwrap_err();
         assert!(matches!(
             e,
             SourceError::BadDirective {
@@ -1988,15 +1988,15 @@ mod tests {
         let msg = SourceError::BadDirective {
             path: "m.sql".into(),
             line: 2,
-            text: "-- pgshift:x".into(),
+            text: "-- pgkeel:x".into(),
             problem: DirectiveProblem::Unknown { name: "x".into() },
         }
         .to_string();
         assert!(
-            msg.starts_with("m.sql:2: unknown directive pgshift:x"),
+            msg.starts_with("m.sql:2: unknown directive pgkeel:x"),
             "{msg}"
         );
-        assert!(msg.contains("-- pgshift:lock-timeout DURATION"), "{msg}");
+        assert!(msg.contains("-- pgkeel:lock-timeout DURATION"), "{msg}");
     }
 
     #[test]
@@ -2005,7 +2005,7 @@ mod tests {
         let path = write(
             tmp.path(),
             "0001_a.sql",
-            "-- pgshift:lock-timeout forever\nSELECT 1;\n",
+            "-- pgkeel:lock-timeout forever\nSELECT 1;\n",
         );
         match load(tmp.path()).unwrap_err() {
             SourceError::BadDirective { path: p, line, .. } => {
@@ -2021,7 +2021,7 @@ mod tests {
         let up = write(
             tmp.path(),
             "0001_a.sql",
-            "-- pgshift:irreversible\nDROP TABLE t;\n",
+            "-- pgkeel:irreversible\nDROP TABLE t;\n",
         );
         let down = write(tmp.path(), "0001_a.down.sql", "CREATE TABLE t ();\n");
         match load(tmp.path()).unwrap_err() {
@@ -2042,7 +2042,7 @@ mod tests {
         let msg = e.to_string();
         assert!(matches!(&e, SourceError::NotFound { path } if *path == dir));
         assert!(
-            msg.contains("pass --migrations DIR or create it with `pgshift new NAME`"),
+            msg.contains("pass --migrations DIR or create it with `pgkeel new NAME`"),
             "{msg}"
         );
     }
@@ -2325,7 +2325,7 @@ mod tests {
         assert!(e.source().is_none());
     }
 
-    // --- pgshift new ---------------------------------------------------------------------------
+    // --- pgkeel new ---------------------------------------------------------------------------
 
     #[test]
     fn slugify_names() {

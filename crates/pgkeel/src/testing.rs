@@ -1,4 +1,4 @@
-//! `pgshift test`: the migration test suite, run in a scratch database (never the target).
+//! `pgkeel test`: the migration test suite, run in a scratch database (never the target).
 //!
 //! For every migration, in order: optional data fixtures are loaded first; it is applied with
 //! the real migrator, timed, with the relation locks its transaction holds copied from
@@ -128,7 +128,7 @@ pub enum TestError {
     },
     #[error("introspecting the scratch database: {0}")]
     Schema(#[from] schema::SchemaError),
-    #[error("reading the locks a migration took: {0} (a bug in pgshift: please report it)")]
+    #[error("reading the locks a migration took: {0} (a bug in pgkeel: please report it)")]
     LockCapture(String),
 }
 
@@ -503,7 +503,7 @@ async fn round_trip(
         Ok(_) => {}
         Err(RollbackError::Irreversible { .. }) => {
             r.rollback = "skipped";
-            r.note = Some("marked -- pgshift:irreversible".into());
+            r.note = Some("marked -- pgkeel:irreversible".into());
             return Ok(());
         }
         Err(
@@ -714,7 +714,7 @@ fn rewrites(
 /// rather than a temporary table: it is set only if the transaction commits, like a row would
 /// be, but leaves no dead rows behind (a temporary table is never vacuumed: emptying it once
 /// per migration made reading it cost more with each one) and no file to create.
-const CAPTURE_LOCKS: &str = "SELECT set_config('pgshift.test_locks', coalesce((
+const CAPTURE_LOCKS: &str = "SELECT set_config('pgkeel.test_locks', coalesce((
 SELECT json_agg(json_build_array(l.relation::int8, l.mode, n.nspname, c.relname, c.relkind,
        coalesce(i.indrelid, (SELECT d.refobjid FROM pg_depend d
                               WHERE d.classid = 'pg_class'::regclass AND d.objid = l.relation
@@ -732,8 +732,8 @@ SELECT json_agg(json_build_array(l.relation::int8, l.mode, n.nspname, c.relname,
 /// Reads what [`CAPTURE_LOCKS`] kept and empties it, in one statement: the materialized CTE
 /// reads the setting before the outer query clears it.
 const TAKE_CAPTURED_LOCKS: &str =
-    "WITH kept AS MATERIALIZED (SELECT current_setting('pgshift.test_locks', true) AS locks)
-     SELECT kept.locks, set_config('pgshift.test_locks', '', false) FROM kept";
+    "WITH kept AS MATERIALIZED (SELECT current_setting('pgkeel.test_locks', true) AS locks)
+     SELECT kept.locks, set_config('pgkeel.test_locks', '', false) FROM kept";
 
 /// One lock [`CAPTURE_LOCKS`] recorded.
 struct Captured {
@@ -791,7 +791,7 @@ async fn captured_locks(client: &Client) -> Result<Vec<Captured>, TestError> {
 }
 
 /// The relation a captured lock is on, as (schema, name, kind): its name inside the migration,
-/// else (dropped there) its name before it. `None` for pgshift's own tables, system and
+/// else (dropped there) its name before it. `None` for pgkeel's own tables, system and
 /// temporary relations, and relations created and dropped inside the migration.
 fn locked_relation(
     c: &Captured,
@@ -881,7 +881,7 @@ pub fn junit(r: &TestReport) -> String {
     let failures = r.failed + usize::from(!r.idempotent);
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     out.push_str(&format!(
-        "<testsuites name=\"pgshift test\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">\n",
+        "<testsuites name=\"pgkeel test\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">\n",
         r.migrations.len() + 1,
         r.duration_ms as f64 / 1000.0
     ));

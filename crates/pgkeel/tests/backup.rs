@@ -8,10 +8,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use pgshift::backup::{
+use pgkeel::backup::{
     self, BackupError, BackupOptions, KeyConfig, Progress, Quiet, RestoreOptions, VerifyOptions,
 };
-use pgshift::db::Target;
+use pgkeel::db::Target;
 use support::TestDb;
 
 const FIXTURE: &str = r#"

@@ -9,11 +9,11 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use pgshift::drizzle::{
+use pgkeel::drizzle::{
     self, delete_row_sql, ensure_table_sql, insert_row_sql, match_journal, read_rows, DrizzleRow,
     TakeoverWarning,
 };
-use pgshift::source::{self, Directives, Layout, Migration, MigrationSet};
+use pgkeel::source::{self, Directives, Layout, Migration, MigrationSet};
 use support::TestDb;
 
 const SCHEMA: &str = "drizzle";
@@ -260,7 +260,7 @@ async fn count(client: &tokio_postgres::Client, schema: &str, table: &str) -> i6
         .query_one(
             &format!(
                 "SELECT count(*) FROM {}",
-                pgshift::db::qualified(schema, table)
+                pgkeel::db::qualified(schema, table)
             ),
             &[],
         )
@@ -458,9 +458,9 @@ async fn drizzle_migrate(url: &str, folder: &Path, schema_table: Option<(&str, &
     );
 }
 
-/// What pgshift's migrate will do once wired: the migration's chunks and drizzle's row, in one
+/// What pgkeel's migrate will do once wired: the migration's chunks and drizzle's row, in one
 /// transaction.
-async fn apply_like_pgshift(
+async fn apply_like_pgkeel(
     client: &mut tokio_postgres::Client,
     m: &Migration,
     schema: &str,
@@ -504,7 +504,7 @@ async fn table_shape(client: &tokio_postgres::Client, schema: &str, table: &str)
 }
 
 #[tokio::test]
-async fn drizzle_then_pgshift_then_drizzle_again_applies_nothing() {
+async fn drizzle_then_pgkeel_then_drizzle_again_applies_nothing() {
     let db = TestDb::new("drizzle_roundtrip").await;
     let mut client = db.client().await;
     let full = source::load(&example_dir()).unwrap();
@@ -537,16 +537,16 @@ async fn drizzle_then_pgshift_then_drizzle_again_applies_nothing() {
 
     // ensure_table_sql builds drizzle's table, column for column.
     client
-        .batch_execute(&ensure_table_sql("pgshift_shape", TABLE))
+        .batch_execute(&ensure_table_sql("pgkeel_shape", TABLE))
         .await
         .unwrap();
     let theirs = table_shape(&client, SCHEMA, TABLE).await;
     assert_eq!(theirs.len(), 3, "{theirs:?}");
-    assert_eq!(table_shape(&client, "pgshift_shape", TABLE).await, theirs);
+    assert_eq!(table_shape(&client, "pgkeel_shape", TABLE).await, theirs);
 
-    // pgshift applies the last two, writing drizzle's rows in the same transactions.
+    // pgkeel applies the last two, writing drizzle's rows in the same transactions.
     for m in &full.migrations[3..] {
-        apply_like_pgshift(&mut client, m, SCHEMA, TABLE).await;
+        apply_like_pgkeel(&mut client, m, SCHEMA, TABLE).await;
     }
     let rows = read_rows(&client, SCHEMA, TABLE).await.unwrap().unwrap();
     assert_eq!(rows.len(), 5);
@@ -566,23 +566,23 @@ async fn drizzle_then_pgshift_then_drizzle_again_applies_nothing() {
 }
 
 #[tokio::test]
-async fn pgshift_first_then_drizzle_applies_exactly_the_rest_in_a_custom_table() {
+async fn pgkeel_first_then_drizzle_applies_exactly_the_rest_in_a_custom_table() {
     let db = TestDb::new("drizzle_handback").await;
     let mut client = db.client().await;
     let full = source::load(&example_dir()).unwrap();
     let (schema, table) = ("Drizzle \"Meta\"", "my migrations");
 
-    // pgshift on a database drizzle never saw: it creates drizzle's table and applies three.
+    // pgkeel on a database drizzle never saw: it creates drizzle's table and applies three.
     assert_eq!(read_rows(&client, schema, table).await.unwrap(), None);
     client
         .batch_execute(&ensure_table_sql(schema, table))
         .await
         .unwrap();
     for m in &full.migrations[..3] {
-        apply_like_pgshift(&mut client, m, schema, table).await;
+        apply_like_pgkeel(&mut client, m, schema, table).await;
     }
 
-    // The team goes back to drizzle: it runs exactly the two pgshift did not.
+    // The team goes back to drizzle: it runs exactly the two pgkeel did not.
     drizzle_migrate(&db.url, &example_dir(), Some((schema, table))).await;
     let rows = read_rows(&client, schema, table).await.unwrap().unwrap();
     assert_eq!(rows.len(), 5);
@@ -601,11 +601,11 @@ async fn pgshift_first_then_drizzle_applies_exactly_the_rest_in_a_custom_table()
     assert_eq!(n, 1, "drizzle applied 0003_slim_warhawk");
 }
 
-/// The real thing: drizzle-orm applies the first three, `pgshift migrate` takes the database
+/// The real thing: drizzle-orm applies the first three, `pgkeel migrate` takes the database
 /// over (re-applying nothing) and applies the rest, drizzle-orm then finds nothing to do.
 #[tokio::test]
-async fn pgshift_migrate_takes_over_a_drizzle_database_and_hands_it_back() {
-    use pgshift::migrate::{MigrateOptions, Migrator, Silent};
+async fn pgkeel_migrate_takes_over_a_drizzle_database_and_hands_it_back() {
+    use pgkeel::migrate::{MigrateOptions, Migrator, Silent};
     let db = TestDb::new("drizzle_takeover").await;
     let client = db.client().await;
     drizzle_migrate(&db.url, example_prefix(3).path(), None).await;
@@ -633,7 +633,7 @@ async fn pgshift_migrate_takes_over_a_drizzle_database_and_hands_it_back() {
     assert_eq!(
         count(&client, SCHEMA, TABLE).await,
         5,
-        "pgshift wrote drizzle's rows"
+        "pgkeel wrote drizzle's rows"
     );
 
     drizzle_migrate(&db.url, &example_dir(), None).await;
@@ -652,7 +652,7 @@ async fn pgshift_migrate_takes_over_a_drizzle_database_and_hands_it_back() {
 /// An entry drizzle-orm skipped (older `when` than an applied one) is held back loudly.
 #[tokio::test]
 async fn entry_drizzle_skipped_is_held_back_with_a_warning() {
-    use pgshift::migrate::{MigrateError, MigrateOptions, Migrator, Silent};
+    use pgkeel::migrate::{MigrateError, MigrateOptions, Migrator, Silent};
     let db = TestDb::new("drizzle_skipped").await;
     let client = db.client().await;
     let full = source::load(&example_dir()).unwrap();

@@ -7,10 +7,10 @@ mod support;
 use std::collections::HashMap;
 use std::path::Path;
 
-use pgshift::config::Settings;
-use pgshift::fleet::{self, FleetOptions, FleetReport, FleetTarget, TargetStatus, TargetsFile};
-use pgshift::migrate::MigrateOptions;
-use pgshift::source::{self, MigrationSet};
+use pgkeel::config::Settings;
+use pgkeel::fleet::{self, FleetOptions, FleetReport, FleetTarget, TargetStatus, TargetsFile};
+use pgkeel::migrate::MigrateOptions;
+use pgkeel::source::{self, MigrationSet};
 use support::{admin_url, native, settings_for, TestDb};
 
 /// Three small migrations; `runs` gets one row per migration that inserts, so a migration
@@ -384,7 +384,7 @@ async fn resume_skips_targets_done_in_the_previous_report() {
     assert_eq!(first.targets[2].status, Failed);
     let reports = tempfile::tempdir().unwrap();
     let path =
-        pgshift::report::write_report_named(reports.path(), "fleet-migrate-x", &first).unwrap();
+        pgkeel::report::write_report_named(reports.path(), "fleet-migrate-x", &first).unwrap();
 
     // Fix the broken database, add a migration, resume: the targets done before are skipped
     // (so they do not get the new migration), the others get all four.

@@ -7,11 +7,11 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use pgshift::config::Settings;
-use pgshift::migrate::{MigrateOptions, Migrator, Silent};
-use pgshift::monitor::{Monitor, MonitorReport, Sections};
-use pgshift::report::Severity;
-use pgshift::source;
+use pgkeel::config::Settings;
+use pgkeel::migrate::{MigrateOptions, Migrator, Silent};
+use pgkeel::monitor::{Monitor, MonitorReport, Sections};
+use pgkeel::report::Severity;
+use pgkeel::source;
 use support::{native, TestDb};
 
 fn example_dir() -> PathBuf {
@@ -30,7 +30,7 @@ fn alerts_for<'a>(
     r: &'a MonitorReport,
     id: &str,
     object: &str,
-) -> Vec<&'a pgshift::report::Finding> {
+) -> Vec<&'a pgkeel::report::Finding> {
     r.alerts
         .iter()
         .filter(|a| a.id == id && a.object == object)

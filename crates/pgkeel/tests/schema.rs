@@ -6,8 +6,8 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use futures_util::stream::{self, StreamExt};
-use pgshift::schema::{self, introspect, Diff, IntrospectOptions, Snapshot, SnapshotInput};
-use pgshift::scratch::ScratchOptions;
+use pgkeel::schema::{self, introspect, Diff, IntrospectOptions, Snapshot, SnapshotInput};
+use pgkeel::scratch::ScratchOptions;
 use support::TestDb;
 use tokio_postgres::Client;
 
@@ -221,13 +221,13 @@ async fn two_dumps_of_the_same_database_are_byte_identical_and_search_path_is_re
 }
 
 #[tokio::test]
-async fn extension_members_and_pgshift_tables_are_left_out() {
+async fn extension_members_and_pgkeel_tables_are_left_out() {
     let db = TestDb::new("schema_excl").await;
     run_sql(
         &db,
         "CREATE EXTENSION citext;
          CREATE TABLE __drizzle_migrations (id text PRIMARY KEY);
-         CREATE TABLE __pgshift_audit (id serial PRIMARY KEY);
+         CREATE TABLE __pgkeel_audit (id serial PRIMARY KEY);
          CREATE TABLE mine (email citext);",
     )
     .await
@@ -283,7 +283,7 @@ async fn a_migrations_folder_is_snapshotted_through_a_scratch_database() {
     let settings = target.settings();
     let scratch = ScratchOptions {
         scratch_url: None,
-        target: Some(pgshift::db::Target::from_settings(&settings).unwrap()),
+        target: Some(pgkeel::db::Target::from_settings(&settings).unwrap()),
         no_embedded: true,
     };
     // Other tests of this binary create scratch databases too: judge only the ones that
@@ -293,7 +293,7 @@ async fn a_migrations_folder_is_snapshotted_through_a_scratch_database() {
             .client()
             .await
             .query(
-                "SELECT datname::text FROM pg_database WHERE datname LIKE 'pgshift_scratch_%'",
+                "SELECT datname::text FROM pg_database WHERE datname LIKE 'pgkeel_scratch_%'",
                 &[],
             )
             .await

@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pgshift::config::Settings;
-use pgshift::migrate::{MigrateOptions, Migrator, Silent};
-use pgshift::monitor::{serve, Monitor, Sections, ServeError, ServeOptions};
-use pgshift::source;
+use pgkeel::config::Settings;
+use pgkeel::migrate::{MigrateOptions, Migrator, Silent};
+use pgkeel::monitor::{serve, Monitor, Sections, ServeError, ServeOptions};
+use pgkeel::source;
 use support::{native, TestDb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -148,9 +148,9 @@ async fn readyz_is_503_with_the_reason_when_the_database_is_down() {
     assert!(!body.contains("s3cret"), "{body}");
     let (status, metrics) = get(srv.addr, "/metrics", None).await;
     assert_eq!(status, 200);
-    assert!(metrics.contains("\npgshift_up 0\n"), "{metrics}");
+    assert!(metrics.contains("\npgkeel_up 0\n"), "{metrics}");
     assert!(
-        metrics.contains("pgshift_alerts{severity=\"critical\"} 1"),
+        metrics.contains("pgkeel_alerts{severity=\"critical\"} 1"),
         "{metrics}"
     );
     let (_, page) = get(srv.addr, "/", None).await;
@@ -190,16 +190,16 @@ async fn metrics_pass_promtool_and_are_collected_once_per_interval() {
         bodies.iter().all(|b| *b == body),
         "every scrape got the cached text"
     );
-    assert!(body.contains("\npgshift_collections_total 1\n"), "{body}");
+    assert!(body.contains("\npgkeel_collections_total 1\n"), "{body}");
     for needle in [
-        "\npgshift_up 1\n",
-        "\npgshift_migrations_pending 0\n",
-        "\npgshift_migrations_applied 5\n",
-        "\npgshift_migrations_failed 0\n",
-        "pgshift_connections{state=\"active\"}",
-        "\npgshift_database_size_bytes ",
-        "pgshift_transactions_total{result=\"commit\"}",
-        "# TYPE pgshift_deadlocks_total counter",
+        "\npgkeel_up 1\n",
+        "\npgkeel_migrations_pending 0\n",
+        "\npgkeel_migrations_applied 5\n",
+        "\npgkeel_migrations_failed 0\n",
+        "pgkeel_connections{state=\"active\"}",
+        "\npgkeel_database_size_bytes ",
+        "pgkeel_transactions_total{result=\"commit\"}",
+        "# TYPE pgkeel_deadlocks_total counter",
     ] {
         assert!(body.contains(needle), "missing {needle:?} in\n{body}");
     }
@@ -248,9 +248,9 @@ async fn a_stale_cache_answers_at_once_and_is_refreshed_in_the_background() {
     .await;
     let count = |body: &str| -> u64 {
         body.lines()
-            .find_map(|l| l.strip_prefix("pgshift_collections_total "))
+            .find_map(|l| l.strip_prefix("pgkeel_collections_total "))
             .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no pgshift_collections_total in\n{body}"))
+            .unwrap_or_else(|| panic!("no pgkeel_collections_total in\n{body}"))
     };
     let (status, body) = get(srv.addr, "/metrics", None).await;
     assert_eq!(status, 200);
@@ -392,7 +392,7 @@ async fn dashboard_charts_render_in_headless_chromium() {
     assert!(first.history.as_ref().unwrap().kept);
     client
         .batch_execute(
-            "INSERT INTO __pgshift_monitor_history (at, database_size_bytes, connections)
+            "INSERT INTO __pgkeel_monitor_history (at, database_size_bytes, connections)
              SELECT now() - make_interval(hours => 12 * i), 7000000 - i * 150000, 3 + i % 3
                FROM generate_series(1, 6) i",
         )

@@ -1,13 +1,13 @@
-//! `pgshift test` against real PostgreSQL: the example passes; a down file that forgets an
+//! `pgkeel test` against real PostgreSQL: the example passes; a down file that forgets an
 //! index and a migration that fails on fixture data fail with the right message; the JUnit
 //! output parses.
 
 mod support;
 
-use pgshift::db::Target;
-use pgshift::scratch::ScratchOptions;
-use pgshift::source;
-use pgshift::testing::{self, TestOptions};
+use pgkeel::db::Target;
+use pgkeel::scratch::ScratchOptions;
+use pgkeel::source;
+use pgkeel::testing::{self, TestOptions};
 use support::{native, settings_for};
 
 fn opts() -> TestOptions {

@@ -3,10 +3,10 @@
 
 mod support;
 
-use pgshift::db::Target;
-use pgshift::report::{Finding, Severity};
-use pgshift::source;
-use pgshift::validate::{self, ValidateOptions, ValidationReport};
+use pgkeel::db::Target;
+use pgkeel::report::{Finding, Severity};
+use pgkeel::source;
+use pgkeel::validate::{self, ValidateOptions, ValidationReport};
 use support::{native, TestDb};
 
 /// Creates a database, runs `setup` in it (statement by statement, so CREATE INDEX
@@ -295,14 +295,14 @@ async fn pending_migrations_that_would_fail_on_current_data_are_found() {
     ]);
     let set = source::load(dir.path()).unwrap();
     let settings = db.settings();
-    pgshift::migrate::Migrator::new(&settings, &set)
+    pgkeel::migrate::Migrator::new(&settings, &set)
         .migrate(
             &db.client().await,
-            &pgshift::migrate::MigrateOptions {
+            &pgkeel::migrate::MigrateOptions {
                 target: Some("0001_base".into()),
                 ..Default::default()
             },
-            &mut pgshift::migrate::Silent,
+            &mut pgkeel::migrate::Silent,
         )
         .await
         .unwrap();
@@ -339,7 +339,7 @@ async fn pending_migrations_that_would_fail_on_current_data_are_found() {
 async fn a_check_without_privilege_is_skipped_and_the_run_goes_on() {
     let db = TestDb::new("val_privilege").await;
     let client = db.client().await;
-    let role = format!("pgshift_lowly_{}", std::process::id());
+    let role = format!("pgkeel_lowly_{}", std::process::id());
     client
         .batch_execute(&format!(
             "{BASE}
@@ -401,14 +401,14 @@ async fn schema_drift_is_found_against_the_folder_and_the_fix_removes_it() {
     let set = source::load(dir.path()).unwrap();
     let settings = db.settings();
     let client = db.client().await;
-    pgshift::migrate::Migrator::new(&settings, &set)
+    pgkeel::migrate::Migrator::new(&settings, &set)
         .migrate(
             &client,
-            &pgshift::migrate::MigrateOptions {
+            &pgkeel::migrate::MigrateOptions {
                 target: Some("0001_base".into()),
                 ..Default::default()
             },
-            &mut pgshift::migrate::Silent,
+            &mut pgkeel::migrate::Silent,
         )
         .await
         .unwrap();

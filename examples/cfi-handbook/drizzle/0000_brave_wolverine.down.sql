@@ -1,4 +1,4 @@
--- Rollback of 0000_brave_wolverine (pgshift extension; drizzle-kit ignores this file).
+-- Rollback of 0000_brave_wolverine (pgkeel extension; drizzle-kit ignores this file).
 DROP TABLE "processed_files";
 --> statement-breakpoint
 DROP TABLE "analysis_sessions";

@@ -1,4 +1,4 @@
--- Rollback of 0004_happy_banshee (pgshift extension; drizzle-kit ignores this file).
+-- Rollback of 0004_happy_banshee (pgkeel extension; drizzle-kit ignores this file).
 DROP INDEX "page_feedback_page_idx";
 --> statement-breakpoint
 ALTER TABLE "page_feedback" DROP COLUMN "category";

@@ -1,5 +1,5 @@
-//! `pgshift backup full|incremental|list|verify|cleanup` and `pgshift restore`: flags, progress
-//! bars, summaries and exit codes. The work is in `pgshift::backup`.
+//! `pgkeel backup full|incremental|list|verify|cleanup` and `pgkeel restore`: flags, progress
+//! bars, summaries and exit codes. The work is in `pgkeel::backup`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pgshift::backup::pgtools::SchemaFilter;
-use pgshift::backup::{
+use pgkeel::backup::pgtools::SchemaFilter;
+use pgkeel::backup::{
     self, BackupOptions, BackupStatus, KeyConfig, Manifest, Progress, Quiet, RestoreOptions,
     VerifyOptions,
 };
-use pgshift::db::Target;
+use pgkeel::db::Target;
 use serde::Serialize;
 
 use crate::ctx::Ctx;
@@ -44,7 +44,7 @@ enum BackupCommand {
 
 #[derive(Debug, Args)]
 pub struct DirArgs {
-    /// Directory holding the backups (default: PGSHIFT_BACKUP_DIR / backup.dir, `backups/`).
+    /// Directory holding the backups (default: PGKEEL_BACKUP_DIR / backup.dir, `backups/`).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
 }
@@ -66,7 +66,7 @@ pub struct FullArgs {
     /// 1–9 on gzip's scale, as the spec's BACKUP_COMPRESSION_LEVEL=6 and pg_dump -Z (6 is
     /// zstd level 3), or zstd:N for an exact zstd level 1–22 [default: BACKUP_COMPRESSION_LEVEL]
     #[arg(long, value_name = "LEVEL")]
-    compression_level: Option<pgshift::config::CompressionLevel>,
+    compression_level: Option<pgkeel::config::CompressionLevel>,
 }
 
 #[derive(Debug, Args)]
@@ -352,7 +352,7 @@ async fn full(ctx: Ctx, a: FullArgs) -> anyhow::Result<i32> {
     }
     if !ctx.json() {
         eprintln!(
-            "pgshift: full backup of {} → {}",
+            "pgkeel: full backup of {} → {}",
             ctx.target()?,
             dir.display()
         );
@@ -586,7 +586,7 @@ pub async fn restore(ctx: Ctx, a: RestoreArgs) -> anyhow::Result<i32> {
         keys: keys(&ctx, &a.keys),
     };
     if !ctx.json() {
-        eprintln!("pgshift: restoring {} → {target}", path.display());
+        eprintln!("pgkeel: restoring {} → {target}", path.display());
     }
     let progress = if ctx.json() {
         Arc::new(Quiet)
@@ -625,8 +625,8 @@ pub async fn restore(ctx: Ctx, a: RestoreArgs) -> anyhow::Result<i32> {
 /// the migration.
 pub async fn before_production_migration(
     ctx: &Ctx,
-    migrator: &pgshift::migrate::Migrator<'_>,
-    client: &pgshift::db::Client,
+    migrator: &pgkeel::migrate::Migrator<'_>,
+    client: &pgkeel::db::Client,
 ) -> anyhow::Result<()> {
     let plan = migrator.plan(client).await?;
     if plan.counts.pending == 0 {
@@ -641,7 +641,7 @@ pub async fn before_production_migration(
     ));
     if !ctx.json() {
         eprintln!(
-            "pgshift: production: {} pending; taking a full backup into {} first",
+            "pgkeel: production: {} pending; taking a full backup into {} first",
             plan.counts.pending,
             dir.display()
         );
@@ -658,7 +658,7 @@ pub async fn before_production_migration(
         })?;
     if !ctx.json() {
         eprintln!(
-            "pgshift: backup {} done ({} stored); migrating",
+            "pgkeel: backup {} done ({} stored); migrating",
             m.name,
             size(m.stored_bytes())
         );

@@ -1,7 +1,7 @@
-//! `pgshift baseline --to ID`.
+//! `pgkeel baseline --to ID`.
 
 use clap::Args;
-use pgshift::migrate::Migrator;
+use pgkeel::migrate::Migrator;
 use serde_json::json;
 
 use crate::ctx::Ctx;

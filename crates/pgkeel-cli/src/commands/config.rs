@@ -1,4 +1,4 @@
-//! `pgshift config`: the resolved settings and where each came from.
+//! `pgkeel config`: the resolved settings and where each came from.
 
 use clap::Args;
 use serde_json::json;

@@ -1,11 +1,11 @@
-//! `pgshift demo`: the example project (the spec's CFI Handbook app) on a private, throw-away
+//! `pgkeel demo`: the example project (the spec's CFI Handbook app) on a private, throw-away
 //! PostgreSQL server that is stopped and deleted on exit, also on Ctrl-C. It never touches the
 //! database configured in DATABASE_URL.
 
 use clap::Args;
-use pgshift::embedded::EmbeddedServer;
-use pgshift::migrate::{MigrateOptions, Migrator, Silent, State};
-use pgshift::source;
+use pgkeel::embedded::EmbeddedServer;
+use pgkeel::migrate::{MigrateOptions, Migrator, Silent, State};
+use pgkeel::source;
 
 use crate::commands::migrate::HumanObserver;
 use crate::ctx::Ctx;
@@ -39,11 +39,11 @@ pub async fn run(mut ctx: Ctx, args: DemoArgs) -> anyhow::Result<i32> {
 
 async fn demo(ctx: &mut Ctx, server: &EmbeddedServer, args: &DemoArgs) -> anyhow::Result<i32> {
     let work = tempfile::tempdir()?;
-    let dir = pgshift::demo::write_example(work.path())?;
+    let dir = pgkeel::demo::write_example(work.path())?;
     let mut settings = ctx.settings.clone();
     settings.database_url = Some(server.url("postgres"));
-    let admin = pgshift::db::Target::from_settings(&settings)?;
-    let target = pgshift::db::create_database(&admin, "cfi_handbook").await?;
+    let admin = pgkeel::db::Target::from_settings(&settings)?;
+    let target = pgkeel::db::create_database(&admin, "cfi_handbook").await?;
     settings.database_url = Some(server.url("cfi_handbook"));
     let client = target.connect().await?;
     println!(
@@ -58,17 +58,17 @@ async fn demo(ctx: &mut Ctx, server: &EmbeddedServer, args: &DemoArgs) -> anyhow
     let set = source::load(&dir)?;
     let migrator = Migrator::new(&settings, &set);
     println!(
-        "$ pgshift migrate validate   # {} migrations in drizzle/ ({})",
+        "$ pgkeel migrate validate   # {} migrations in drizzle/ ({})",
         set.migrations.len(),
         set.layout
     );
     for m in &set.migrations {
-        pgshift::migrate::parse(m)?;
+        pgkeel::migrate::parse(m)?;
     }
     println!("ok: every file parses with PostgreSQL's own parser; nothing applied yet");
     println!();
 
-    println!("$ pgshift migrate --target {}", set.migrations[2].id);
+    println!("$ pgkeel migrate --target {}", set.migrations[2].id);
     let mut obs = HumanObserver::new(false);
     let opts = MigrateOptions {
         target: Some(set.migrations[2].id.clone()),
@@ -83,7 +83,7 @@ async fn demo(ctx: &mut Ctx, server: &EmbeddedServer, args: &DemoArgs) -> anyhow
     );
     println!();
 
-    println!("$ pgshift migrate --dry-run");
+    println!("$ pgkeel migrate --dry-run");
     let dry = migrator
         .migrate(
             &client,
@@ -99,7 +99,7 @@ async fn demo(ctx: &mut Ctx, server: &EmbeddedServer, args: &DemoArgs) -> anyhow
     }
     println!();
 
-    println!("$ pgshift migrate");
+    println!("$ pgkeel migrate");
     let r = migrator
         .migrate(&client, &MigrateOptions::default(), &mut obs)
         .await?;
@@ -113,12 +113,12 @@ async fn demo(ctx: &mut Ctx, server: &EmbeddedServer, args: &DemoArgs) -> anyhow
         .migrate(&client, &MigrateOptions::default(), &mut Silent)
         .await?;
     println!(
-        "$ pgshift migrate   # again: {} to apply, idempotent",
+        "$ pgkeel migrate   # again: {} to apply, idempotent",
         again.applied.len()
     );
     println!();
 
-    println!("$ pgshift status");
+    println!("$ pgkeel status");
     let plan = migrator.plan(&client).await?;
     for e in &plan.migrations {
         let state = if e.state == State::Applied {
@@ -134,28 +134,28 @@ async fn demo(ctx: &mut Ctx, server: &EmbeddedServer, args: &DemoArgs) -> anyhow
                 .unwrap_or_default()
         );
     }
-    let tables = pgshift::demo::user_tables(&client).await?;
+    let tables = pgkeel::demo::user_tables(&client).await?;
     println!();
     println!("tables: {}", tables.join(", "));
 
     println!();
-    println!("$ pgshift monitor");
-    let monitor = pgshift::monitor::Monitor::new(&settings, dir.clone())?;
-    let report = monitor.run(pgshift::monitor::Sections::ALL).await;
+    println!("$ pgkeel monitor");
+    let monitor = pgkeel::monitor::Monitor::new(&settings, dir.clone())?;
+    let report = monitor.run(pgkeel::monitor::Sections::ALL).await;
     crate::commands::monitor::print_report(&report, None);
 
     if args.serve {
-        let mut opts = pgshift::monitor::ServeOptions {
+        let mut opts = pgkeel::monitor::ServeOptions {
             listen: ([127, 0, 0, 1], 9187).into(),
             token: None,
             interval: std::time::Duration::from_secs(5),
         };
-        let server = match pgshift::monitor::serve::bind(monitor.clone(), opts.clone()).await {
+        let server = match pgkeel::monitor::serve::bind(monitor.clone(), opts.clone()).await {
             Ok(s) => s,
             Err(_) => {
                 // 9187 is taken: any free port will do for a demo.
                 opts.listen = ([127, 0, 0, 1], 0).into();
-                pgshift::monitor::serve::bind(monitor, opts).await?
+                pgkeel::monitor::serve::bind(monitor, opts).await?
             }
         };
         println!();

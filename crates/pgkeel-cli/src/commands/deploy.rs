@@ -1,15 +1,15 @@
-//! `pgshift deploy`: the production pipeline (pre-flight, backup, migrate, post-migration
+//! `pgkeel deploy`: the production pipeline (pre-flight, backup, migrate, post-migration
 //! validation, performance, health) with one report.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use pgshift::deploy::{
+use pgkeel::deploy::{
     self, DeployObserver, DeployOptions, DeployReport, Environment, FailureKind,
 };
-use pgshift::migrate::{Applied, Observer};
-use pgshift::report::{self, Severity};
+use pgkeel::migrate::{Applied, Observer};
+use pgkeel::report::{self, Severity};
 
 use super::migrate::HumanObserver;
 use crate::args::{FleetOpts, SafetyOpts};
@@ -36,13 +36,13 @@ or the health URL failed (the report has the rollback and restore commands); 130
 With --targets: 0 when every target is ok, 3 when every failure was a connection failure, else 4.
 
 Examples:
-  pgshift deploy --env production
-  pgshift deploy --env staging --health-url https://staging.example.com/api/health
-  pgshift deploy --env production --targets targets.toml --parallel 4 --canary 1")]
+  pgkeel deploy --env production
+  pgkeel deploy --env staging --health-url https://staging.example.com/api/health
+  pgkeel deploy --env production --targets targets.toml --parallel 4 --canary 1")]
 pub struct DeployArgs {
     /// production: full verified backup first, lint errors stop the deploy. staging and
     /// development: no backup unless --backup, lint findings are reported only.
-    #[arg(long = "env", env = "PGSHIFT_ENV", value_name = "ENV", value_parser = parse_env)]
+    #[arg(long = "env", env = "PGKEEL_ENV", value_name = "ENV", value_parser = parse_env)]
     environment: Environment,
     /// Go on when the schema drifted from the migrations folder before migrating (the drift is
     /// still reported).
@@ -54,7 +54,7 @@ pub struct DeployArgs {
     /// Skip the pre-deploy backup, also in production (e.g. the host takes snapshots).
     #[arg(long)]
     no_backup: bool,
-    /// Directory for the pre-deploy backup (default: PGSHIFT_BACKUP_DIR / backup.dir).
+    /// Directory for the pre-deploy backup (default: PGKEEL_BACKUP_DIR / backup.dir).
     #[arg(long, value_name = "DIR")]
     backup_dir: Option<PathBuf>,
     /// Lint findings at or above this level stop the deploy: info, warning, critical, or never.
@@ -75,7 +75,7 @@ pub struct DeployArgs {
     /// query string (tokens) never appears in output or reports.
     #[arg(
         long,
-        env = "PGSHIFT_HEALTH_URL",
+        env = "PGKEEL_HEALTH_URL",
         value_name = "URL",
         hide_env_values = true
     )]
@@ -136,7 +136,7 @@ pub async fn run(mut ctx: Ctx, args: DeployArgs) -> anyhow::Result<i32> {
     // An empty value (an unset CI variable expanded to "") means no health check.
     opts.health_url = args.health_url.filter(|u| !u.trim().is_empty());
     if let Some(t) = &args.health_timeout {
-        opts.health_timeout = pgshift::source::parse_duration(t)
+        opts.health_timeout = pgkeel::source::parse_duration(t)
             .filter(|d| !d.is_zero())
             .ok_or_else(|| {
                 anyhow::anyhow!("--health-timeout: `{t}` is not a duration like 30s or 2min")
@@ -148,7 +148,7 @@ pub async fn run(mut ctx: Ctx, args: DeployArgs) -> anyhow::Result<i32> {
     }
     if !ctx.json() {
         eprintln!(
-            "pgshift: deploying {} ({} migrations) to {} [{}]",
+            "pgkeel: deploying {} ({} migrations) to {} [{}]",
             set.dir.display(),
             set.migrations.len(),
             ctx.target()
@@ -193,12 +193,12 @@ async fn run_fleet(
     ctx: Ctx,
     fleet: &FleetOpts,
     opts: DeployOptions,
-    set: pgshift::source::MigrationSet,
+    set: pgkeel::source::MigrationSet,
 ) -> anyhow::Result<i32> {
     let targets = super::fleet::targets(&ctx, fleet).await?;
     if !ctx.json() {
         eprintln!(
-            "pgshift: deploying {} ({} migrations) to {} target(s), {} at a time [{}]",
+            "pgkeel: deploying {} ({} migrations) to {} target(s), {} at a time [{}]",
             set.dir.display(),
             set.migrations.len(),
             targets.len(),
@@ -230,9 +230,9 @@ async fn run_fleet(
                     deploy::run(&t.settings, set, &o, Some(interrupt), &mut deploy::Quiet).await;
                 let detail = serde_json::to_value(&r).unwrap_or_default();
                 match &r.failure {
-                    None => pgshift::fleet::TargetOutcome::ok(detail),
+                    None => pgkeel::fleet::TargetOutcome::ok(detail),
                     Some(f) => {
-                        let mut out = pgshift::fleet::TargetOutcome::failed(
+                        let mut out = pgkeel::fleet::TargetOutcome::failed(
                             format!("{} failed: {}", f.step, f.message),
                             detail,
                         );
@@ -260,7 +260,7 @@ fn dir_name(name: &str) -> String {
 }
 
 /// A target's deploy in a few words, from its report (the fleet line's detail).
-fn fleet_summary(line: &pgshift::fleet::TargetLine) -> String {
+fn fleet_summary(line: &pgkeel::fleet::TargetLine) -> String {
     let d = &line.detail;
     let applied = d["applied"].as_array().map_or(0, Vec::len);
     match d["failure"]["step"].as_str() {
@@ -298,7 +298,7 @@ struct StepPrinter {
 }
 
 impl Observer for StepPrinter {
-    fn lock_wait(&mut self, holder: Option<&pgshift::db::LockHolder>, waited: Duration) {
+    fn lock_wait(&mut self, holder: Option<&pgkeel::db::LockHolder>, waited: Duration) {
         self.migrate.lock_wait(holder, waited);
     }
     fn start(&mut self, id: &str, index: usize, total: usize) {
@@ -309,8 +309,8 @@ impl Observer for StepPrinter {
         id: &str,
         attempt: u32,
         delay: Duration,
-        error: &pgshift::db::PgError,
-        blockers: &[pgshift::db::Blocker],
+        error: &pgkeel::db::PgError,
+        blockers: &[pgkeel::db::Blocker],
     ) {
         self.migrate.retry(id, attempt, delay, error, blockers);
     }

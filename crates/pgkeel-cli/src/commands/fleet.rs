@@ -6,8 +6,8 @@
 use std::future::Future;
 use std::path::PathBuf;
 
-use pgshift::fleet::{self, FleetOptions, FleetReport, FleetTarget, TargetLine, TargetOutcome};
-use pgshift::fleet::{TargetStatus, TargetsFile};
+use pgkeel::fleet::{self, FleetOptions, FleetReport, FleetTarget, TargetLine, TargetOutcome};
+use pgkeel::fleet::{TargetStatus, TargetsFile};
 use serde::Serialize;
 
 use crate::args::FleetOpts;
@@ -103,7 +103,7 @@ where
             "fleet-{command}-{}",
             report.started_at.format("%Y-%m-%d-%H%M%S")
         );
-        Some(pgshift::report::write_report_named(
+        Some(pgkeel::report::write_report_named(
             &ctx.cwd.join(&ctx.settings.reports_dir),
             &name,
             &report,
@@ -180,7 +180,7 @@ fn print_summary(report: &FleetReport, written: Option<&PathBuf>, opts: &FleetOp
                 .map(|t| t.display().to_string())
                 .unwrap_or_default();
             println!(
-                "to retry the rest: pgshift {command} --targets {targets} --resume {}",
+                "to retry the rest: pgkeel {command} --targets {targets} --resume {}",
                 p.display()
             );
         }

@@ -1,10 +1,10 @@
-//! `pgshift lint [FILES…]`: dangerous-operation rules over the parse tree.
+//! `pgkeel lint [FILES…]`: dangerous-operation rules over the parse tree.
 
 use std::path::PathBuf;
 
 use clap::Args;
-use pgshift::lint::{self, FileReport, LintOptions};
-use pgshift::report::Severity;
+use pgkeel::lint::{self, FileReport, LintOptions};
+use pgkeel::report::Severity;
 use serde::Serialize;
 
 use crate::ctx::Ctx;

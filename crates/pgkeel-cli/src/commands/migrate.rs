@@ -1,11 +1,11 @@
-//! `pgshift migrate` and `pgshift migrate validate`.
+//! `pgkeel migrate` and `pgkeel migrate validate`.
 
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use pgshift::db::{Blocker, LockHolder, PgError};
-use pgshift::migrate::{self, Applied, MigrateOptions, Migrator, Observer};
+use pgkeel::db::{Blocker, LockHolder, PgError};
+use pgkeel::migrate::{self, Applied, MigrateOptions, Migrator, Observer};
 use serde::Serialize;
 
 use crate::args::{FleetOpts, SafetyOpts};
@@ -31,7 +31,7 @@ pub struct MigrateArgs {
     safety: SafetyOpts,
     /// Deployment environment. `production` takes a full backup (into the backup directory)
     /// before applying anything and refuses to migrate if the backup fails.
-    #[arg(long = "env", env = "PGSHIFT_ENV", value_name = "ENV")]
+    #[arg(long = "env", env = "PGKEEL_ENV", value_name = "ENV")]
     environment: Option<String>,
     #[command(flatten)]
     fleet: FleetOpts,
@@ -77,7 +77,7 @@ pub async fn run(mut ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
     let mut obs = HumanObserver::new(ctx.json());
     if !ctx.json() {
         eprintln!(
-            "pgshift: {} migrations in {} ({:?}) → {target}",
+            "pgkeel: {} migrations in {} ({:?}) → {target}",
             set.migrations.len(),
             set.dir.display(),
             set.layout
@@ -163,7 +163,7 @@ async fn run_fleet(ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
     if args.environment.as_deref() == Some("production") && !args.dry_run {
         anyhow::bail!(
             "--env production (a backup before migrating) is not supported with --targets yet: \
-             back up each database with `pgshift backup full` first and run without --env"
+             back up each database with `pgkeel backup full` first and run without --env"
         );
     }
     let set = ctx.load_set()?;
@@ -175,7 +175,7 @@ async fn run_fleet(ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
     };
     if !ctx.json() {
         eprintln!(
-            "pgshift: {} migrations in {} ({:?}) → {} target(s), {} at a time{}",
+            "pgkeel: {} migrations in {} ({:?}) → {} target(s), {} at a time{}",
             set.migrations.len(),
             set.dir.display(),
             set.layout,
@@ -195,15 +195,15 @@ async fn run_fleet(ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
         exit_codes::MIGRATION_FAILED,
         targets,
         fleet_summary,
-        move |t| pgshift::fleet::migrate_target(t, set, opts, Some(interrupt.clone())),
+        move |t| pgkeel::fleet::migrate_target(t, set, opts, Some(interrupt.clone())),
     )
     .await
 }
 
 /// What a target's migrate did, from its report (the fleet line's detail).
-fn fleet_summary(line: &pgshift::fleet::TargetLine) -> String {
+fn fleet_summary(line: &pgkeel::fleet::TargetLine) -> String {
     let d = &line.detail;
-    if line.status != pgshift::fleet::TargetStatus::Ok {
+    if line.status != pgkeel::fleet::TargetStatus::Ok {
         return match d["migration"].as_str() {
             Some(id) => format!("failed at {id}"),
             None if line.connection_error => "cannot connect".into(),
@@ -251,7 +251,7 @@ async fn validate(ctx: Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
     // Warnings (a data-losing migration without a rollback file) are shown but pass.
     let ok = !problems
         .iter()
-        .any(|p| p.severity >= pgshift::report::Severity::Critical);
+        .any(|p| p.severity >= pgkeel::report::Severity::Critical);
     if ctx.json() {
         ctx.print_json(&ValidateOut {
             ok,
@@ -265,7 +265,7 @@ async fn validate(ctx: Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
     } else {
         for p in &problems {
             let label = match p.severity {
-                pgshift::report::Severity::Critical => p.kind.to_string(),
+                pgkeel::report::Severity::Critical => p.kind.to_string(),
                 other => format!("{other}: {}", p.kind),
             };
             println!("{label}: {}: {}", p.id, p.message);
@@ -277,7 +277,7 @@ async fn validate(ctx: Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
         let warnings = problems.len()
             - problems
                 .iter()
-                .filter(|p| p.severity >= pgshift::report::Severity::Critical)
+                .filter(|p| p.severity >= pgkeel::report::Severity::Critical)
                 .count();
         if ok {
             let warned = match warnings {

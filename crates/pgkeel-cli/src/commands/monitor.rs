@@ -1,4 +1,4 @@
-//! `pgshift monitor`: the health report (spec: db:monitor, db:monitor:health,
+//! `pgkeel monitor`: the health report (spec: db:monitor, db:monitor:health,
 //! db:monitor:migrations, db:monitor:performance), saved to reports/db-health-YYYY-MM-DD.json;
 //! the exit code is the worst alert level. `--watch` repeats and prints only what changed.
 
@@ -7,9 +7,9 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::Args;
-use pgshift::monitor::dashboard::{bytes, duration};
-use pgshift::monitor::{Monitor, MonitorReport, Sections};
-use pgshift::report::{Finding, Severity};
+use pgkeel::monitor::dashboard::{bytes, duration};
+use pgkeel::monitor::{Monitor, MonitorReport, Sections};
+use pgkeel::report::{Finding, Severity};
 use serde_json::json;
 
 use crate::ctx::Ctx;
@@ -148,12 +148,12 @@ impl Style {
     }
 }
 
-/// The human report (also printed by `pgshift demo`).
+/// The human report (also printed by `pgkeel demo`).
 pub fn print_report(r: &MonitorReport, saved: Option<&std::path::Path>) {
     let st = Style::new();
     println!(
         "{} · {} · {}",
-        st.bold("pgshift monitor"),
+        st.bold("pgkeel monitor"),
         r.database,
         r.generated_at.format("%Y-%m-%d %H:%M:%S UTC")
     );

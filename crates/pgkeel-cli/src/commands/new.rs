@@ -1,4 +1,4 @@
-//! `pgshift new NAME`: the next migration file.
+//! `pgkeel new NAME`: the next migration file.
 
 use clap::Args;
 use serde_json::json;
@@ -14,7 +14,7 @@ pub struct NewArgs {
 
 pub async fn run(ctx: Ctx, args: NewArgs) -> anyhow::Result<i32> {
     let dir = ctx.migrations_dir();
-    let path = pgshift::source::new_migration(&dir, &args.name, chrono::Utc::now())?;
+    let path = pgkeel::source::new_migration(&dir, &args.name, chrono::Utc::now())?;
     if ctx.json() {
         ctx.print_json(&json!({ "ok": true, "path": path }))?;
     } else {

@@ -1,7 +1,7 @@
-//! `pgshift repair`: accept cosmetic edits of applied migration files.
+//! `pgkeel repair`: accept cosmetic edits of applied migration files.
 
 use clap::Args;
-use pgshift::migrate::Migrator;
+use pgkeel::migrate::Migrator;
 use serde_json::json;
 
 use crate::ctx::Ctx;

@@ -1,7 +1,7 @@
-//! `pgshift rollback ID` (spec: `db:migrate:rollback <id>`).
+//! `pgkeel rollback ID` (spec: `db:migrate:rollback <id>`).
 
 use clap::Args;
-use pgshift::rollback::{self, RollbackOptions, RollbackReport};
+use pgkeel::rollback::{self, RollbackOptions, RollbackReport};
 use serde::Serialize;
 
 use crate::args::SafetyOpts;
@@ -16,7 +16,7 @@ pub struct RollbackArgs {
     #[arg(value_name = "ID")]
     id: String,
     /// Also roll back every later migration that is still applied, newest first (without it,
-    /// pgshift refuses and names them).
+    /// pgkeel refuses and names them).
     #[arg(long)]
     cascade: bool,
     /// Print which migrations would be rolled back and the exact SQL; change nothing.
@@ -44,7 +44,7 @@ pub async fn run(mut ctx: Ctx, args: RollbackArgs) -> anyhow::Result<i32> {
     };
     if !ctx.json() {
         eprintln!(
-            "pgshift: rolling back {}{} in {} → {target}",
+            "pgkeel: rolling back {}{} in {} → {target}",
             args.id,
             if args.cascade {
                 " and every later migration"
@@ -86,7 +86,7 @@ pub async fn run(mut ctx: Ctx, args: RollbackArgs) -> anyhow::Result<i32> {
             );
         }
         println!(
-            "rolled back {} migration(s) in {}; `pgshift migrate` applies them again",
+            "rolled back {} migration(s) in {}; `pgkeel migrate` applies them again",
             report.rolled_back.len(),
             ms(report.duration_ms)
         );

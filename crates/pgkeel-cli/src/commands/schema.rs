@@ -1,11 +1,11 @@
-//! `pgshift schema dump|diff`: snapshots of the schema and the ordered DDL between two.
+//! `pgkeel schema dump|diff`: snapshots of the schema and the ordered DDL between two.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use pgshift::schema::{self, Diff, IntrospectOptions, Snapshot, SnapshotInput};
-use pgshift::scratch::ScratchOptions;
+use pgkeel::schema::{self, Diff, IntrospectOptions, Snapshot, SnapshotInput};
+use pgkeel::scratch::ScratchOptions;
 use serde::Serialize;
 
 use crate::args::Format;
@@ -50,7 +50,7 @@ pub struct DiffArgs {
     /// Schema to include; repeat for several. Default: public.
     #[arg(long = "schema", short = 's', value_name = "SCHEMA")]
     pub schemas: Vec<String>,
-    /// Server where pgshift may CREATE DATABASE for scratch databases (when a side is a
+    /// Server where pgkeel may CREATE DATABASE for scratch databases (when a side is a
     /// migrations folder). Default: the target server, else a private throw-away server.
     #[arg(long, value_name = "URL", hide_env_values = true)]
     pub scratch_url: Option<String>,
@@ -126,7 +126,7 @@ async fn diff(ctx: Ctx, args: DiffArgs) -> anyhow::Result<i32> {
             ctx.settings
                 .database_url
                 .clone()
-                .ok_or(pgshift::db::DbError::NotConfigured)?,
+                .ok_or(pgkeel::db::DbError::NotConfigured)?,
         ),
     };
     let a: Snapshot = schema::load(&from, &ctx.settings, &opts, &scratch).await?;

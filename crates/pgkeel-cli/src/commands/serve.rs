@@ -1,4 +1,4 @@
-//! `pgshift serve`: health and readiness checks, Prometheus metrics and the dashboard over HTTP
+//! `pgkeel serve`: health and readiness checks, Prometheus metrics and the dashboard over HTTP
 //! (the library's `monitor::serve`), until Ctrl-C / SIGTERM.
 
 use std::net::SocketAddr;
@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use pgshift::monitor::{serve, Monitor, ServeOptions};
+use pgkeel::monitor::{serve, Monitor, ServeOptions};
 
 use crate::ctx::Ctx;
 use crate::exit_codes;

@@ -1,7 +1,7 @@
-//! `pgshift status`: the folder compared with the ledger.
+//! `pgkeel status`: the folder compared with the ledger.
 
 use clap::Args;
-use pgshift::migrate::{Migrator, State};
+use pgkeel::migrate::{Migrator, State};
 use serde::Serialize;
 
 use crate::ctx::Ctx;
@@ -23,7 +23,7 @@ struct StatusOut<'a> {
     database: String,
     ledger: String,
     #[serde(flatten)]
-    plan: &'a pgshift::migrate::Plan,
+    plan: &'a pgkeel::migrate::Plan,
 }
 
 pub async fn run(ctx: Ctx, args: StatusArgs) -> anyhow::Result<i32> {
@@ -84,7 +84,7 @@ pub async fn run(ctx: Ctx, args: StatusArgs) -> anyhow::Result<i32> {
         );
         if c.modified > 0 {
             println!(
-                "modified~ = cosmetic change only (`pgshift repair`); MODIFIED = the SQL changed"
+                "modified~ = cosmetic change only (`pgkeel repair`); MODIFIED = the SQL changed"
             );
         }
     }

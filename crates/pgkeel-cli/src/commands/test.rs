@@ -1,10 +1,10 @@
-//! `pgshift test` (spec: test:migration): the migration test suite in a scratch database.
+//! `pgkeel test` (spec: test:migration): the migration test suite in a scratch database.
 
 use std::path::PathBuf;
 
 use clap::Args;
-use pgshift::report::{self, Severity};
-use pgshift::testing::{self, TestOptions, TestReport};
+use pgkeel::report::{self, Severity};
+use pgkeel::testing::{self, TestOptions, TestReport};
 
 use crate::ctx::Ctx;
 use crate::exit_codes;
@@ -12,7 +12,7 @@ use crate::render::ms;
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// A server where pgshift may create the scratch database (default: the configured
+    /// A server where pgkeel may create the scratch database (default: the configured
     /// database's server when its role may CREATE DATABASE, else a private throw-away server).
     /// The target database itself is never touched.
     #[arg(long, value_name = "URL", hide_env_values = true)]
@@ -61,7 +61,7 @@ pub async fn run(ctx: Ctx, args: TestArgs) -> anyhow::Result<i32> {
     }
     if !ctx.json() {
         eprintln!(
-            "pgshift: testing {} migrations in {} on a scratch database…",
+            "pgkeel: testing {} migrations in {} on a scratch database…",
             set.migrations.len(),
             set.dir.display()
         );
@@ -139,7 +139,7 @@ fn print_human(r: &TestReport) {
         for v in &m.lint {
             println!(
                 "     lint {}[{}] {}:{}: {}",
-                pgshift::lint::label(v.severity),
+                pgkeel::lint::label(v.severity),
                 v.rule,
                 v.location.line,
                 v.location.column,

@@ -1,11 +1,11 @@
-//! `pgshift validate` (spec: db:validate, db:validate:schema, db:validate:data,
+//! `pgkeel validate` (spec: db:validate, db:validate:schema, db:validate:data,
 //! db:validate:performance).
 
 use std::io::IsTerminal;
 
 use clap::Args;
-use pgshift::report::{self, Severity};
-use pgshift::validate::{self, ValidateOptions, ValidationReport};
+use pgkeel::report::{self, Severity};
+use pgkeel::validate::{self, ValidateOptions, ValidationReport};
 
 use crate::ctx::Ctx;
 use crate::exit_codes;
@@ -45,12 +45,12 @@ pub struct ValidateArgs {
     /// statement_timeout of each data check (e.g. 30s, 5min). Default 5min.
     #[arg(long, value_name = "DURATION")]
     check_timeout: Option<String>,
-    /// The expected schema for --schema: a snapshot file (`pgshift schema dump --format json`),
+    /// The expected schema for --schema: a snapshot file (`pgkeel schema dump --format json`),
     /// a database URL, or a migrations folder applied whole. Default: the migrations folder,
     /// applied up to the last migration the database has applied.
     #[arg(long, value_name = "FILE|URL|DIR")]
     expected: Option<String>,
-    /// A server where pgshift may create the scratch database for the expected schema (default:
+    /// A server where pgkeel may create the scratch database for the expected schema (default:
     /// the target server, else a private throw-away server).
     #[arg(long, value_name = "URL", hide_env_values = true)]
     scratch_url: Option<String>,
@@ -72,7 +72,7 @@ pub async fn run(ctx: Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
     opts.performance = all || args.performance;
     opts.schemas = args.namespaces;
     if let Some(e) = &args.expected {
-        opts.expected = validate::schema::Expected::Input(pgshift::schema::SnapshotInput::parse(e));
+        opts.expected = validate::schema::Expected::Input(pgkeel::schema::SnapshotInput::parse(e));
     }
     opts.scratch.scratch_url = args.scratch_url;
     opts.sensitive = args.sensitive;
@@ -84,7 +84,7 @@ pub async fn run(ctx: Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
         opts.sample_percent = Some(p);
     }
     if let Some(t) = &args.check_timeout {
-        opts.check_timeout = pgshift::source::parse_duration(t)
+        opts.check_timeout = pgkeel::source::parse_duration(t)
             .filter(|d| !d.is_zero())
             .ok_or_else(|| {
                 anyhow::anyhow!("--check-timeout: `{t}` is not a duration like 30s or 5min")
@@ -94,7 +94,7 @@ pub async fn run(ctx: Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
     let set = ctx.load_set().ok();
     let target = ctx.target()?;
     if !ctx.json() {
-        eprintln!("pgshift: validating {target}…");
+        eprintln!("pgkeel: validating {target}…");
     }
     let report = validate::run(&target, &ctx.settings, set.as_ref(), &opts).await?;
     let written = if args.no_report {

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
-/// `pgshift` in `cwd` with a clean environment: no inherited DATABASE_URL/PG*, no colour.
-pub fn pgshift(cwd: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("pgshift").unwrap();
+/// `pgkeel` in `cwd` with a clean environment: no inherited DATABASE_URL/PG*, no colour.
+pub fn pgkeel(cwd: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("pgkeel").unwrap();
     cmd.current_dir(cwd)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -499,7 +499,7 @@ pub async fn full(
     let tables = assemble_tables(&snap.tables, files, |_| TableMode::Full);
     let mut manifest = Manifest {
         format_version: FORMAT_VERSION,
-        pgshift_version: env!("CARGO_PKG_VERSION").into(),
+        pgkeel_version: env!("CARGO_PKG_VERSION").into(),
         kind: Kind::Full,
         name,
         started_at,

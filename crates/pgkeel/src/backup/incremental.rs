@@ -208,7 +208,7 @@ pub async fn incremental(
     }
     let mut manifest = Manifest {
         format_version: FORMAT_VERSION,
-        pgshift_version: env!("CARGO_PKG_VERSION").into(),
+        pgkeel_version: env!("CARGO_PKG_VERSION").into(),
         kind: Kind::Incremental,
         name,
         started_at,

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{io_err, BackupError};
 
-/// The manifest layout this pgshift writes and the newest it reads.
+/// The manifest layout this pgkeel writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
 /// The manifest's file name inside a backup directory.
 pub const MANIFEST: &str = "manifest.json";
@@ -128,7 +128,7 @@ pub struct BaseRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format_version: u32,
-    pub pgshift_version: String,
+    pub pgkeel_version: String,
     pub kind: Kind,
     pub name: String,
     pub started_at: DateTime<Utc>,

@@ -1,5 +1,5 @@
-//! Backups and restores: `pgshift backup full|incremental|list|verify|cleanup` and
-//! `pgshift restore`.
+//! Backups and restores: `pgkeel backup full|incremental|list|verify|cleanup` and
+//! `pgkeel restore`.
 //!
 //! The hybrid design: one leader connection opens a REPEATABLE READ, READ ONLY transaction and
 //! exports its snapshot; `pg_dump --snapshot` writes the schema ([`pgtools`]); N workers import
@@ -87,11 +87,11 @@ pub enum BackupError {
     },
     #[error("backup {} already exists: choose another --name or delete it", path.display())]
     Exists { path: PathBuf },
-    #[error("{} is not a pgshift backup (no manifest.json): it is incomplete (interrupted or still running) or not a backup directory", path.display())]
+    #[error("{} is not a pgkeel backup (no manifest.json): it is incomplete (interrupted or still running) or not a backup directory", path.display())]
     NoManifest { path: PathBuf },
     #[error("manifest {} is damaged: {reason}; this backup cannot be trusted, use another one", path.display())]
     BadManifest { path: PathBuf, reason: String },
-    #[error("manifest {} has format version {found}, this pgshift reads up to {supported}: upgrade pgshift", path.display())]
+    #[error("manifest {} has format version {found}, this pgkeel reads up to {supported}: upgrade pgkeel", path.display())]
     UnsupportedFormat {
         path: PathBuf,
         found: u32,
@@ -111,9 +111,9 @@ pub enum BackupError {
     BadIdentityFile { path: PathBuf },
     #[error("target database {target} is not empty ({objects} tables, views or sequences): restore into an empty database, or pass --clean to drop everything in it first")]
     TargetNotEmpty { target: String, objects: i64 },
-    #[error("table {table} is not in backup {backup}: check the name (schema.table) against `pgshift backup verify`")]
+    #[error("table {table} is not in backup {backup}: check the name (schema.table) against `pgkeel backup verify`")]
     UnknownTable { table: String, backup: String },
-    #[error("no backup found in {}: take one with `pgshift backup full`", dir.display())]
+    #[error("no backup found in {}: take one with `pgkeel backup full`", dir.display())]
     NoBase { dir: PathBuf },
     #[error("base backup {name} of this incremental is missing or invalid in {}: restore needs it; restore it from your off-site copy", dir.display())]
     MissingBase { name: String, dir: PathBuf },

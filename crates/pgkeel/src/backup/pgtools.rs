@@ -1,4 +1,4 @@
-//! The PostgreSQL client programs pgshift drives: `pg_dump` for the schema (custom format, at
+//! The PostgreSQL client programs pgkeel drives: `pg_dump` for the schema (custom format, at
 //! the exported snapshot) and `pg_restore` to replay it. This module owns finding them, checking
 //! their version against the server's, and passing the connection through the environment
 //! (`PGHOST`, `PGPASSWORD`, …) so a password never appears on a command line.
@@ -11,9 +11,9 @@ use tokio_postgres::config::Host;
 use super::BackupError;
 use crate::db::Target;
 
-/// `pg_dump` or `pg_restore`, from `PGSHIFT_PG_BIN` when set, else from PATH.
+/// `pg_dump` or `pg_restore`, from `PGKEEL_PG_BIN` when set, else from PATH.
 pub fn program(tool: &str) -> std::path::PathBuf {
-    match std::env::var_os("PGSHIFT_PG_BIN") {
+    match std::env::var_os("PGKEEL_PG_BIN") {
         Some(dir) => Path::new(&dir).join(tool),
         None => tool.into(),
     }
@@ -94,7 +94,7 @@ pub fn connection_env(target: &Target) -> Vec<(&'static str, String)> {
     if let Some(root) = &target.sslrootcert {
         env.push(("PGSSLROOTCERT", root.display().to_string()));
     }
-    env.push(("PGAPPNAME", "pgshift backup".into()));
+    env.push(("PGAPPNAME", "pgkeel backup".into()));
     env.push(("PGCONNECT_TIMEOUT", "30".into()));
     env
 }

@@ -366,8 +366,8 @@ async fn apply_delta(
     };
     client
         .batch_execute(&format!(
-            "DROP TABLE IF EXISTS pg_temp.pgshift_delta; \
-             CREATE TEMP TABLE pgshift_delta AS SELECT {cols} FROM {into} WITH NO DATA",
+            "DROP TABLE IF EXISTS pg_temp.pgkeel_delta; \
+             CREATE TEMP TABLE pgkeel_delta AS SELECT {cols} FROM {into} WITH NO DATA",
             cols = column_list(&t.columns)
         ))
         .await
@@ -376,7 +376,7 @@ async fn apply_delta(
     for f in &t.files {
         rows += super::session::copy_in(
             client,
-            &copy_in_sql(t, "pg_temp.pgshift_delta"),
+            &copy_in_sql(t, "pg_temp.pgkeel_delta"),
             &top.dir,
             f,
             top.manifest.is_encrypted(),
@@ -393,9 +393,9 @@ async fn apply_delta(
         .join(" AND ");
     client
         .batch_execute(&format!(
-            "DELETE FROM {into} t USING pg_temp.pgshift_delta d WHERE {on}; \
-             INSERT INTO {into} ({cols}) SELECT {cols} FROM pg_temp.pgshift_delta; \
-             DROP TABLE pg_temp.pgshift_delta",
+            "DELETE FROM {into} t USING pg_temp.pgkeel_delta d WHERE {on}; \
+             INSERT INTO {into} ({cols}) SELECT {cols} FROM pg_temp.pgkeel_delta; \
+             DROP TABLE pg_temp.pgkeel_delta",
             cols = column_list(&t.columns)
         ))
         .await

@@ -1,4 +1,4 @@
-//! Retention: which backups `pgshift backup cleanup` deletes. Older than the retention period
+//! Retention: which backups `pgkeel backup cleanup` deletes. Older than the retention period
 //! goes, except the newest valid full backup (always kept, whatever its age) and every base an
 //! incremental that stays depends on. Incomplete directories older than the period go too (a
 //! running backup is never that old); damaged ones are reported and kept for a person to look at.

@@ -105,7 +105,7 @@ pub async fn verify(
     report.problems.sort_by(|a, b| a.subject.cmp(&b.subject));
     if let (Some(admin), true) = (&opts.restore_test, report.ok()) {
         progress.phase("restore-test");
-        let scratch = ScratchDatabase::create(admin, "pgshift_verify").await?;
+        let scratch = ScratchDatabase::create(admin, "pgkeel_verify").await?;
         let result = restore_and_compare(dir, &m, scratch.target(), opts, progress).await;
         let _ = scratch.drop_now().await;
         let (compared, problems) = result?;

@@ -1,4 +1,4 @@
-//! `pgshift lint`: rules over PostgreSQL's parse tree that catch migrations which lock, rewrite
+//! `pgkeel lint`: rules over PostgreSQL's parse tree that catch migrations which lock, rewrite
 //! or break a live database.
 //!
 //! [`RULES`] is the catalogue (id, severity, why, the safe alternative; `docs/lint-rules.md`
@@ -6,8 +6,8 @@
 //! the real parser (`pg_query`, via [`crate::sql::split`]), walks every statement with the
 //! rules in [`rules`], and applies suppressions:
 //!
-//! - `-- pgshift:ignore RULE reason` on the line(s) before a statement silences RULE for it;
-//! - `-- pgshift:ignore-file RULE reason` anywhere silences RULE for the whole file;
+//! - `-- pgkeel:ignore RULE reason` on the line(s) before a statement silences RULE for it;
+//! - `-- pgkeel:ignore-file RULE reason` anywhere silences RULE for the whole file;
 //! - an unknown rule id in a suppression is itself an error (`unknown-rule`), and a suppression
 //!   that silenced nothing is reported (`unused-suppression`).
 //!
@@ -34,7 +34,7 @@ pub struct Rule {
     pub help: &'static str,
 }
 
-/// Every rule pgshift knows, in documentation order.
+/// Every rule pgkeel knows, in documentation order.
 pub const RULES: &[Rule] = rules::RULES;
 
 /// Looks a rule up by id.
@@ -47,7 +47,7 @@ pub fn rule(id: &str) -> Option<&'static Rule> {
 pub struct LintOptions {
     /// `server_version_num` of the target (e.g. 150004); default: the newest supported.
     pub pg_version: u32,
-    /// Whether pgshift's own `lock_timeout` is off (then a file that takes strong locks must set
+    /// Whether pgkeel's own `lock_timeout` is off (then a file that takes strong locks must set
     /// one itself).
     pub lock_timeout_disabled: bool,
     /// The file is a rollback (`.down.sql`): dropping what the migration created is its job,
@@ -93,7 +93,7 @@ pub struct FileReport {
 }
 
 /// Lints `text`, the content of `path`. `no_transaction`: the file runs outside a transaction
-/// (its `-- pgshift: no-transaction` directive).
+/// (its `-- pgkeel: no-transaction` directive).
 pub fn lint_file(path: &Path, text: &str, no_transaction: bool, opts: &LintOptions) -> FileReport {
     let mut report = FileReport {
         path: path.to_path_buf(),
@@ -167,7 +167,7 @@ impl Suppression {
     }
 }
 
-/// Reads the `-- pgshift:ignore` / `ignore-file` comments; unknown rule ids and missing reasons
+/// Reads the `-- pgkeel:ignore` / `ignore-file` comments; unknown rule ids and missing reasons
 /// come back as violations.
 fn suppressions(path: &Path, text: &str) -> (Vec<Suppression>, Vec<Violation>) {
     let mut out = Vec::new();
@@ -180,7 +180,7 @@ fn suppressions(path: &Path, text: &str) -> (Vec<Suppression>, Vec<Violation>) {
         let Some(rest) = trimmed
             .strip_prefix("--")
             .map(str::trim_start)
-            .and_then(|c| c.strip_prefix("pgshift:"))
+            .and_then(|c| c.strip_prefix("pgkeel:"))
         else {
             continue;
         };
@@ -201,9 +201,9 @@ fn suppressions(path: &Path, text: &str) -> (Vec<Suppression>, Vec<Violation>) {
                 location: Location::in_file(path, text, at),
                 offset: at,
                 message: if id.is_empty() {
-                    format!("`-- pgshift:{kind}` names no rule")
+                    format!("`-- pgkeel:{kind}` names no rule")
                 } else {
-                    format!("`-- pgshift:{kind} {id}`: there is no lint rule {id}")
+                    format!("`-- pgkeel:{kind} {id}`: there is no lint rule {id}")
                 },
                 help: rule("unknown-rule").map_or("", |r| r.help),
             });
@@ -215,8 +215,8 @@ fn suppressions(path: &Path, text: &str) -> (Vec<Suppression>, Vec<Violation>) {
                 severity: Severity::Critical,
                 location: Location::in_file(path, text, at),
                 offset: at,
-                message: format!("`-- pgshift:{kind} {id}` gives no reason"),
-                help: "say why, so the next reader knows: `-- pgshift:ignore RULE the table is empty in every environment`",
+                message: format!("`-- pgkeel:{kind} {id}` gives no reason"),
+                help: "say why, so the next reader knows: `-- pgkeel:ignore RULE the table is empty in every environment`",
             });
         }
         out.push(Suppression {

@@ -115,7 +115,7 @@ fn version_dependent_rules() {
 }
 
 #[test]
-fn missing_lock_timeout_only_when_pgshifts_is_off_and_the_file_sets_none() {
+fn missing_lock_timeout_only_when_pgkeels_is_off_and_the_file_sets_none() {
     let off = LintOptions {
         lock_timeout_disabled: true,
         ..LintOptions::default()
@@ -129,7 +129,7 @@ fn missing_lock_timeout_only_when_pgshifts_is_off_and_the_file_sets_none() {
 #[test]
 fn suppressions_silence_one_statement_or_the_file_and_are_checked() {
     let opts = LintOptions::default();
-    let sql = "-- pgshift:ignore drop-column the column was never read\n\
+    let sql = "-- pgkeel:ignore drop-column the column was never read\n\
                ALTER TABLE orders DROP COLUMN legacy;\n\
                ALTER TABLE orders DROP COLUMN other;\n";
     let r = lint_file(Path::new("m.sql"), sql, false, &opts);
@@ -144,17 +144,17 @@ fn suppressions_silence_one_statement_or_the_file_and_are_checked() {
         "only the next statement is silenced"
     );
 
-    let sql = "-- pgshift:ignore-file drop-column cleanup release\n\
+    let sql = "-- pgkeel:ignore-file drop-column cleanup release\n\
                ALTER TABLE orders DROP COLUMN a;\nALTER TABLE orders DROP COLUMN b;\n";
     assert!(ids(sql, false, &opts).is_empty());
 
-    let sql = "-- pgshift:ignore drop-colum typo\nALTER TABLE orders DROP COLUMN a;\n";
+    let sql = "-- pgkeel:ignore drop-colum typo\nALTER TABLE orders DROP COLUMN a;\n";
     assert_eq!(ids(sql, false, &opts), ["unknown-rule", "drop-column"]);
 
-    let sql = "-- pgshift:ignore prefer-jsonb not needed\nCREATE TABLE t (doc jsonb);\n";
+    let sql = "-- pgkeel:ignore prefer-jsonb not needed\nCREATE TABLE t (doc jsonb);\n";
     assert_eq!(ids(sql, false, &opts), ["unused-suppression"]);
 
-    let sql = "-- pgshift:ignore drop-column\nALTER TABLE orders DROP COLUMN a;\n";
+    let sql = "-- pgkeel:ignore drop-column\nALTER TABLE orders DROP COLUMN a;\n";
     assert_eq!(
         ids(sql, false, &opts),
         ["unknown-rule"],

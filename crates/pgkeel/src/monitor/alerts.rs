@@ -2,7 +2,7 @@
 //! spec — critical: migration failure, connection timeout, connections above 95 %, wraparound
 //! risk; warning: long-running queries, high error rate, lock waits (and idle-in-transaction
 //! sessions, modified files, replication lag); info: performance degradation, fast growth,
-//! pending migrations, autovacuum lag. `[monitor.thresholds]` in pgshift.toml overrides them.
+//! pending migrations, autovacuum lag. `[monitor.thresholds]` in pgkeel.toml overrides them.
 
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use serde_json::json;
 use super::MonitorReport;
 use crate::report::{Finding, Severity};
 
-/// Alert thresholds (`[monitor.thresholds]`, kebab-case keys; durations as in pgshift.toml:
+/// Alert thresholds (`[monitor.thresholds]`, kebab-case keys; durations as in pgkeel.toml:
 /// integer milliseconds or `500ms`, `5s`, `2min`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -255,7 +255,7 @@ pub fn evaluate(r: &MonitorReport, t: &Thresholds) -> Vec<Finding> {
                 Severity::Critical,
                 &f.id,
                 format!(
-                    "migration failed: {}; fix it and run `pgshift migrate` (it resumes) or roll back",
+                    "migration failed: {}; fix it and run `pgkeel migrate` (it resumes) or roll back",
                     f.error.as_deref().unwrap_or("no error recorded").lines().next().unwrap_or("")
                 ),
             ));
@@ -265,7 +265,7 @@ pub fn evaluate(r: &MonitorReport, t: &Thresholds) -> Vec<Finding> {
                 "migration-modified",
                 Severity::Warning,
                 &f.id,
-                "an applied migration's file changed since it ran; `pgshift status` tells cosmetic from real changes",
+                "an applied migration's file changed since it ran; `pgkeel status` tells cosmetic from real changes",
             ));
         }
         if m.counts.missing_file > 0 {
@@ -286,7 +286,7 @@ pub fn evaluate(r: &MonitorReport, t: &Thresholds) -> Vec<Finding> {
                     Severity::Info,
                     &m.dir,
                     format!(
-                        "{} migration(s) pending; run `pgshift migrate`",
+                        "{} migration(s) pending; run `pgkeel migrate`",
                         m.pending.len()
                     ),
                 )

@@ -161,7 +161,7 @@ pub fn render(r: &MonitorReport, refresh_secs: u64) -> String {
     let status = r.summary.status.as_str();
     let _ = write!(
         o,
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><meta http-equiv="refresh" content="{refresh_secs}"><title>pgshift · {status} · {db}</title><style>{CSS}</style></head><body><header><h1>pgshift monitor</h1><span id="status" class="badge {status}">{status}</span><span class="muted">{db} · collected {at}</span></header><main>"#,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><meta http-equiv="refresh" content="{refresh_secs}"><title>pgkeel · {status} · {db}</title><style>{CSS}</style></head><body><header><h1>pgkeel monitor</h1><span id="status" class="badge {status}">{status}</span><span class="muted">{db} · collected {at}</span></header><main>"#,
         db = esc(&r.database),
         at = r.generated_at.format("%Y-%m-%d %H:%M:%S UTC"),
     );

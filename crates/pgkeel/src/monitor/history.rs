@@ -1,5 +1,5 @@
 //! Samples kept over time so growth per day can be computed and the dashboard can chart size
-//! and connections: one row per sample in `<ledger schema>.__pgshift_monitor_history`, written
+//! and connections: one row per sample in `<ledger schema>.__pgkeel_monitor_history`, written
 //! and read back in a single statement (a data-modifying CTE), pruned after 90 days. When the
 //! table can't be created or written (read-only role, standby) the section says why and the
 //! rest of the report is unaffected.
@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::db::{qualified, DbError};
 
 /// The history table's name (in the ledger's schema).
-pub const TABLE: &str = "__pgshift_monitor_history";
+pub const TABLE: &str = "__pgkeel_monitor_history";
 
 /// One sample.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,6 +1,6 @@
 //! Prometheus text exposition (format 0.0.4) of a [`MonitorReport`]: conventional names with
-//! base units (`pgshift_database_size_bytes`, `_seconds`), `_total` for counters, labels for
-//! states (`pgshift_connections{state="idle"}`). Pure rendering: `serve` caches the result.
+//! base units (`pgkeel_database_size_bytes`, `_seconds`), `_total` for counters, labels for
+//! states (`pgkeel_connections{state="idle"}`). Pure rendering: `serve` caches the result.
 
 use std::fmt::Write as _;
 
@@ -59,37 +59,37 @@ pub fn render(r: &MonitorReport, collections: u64) -> String {
     let mut o = Out(String::with_capacity(4096));
     let h = &r.health;
     o.gauge(
-        "pgshift_up",
+        "pgkeel_up",
         "Whether the database answered the last collection (1) or not (0).",
         if h.reachable { 1.0 } else { 0.0 },
     );
     o.counter(
-        "pgshift_collections_total",
+        "pgkeel_collections_total",
         "Collections made by this process (the database sees one per interval at most).",
         collections as f64,
     );
     o.gauge(
-        "pgshift_collection_timestamp_seconds",
+        "pgkeel_collection_timestamp_seconds",
         "Unix time of the last collection.",
         r.generated_at.timestamp_millis() as f64 / 1000.0,
     );
     o.gauge(
-        "pgshift_collection_db_time_seconds",
+        "pgkeel_collection_db_time_seconds",
         "Database time the last collection cost (sum of round trips).",
         r.cost.db_time_ms / 1000.0,
     );
     o.gauge(
-        "pgshift_collection_queries",
+        "pgkeel_collection_queries",
         "Queries the last collection sent.",
         r.cost.queries as f64,
     );
     o.gauge(
-        "pgshift_connect_duration_seconds",
+        "pgkeel_connect_duration_seconds",
         "Time to open the monitoring connection.",
         h.latency.connect_ms / 1000.0,
     );
     o.family(
-        "pgshift_roundtrip_duration_seconds",
+        "pgkeel_roundtrip_duration_seconds",
         "gauge",
         "SELECT 1 round trips of the last collection: median and worst.",
         &[
@@ -99,7 +99,7 @@ pub fn render(r: &MonitorReport, collections: u64) -> String {
     );
     let alerts = &r.summary.alerts;
     o.family(
-        "pgshift_alerts",
+        "pgkeel_alerts",
         "gauge",
         "Alerts of the last collection by severity.",
         &[
@@ -111,13 +111,13 @@ pub fn render(r: &MonitorReport, collections: u64) -> String {
     if h.reachable {
         if let Some(started) = h.started_at {
             o.gauge(
-                "pgshift_server_start_time_seconds",
+                "pgkeel_server_start_time_seconds",
                 "Unix time the PostgreSQL server started.",
                 started.timestamp() as f64,
             );
         }
         o.family(
-            "pgshift_server_info",
+            "pgkeel_server_info",
             "gauge",
             "The PostgreSQL server version (value is always 1).",
             &[(&[("version", h.server_version.as_str())], 1.0)],
@@ -135,40 +135,40 @@ pub fn render(r: &MonitorReport, collections: u64) -> String {
         let samples: Vec<(&[(&str, &str)], f64)> =
             samples.iter().map(|(l, v)| (&l[..], *v)).collect();
         o.family(
-            "pgshift_connections",
+            "pgkeel_connections",
             "gauge",
             "Client connections to the server by state.",
             &samples,
         );
         o.gauge(
-            "pgshift_connections_max",
+            "pgkeel_connections_max",
             "max_connections of the server.",
             h.connections.max as f64,
         );
         o.gauge(
-            "pgshift_connections_used_ratio",
+            "pgkeel_connections_used_ratio",
             "Connections in use over the slots ordinary roles may use.",
             h.connections.percent / 100.0,
         );
         o.gauge(
-            "pgshift_in_recovery",
+            "pgkeel_in_recovery",
             "1 on a standby, 0 on a primary.",
             if h.replication.in_recovery { 1.0 } else { 0.0 },
         );
         if let Some(lag) = h.replication.replay_lag_seconds {
             o.gauge(
-                "pgshift_replication_lag_seconds",
+                "pgkeel_replication_lag_seconds",
                 "On a standby: time since the last replayed transaction.",
                 lag,
             );
         }
         o.gauge(
-            "pgshift_database_xid_age",
+            "pgkeel_database_xid_age",
             "Transactions since the database's oldest unfrozen transaction ID (wraparound at 2^31).",
             h.xid_age as f64,
         );
         o.gauge(
-            "pgshift_tls_in_use",
+            "pgkeel_tls_in_use",
             "Whether the monitoring connection uses TLS.",
             if h.tls.in_use { 1.0 } else { 0.0 },
         );
@@ -176,33 +176,33 @@ pub fn render(r: &MonitorReport, collections: u64) -> String {
     if let Some(m) = &r.migrations {
         let c = &m.counts;
         o.gauge(
-            "pgshift_migrations_applied",
+            "pgkeel_migrations_applied",
             "Migrations applied.",
             c.applied as f64,
         );
         o.gauge(
-            "pgshift_migrations_pending",
+            "pgkeel_migrations_pending",
             "Migrations in the folder not yet applied (rolled back ones included).",
             (c.pending + c.rolled_back) as f64,
         );
         o.gauge(
-            "pgshift_migrations_failed",
+            "pgkeel_migrations_failed",
             "Migrations whose last run failed.",
             c.failed as f64,
         );
         o.gauge(
-            "pgshift_migrations_modified",
+            "pgkeel_migrations_modified",
             "Applied migrations whose file changed since.",
             c.modified as f64,
         );
         o.gauge(
-            "pgshift_migrations_missing_files",
+            "pgkeel_migrations_missing_files",
             "Applied migrations missing from the folder.",
             c.missing_file as f64,
         );
         if let Some(at) = m.last_applied.as_ref().and_then(|l| l.applied_at) {
             o.gauge(
-                "pgshift_migration_last_applied_timestamp_seconds",
+                "pgkeel_migration_last_applied_timestamp_seconds",
                 "Unix time the newest migration was applied.",
                 at.and_utc().timestamp() as f64,
             );
@@ -210,13 +210,13 @@ pub fn render(r: &MonitorReport, collections: u64) -> String {
     }
     if let Some(p) = r.performance.as_ref().filter(|p| p.error.is_none()) {
         o.gauge(
-            "pgshift_database_size_bytes",
+            "pgkeel_database_size_bytes",
             "Size of the database on disk.",
             p.database_size_bytes as f64,
         );
         let c = &p.counters;
         o.family(
-            "pgshift_transactions_total",
+            "pgkeel_transactions_total",
             "counter",
             "Transactions of this database since statistics were reset, by result.",
             &[
@@ -225,50 +225,50 @@ pub fn render(r: &MonitorReport, collections: u64) -> String {
             ],
         );
         o.counter(
-            "pgshift_deadlocks_total",
+            "pgkeel_deadlocks_total",
             "Deadlocks detected in this database.",
             c.deadlocks as f64,
         );
         o.counter(
-            "pgshift_temp_files_total",
+            "pgkeel_temp_files_total",
             "Temporary files written by queries of this database.",
             c.temp_files as f64,
         );
         o.counter(
-            "pgshift_temp_bytes_total",
+            "pgkeel_temp_bytes_total",
             "Bytes written to temporary files by queries of this database.",
             c.temp_bytes as f64,
         );
         if let Some(hit) = c.cache_hit_percent {
             o.gauge(
-                "pgshift_cache_hit_ratio",
+                "pgkeel_cache_hit_ratio",
                 "Buffer cache hits over block reads.",
                 hit / 100.0,
             );
         }
         o.gauge(
-            "pgshift_long_running_queries",
+            "pgkeel_long_running_queries",
             "Active queries running longer than the long-query threshold.",
             p.long_running.len() as f64,
         );
         o.gauge(
-            "pgshift_idle_in_transaction_sessions",
+            "pgkeel_idle_in_transaction_sessions",
             "Sessions idle in a transaction longer than the threshold.",
             p.idle_in_transaction.len() as f64,
         );
         o.gauge(
-            "pgshift_lock_waits",
+            "pgkeel_lock_waits",
             "Statements waiting for a lock longer than the threshold.",
             p.lock_waits.len() as f64,
         );
         o.gauge(
-            "pgshift_autovacuum_lagging_tables",
+            "pgkeel_autovacuum_lagging_tables",
             "Tables with more dead tuples than autovacuum's trigger point (top 10 at most).",
             p.autovacuum_lag.len() as f64,
         );
         if let Some(g) = r.history.as_ref().and_then(|h| h.growth.as_ref()) {
             o.gauge(
-                "pgshift_database_growth_bytes_per_second",
+                "pgkeel_database_growth_bytes_per_second",
                 "Database size growth over the kept history (up to a week), per second.",
                 g.bytes_per_day / 86_400.0,
             );

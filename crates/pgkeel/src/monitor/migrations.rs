@@ -1,5 +1,5 @@
 //! Migration status for monitoring: the folder compared with the ledger through
-//! [`Migrator::plan`] (the same plan `pgshift status` prints), summarised as counts, the last
+//! [`Migrator::plan`] (the same plan `pgkeel status` prints), summarised as counts, the last
 //! applied migration with its duration, failures with their error, modified files, and a
 //! timeline for the dashboard. It must not change the ledger.
 

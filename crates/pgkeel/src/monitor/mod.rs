@@ -44,7 +44,7 @@ pub const LOCK_TIMEOUT_MS: u64 = 100;
 /// Errors of this module (the monitored database being down is not one: it is a report).
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
-    #[error("invalid [monitor.thresholds] in {}: {reason}; fix or remove the key (the README's `pgshift monitor` section lists them)", file.as_ref().map_or_else(|| "pgshift.toml".to_string(), |f| f.display().to_string()))]
+    #[error("invalid [monitor.thresholds] in {}: {reason}; fix or remove the key (the README's `pgkeel monitor` section lists them)", file.as_ref().map_or_else(|| "pgkeel.toml".to_string(), |f| f.display().to_string()))]
     Thresholds {
         file: Option<PathBuf>,
         reason: String,

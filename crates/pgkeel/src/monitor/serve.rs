@@ -1,4 +1,4 @@
-//! `pgshift serve`: an axum service over a [`Monitor`].
+//! `pgkeel serve`: an axum service over a [`Monitor`].
 //!
 //! `GET /healthz` (liveness: the process answers), `GET /readyz` (the database answered within
 //! READINESS_CHECK_TIMEOUT and no migration is pending or failed; JSON reasons; 200/503),

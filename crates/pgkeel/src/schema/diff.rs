@@ -119,7 +119,7 @@ pub struct Change {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sql: Option<String>,
     pub hazards: Vec<Hazard>,
-    /// Why pgshift will not write SQL for this change.
+    /// Why pgkeel will not write SQL for this change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unsupported: Option<String>,
     /// Something a reviewer should know (a possible rename, a NOT NULL column on a full table).
@@ -138,7 +138,7 @@ impl Diff {
         self.changes.is_empty()
     }
 
-    /// The changes pgshift cannot express as SQL.
+    /// The changes pgkeel cannot express as SQL.
     pub fn unsupported(&self) -> impl Iterator<Item = &Change> {
         self.changes.iter().filter(|c| c.unsupported.is_some())
     }

@@ -5,7 +5,7 @@
 //! with `search_path` emptied for their duration, so every name the server renders
 //! (`format_type`, `pg_get_*def`, `pg_get_expr`) is schema-qualified and exact; the session's
 //! `search_path` is put back afterwards. Objects owned by extensions (`pg_depend.deptype = 'e'`)
-//! and pgshift's own bookkeeping tables are left out. Comments are read from `pg_description`
+//! and pgkeel's own bookkeeping tables are left out. Comments are read from `pg_description`
 //! directly: `obj_description()` and `col_description()` are SQL functions that look the catalog
 //! up by name on every call, which cost more than the rest of a scoped query. This module must
 //! not compare snapshots or render DDL.
@@ -26,7 +26,7 @@ use crate::db::DbError;
 pub struct IntrospectOptions {
     /// Schemas to include (default `public`).
     pub schemas: Vec<String>,
-    /// Tables to leave out, as (schema, table): pgshift's ledger and audit tables, drizzle's.
+    /// Tables to leave out, as (schema, table): pgkeel's ledger and audit tables, drizzle's.
     pub exclude_tables: Vec<(String, String)>,
     /// Read only these relations (tables, partitioned tables, materialized views, as (schema,
     /// name)) with their columns, constraints, indexes, triggers and policies, and only the
@@ -47,12 +47,12 @@ impl Default for IntrospectOptions {
 }
 
 impl IntrospectOptions {
-    /// Default schemas (`public`) with pgshift's own tables (ledger, audit, drizzle's table, as
+    /// Default schemas (`public`) with pgkeel's own tables (ledger, audit, drizzle's table, as
     /// configured) excluded.
     pub fn from_settings(settings: &Settings) -> Self {
         IntrospectOptions {
             schemas: vec!["public".into()],
-            exclude_tables: pgshift_tables(settings),
+            exclude_tables: pgkeel_tables(settings),
             only_tables: None,
         }
     }
@@ -69,9 +69,9 @@ impl IntrospectOptions {
     }
 }
 
-/// The tables pgshift and drizzle-orm keep their bookkeeping in (the ledger, its audit log, the
+/// The tables pgkeel and drizzle-orm keep their bookkeeping in (the ledger, its audit log, the
 /// monitor's history, drizzle's journal table).
-pub fn pgshift_tables(settings: &Settings) -> Vec<(String, String)> {
+pub fn pgkeel_tables(settings: &Settings) -> Vec<(String, String)> {
     let ledger = crate::ledger::Ledger::from_settings(settings);
     vec![
         (
@@ -442,7 +442,7 @@ impl Introspector {
     /// when the database has at least doubled (and has [`REPLAN_FLOOR`] relations) since they
     /// were: a few times over a run of thousands of migrations. Without it, scoped snapshots
     /// made of index lookups became whole-catalog scans whose cost grew with every migration
-    /// (`pgshift test` on 1000 migrations: a snapshot of two tables went from 1.3 to 4.5 ms).
+    /// (`pgkeel test` on 1000 migrations: a snapshot of two tables went from 1.3 to 4.5 ms).
     /// `relations` is the caller's count of the database's relations. Returns whether it did.
     pub async fn replan_if_grown(
         &mut self,
@@ -514,10 +514,10 @@ async fn prepare_all(client: &Client) -> Result<[Vec<Statement>; 2], SchemaError
 /// Empties `search_path`, keeping its value in a session setting for [`RESTORE_SEARCH_PATH`]:
 /// two statements that need nothing from each other's results, so they can be pipelined.
 const EMPTY_SEARCH_PATH: &str =
-    "SELECT set_config('pgshift.saved_search_path', current_setting('search_path'), false),
+    "SELECT set_config('pgkeel.saved_search_path', current_setting('search_path'), false),
             set_config('search_path', '', false)";
 const RESTORE_SEARCH_PATH: &str =
-    "SELECT set_config('search_path', current_setting('pgshift.saved_search_path'), false)";
+    "SELECT set_config('search_path', current_setting('pgkeel.saved_search_path'), false)";
 
 /// Runs `read` with `search_path` emptied, one statement after the other (the one-off path: its
 /// queries are parsed on the way, so they cannot be pipelined behind the emptying).

@@ -26,7 +26,7 @@ pub mod model;
 pub use diff::{diff, Action, Change, Diff, Hazard, ObjectKind, Phase};
 pub use input::{load, SnapshotInput};
 pub use introspect::{
-    introspect, introspect_with_stats, pgshift_tables, IntrospectOptions, IntrospectStats,
+    introspect, introspect_with_stats, pgkeel_tables, IntrospectOptions, IntrospectStats,
     Introspector,
 };
 pub use model::Snapshot;
@@ -40,19 +40,19 @@ use crate::db::DbError;
 pub enum SchemaError {
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("cannot read snapshot file {path}: {source}; check the path (a snapshot is what `pgshift schema dump --format json` writes)")]
+    #[error("cannot read snapshot file {path}: {source}; check the path (a snapshot is what `pgkeel schema dump --format json` writes)")]
     ReadFile {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not a pgshift schema snapshot: {source}; write one with `pgshift schema dump --format json -o FILE`")]
+    #[error("{path} is not a pgkeel schema snapshot: {source}; write one with `pgkeel schema dump --format json -o FILE`")]
     ParseSnapshot {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
     },
-    #[error("snapshot {path} has format {found}, this pgshift reads format {expected}; dump it again with this version")]
+    #[error("snapshot {path} has format {found}, this pgkeel reads format {expected}; dump it again with this version")]
     SnapshotFormat {
         path: PathBuf,
         found: u32,

@@ -1,4 +1,4 @@
-//! `pgshift validate`: judges a live database and reports [`Finding`]s.
+//! `pgkeel validate`: judges a live database and reports [`Finding`]s.
 //!
 //! Three sections, each a set of independent checks:
 //! - [`data`]: rows that break, or will break, a constraint: foreign-key orphans (PostgreSQL's

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use pgshift::config::Settings;
-use pgshift::db::{ScratchDatabase, Target};
+use pgkeel::config::Settings;
+use pgkeel::db::{ScratchDatabase, Target};
 
-/// The server tests run against: `PGSHIFT_TEST_URL`, default the local one.
+/// The server tests run against: `PGKEEL_TEST_URL`, default the local one.
 pub fn admin_url() -> String {
-    std::env::var("PGSHIFT_TEST_URL")
+    std::env::var("PGKEEL_TEST_URL")
         .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into())
 }
 
@@ -29,19 +29,19 @@ pub struct TestDb {
 impl TestDb {
     pub async fn new(test: &str) -> TestDb {
         let admin = Target::from_settings(&settings_for(&admin_url())).expect("test URL parses");
-        let db = match ScratchDatabase::create(&admin, &format!("pgshift_t_{test}")).await {
+        let db = match ScratchDatabase::create(&admin, &format!("pgkeel_t_{test}")).await {
             Ok(db) => db,
             Err(e) => panic!(
                 "cannot create a test database on {}: {e}\n\
                  Tests need a real PostgreSQL: start it with `pg_ctlcluster 15 main start` \
-                 (or `scripts/setup.sh`), or point PGSHIFT_TEST_URL at a server where this role may CREATE DATABASE.",
+                 (or `scripts/setup.sh`), or point PGKEEL_TEST_URL at a server where this role may CREATE DATABASE.",
                 admin
             ),
         };
         let base = admin_url();
         let url = match base.rfind('/') {
             Some(i) => format!("{}/{}", &base[..i], db.name()),
-            None => panic!("PGSHIFT_TEST_URL must be a URL ending in /dbname"),
+            None => panic!("PGKEEL_TEST_URL must be a URL ending in /dbname"),
         };
         TestDb { db: Some(db), url }
     }
