@@ -1975,8 +1975,7 @@ mod tests {
         );
         let (line, _, p) = directive_error("SELECT 1;\n  -- pgkeel:no-transaction\n");
         assert_eq!((line, p), (2, DirectiveProblem::NotInHeader));
-        let e =
-            parse_directives(Path::new("d.sql"), "-- pgkeel:irreversible\n", true).unwrap_err();
+        let e = parse_directives(Path::new("d.sql"), "-- pgkeel:irreversible\n", true).unwrap_err();
         assert!(matches!(
             e,
             SourceError::BadDirective {

@@ -476,10 +476,7 @@ async fn failing_rollback_leaves_the_migration_applied_and_points_at_the_line() 
 async fn unknown_pending_and_irreversible_migrations_are_refused() {
     let db = TestDb::new("rb_refused").await;
     let dir = native(&[
-        (
-            "0001_a.sql",
-            "-- pgkeel:irreversible\nCREATE TABLE a ();\n",
-        ),
+        ("0001_a.sql", "-- pgkeel:irreversible\nCREATE TABLE a ();\n"),
         ("0002_b.sql", "CREATE TABLE b ();\n"),
     ]);
     let set = source::load(dir.path()).unwrap();

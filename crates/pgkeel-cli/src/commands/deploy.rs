@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use pgkeel::deploy::{
-    self, DeployObserver, DeployOptions, DeployReport, Environment, FailureKind,
-};
+use pgkeel::deploy::{self, DeployObserver, DeployOptions, DeployReport, Environment, FailureKind};
 use pgkeel::migrate::{Applied, Observer};
 use pgkeel::report::{self, Severity};
 
