@@ -553,3 +553,54 @@ fn lint_reports_rustc_style_json_and_github_annotations() {
     );
     assert!(gh.contains("::warning file=fixtures/lint/0003_suppressions.sql,line=1,col=1,title=unused-suppression::"), "{gh}");
 }
+
+#[tokio::test]
+async fn stray_file_beside_the_journal_is_a_warning_and_the_rest_migrates() {
+    let db = TestDb::new("cli_stray").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("drizzle");
+    std::fs::create_dir_all(dir.join("meta")).unwrap();
+    std::fs::write(
+        dir.join("meta/_journal.json"),
+        r#"{"version":"7","dialect":"postgresql","entries":[{"idx":0,"version":"7","when":1700000000000,"tag":"0000_init","breakpoints":true}]}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("0000_init.sql"), "CREATE TABLE t (id int);").unwrap();
+    // A real project's leftover: drizzle-orm never runs it.
+    std::fs::write(dir.join("0001_old_idea.sql"), "DROP TABLE t;").unwrap();
+
+    pgkeel(tmp.path())
+        .args(["migrate", "validate", "--offline", "--migrations"])
+        .arg(&dir)
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("0001_old_idea.sql")
+                .and(predicate::str::contains("drizzle-orm never runs it")),
+        );
+    pgkeel(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["migrate", "--migrations"])
+        .arg(&dir)
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("warning: ").and(predicate::str::contains(
+                "0001_old_idea.sql is not listed in the drizzle journal",
+            )),
+        );
+    pgkeel(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["status", "--migrations"])
+        .arg(&dir)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("0001_old_idea.sql"));
+    let client = db.client().await;
+    let t: bool = client
+        .query_one("SELECT to_regclass('t') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(t, "the stray DROP TABLE never ran");
+}

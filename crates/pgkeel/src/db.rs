@@ -483,17 +483,54 @@ impl Target {
     }
 }
 
+/// A multi-statement query that failed, and how many of its statements completed before the
+/// one that failed (the server stops at the first error, and reports each completed
+/// statement), so the failing statement is known even when the error has no position.
+#[derive(Debug)]
+pub struct BatchFailure {
+    pub error: tokio_postgres::Error,
+    pub completed: usize,
+}
+
+/// Runs `sql` (one or more statements) as one simple query, like `batch_execute`, counting
+/// the statements that completed.
+pub async fn execute_counting(client: &Client, sql: &str) -> Result<(), BatchFailure> {
+    use futures_util::TryStreamExt;
+    let stream = client
+        .simple_query_raw(sql)
+        .await
+        .map_err(|error| BatchFailure {
+            error,
+            completed: 0,
+        })?;
+    futures_util::pin_mut!(stream);
+    let mut completed = 0;
+    loop {
+        match stream.try_next().await {
+            Ok(Some(tokio_postgres::SimpleQueryMessage::CommandComplete(_))) => completed += 1,
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(()),
+            Err(error) => return Err(BatchFailure { error, completed }),
+        }
+    }
+}
+
 /// `pgkeel/<version> host=<hostname> pid=<pid>`: lets `pg_stat_activity` (and a waiting
 /// pgkeel) say who holds the deploy lock.
 pub fn application_name() -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
-    let mut name = format!(
-        "pgkeel/{} {} {}",
-        env!("CARGO_PKG_VERSION"),
-        host,
-        std::process::id()
-    );
-    name.truncate(63);
+    application_name_for(&host, std::process::id())
+}
+
+/// [`application_name`] for `host` and `pid`, cut to the 63 bytes PostgreSQL keeps, at a char
+/// boundary (a hostname may be non-ASCII).
+fn application_name_for(host: &str, pid: u32) -> String {
+    let mut name = format!("pgkeel/{} {} {}", env!("CARGO_PKG_VERSION"), host, pid);
+    let mut end = name.len().min(63);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name.truncate(end);
     name
 }
 
@@ -1108,6 +1145,27 @@ impl DeployLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn application_name_with_non_ascii_hostname_does_not_panic() {
+        // Byte 63 falls inside a multi-byte character of the hostname.
+        for host in [
+            "ñ".repeat(40),
+            format!("h{}", "é".repeat(40)),
+            "日本".repeat(20),
+        ] {
+            let name = application_name_for(&host, 4_294_967_295);
+            assert!(name.len() <= 63, "{name}");
+            assert!(name.starts_with("pgkeel/"), "{name}");
+            let whole = format!("pgkeel/{} {host} 4294967295", env!("CARGO_PKG_VERSION"));
+            assert!(whole.starts_with(&name) && whole.len() > 63, "{name}");
+        }
+        let short = application_name_for("db-1", 42);
+        assert_eq!(
+            short,
+            format!("pgkeel/{} db-1 42", env!("CARGO_PKG_VERSION"))
+        );
+    }
 
     #[test]
     fn literal_quoting_survives_quotes_and_backslashes() {

@@ -4,7 +4,7 @@
 //! The spec's seven columns are kept exactly (`id TEXT PRIMARY KEY, hash, sql_content,
 //! created_at, applied_at, rollback_sql, status`); pgkeel adds its own beside them
 //! (`execution_ms`, `normalized_hash`, `applied_by`, `pgkeel_version`, `statements_done`,
-//! `error`) so a table created by the spec's Node scripts is adopted as it is. This module owns
+//! `statement_hashes`, `error`) so a table created by the spec's Node scripts is adopted as it is. This module owns
 //! the DDL and the SQL text of every ledger write; it does not decide what to apply.
 
 use chrono::NaiveDateTime;
@@ -65,9 +65,28 @@ pub struct LedgerRow {
     pub applied_at: Option<NaiveDateTime>,
     pub execution_ms: Option<i64>,
     pub statements_done: Option<i32>,
+    /// [`crate::sql::statement_hash`] of each statement of the file as it was when progress was
+    /// recorded; written only for a migration that committed part of its statements.
+    pub statement_hashes: Option<Vec<String>>,
     pub error: Option<String>,
     pub rollback_sql: Option<String>,
     pub applied_by: Option<String>,
+}
+
+/// How far a migration got: `done` statements in effect, and, when part of it committed
+/// while the rest did not, the hashes of the file's statements at that time (so a later run
+/// can tell whether the committed ones are still the file's).
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    pub done: usize,
+    pub hashes: Option<&'a [String]>,
+}
+
+impl Progress<'_> {
+    /// `done` statements, with no statement hashes.
+    pub fn count(done: usize) -> Progress<'static> {
+        Progress { done, hashes: None }
+    }
 }
 
 /// Columns pgkeel adds beside the spec's seven.
@@ -78,6 +97,7 @@ const EXTRA_COLUMNS: &[(&str, &str)] = &[
     ("pgkeel_version", "text"),
     ("statements_done", "integer"),
     ("error", "text"),
+    ("statement_hashes", "text[]"),
 ];
 
 /// How a reader stands towards the ledger, for [`Ledger::with_rows`].
@@ -351,13 +371,14 @@ impl Ledger {
         };
         let sql =
             format!(
-            "SELECT id, hash, {nh}, status::text, applied_at, {ms}, {sd}, {err}, rollback_sql, {by}
+            "SELECT id, hash, {nh}, status::text, applied_at, {ms}, {sd}, {err}, rollback_sql, {by}, {sh}
                FROM {t} {filter} ORDER BY applied_at NULLS LAST, id",
             nh = opt("normalized_hash", "text"),
             ms = opt("execution_ms", "bigint"),
             sd = opt("statements_done", "integer"),
             err = opt("error", "text"),
             by = opt("applied_by", "text"),
+            sh = opt("statement_hashes", "text[]"),
             t = self.table_sql(),
             filter = if only.is_some() { "WHERE id = ANY($1)" } else { "" },
         );
@@ -379,6 +400,7 @@ impl Ledger {
                 error: r.get(7),
                 rollback_sql: r.get(8),
                 applied_by: r.get(9),
+                statement_hashes: r.get(10),
             })
             .collect())
     }
@@ -391,7 +413,7 @@ impl Ledger {
         m: &Migration,
         status: &str,
         rollback_sql: Option<&str>,
-        statements_done: Option<usize>,
+        progress: Option<Progress<'_>>,
         error: Option<&str>,
     ) -> String {
         let created = match m.when {
@@ -399,19 +421,23 @@ impl Ledger {
             None => "NOW()".into(),
         };
         let lit_opt = |v: Option<&str>| v.map(quote_literal).unwrap_or_else(|| "NULL".into());
-        let done = statements_done
-            .map(|n| n.to_string())
+        let done = progress
+            .map(|p| p.done.to_string())
             .unwrap_or_else(|| "NULL".into());
+        let hashes = match progress.and_then(|p| p.hashes) {
+            Some(h) => text_array(h),
+            None => "NULL::text[]".into(),
+        };
         format!(
             "INSERT INTO {t} AS l (id, hash, sql_content, created_at, applied_at, rollback_sql, status,
-                                execution_ms, normalized_hash, applied_by, pgkeel_version, statements_done, error)
-             VALUES ({id}, {hash}, {sql}, {created}, NOW(), {rb}, {status}, {ms}, {nh}, {by}, {ver}, {done}, {err})
+                                execution_ms, normalized_hash, applied_by, pgkeel_version, statements_done, error, statement_hashes)
+             VALUES ({id}, {hash}, {sql}, {created}, NOW(), {rb}, {status}, {ms}, {nh}, {by}, {ver}, {done}, {err}, {hashes})
              ON CONFLICT (id) DO UPDATE SET hash = EXCLUDED.hash, sql_content = EXCLUDED.sql_content,
                 applied_at = EXCLUDED.applied_at, rollback_sql = coalesce(EXCLUDED.rollback_sql, l.rollback_sql),
                 status = EXCLUDED.status, execution_ms = EXCLUDED.execution_ms,
                 normalized_hash = EXCLUDED.normalized_hash, applied_by = EXCLUDED.applied_by,
                 pgkeel_version = EXCLUDED.pgkeel_version, statements_done = EXCLUDED.statements_done,
-                error = EXCLUDED.error",
+                error = EXCLUDED.error, statement_hashes = EXCLUDED.statement_hashes",
             t = self.table_sql(),
             id = quote_literal(&m.id),
             hash = quote_literal(&m.hash),
@@ -463,12 +489,13 @@ impl Ledger {
         &self,
         client: &Client,
         m: &Migration,
-        statements_done: usize,
+        progress: Progress<'_>,
         error: &str,
     ) -> Result<(), DbError> {
+        let statements_done = progress.done;
         let sql = format!(
             "{};\n{}",
-            self.record_sql(m, "failed", None, Some(statements_done), Some(error)),
+            self.record_sql(m, "failed", None, Some(progress), Some(error)),
             self.audit_sql(
                 "migrate",
                 Some(&m.id),
@@ -484,16 +511,22 @@ impl Ledger {
         })
     }
 
-    /// Replaces the recorded hash of an applied migration (`pgkeel repair`).
+    /// Replaces the recorded hash of an applied migration (`pgkeel repair`), or of a migration
+    /// that committed part of its statements before it failed (then `statement_hashes` are the
+    /// edited file's, so the next run resumes after the committed statements).
     pub async fn update_hash(
         &self,
         client: &Client,
         m: &Migration,
         forced: bool,
+        statement_hashes: Option<&[String]>,
     ) -> Result<(), DbError> {
+        let hashes = statement_hashes
+            .map(|h| format!(", statement_hashes = {}", text_array(h)))
+            .unwrap_or_default();
         let sql = format!(
             "BEGIN;
-             UPDATE {t} SET hash = {hash}, normalized_hash = {nh}, sql_content = {sql} WHERE id = {id};
+             UPDATE {t} SET hash = {hash}, normalized_hash = {nh}, sql_content = {sql}{hashes} WHERE id = {id};
              {audit};
              COMMIT;",
             t = self.table_sql(),
@@ -508,6 +541,12 @@ impl Ledger {
             .await
             .map_err(|e| DbError::query(format!("repairing the hash of {}", m.id), e))
     }
+}
+
+/// `ARRAY['a','b']::text[]`.
+fn text_array(items: &[String]) -> String {
+    let items: Vec<String> = items.iter().map(|x| quote_literal(x)).collect();
+    format!("ARRAY[{}]::text[]", items.join(","))
 }
 
 /// `role@host` of whoever runs pgkeel, evaluated partly by the server.

@@ -16,7 +16,7 @@ use tokio_postgres::Client;
 
 use crate::config::Settings;
 use crate::db::{Blocker, DbError, DeployLock, LockHolder, LockedSession, PgError};
-use crate::ledger::{Held, Ledger, LedgerRow, RowCache, RowStatus};
+use crate::ledger::{Held, Ledger, LedgerRow, Progress, RowCache, RowStatus};
 use crate::rollback::{Before, ColumnBefore};
 use crate::source::{self, Migration, MigrationSet};
 use crate::sql::{self, Batch, Statement};
@@ -98,13 +98,17 @@ pub enum MigrateError {
     },
     #[error("{} applied migration(s) changed on disk: {}; run `pgkeel status` for details", .ids.len(), .ids.join(", "))]
     ModifiedMany { ids: Vec<String> },
-    #[error("migration {id} failed{}{}: {pg}{}{}\n{}", statement_note(*.statement, *.statements), attempts_note(*.attempts), blockers_note(.blockers), location_note(.location), applied_note(.applied_before))]
+    #[error("migration {id} failed{}{}: {pg}{}{}\n{}", statement_note(*.statement, *.statements), attempts_note(*.attempts), blockers_note(.blockers), location_note(.location), applied_note(.id, *.committed, *.statements, .applied_before))]
     Failed {
         id: String,
         pg: PgError,
         location: Option<Location>,
-        statement: usize,
+        /// 0-based index of the failing statement; `None` when it was pgkeel's own SQL.
+        statement: Option<usize>,
         statements: usize,
+        /// Statements of this migration committed before the failing unit (they ran outside
+        /// one transaction with the rest, and stay in effect).
+        committed: usize,
         attempts: u32,
         applied_before: Vec<String>,
         /// Sessions that blocked the migration while it waited for a lock.
@@ -112,25 +116,46 @@ pub enum MigrateError {
     },
     #[error("no migration `{id}` in {dir}; `pgkeel status` lists the ids")]
     UnknownId { id: String, dir: PathBuf },
-    #[error("{id} contains `{statement}`: pgkeel runs each migration in its own transaction; remove transaction control from the file (use `-- pgkeel:no-transaction` for statements that must run outside one)")]
+    #[error("{id}: `{statement}`: {problem}\n{location}")]
     TransactionControl {
         id: String,
         statement: String,
+        problem: sql::BlockProblem,
         location: Location,
     },
-    #[error("--single-transaction cannot include {id}: it has statements that cannot run inside a transaction block")]
-    SingleTransactionImpossible { id: String },
+    #[error(
+        "--single-transaction cannot include {id}: {reason}; run without --single-transaction"
+    )]
+    SingleTransactionImpossible { id: String, reason: &'static str },
+    #[error(
+        "{id} committed {done} statement(s) before it failed, and {} has changed since{}:\n  {}\n\
+         Put those statements back as they were applied (only the statements after them may change) and run `pgkeel migrate` again; \
+         or, if the database already matches the edited statements, accept them with `pgkeel repair --force` (the run then resumes after statement {done}); \
+         or undo them by hand, delete the migration's ledger row and run again",
+        .path.display(),
+        .first_changed.map(|i| format!(" (statement {} differs)", i + 1)).unwrap_or_else(|| " (the ledger has no statement hashes to compare)".into()),
+        .committed.join("\n  ")
+    )]
+    CommittedChanged {
+        id: String,
+        path: PathBuf,
+        /// `file:line: first line` of each committed statement, in the file as it is now.
+        committed: Vec<String>,
+        done: usize,
+        /// 0-based index of the first committed statement that differs.
+        first_changed: Option<usize>,
+    },
     #[error("{id} is one drizzle-orm skipped (its `when` is older than a migration drizzle applied after it); review it, apply it by hand and record it with `pgkeel baseline --to {id}`, or re-date it")]
     HeldBack { id: String },
     #[error("interrupted before or during {id}: its transaction was rolled back and the deploy lock released; migrations before it stay applied; run `pgkeel migrate` again to continue")]
     Interrupted { id: String },
 }
 
-fn statement_note(statement: usize, statements: usize) -> String {
-    if statements > 1 {
-        format!(" at statement {} of {statements}", statement + 1)
-    } else {
-        String::new()
+fn statement_note(statement: Option<usize>, statements: usize) -> String {
+    match statement {
+        Some(i) if statements > 1 => format!(" at statement {} of {statements}", i + 1),
+        Some(_) => String::new(),
+        None => " in pgkeel's own bookkeeping around its statements".into(),
     }
 }
 
@@ -160,14 +185,23 @@ fn location_note(l: &Option<Location>) -> String {
     l.as_ref().map(|l| format!("\n{l}")).unwrap_or_default()
 }
 
-fn applied_note(before: &[String]) -> String {
-    if before.is_empty() {
-        "its transaction was rolled back; nothing was applied in this run".into()
+fn applied_note(id: &str, committed: usize, statements: usize, before: &[String]) -> String {
+    let this = if committed == 0 {
+        "its transaction was rolled back".to_string()
     } else {
         format!(
-            "its transaction was rolled back; applied before it in this run: {}",
-            before.join(", ")
+            "statements 1–{committed} of {statements} of {id} ran before the failing transaction and stay committed; \
+             the failing transaction was rolled back; `pgkeel migrate` resumes at statement {} once it is fixed",
+            committed + 1
         )
+    };
+    match (before.is_empty(), committed) {
+        (true, 0) => format!("{this}; nothing was applied in this run"),
+        (true, _) => this,
+        (false, _) => format!(
+            "{this}; applied before it in this run: {}",
+            before.join(", ")
+        ),
     }
 }
 
@@ -182,6 +216,7 @@ impl MigrateError {
                 | MigrateError::ModifiedMany { .. }
                 | MigrateError::TransactionControl { .. }
                 | MigrateError::SingleTransactionImpossible { .. }
+                | MigrateError::CommittedChanged { .. }
         )
     }
 }
@@ -224,6 +259,8 @@ pub struct Entry {
     pub error: Option<String>,
     #[serde(skip)]
     pub statements_done: Option<i32>,
+    #[serde(skip)]
+    pub statement_hashes: Option<Vec<String>>,
     #[serde(skip)]
     pub index: Option<usize>,
 }
@@ -324,6 +361,7 @@ pub fn plan(set: &MigrationSet, rows: &[LedgerRow]) -> Plan {
             execution_ms: row.and_then(|r| r.execution_ms),
             error: row.and_then(|r| r.error.clone()),
             statements_done: row.and_then(|r| r.statements_done),
+            statement_hashes: row.and_then(|r| r.statement_hashes.clone()),
             index: Some(i),
         });
     }
@@ -341,6 +379,7 @@ pub fn plan(set: &MigrationSet, rows: &[LedgerRow]) -> Plan {
             execution_ms: r.execution_ms,
             error: r.error.clone(),
             statements_done: r.statements_done,
+            statement_hashes: None,
             index: None,
         });
     }
@@ -362,13 +401,12 @@ pub fn parse(m: &Migration) -> Result<Vec<Statement>, MigrateError> {
         })?;
         out.extend(stmts);
     }
-    if let Some(s) = out.iter().find(|s| s.transaction_control) {
-        return Err(MigrateError::TransactionControl {
-            id: m.id.clone(),
-            statement: s.text.clone(),
-            location: Location::in_file(&m.path, &m.sql, s.offset),
-        });
-    }
+    let out = sql::transaction_blocks(out).map_err(|e| MigrateError::TransactionControl {
+        id: m.id.clone(),
+        statement: first_line(&e.statement),
+        problem: e.problem,
+        location: Location::in_file(&m.path, &m.sql, e.offset),
+    })?;
     let _ = m.derived.statements.set(out.clone());
     Ok(out)
 }
@@ -376,7 +414,7 @@ pub fn parse(m: &Migration) -> Result<Vec<Statement>, MigrateError> {
 /// One problem `migrate validate` found, in the folder or against the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    /// `syntax`, `no_rollback`, `modified`, `missing_file` or `failed`.
+    /// `syntax`, `no_rollback`, `never_runs`, `modified`, `missing_file` or `failed`.
     pub kind: &'static str,
     /// Critical problems stop a deploy; warnings are reported and don't.
     pub severity: crate::report::Severity,
@@ -391,7 +429,20 @@ pub struct Problem {
 /// could not undo it otherwise).
 pub fn check_folder(set: &MigrationSet) -> Vec<Problem> {
     use crate::report::Severity;
-    let mut out = Vec::new();
+    let mut out: Vec<Problem> = set
+        .warnings
+        .iter()
+        .map(|w| Problem {
+            kind: "never_runs",
+            severity: Severity::Warning,
+            id: w
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            message: w.to_string(),
+        })
+        .collect();
     for m in &set.migrations {
         let stmts = match parse(m) {
             Ok(s) => s,
@@ -659,6 +710,9 @@ impl<'a> Migrator<'a> {
                 });
             }
         }
+        for w in self.folder_warnings() {
+            obs.warn(&w);
+        }
         if opts.dry_run {
             return self.dry_run(client, opts, started).await;
         }
@@ -678,7 +732,7 @@ impl<'a> Migrator<'a> {
         if plan.pending(self.set).next().is_none() && plan.modified().next().is_none() {
             return Ok(MigrateReport {
                 dry_run: false,
-                warnings: Vec::new(),
+                warnings: self.folder_warnings(),
                 held_back: Vec::new(),
                 taken_over: Vec::new(),
                 already_applied: plan.counts.applied,
@@ -722,7 +776,7 @@ impl<'a> Migrator<'a> {
                 continue;
             }
             let stmts = parse(m)?;
-            let resume = resume_point(entry, m, &stmts);
+            let resume = resume_point(entry, m, &stmts)?;
             let catalog = self.columns_before(client, m, &stmts, resume).await?;
             let rollback = self.rollback_for(m, Some(&stmts), &catalog);
             let groups = self.groups(m, &stmts, resume, rollback);
@@ -746,13 +800,18 @@ impl<'a> Migrator<'a> {
         Ok(MigrateReport {
             dry_run: true,
             already_applied: plan.counts.applied + takeover.taken_over.len(),
-            warnings: takeover.warnings,
+            warnings: [self.folder_warnings(), takeover.warnings].concat(),
             held_back: takeover.held_back,
             taken_over: takeover.taken_over,
             applied,
             duration_ms: started.elapsed().as_millis() as u64,
             counts: plan.counts,
         })
+    }
+
+    /// The folder's files that will never run ([`MigrationSet::warnings`]), as report warnings.
+    fn folder_warnings(&self) -> Vec<String> {
+        self.set.warnings.iter().map(|w| w.to_string()).collect()
     }
 
     fn refuse_modified(&self, plan: &Plan) -> Result<(), MigrateError> {
@@ -840,7 +899,7 @@ impl<'a> Migrator<'a> {
         };
         Ok(MigrateReport {
             dry_run: false,
-            warnings: takeover.warnings,
+            warnings: [self.folder_warnings(), takeover.warnings].concat(),
             held_back: takeover.held_back,
             taken_over: takeover.taken_over,
             already_applied: plan.counts.applied + elsewhere,
@@ -1084,9 +1143,12 @@ impl<'a> Migrator<'a> {
         )
     }
 
-    /// Splits a migration into units of execution: consecutive transactional statements form
-    /// one transaction; each non-transactional statement runs alone. The ledger row goes into the
-    /// last transactional unit, or alone after a trailing non-transactional statement.
+    /// Splits a migration into units of execution. A migration whose statements may all run in
+    /// a transaction is one transaction (a `BEGIN … COMMIT` wrapper in the file is that
+    /// transaction); otherwise each of the file's own `BEGIN … COMMIT` blocks is one, consecutive
+    /// transactional statements outside blocks form one, and each non-transactional statement
+    /// runs alone. The ledger row goes into the last transactional unit, or alone after a
+    /// trailing non-transactional statement; every earlier unit records its progress.
     /// `rollback` is what [`Migrator::rollback_for`] gives for `m` (stored with its row).
     fn groups(
         &self,
@@ -1095,65 +1157,46 @@ impl<'a> Migrator<'a> {
         resume: Option<usize>,
         rollback: Option<String>,
     ) -> Vec<Group> {
-        let start = resume.unwrap_or(0);
-        let all_tx = !m.directives.no_transaction && stmts.iter().all(|s| s.transactional);
+        let start = resume.unwrap_or(0).min(stmts.len());
         let drizzle_row = self.drizzle_row_sql(m);
         let record = |done: usize| {
             format!(
                 "{};\n{};\n{drizzle_row}",
-                self.ledger
-                    .record_sql(m, "applied", rollback.as_deref(), Some(done), None),
+                self.ledger.record_sql(
+                    m,
+                    "applied",
+                    rollback.as_deref(),
+                    Some(Progress::count(done)),
+                    None
+                ),
                 self.ledger
                     .audit_sql("migrate", Some(&m.id), "applied", None)
             )
         };
-        if all_tx {
+        let units = units_of(m, stmts, start);
+        // Hashes of the statements, recorded with partial progress so a resumed run can tell
+        // whether the committed statements are still the file's.
+        let hashes: Vec<String> = if units.len() > 1 {
+            stmts.iter().map(|s| sql::statement_hash(&s.text)).collect()
+        } else {
+            Vec::new()
+        };
+        let mut groups: Vec<Group> = Vec::with_capacity(units.len().max(1));
+        for unit in &units {
             let mut b = Batch::default();
-            b.push_raw("BEGIN;\n");
-            b.push_raw(&self.settings_sql(m, true));
-            b.push_raw(&self.guard_sql(m));
-            for s in &stmts[start..] {
-                b.push_statement(s);
-            }
-            if let Some(sql) = &self.before_commit {
-                b.push_raw(sql);
-            }
-            b.push_raw(&record(stmts.len()));
-            b.push_raw("COMMIT;");
-            return vec![Group {
-                pre: String::new(),
-                batch: b,
-                post: String::new(),
-                cleanup: None,
-                first: start,
-            }];
-        }
-        let mut groups: Vec<Group> = Vec::new();
-        let mut i = start;
-        while i < stmts.len() {
-            let tx = stmts[i].transactional && !m.directives.no_transaction;
-            let mut b = Batch::default();
-            let first = i;
             let mut pre = String::new();
             let mut cleanup = None;
-            if tx {
-                b.push_raw("BEGIN;\n");
-                b.push_raw(&self.settings_sql(m, true));
-                b.push_raw(&self.guard_sql(m));
-                while i < stmts.len() && stmts[i].transactional {
-                    b.push_statement(&stmts[i]);
-                    i += 1;
-                }
+            let range = unit.from..unit.to;
+            if let Some(begin) = &unit.transaction {
+                self.open_transaction(&mut b, m, begin, stmts, range);
             } else {
                 // Sent alone: a statement in a multi-statement query runs in an implicit
                 // transaction block, which these statements refuse.
                 pre = self.settings_sql(m, false);
-                cleanup = stmts[i].concurrent_index.clone();
-                b.push_statement(&stmts[i]);
-                i += 1;
+                cleanup = stmts[unit.from].concurrent_index.clone();
+                b.push_statement(&stmts[unit.from], unit.from);
             }
-            // Progress (or completion) is recorded with each unit.
-            let progress = if i == stmts.len() {
+            let progress = if unit.to == stmts.len() {
                 record(stmts.len())
             } else {
                 format!(
@@ -1162,13 +1205,21 @@ impl<'a> Migrator<'a> {
                         m,
                         "failed",
                         None,
-                        Some(i),
+                        Some(Progress {
+                            done: unit.to,
+                            hashes: Some(&hashes),
+                        }),
                         Some("in progress: interrupted before completion")
                     )
                 )
             };
             let mut post = String::new();
-            if tx {
+            if unit.transaction.is_some() {
+                if unit.to == stmts.len() {
+                    if let Some(sql) = &self.before_commit {
+                        b.push_raw(sql);
+                    }
+                }
                 b.push_raw(&progress);
                 b.push_raw("COMMIT;");
             } else {
@@ -1179,7 +1230,7 @@ impl<'a> Migrator<'a> {
                 batch: b,
                 post,
                 cleanup,
-                first,
+                first: unit.from,
             });
         }
         if groups.is_empty() {
@@ -1197,6 +1248,31 @@ impl<'a> Migrator<'a> {
         groups
     }
 
+    /// Opens a transaction in `b` and adds `stmts[range]`: the file's own `BEGIN` (or pgkeel's),
+    /// then its leading `SET TRANSACTION` statements (they must come before any query), then
+    /// pgkeel's `SET LOCAL` settings and guards, then the rest.
+    fn open_transaction(
+        &self,
+        b: &mut Batch,
+        m: &Migration,
+        begin: &str,
+        stmts: &[Statement],
+        range: std::ops::Range<usize>,
+    ) {
+        b.push_raw(begin);
+        b.push_raw(";\n");
+        let mut i = range.start;
+        while i < range.end && stmts[i].set_transaction {
+            b.push_statement(&stmts[i], i);
+            i += 1;
+        }
+        b.push_raw(&self.settings_sql(m, true));
+        b.push_raw(&self.guard_sql(m));
+        for (k, s) in stmts.iter().enumerate().take(range.end).skip(i) {
+            b.push_statement(s, k);
+        }
+    }
+
     async fn apply_one(
         &self,
         client: &Client,
@@ -1208,7 +1284,7 @@ impl<'a> Migrator<'a> {
         before: &[Applied],
     ) -> Result<Option<Applied>, MigrateError> {
         let started = Instant::now();
-        let resume = resume_point(entry, m, stmts);
+        let resume = resume_point(entry, m, stmts)?;
         let catalog = self.columns_before(client, m, stmts, resume).await?;
         // The parse-tree rollback, inverted once: stored with the row (what `rollback_for`
         // gives), and when there is none, the reason to snapshot the schema around it.
@@ -1261,7 +1337,7 @@ impl<'a> Migrator<'a> {
                     drop_invalid_index(client, index).await?;
                 }
                 let (result, blockers) = self.exec_watched(client, &g.batch.text).await;
-                match result {
+                match result.map_err(|f| (f.error, f.completed)) {
                     Ok(()) => {
                         if !g.post.is_empty() {
                             client.batch_execute(&g.post).await.map_err(|e| {
@@ -1270,7 +1346,7 @@ impl<'a> Migrator<'a> {
                         }
                         break;
                     }
-                    Err(e) => {
+                    Err((e, completed)) => {
                         let pg = PgError::from_driver(&e);
                         // Leave no aborted transaction behind; the connection may be gone, so
                         // a failing ROLLBACK says nothing new.
@@ -1279,12 +1355,17 @@ impl<'a> Migrator<'a> {
                             return Err(DbError::query(format!("applying {}", m.id), e).into());
                         };
                         if self.interrupted() {
+                            let hashes = committed_hashes(g.first, stmts);
+                            let progress = Progress {
+                                done: g.first,
+                                hashes: hashes.as_deref(),
+                            };
                             let _ = self
                                 .ledger
                                 .record_failure(
                                     client,
                                     m,
-                                    g.first,
+                                    progress,
                                     "interrupted (Ctrl-C / SIGTERM); rolled back",
                                 )
                                 .await;
@@ -1306,21 +1387,16 @@ impl<'a> Migrator<'a> {
                             tokio::time::sleep(delay).await;
                             continue;
                         }
-                        let location = pg
-                            .position
-                            .and_then(|p| g.batch.file_offset(p))
-                            .map(|o| Location::in_file(&m.path, &m.sql, o));
-                        // Which statement failed: the one containing the error position, else the group's first.
-                        let failed_at = location
-                            .as_ref()
-                            .and_then(|_| {
-                                let off = pg.position.and_then(|p| g.batch.file_offset(p))?;
-                                stmts.iter().rposition(|s| s.offset <= off)
-                            })
-                            .unwrap_or(g.first);
+                        let (failed_at, location) =
+                            failure_place(m, stmts, &g.batch, &pg, completed);
                         let done = g.first; // the group's work was rolled back (or never happened)
+                        let hashes = committed_hashes(done, stmts);
+                        let progress = Progress {
+                            done,
+                            hashes: hashes.as_deref(),
+                        };
                         self.ledger
-                            .record_failure(client, m, done, &pg.to_string())
+                            .record_failure(client, m, progress, &pg.to_string())
                             .await
                             .ok();
                         return Err(MigrateError::Failed {
@@ -1329,6 +1405,7 @@ impl<'a> Migrator<'a> {
                             location,
                             statement: failed_at,
                             statements: stmts.len(),
+                            committed: done,
                             attempts: attempt,
                             applied_before: before.iter().map(|a| a.id.clone()).collect(),
                             blockers,
@@ -1424,8 +1501,8 @@ impl<'a> Migrator<'a> {
         &self,
         client: &Client,
         sql: &str,
-    ) -> (Result<(), tokio_postgres::Error>, Vec<Blocker>) {
-        let exec = client.batch_execute(sql);
+    ) -> (Result<(), crate::db::BatchFailure>, Vec<Blocker>) {
+        let exec = crate::db::execute_counting(client, sql);
         tokio::pin!(exec);
         let mut seen = Vec::new();
         let mut wait = Duration::from_millis(150);
@@ -1486,8 +1563,29 @@ impl<'a> Migrator<'a> {
         obs: &mut dyn Observer,
     ) -> Result<Vec<Applied>, MigrateError> {
         for ((_, m), stmts) in todo.iter().zip(parsed) {
-            if m.directives.no_transaction || stmts.iter().any(|s| !s.transactional) {
-                return Err(MigrateError::SingleTransactionImpossible { id: m.id.clone() });
+            let reason = if m.directives.no_transaction || stmts.iter().any(|s| !s.transactional) {
+                Some("it has statements that cannot run inside a transaction block")
+            } else if stmts.iter().any(|s| s.set_transaction) {
+                Some("it sets its own transaction's characteristics (SET TRANSACTION)")
+            } else if stmts
+                .iter()
+                .any(|s| s.block.as_ref().is_some_and(|b| b.index > 0))
+            {
+                Some("it runs several BEGIN … COMMIT blocks of its own")
+            } else if stmts.iter().any(|s| {
+                s.block
+                    .as_ref()
+                    .is_some_and(|b| !b.begin.eq_ignore_ascii_case("begin"))
+            }) {
+                Some("it opens its own transaction with options (BEGIN ISOLATION LEVEL …)")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(MigrateError::SingleTransactionImpossible {
+                    id: m.id.clone(),
+                    reason,
+                });
             }
         }
         client
@@ -1501,8 +1599,8 @@ impl<'a> Migrator<'a> {
             let mut b = Batch::default();
             b.push_raw(&self.settings_sql(m, true));
             b.push_raw(&self.guard_sql(m));
-            for s in stmts {
-                b.push_statement(s);
+            for (k, s) in stmts.iter().enumerate() {
+                b.push_statement(s, k);
             }
             b.push_raw(&self.drizzle_row_sql(m));
             b.push_raw(&format!(
@@ -1512,7 +1610,7 @@ impl<'a> Migrator<'a> {
                     "applied",
                     self.rollback_for(m, Some(stmts), &Before::default())
                         .as_deref(),
-                    Some(stmts.len()),
+                    Some(Progress::count(stmts.len())),
                     None
                 ),
                 self.ledger.audit_sql(
@@ -1522,21 +1620,19 @@ impl<'a> Migrator<'a> {
                     Some(&serde_json::json!({"single_transaction": true}))
                 )
             ));
-            if let Err(e) = client.batch_execute(&b.text).await {
+            if let Err(f) = crate::db::execute_counting(client, &b.text).await {
                 let _ = client.batch_execute("ROLLBACK").await;
-                let Some(pg) = PgError::from_driver(&e) else {
-                    return Err(DbError::query(format!("applying {}", m.id), e).into());
+                let Some(pg) = PgError::from_driver(&f.error) else {
+                    return Err(DbError::query(format!("applying {}", m.id), f.error).into());
                 };
-                let location = pg
-                    .position
-                    .and_then(|p| b.file_offset(p))
-                    .map(|o| Location::in_file(&m.path, &m.sql, o));
+                let (statement, location) = failure_place(m, stmts, &b, &pg, f.completed);
                 return Err(MigrateError::Failed {
                     id: m.id.clone(),
                     pg,
                     location,
-                    statement: 0,
+                    statement,
                     statements: stmts.len(),
+                    committed: 0,
                     attempts: 1,
                     // Everything before it was rolled back with it.
                     applied_before: Vec::new(),
@@ -1622,11 +1718,34 @@ impl<'a> Migrator<'a> {
                 return Err(e.modified_error());
             }
         }
+        // Failed migrations that committed part of their statements and whose committed
+        // statements were edited since: `--force` accepts the edited ones as what ran.
+        let mut partial = Vec::new();
+        for e in plan.migrations.iter().filter(|e| e.state == State::Failed) {
+            let Some(m) = e.index.map(|i| &self.set.migrations[i]) else {
+                continue;
+            };
+            let stmts = parse(m)?;
+            if let Err(err) = resume_point(e, m, &stmts) {
+                if !force {
+                    return Err(err);
+                }
+                let hashes: Vec<String> =
+                    stmts.iter().map(|s| sql::statement_hash(&s.text)).collect();
+                partial.push((m, hashes));
+            }
+        }
         self.ledger.ensure(client).await?;
         for e in plan.modified() {
             let m = &self.set.migrations[e.index.expect("modified entries are on disk")];
             let cosmetic = matches!(e.state, State::Modified { cosmetic: true });
-            self.ledger.update_hash(client, m, !cosmetic).await?;
+            self.ledger.update_hash(client, m, !cosmetic, None).await?;
+            fixed.push(m.id.clone());
+        }
+        for (m, hashes) in partial {
+            self.ledger
+                .update_hash(client, m, true, Some(&hashes))
+                .await?;
             fixed.push(m.id.clone());
         }
         Ok(fixed)
@@ -1655,20 +1774,153 @@ async fn drop_invalid_index(client: &Client, index: &str) -> Result<(), DbError>
     Ok(())
 }
 
-/// Where a previously failed migration resumes: only for migrations with non-transactional
-/// statements (a transactional one was rolled back whole) whose file did not change.
-fn resume_point(entry: &Entry, m: &Migration, stmts: &[Statement]) -> Option<usize> {
-    let partial = m.directives.no_transaction || stmts.iter().any(|s| !s.transactional);
-    if !partial
-        || entry.state != State::Failed
-        || entry.ledger_hash.as_deref() != Some(m.hash.as_str())
-    {
-        return None;
+/// Where a previously failed migration resumes: after the statements it committed (those
+/// of its units that ran before the failing one). When the file changed since, the committed
+/// statements must be unchanged (by [`sql::statement_hash`]): then the run goes on with the
+/// first changed or not-yet-run statement; otherwise it is refused, never silently restarted.
+fn resume_point(
+    entry: &Entry,
+    m: &Migration,
+    stmts: &[Statement],
+) -> Result<Option<usize>, MigrateError> {
+    if entry.state != State::Failed {
+        return Ok(None);
     }
-    entry
+    let Some(done) = entry
         .statements_done
         .and_then(|n| usize::try_from(n).ok())
-        .filter(|n| *n > 0 && *n <= stmts.len())
+        .filter(|n| *n > 0)
+    else {
+        return Ok(None);
+    };
+    if entry.ledger_hash.as_deref() == Some(m.hash.as_str()) && done <= stmts.len() {
+        return Ok(Some(done));
+    }
+    let now: Vec<String> = stmts.iter().map(|s| sql::statement_hash(&s.text)).collect();
+    let then = entry.statement_hashes.as_deref();
+    let changed = match then {
+        Some(then) if then.len() >= done => (0..done).find(|&i| now.get(i) != then.get(i)),
+        _ => Some(0),
+    };
+    match changed {
+        None => Ok(Some(done)),
+        Some(first) => Err(MigrateError::CommittedChanged {
+            id: m.id.clone(),
+            path: m.path.clone(),
+            committed: stmts
+                .iter()
+                .take(done)
+                .map(|s| {
+                    let l = Location::in_file(&m.path, &m.sql, s.offset);
+                    format!("{}:{}: {}", l.path.display(), l.line, first_line(&s.text))
+                })
+                .collect(),
+            done,
+            first_changed: then.is_some().then_some(first),
+        }),
+    }
+}
+
+/// The first line of a statement, shortened to 80 characters.
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("").trim_end();
+    let short: String = line.chars().take(80).collect();
+    if short.len() < text.trim_end().len() {
+        format!("{short} …")
+    } else {
+        short
+    }
+}
+
+/// The hashes to record with a failure after `done` statements committed: every statement's,
+/// so a later run can check the committed ones; none when nothing is committed.
+fn committed_hashes(done: usize, stmts: &[Statement]) -> Option<Vec<String>> {
+    (done > 0).then(|| stmts.iter().map(|s| sql::statement_hash(&s.text)).collect())
+}
+
+/// Which statement of `m` failed, and where: the one holding the server's error position when
+/// there is one, else the one that was running when the batch stopped (`completed` of its
+/// statements had completed). The location is the error position, or the statement's start.
+fn failure_place(
+    m: &Migration,
+    stmts: &[Statement],
+    batch: &Batch,
+    pg: &PgError,
+    completed: usize,
+) -> (Option<usize>, Option<Location>) {
+    let at = pg.position.and_then(|p| batch.file_offset(p));
+    let index = at
+        .and_then(|off| stmts.iter().rposition(|s| s.offset <= off))
+        .or_else(|| batch.statement_after(completed));
+    let offset = at.or_else(|| index.and_then(|i| stmts.get(i)).map(|s| s.offset));
+    (index, offset.map(|o| Location::in_file(&m.path, &m.sql, o)))
+}
+
+/// One unit of execution of a migration: `stmts[from..to]`, in a transaction opened with
+/// `transaction` (the file's own `BEGIN …` or pgkeel's `BEGIN`), or one statement alone.
+#[derive(Debug)]
+struct Unit {
+    from: usize,
+    to: usize,
+    transaction: Option<String>,
+}
+
+/// The units of `stmts[start..]` (see [`Migrator::groups`]).
+fn units_of(m: &Migration, stmts: &[Statement], start: usize) -> Vec<Unit> {
+    let blocks = stmts
+        .iter()
+        .filter_map(|s| s.block.as_ref())
+        .map(|b| b.index + 1)
+        .max()
+        .unwrap_or(0);
+    let one = !m.directives.no_transaction && blocks <= 1 && stmts.iter().all(|s| s.transactional);
+    if one {
+        if start >= stmts.len() {
+            return Vec::new();
+        }
+        let begin = stmts
+            .iter()
+            .find_map(|s| s.block.as_ref())
+            .map_or("BEGIN", |b| b.begin.as_str());
+        return vec![Unit {
+            from: start,
+            to: stmts.len(),
+            transaction: Some(begin.to_string()),
+        }];
+    }
+    let mut units = Vec::new();
+    let mut i = start;
+    while i < stmts.len() {
+        let from = i;
+        let s = &stmts[i];
+        if let Some(b) = &s.block {
+            while i < stmts.len() && stmts[i].block.as_ref().map(|x| x.index) == Some(b.index) {
+                i += 1;
+            }
+            units.push(Unit {
+                from,
+                to: i,
+                transaction: Some(b.begin.clone()),
+            });
+        } else if s.transactional && !m.directives.no_transaction {
+            while i < stmts.len() && stmts[i].block.is_none() && stmts[i].transactional {
+                i += 1;
+            }
+            units.push(Unit {
+                from,
+                to: i,
+                transaction: Some("BEGIN".into()),
+            });
+        } else {
+            i += 1;
+            units.push(Unit {
+                from,
+                to: i,
+                transaction: None,
+            });
+        }
+    }
+    units
 }
 
 /// What [`Migrator::take_over_drizzle`] did.

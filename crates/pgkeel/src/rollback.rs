@@ -1059,7 +1059,9 @@ impl Inverter {
 /// The statements inside drizzle-kit's DO block, or `None` when the body has another shape.
 fn drizzle_do_inner(body: &str) -> Option<&str> {
     let b = body.trim();
-    if b.len() < 5 || !b[..5].eq_ignore_ascii_case("begin") {
+    // `get`: the body may start with a multi-byte character (`--ñé` …), where byte 5 is not a
+    // char boundary.
+    if !b.get(..5).is_some_and(|w| w.eq_ignore_ascii_case("begin")) {
         return None;
     }
     let rest = &b[5..];
@@ -1320,8 +1322,12 @@ pub enum RollbackError {
         message: String,
         location: Option<Location>,
     },
-    #[error("the rollback of {id} contains `{statement}`: pgkeel runs each rollback in its own transaction; remove transaction control (use `-- pgkeel:no-transaction` in the down file for statements that must run outside one)")]
-    TransactionControl { id: String, statement: String },
+    #[error("the rollback of {id}: `{statement}`: {problem}")]
+    TransactionControl {
+        id: String,
+        statement: String,
+        problem: crate::sql::BlockProblem,
+    },
     #[error(
         "rollback of {id} failed{}{}: {pg}{}\n{}",
         statement_note(*.statement, *.statements),
@@ -1667,12 +1673,14 @@ fn unit<'a>(
             .map(|p| Location::in_file(p, &text, e.offset)),
         message: e.message,
     })?;
-    if let Some(s) = stmts.iter().find(|s| s.transaction_control) {
-        return Err(RollbackError::TransactionControl {
+    // A `BEGIN … COMMIT` wrapper is dropped: the rollback's transactional statements run in
+    // one transaction anyway.
+    let stmts =
+        crate::sql::transaction_blocks(stmts).map_err(|e| RollbackError::TransactionControl {
             id: row.id.clone(),
-            statement: s.text.clone(),
-        });
-    }
+            statement: e.statement,
+            problem: e.problem,
+        })?;
     Ok(Unit {
         id: row.id.clone(),
         migration: m,
@@ -1836,7 +1844,7 @@ impl<'a> Runner<'a> {
             if u.stmts[i].transactional && !u.no_transaction {
                 tx_start(&mut b);
                 while i < u.stmts.len() && u.stmts[i].transactional {
-                    b.push_statement(&u.stmts[i]);
+                    b.push_statement(&u.stmts[i], i);
                     i += 1;
                 }
                 if i == u.stmts.len() {
@@ -1848,7 +1856,7 @@ impl<'a> Runner<'a> {
                 // Sent alone: in a multi-statement query it would run in an implicit
                 // transaction block, which these statements refuse.
                 pre = Self::settings_sql(u, false);
-                b.push_statement(&u.stmts[i]);
+                b.push_statement(&u.stmts[i], i);
                 i += 1;
             }
             groups.push(Group {
@@ -2464,6 +2472,19 @@ mod tests {
             "DO $$ BEGIN ALTER TABLE t ADD CHECK (a > 0); EXCEPTION WHEN duplicate_object THEN null; END $$",
         );
         assert!(reason.contains("name the constraint"), "{reason}");
+    }
+
+    #[test]
+    fn do_block_with_non_ascii_body_does_not_panic() {
+        // Byte 5 of the body falls inside `é`.
+        for sql in [
+            "DO $$--ñé\nBEGIN\n  CREATE TABLE d (id integer PRIMARY KEY);\nEND $$",
+            "DO $$--ñé\nBEGIN CREATE TYPE e AS ENUM('a'); EXCEPTION WHEN duplicate_object THEN null; END $$",
+            "DO $$ñé$$",
+        ] {
+            let (reason, _) = refused(sql);
+            assert!(reason.contains("DO block"), "{sql}: {reason}");
+        }
     }
 
     #[test]

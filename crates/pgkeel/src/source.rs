@@ -126,13 +126,6 @@ pub enum SourceError {
         journal: PathBuf,
     },
 
-    /// A `NNNN_*.sql` file beside a drizzle journal that the journal does not list.
-    #[error(
-        "{} is not listed in the drizzle journal {}; add it to the journal (drizzle-kit generate does) or delete it",
-        .path.display(), .journal.display()
-    )]
-    NotInJournal { path: PathBuf, journal: PathBuf },
-
     /// Two migration files claim the same id (native: the same number).
     #[error(
         "migration number {id} is used by both {} and {}; renumber or delete one of them",
@@ -472,6 +465,46 @@ pub struct MigrationSet {
     pub dir: PathBuf,
     pub layout: Layout,
     pub migrations: Vec<Migration>,
+    /// Files that look like migrations but will never run (a `.sql` file the drizzle journal
+    /// does not list, as drizzle-orm ignores it): reported, not refused.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<FolderWarning>,
+}
+
+/// A file in a migration folder that no migration will run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FolderWarning {
+    pub path: PathBuf,
+    pub kind: FolderWarningKind,
+}
+
+/// Why a [`FolderWarning`]'s file never runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FolderWarningKind {
+    /// A `NNNN_*.sql` file the drizzle journal does not list.
+    NotInJournal,
+    /// A `NNNN_*.down.sql` file whose migration the drizzle journal does not list.
+    DownNotInJournal,
+}
+
+impl fmt::Display for FolderWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            FolderWarningKind::NotInJournal => write!(
+                f,
+                "{} is not listed in the drizzle journal ({JOURNAL_PATH}): drizzle-orm never runs it, \
+                 and neither does pgkeel; add it to the journal (drizzle-kit generate does) or delete it",
+                self.path.display()
+            ),
+            FolderWarningKind::DownNotInJournal => write!(
+                f,
+                "{} is the rollback of a migration the drizzle journal ({JOURNAL_PATH}) does not list: \
+                 it is never used; rename it to match its migration or delete it",
+                self.path.display()
+            ),
+        }
+    }
 }
 
 impl MigrationSet {
@@ -873,8 +906,9 @@ pub fn load(dir: &Path) -> Result<MigrationSet, SourceError> {
     check_dir(dir)?;
     let entries = list(dir)?;
     let layout = detect_in(dir, &entries);
+    let mut warnings = Vec::new();
     let mut migrations = match layout {
-        Layout::DrizzleJournal => load_journal(dir, &entries)?,
+        Layout::DrizzleJournal => load_journal(dir, &entries, &mut warnings)?,
         Layout::DrizzleFolders => load_folders(&entries)?,
         Layout::Native => load_native(&entries)?,
     };
@@ -886,6 +920,7 @@ pub fn load(dir: &Path) -> Result<MigrationSet, SourceError> {
         dir: dir.to_path_buf(),
         layout,
         migrations,
+        warnings,
     })
 }
 
@@ -1017,7 +1052,11 @@ fn looks_like_drizzle_file(name: &str) -> bool {
     digits > 0 && name[digits..].starts_with('_')
 }
 
-fn load_journal(dir: &Path, entries: &[Entry]) -> Result<Vec<Migration>, SourceError> {
+fn load_journal(
+    dir: &Path,
+    entries: &[Entry],
+    warnings: &mut Vec<FolderWarning>,
+) -> Result<Vec<Migration>, SourceError> {
     let journal_path = dir.join(JOURNAL_PATH);
     let text = read_journal_text(&journal_path)?;
     let journal = parse_journal(&journal_path, &text)?;
@@ -1041,25 +1080,29 @@ fn load_journal(dir: &Path, entries: &[Entry]) -> Result<Vec<Migration>, SourceE
         }
     }
 
-    // Files in the folder: every NNNN_*.sql must be a journal entry or its rollback.
+    // Files in the folder: drizzle-orm runs only what the journal lists, so a NNNN_*.sql file
+    // it does not list is reported and left alone (editor backups, READMEs and `meta/` are
+    // not even reported).
     let mut downs: HashMap<&str, PathBuf> = HashMap::new();
     for e in entries.iter().filter(|e| !e.is_dir) {
-        if let Some(stem) = e.name.strip_suffix(".down.sql") {
+        let stray = if let Some(stem) = e.name.strip_suffix(".down.sql") {
             if by_tag.contains_key(stem) {
                 downs.insert(stem, e.path.clone());
-            } else if looks_like_drizzle_file(stem) {
-                return Err(SourceError::DownWithoutUp {
-                    path: e.path.clone(),
-                    expected_up: dir.join(format!("{stem}.sql")),
-                });
+                None
+            } else {
+                looks_like_drizzle_file(stem).then_some(FolderWarningKind::DownNotInJournal)
             }
         } else if let Some(stem) = e.name.strip_suffix(".sql") {
-            if !by_tag.contains_key(stem) && looks_like_drizzle_file(stem) {
-                return Err(SourceError::NotInJournal {
-                    path: e.path.clone(),
-                    journal: journal_path,
-                });
-            }
+            (!by_tag.contains_key(stem) && looks_like_drizzle_file(stem))
+                .then_some(FolderWarningKind::NotInJournal)
+        } else {
+            None
+        };
+        if let Some(kind) = stray {
+            warnings.push(FolderWarning {
+                path: e.path.clone(),
+                kind,
+            });
         }
     }
 
@@ -2127,7 +2170,7 @@ mod tests {
     }
 
     #[test]
-    fn file_without_journal_entry() {
+    fn stray_sql_file_beside_the_journal_is_a_warning_not_an_error() {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path();
         write(
@@ -2137,34 +2180,31 @@ mod tests {
         );
         write(d, "0000_a.sql", "SELECT 1;");
         let stray = write(d, "0001_b.sql", "SELECT 2;");
-        let e = load(d).unwrap_err();
-        assert!(e.to_string().contains("add it to the journal"), "{e}");
-        match e {
-            SourceError::NotInJournal { path, journal } => {
-                assert_eq!(path, stray);
-                assert_eq!(journal, d.join(JOURNAL_PATH));
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn journal_down_without_entry() {
-        let tmp = tempfile::tempdir().unwrap();
-        let d = tmp.path();
-        write(
-            d,
-            JOURNAL_PATH,
-            journal("7", "postgresql", &[("0000_a", 1)]),
+        let down = write(d, "0002_c.down.sql", "SELECT 3;");
+        write(d, "README.md", "notes");
+        write(d, "0000_a.sql~", "backup");
+        write(d, "meta/0000_snapshot.json", "{}");
+        let set = load(d).unwrap();
+        assert_eq!(
+            set.migrations.len(),
+            1,
+            "drizzle-orm runs only the journal's entries"
         );
-        write(d, "0000_a.sql", "SELECT 1;");
-        let stray = write(d, "0001_b.down.sql", "SELECT 2;");
-        match load(d).unwrap_err() {
-            SourceError::DownWithoutUp { path, expected_up } => {
-                assert_eq!((path, expected_up), (stray, d.join("0001_b.sql")));
-            }
-            other => panic!("{other:?}"),
-        }
+        let got: Vec<(PathBuf, FolderWarningKind)> = set
+            .warnings
+            .iter()
+            .map(|w| (w.path.clone(), w.kind))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (stray, FolderWarningKind::NotInJournal),
+                (down, FolderWarningKind::DownNotInJournal)
+            ]
+        );
+        assert!(set.warnings[0]
+            .to_string()
+            .contains("drizzle-orm never runs it"));
     }
 
     #[test]

@@ -11,19 +11,64 @@ use serde::Serialize;
 /// One statement of a migration file.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Statement {
-    /// The statement text, without its terminating semicolon.
+    /// The statement text, from its first token to the end of its last token: no leading or
+    /// trailing comments and no terminating semicolon, so `text` followed by `;` is always
+    /// one terminated statement (a trailing `-- comment` cannot swallow the `;`).
     pub text: String,
     /// Byte offset of `text` in the migration file.
     pub offset: usize,
     /// False for statements PostgreSQL refuses inside a transaction block
     /// (CREATE INDEX CONCURRENTLY, VACUUM, CREATE DATABASE, ALTER SYSTEM, …).
     pub transactional: bool,
-    /// BEGIN / COMMIT / ROLLBACK / SAVEPOINT written in the migration itself.
-    pub transaction_control: bool,
+    /// BEGIN / COMMIT / ROLLBACK / SAVEPOINT … written in the migration itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control: Option<TxControl>,
+    /// `SET TRANSACTION …`: must be the first statement of its transaction.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub set_transaction: bool,
+    /// The file's own `BEGIN … COMMIT` block this statement stands in, once
+    /// [`transaction_blocks`] has taken the wrapper statements out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block: Option<Block>,
     /// For `CREATE INDEX CONCURRENTLY name`: the index, as `schema.name` or `name`, so a failed
     /// build's invalid leftover can be found and dropped before the statement is retried.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrent_index: Option<String>,
+}
+
+/// A transaction-control statement, as PostgreSQL's parser classifies it.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TxControl {
+    /// `BEGIN` or `START TRANSACTION` (with or without modes).
+    Begin,
+    /// `COMMIT` or `END`.
+    Commit,
+    /// `COMMIT AND CHAIN` / `ROLLBACK AND CHAIN`.
+    Chain,
+    /// `ROLLBACK` or `ABORT`.
+    Rollback,
+    /// `SAVEPOINT`, `RELEASE` and `ROLLBACK TO`: fine inside a transaction.
+    Savepoint,
+    /// `PREPARE TRANSACTION`, `COMMIT PREPARED`, `ROLLBACK PREPARED`.
+    TwoPhase,
+}
+
+/// One explicit `BEGIN … COMMIT` block of a file.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Block {
+    /// 0-based number of the block in its file.
+    pub index: usize,
+    /// The block's own `BEGIN` statement (`BEGIN ISOLATION LEVEL SERIALIZABLE`, …), to open
+    /// the transaction exactly as the file does.
+    pub begin: String,
+}
+
+impl Statement {
+    /// Whether the statement opens, ends or abandons a transaction (savepoints do not).
+    pub fn is_transaction_boundary(&self) -> bool {
+        self.control.is_some_and(|c| c != TxControl::Savepoint)
+    }
 }
 
 /// A syntax error with its place in the chunk that was parsed.
@@ -36,6 +81,10 @@ pub struct SyntaxError {
 
 /// Parses one piece of SQL (a whole file or one drizzle breakpoint chunk) into statements.
 /// `base` is the piece's byte offset in its file; returned offsets are file offsets.
+///
+/// Statement boundaries come from PostgreSQL's parser and each statement's extent from its
+/// scanner: a statement runs from its first token to the end of its last non-comment token,
+/// so comments and blanks between statements stay between them.
 pub fn split(text: &str, base: usize) -> Result<Vec<Statement>, SyntaxError> {
     let parsed = pg_query::parse(text).map_err(|e| {
         let message = match e {
@@ -48,6 +97,12 @@ pub fn split(text: &str, base: usize) -> Result<Vec<Statement>, SyntaxError> {
             offset: base + offset,
         }
     })?;
+    // Text the parser accepts, the scanner tokenises; an error here would be a bug upstream,
+    // reported as a syntax error at the start rather than a panic.
+    let tokens = code_tokens(text).map_err(|message| SyntaxError {
+        message,
+        offset: base,
+    })?;
     let mut out = Vec::with_capacity(parsed.protobuf.stmts.len());
     for raw in &parsed.protobuf.stmts {
         let start = usize::try_from(raw.stmt_location).unwrap_or(0);
@@ -55,49 +110,203 @@ pub fn split(text: &str, base: usize) -> Result<Vec<Statement>, SyntaxError> {
         let end = if len == 0 {
             text.len()
         } else {
-            (start + len).min(text.len())
+            start.saturating_add(len).min(text.len())
         };
-        let slice = &text[start..end];
-        // The parser's location includes leading comments and blanks: skip them so offsets
-        // point at the statement's first token.
-        let lead = leading_trivia(slice);
-        let stmt_text = slice[lead..].trim_end();
-        if stmt_text.is_empty() {
-            continue;
+        let first = tokens.partition_point(|t| t.0 < start);
+        let mut last = tokens.partition_point(|t| t.0 < end);
+        // The terminating `;` is not part of the statement.
+        while last > first && text.get(tokens[last - 1].0..tokens[last - 1].1) == Some(";") {
+            last -= 1;
         }
+        if first >= last {
+            continue; // only comments, blanks or `;`
+        }
+        let (from, to) = (tokens[first].0, tokens[last - 1].1);
+        let Some(stmt_text) = text.get(from..to) else {
+            continue;
+        };
         let node = raw.stmt.as_ref().and_then(|n| n.node.as_ref());
         out.push(Statement {
             text: stmt_text.to_string(),
-            offset: base + start + lead,
+            offset: base + from,
             transactional: node.is_none_or(is_transactional),
-            transaction_control: matches!(node, Some(NodeEnum::TransactionStmt(_))),
+            control: node.and_then(tx_control),
+            set_transaction: node.is_some_and(is_set_transaction),
+            block: None,
             concurrent_index: node.and_then(concurrent_index_name),
         });
     }
     Ok(out)
 }
 
-/// Length of leading whitespace and comments (`-- …` lines and `/* … */` blocks).
-fn leading_trivia(s: &str) -> usize {
-    let b = s.as_bytes();
-    let mut i = 0;
-    loop {
-        while i < b.len() && b[i].is_ascii_whitespace() {
-            i += 1;
+/// Byte ranges of the tokens of `text` that are not comments, in order.
+fn code_tokens(text: &str) -> Result<Vec<(usize, usize)>, String> {
+    use pg_query::protobuf::Token;
+    let scan = pg_query::scan(text).map_err(|e| e.to_string())?;
+    Ok(scan
+        .tokens
+        .iter()
+        .filter(|t| t.token != Token::SqlComment as i32 && t.token != Token::CComment as i32)
+        .filter_map(|t| Some((usize::try_from(t.start).ok()?, usize::try_from(t.end).ok()?)))
+        .collect())
+}
+
+/// SHA-256 of a statement's tokens (comments dropped, each token separated by one space): equal
+/// for two texts that differ only in whitespace, line endings or comments. Resume compares
+/// these to tell whether a statement that already ran is the one in the file now.
+pub fn statement_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    match code_tokens(text) {
+        Ok(tokens) => {
+            for (a, b) in tokens {
+                h.update(text.get(a..b).unwrap_or_default().as_bytes());
+                h.update(b" ");
+            }
         }
-        if b[i..].starts_with(b"--") {
-            while i < b.len() && b[i] != b'\n' {
-                i += 1;
+        Err(_) => h.update(text.split_whitespace().collect::<Vec<_>>().join(" ")),
+    }
+    hex::encode(h.finalize())
+}
+
+fn tx_control(node: &NodeEnum) -> Option<TxControl> {
+    use pg_query::protobuf::TransactionStmtKind as K;
+    let NodeEnum::TransactionStmt(t) = node else {
+        return None;
+    };
+    Some(match t.kind() {
+        K::TransStmtBegin | K::TransStmtStart => TxControl::Begin,
+        K::TransStmtCommit | K::TransStmtRollback if t.chain => TxControl::Chain,
+        K::TransStmtCommit => TxControl::Commit,
+        K::TransStmtRollback | K::Undefined => TxControl::Rollback,
+        K::TransStmtSavepoint | K::TransStmtRelease | K::TransStmtRollbackTo => {
+            TxControl::Savepoint
+        }
+        K::TransStmtPrepare | K::TransStmtCommitPrepared | K::TransStmtRollbackPrepared => {
+            TxControl::TwoPhase
+        }
+    })
+}
+
+fn is_set_transaction(node: &NodeEnum) -> bool {
+    matches!(node, NodeEnum::VariableSetStmt(v) if v.name.eq_ignore_ascii_case("transaction"))
+}
+
+/// What is wrong with a file's own transaction control.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockProblem {
+    /// `BEGIN` inside a block that is already open.
+    NestedBegin,
+    /// `COMMIT`/`END` (or `ROLLBACK`) with no open `BEGIN`.
+    NothingToEnd,
+    /// `BEGIN` with no `COMMIT` before the end of the file.
+    NeverCommitted,
+    /// `ROLLBACK`/`ABORT` that discards what the file did.
+    Rollback,
+    /// `COMMIT AND CHAIN` / `ROLLBACK AND CHAIN`.
+    Chain,
+    /// Two-phase commit statements.
+    TwoPhase,
+    /// A statement PostgreSQL refuses in a transaction block, inside `BEGIN … COMMIT`.
+    NotTransactional,
+}
+
+impl std::fmt::Display for BlockProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BlockProblem::NestedBegin => {
+                "BEGIN inside a block that is already open: end the first block with COMMIT before the next BEGIN"
             }
-        } else if b[i..].starts_with(b"/*") {
-            match s[i + 2..].find("*/") {
-                Some(p) => i += p + 4,
-                None => return i,
+            BlockProblem::NothingToEnd => {
+                "it ends no transaction (no BEGIN before it): remove it, or add the BEGIN it closes"
             }
-        } else {
-            return i;
+            BlockProblem::NeverCommitted => {
+                "this BEGIN is never committed: add COMMIT after the block's last statement"
+            }
+            BlockProblem::Rollback => {
+                "a migration that rolls itself back changes nothing and would be recorded as applied: remove the ROLLBACK (pgkeel rolls back a failed migration itself)"
+            }
+            BlockProblem::Chain => {
+                "AND CHAIN is not supported in a migration: end the block with COMMIT and open the next with BEGIN"
+            }
+            BlockProblem::TwoPhase => {
+                "two-phase commit (PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED) is not supported in a migration"
+            }
+            BlockProblem::NotTransactional => {
+                "PostgreSQL refuses this statement inside BEGIN … COMMIT: move it after the COMMIT (pgkeel runs it alone)"
+            }
+        })
+    }
+}
+
+/// A file's transaction control that pgkeel cannot honour, at the statement's file offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockError {
+    pub problem: BlockProblem,
+    /// The offending statement's text.
+    pub statement: String,
+    pub offset: usize,
+}
+
+/// Honours the file's own `BEGIN … COMMIT` blocks: the wrapper statements are taken out and
+/// every statement between them is marked with its [`Block`], so the executor runs each block
+/// as one transaction with pgkeel's settings and guards inside it. Savepoints stay as they
+/// are. Anything else that ends or abandons a transaction is an error.
+pub fn transaction_blocks(stmts: Vec<Statement>) -> Result<Vec<Statement>, BlockError> {
+    if !stmts.iter().any(|s| s.control.is_some()) {
+        return Ok(stmts);
+    }
+    let err = |problem, s: &Statement| BlockError {
+        problem,
+        statement: s.text.clone(),
+        offset: s.offset,
+    };
+    let mut out = Vec::with_capacity(stmts.len());
+    let mut open: Option<(Block, Statement)> = None;
+    let mut blocks = 0;
+    for s in stmts {
+        match s.control {
+            Some(TxControl::Begin) => {
+                if open.is_some() {
+                    return Err(err(BlockProblem::NestedBegin, &s));
+                }
+                let block = Block {
+                    index: blocks,
+                    begin: s.text.clone(),
+                };
+                blocks += 1;
+                open = Some((block, s));
+            }
+            Some(TxControl::Commit) => {
+                if open.take().is_none() {
+                    return Err(err(BlockProblem::NothingToEnd, &s));
+                }
+            }
+            Some(TxControl::Rollback) => {
+                let problem = match open {
+                    Some(_) => BlockProblem::Rollback,
+                    None => BlockProblem::NothingToEnd,
+                };
+                return Err(err(problem, &s));
+            }
+            Some(TxControl::Chain) => return Err(err(BlockProblem::Chain, &s)),
+            Some(TxControl::TwoPhase) => return Err(err(BlockProblem::TwoPhase, &s)),
+            None | Some(TxControl::Savepoint) => {
+                let mut s = s;
+                if let Some((block, _)) = &open {
+                    if !s.transactional {
+                        return Err(err(BlockProblem::NotTransactional, &s));
+                    }
+                    s.block = Some(block.clone());
+                }
+                out.push(s);
+            }
         }
     }
+    if let Some((_, begin)) = open {
+        return Err(err(BlockProblem::NeverCommitted, &begin));
+    }
+    Ok(out)
 }
 
 fn concurrent_index_name(node: &NodeEnum) -> Option<String> {
@@ -196,24 +405,40 @@ fn unterminated_start(text: &str) -> Option<usize> {
 }
 
 /// Joins statements into one simple-query batch, remembering where each came from so a
-/// server error position can be mapped back to the file.
+/// server error can be mapped back to the file: by its position when the server gives one,
+/// and otherwise by how many of the batch's statements completed before it.
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
     pub text: String,
     /// (offset in `text`, offset in the file, length)
     segments: Vec<(usize, usize, usize)>,
+    /// One entry per top-level statement of `text`, in order: the index of the migration's
+    /// statement, or `None` for pgkeel's own SQL.
+    units: Vec<Option<usize>>,
 }
 
 impl Batch {
+    /// Appends pgkeel's own SQL: complete statements, each ended by `;`.
     pub fn push_raw(&mut self, sql: &str) {
+        let count = pg_query::split_with_scanner(sql).map_or(0, |v| v.len());
+        self.units.extend(std::iter::repeat_n(None, count));
         self.text.push_str(sql);
     }
 
-    pub fn push_statement(&mut self, stmt: &Statement) {
+    /// Appends statement number `index` of the migration. Its text ends at a token (see
+    /// [`Statement::text`]), so the `;` added after it always terminates it.
+    pub fn push_statement(&mut self, stmt: &Statement, index: usize) {
         self.segments
             .push((self.text.len(), stmt.offset, stmt.text.len()));
+        self.units.push(Some(index));
         self.text.push_str(&stmt.text);
         self.text.push_str(";\n");
+    }
+
+    /// The migration's statement that was running when the batch failed after `completed`
+    /// of its statements had completed; `None` when it was pgkeel's own SQL.
+    pub fn statement_after(&self, completed: usize) -> Option<usize> {
+        self.units.get(completed).copied().flatten()
     }
 
     /// Maps a server error position (1-based, in characters of `text`) to a byte offset in the
@@ -338,7 +563,10 @@ mod tests {
         ] {
             assert!(split(sql, 0).unwrap()[0].transactional, "{sql}");
         }
-        assert!(split("BEGIN", 0).unwrap()[0].transaction_control);
+        assert_eq!(
+            split("BEGIN", 0).unwrap()[0].control,
+            Some(TxControl::Begin)
+        );
     }
 
     #[test]
@@ -369,11 +597,139 @@ mod tests {
         let stmts = split(sql, 0).unwrap();
         let mut b = Batch::default();
         b.push_raw("BEGIN;\n");
-        for s in &stmts {
-            b.push_statement(s);
+        for (i, s) in stmts.iter().enumerate() {
+            b.push_statement(s, i);
         }
         let pos = b.text[..b.text.find("nope").unwrap()].chars().count() as u32 + 1;
         assert_eq!(b.file_offset(pos), Some(sql.find("nope").unwrap()));
         assert_eq!(b.file_offset(1), None);
+    }
+
+    #[test]
+    fn semicolon_after_trailing_line_comment_is_not_swallowed() {
+        let sql = "ALTER TABLE a ADD COLUMN b int -- why\n;\nALTER TABLE a ADD COLUMN c int";
+        let stmts = split(sql, 0).unwrap();
+        assert_eq!(stmts.len(), 2);
+        assert_eq!(stmts[0].text, "ALTER TABLE a ADD COLUMN b int");
+        let mut b = Batch::default();
+        for (i, s) in stmts.iter().enumerate() {
+            b.push_statement(s, i);
+        }
+        b.push_raw("SELECT 1;");
+        // The batch is three statements, whatever comments the file had.
+        assert_eq!(pg_query::split_with_parser(&b.text).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn last_statement_without_semicolon_before_a_comment_ends_at_its_last_token() {
+        let sql = "CREATE TABLE a (id int);\r\nSELECT 1 /* x */\r\n-- the end";
+        let stmts = split(sql, 7).unwrap();
+        assert_eq!(stmts.len(), 2);
+        assert_eq!(stmts[1].text, "SELECT 1");
+        assert_eq!(stmts[1].offset, 7 + sql.find("SELECT").unwrap());
+    }
+
+    #[test]
+    fn comments_and_blank_statements_between_statements_are_not_statements() {
+        let sql = ";; -- a\n/* b /* nested */ c */ ; SELECT '--;' AS \"x;--y\"; ;\n-- z";
+        let stmts = split(sql, 0).unwrap();
+        assert_eq!(stmts.len(), 1);
+        assert_eq!(stmts[0].text, "SELECT '--;' AS \"x;--y\"");
+    }
+
+    #[test]
+    fn statements_keep_non_ascii_and_dollar_quotes_whole() {
+        let sql = "DO $$--ñé\nBEGIN PERFORM 1; END $$;\nCREATE FUNCTION f(int) RETURNS int LANGUAGE sql AS $fn$ SELECT $1; $fn$ -- é\n";
+        let stmts = split(sql, 0).unwrap();
+        assert_eq!(stmts.len(), 2);
+        assert!(stmts[0].text.ends_with("END $$"));
+        assert!(stmts[1].text.ends_with("$fn$"));
+    }
+
+    #[test]
+    fn statement_hash_ignores_comments_and_whitespace_only() {
+        let a = statement_hash("CREATE TABLE a (id int)");
+        assert_eq!(a, statement_hash("CREATE  TABLE a\r\n (id int) -- note"));
+        assert_eq!(a, statement_hash("/* x */ CREATE TABLE a (id int)"));
+        assert_ne!(a, statement_hash("CREATE TABLE a (id bigint)"));
+        assert_ne!(
+            statement_hash("INSERT INTO a VALUES (1)"),
+            statement_hash("INSERT INTO a VALUES (2)")
+        );
+    }
+
+    #[test]
+    fn begin_commit_wrapper_becomes_one_block() {
+        let sql = "BEGIN;\nCREATE TYPE m AS ENUM ('a');\nALTER TABLE t ADD c m;\nCOMMIT;";
+        let stmts = transaction_blocks(split(sql, 0).unwrap()).unwrap();
+        assert_eq!(stmts.len(), 2);
+        assert!(stmts
+            .iter()
+            .all(|s| s.block.as_ref().map(|b| b.index) == Some(0)));
+    }
+
+    #[test]
+    fn several_blocks_and_statements_between_them_are_told_apart() {
+        let sql = "START TRANSACTION ISOLATION LEVEL SERIALIZABLE; SELECT 1; END; SELECT 2; \
+                   BEGIN; SAVEPOINT s; SELECT 3; RELEASE s; COMMIT;";
+        let stmts = transaction_blocks(split(sql, 0).unwrap()).unwrap();
+        let blocks: Vec<Option<usize>> = stmts
+            .iter()
+            .map(|s| s.block.as_ref().map(|b| b.index))
+            .collect();
+        assert_eq!(blocks, [Some(0), None, Some(1), Some(1), Some(1)]);
+        assert_eq!(
+            stmts[0].block.as_ref().unwrap().begin,
+            "START TRANSACTION ISOLATION LEVEL SERIALIZABLE"
+        );
+    }
+
+    #[test]
+    fn set_transaction_is_recognised() {
+        let stmts = split(
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; SET x.y = 1",
+            0,
+        )
+        .unwrap();
+        assert!(stmts[0].set_transaction);
+        assert!(!stmts[1].set_transaction);
+    }
+
+    #[test]
+    fn transaction_control_misuse_is_refused_with_its_place() {
+        for (sql, problem) in [
+            ("SELECT 1; COMMIT;", BlockProblem::NothingToEnd),
+            ("BEGIN; BEGIN; COMMIT;", BlockProblem::NestedBegin),
+            ("BEGIN; SELECT 1;", BlockProblem::NeverCommitted),
+            ("BEGIN; SELECT 1; ROLLBACK;", BlockProblem::Rollback),
+            (
+                "BEGIN; SELECT 1; COMMIT AND CHAIN; COMMIT;",
+                BlockProblem::Chain,
+            ),
+            ("PREPARE TRANSACTION 'x';", BlockProblem::TwoPhase),
+            (
+                "BEGIN; CREATE INDEX CONCURRENTLY i ON t (a); COMMIT;",
+                BlockProblem::NotTransactional,
+            ),
+        ] {
+            let e = transaction_blocks(split(sql, 0).unwrap()).unwrap_err();
+            assert_eq!(e.problem, problem, "{sql}");
+            assert_eq!(&sql[e.offset..e.offset + e.statement.len()], e.statement);
+        }
+    }
+
+    #[test]
+    fn batch_names_the_statement_that_failed_from_completed_count() {
+        let stmts = split("CREATE TABLE a (id int); INSERT INTO a VALUES (1)", 0).unwrap();
+        let mut b = Batch::default();
+        b.push_raw("BEGIN;\nSET LOCAL lock_timeout = '1s';\n");
+        for (i, s) in stmts.iter().enumerate() {
+            b.push_statement(s, i);
+        }
+        b.push_raw("COMMIT;");
+        assert_eq!(b.statement_after(0), None);
+        assert_eq!(b.statement_after(2), Some(0));
+        assert_eq!(b.statement_after(3), Some(1));
+        assert_eq!(b.statement_after(4), None);
     }
 }

@@ -46,6 +46,7 @@ fn set(migrations: Vec<Migration>) -> MigrationSet {
         dir: PathBuf::from("drizzle"),
         layout: Layout::DrizzleJournal,
         migrations,
+        warnings: Vec::new(),
     }
 }
 

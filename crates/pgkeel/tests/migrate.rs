@@ -589,7 +589,7 @@ async fn non_transactional_migration_failing_at_statement_3_of_5_resumes_at_3() 
         matches!(
             &err,
             MigrateError::Failed {
-                statement: 2,
+                statement: Some(2),
                 statements: 5,
                 ..
             }

@@ -22,6 +22,8 @@ struct StatusOut<'a> {
     layout: String,
     database: String,
     ledger: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
     #[serde(flatten)]
     plan: &'a pgkeel::migrate::Plan,
 }
@@ -40,6 +42,7 @@ pub async fn run(ctx: Ctx, args: StatusArgs) -> anyhow::Result<i32> {
             layout: format!("{:?}", set.layout),
             database: target.to_string(),
             ledger: migrator.ledger.table_sql(),
+            warnings: set.warnings.iter().map(|w| w.to_string()).collect(),
             plan: &plan,
         })?;
     } else {
@@ -86,6 +89,9 @@ pub async fn run(ctx: Ctx, args: StatusArgs) -> anyhow::Result<i32> {
             println!(
                 "modified~ = cosmetic change only (`pgkeel repair`); MODIFIED = the SQL changed"
             );
+        }
+        for w in &set.warnings {
+            eprintln!("warning: {w}");
         }
     }
     Ok(if args.check && !clean {
