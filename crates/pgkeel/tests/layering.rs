@@ -1,0 +1,292 @@
+//! The layering ratchet: which top-level module of the library may name which
+//! (`crate::<module>` in `src/**/*.rs`, test code and comments left out).
+//!
+//! `EDGES` is today's graph. An edge marked `Remove` is a layering violation waiting for its fix
+//! (see the house issue): the graph without them must be acyclic. A new edge fails the test (say
+//! in `EDGES` why it belongs, or depend the other way), and so does a listed edge that no longer
+//! exists (delete it: the list only tightens).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Edge {
+    /// A dependency on a lower layer.
+    Keep,
+    /// A back-edge that makes a cycle; to be removed.
+    Remove,
+}
+use Edge::{Keep, Remove};
+
+const EDGES: &[(&str, &str, Edge)] = &[
+    ("backup", "config", Keep),
+    ("backup", "db", Keep),
+    ("backup", "ledger", Keep),
+    // config is the lowest layer: it borrows the folder reader's duration parser.
+    ("config", "source", Remove),
+    ("db", "config", Keep),
+    ("demo", "db", Keep),
+    ("deploy", "backup", Keep),
+    ("deploy", "config", Keep),
+    ("deploy", "db", Keep),
+    ("deploy", "lint", Keep),
+    ("deploy", "migrate", Keep),
+    ("deploy", "monitor", Keep),
+    ("deploy", "report", Keep),
+    ("deploy", "scratch", Keep),
+    ("deploy", "source", Keep),
+    ("deploy", "validate", Keep),
+    ("drizzle", "db", Keep),
+    ("drizzle", "source", Keep),
+    ("fleet", "config", Keep),
+    ("fleet", "db", Keep),
+    ("fleet", "migrate", Keep),
+    ("fleet", "source", Keep),
+    ("ledger", "config", Keep),
+    ("ledger", "db", Keep),
+    ("ledger", "source", Keep),
+    // lint needs only `Location`, which lives in the executor.
+    ("lint", "migrate", Remove),
+    ("lint", "report", Keep),
+    ("lint", "source", Keep),
+    ("lint", "sql", Keep),
+    ("migrate", "config", Keep),
+    ("migrate", "db", Keep),
+    ("migrate", "drizzle", Keep),
+    ("migrate", "ledger", Keep),
+    ("migrate", "report", Keep),
+    // apply and revert need each other: one executor (migrate/executor.rs) ends it.
+    ("migrate", "rollback", Remove),
+    // state-based rollback snapshots the schema from inside the executor.
+    ("migrate", "schema", Remove),
+    ("migrate", "source", Keep),
+    ("migrate", "sql", Keep),
+    ("monitor", "config", Keep),
+    ("monitor", "db", Keep),
+    ("monitor", "migrate", Keep),
+    ("monitor", "report", Keep),
+    ("monitor", "source", Keep),
+    ("rollback", "config", Keep),
+    ("rollback", "db", Keep),
+    ("rollback", "drizzle", Keep),
+    ("rollback", "ledger", Keep),
+    ("rollback", "migrate", Remove),
+    ("rollback", "source", Keep),
+    ("rollback", "sql", Keep),
+    ("schema", "config", Keep),
+    ("schema", "db", Keep),
+    // the catalog reader knows every feature's bookkeeping tables.
+    ("schema", "ledger", Remove),
+    // the "common language" runs migrations (schema/input.rs belongs in ops).
+    ("schema", "migrate", Remove),
+    ("schema", "monitor", Remove),
+    ("schema", "scratch", Remove),
+    ("schema", "source", Keep),
+    ("scratch", "config", Keep),
+    ("scratch", "db", Keep),
+    ("scratch", "embedded", Keep),
+    // the folder reader caches statements and rollbacks of higher layers (source::Derived).
+    ("source", "rollback", Remove),
+    ("source", "sql", Remove),
+    // the pure parser imports the connection module to quote identifiers.
+    ("sql", "db", Remove),
+    ("testing", "config", Keep),
+    ("testing", "db", Keep),
+    ("testing", "ledger", Keep),
+    ("testing", "lint", Keep),
+    ("testing", "migrate", Keep),
+    ("testing", "report", Keep),
+    ("testing", "rollback", Keep),
+    ("testing", "schema", Keep),
+    ("testing", "scratch", Keep),
+    ("testing", "source", Keep),
+    ("testing", "sql", Keep),
+    ("validate", "config", Keep),
+    ("validate", "db", Keep),
+    ("validate", "migrate", Keep),
+    ("validate", "report", Keep),
+    ("validate", "schema", Keep),
+    ("validate", "scratch", Keep),
+    ("validate", "source", Keep),
+];
+
+/// The `crate::<module>` names in `text`, including `crate::{a, b::c}` groups.
+fn named_modules(text: &str) -> BTreeSet<String> {
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut depth = 1;
+            let mut expect = true;
+            for (k, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    ',' if depth == 1 => expect = true,
+                    c if expect && depth == 1 && (c.is_ascii_alphabetic() || c == '_') => {
+                        out.insert(ident(&group[k..]));
+                        expect = false;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            let name = ident(rest);
+            if !name.is_empty() {
+                out.insert(name);
+            }
+        }
+    }
+    out
+}
+
+/// Library code of a file: up to its `#[cfg(test)]`, without comment lines.
+fn library_code(text: &str) -> String {
+    let text = text.split("#[cfg(test)]").next().unwrap_or("");
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().and_then(|x| x.to_str()) != Some("rs") {
+                continue;
+            }
+            let rel = path.strip_prefix(&src).unwrap();
+            let first = rel
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy();
+            if first == "lib.rs" {
+                continue;
+            }
+            let module = first.trim_end_matches(".rs").to_string();
+            let code = library_code(&std::fs::read_to_string(&path).unwrap());
+            let targets = graph.entry(module.clone()).or_default();
+            targets.extend(named_modules(&code).into_iter().filter(|t| *t != module));
+        }
+    }
+    graph
+}
+
+/// A cycle in `edges`, if there is one (depth-first search).
+fn find_cycle(edges: &BTreeMap<&str, Vec<&str>>) -> Option<Vec<String>> {
+    fn visit<'a>(
+        n: &'a str,
+        edges: &BTreeMap<&'a str, Vec<&'a str>>,
+        state: &mut BTreeMap<&'a str, u8>,
+        path: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        state.insert(n, 1);
+        path.push(n);
+        for &m in edges.get(n).into_iter().flatten() {
+            match state.get(m).copied().unwrap_or(0) {
+                1 => {
+                    let at = path.iter().position(|x| *x == m).unwrap();
+                    let mut cycle: Vec<String> = path[at..].iter().map(|s| s.to_string()).collect();
+                    cycle.push(m.to_string());
+                    return Some(cycle);
+                }
+                0 => {
+                    if let Some(c) = visit(m, edges, state, path) {
+                        return Some(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        path.pop();
+        state.insert(n, 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for &n in edges.keys() {
+        if state.get(n).copied().unwrap_or(0) == 0 {
+            if let Some(c) = visit(n, edges, &mut state, &mut Vec::new()) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn module_dependencies_only_tighten() {
+    let actual: BTreeSet<(String, String)> = graph()
+        .into_iter()
+        .flat_map(|(from, to)| to.into_iter().map(move |t| (from.clone(), t)))
+        .collect();
+    let listed: BTreeSet<(String, String)> = EDGES
+        .iter()
+        .map(|(a, b, _)| (a.to_string(), b.to_string()))
+        .collect();
+    let new: Vec<String> = actual
+        .difference(&listed)
+        .map(|(a, b)| format!("{a} -> {b}"))
+        .collect();
+    let gone: Vec<String> = listed
+        .difference(&actual)
+        .map(|(a, b)| format!("{a} -> {b}"))
+        .collect();
+    assert!(
+        new.is_empty(),
+        "new module dependencies: {new:?}; depend on a lower layer instead, or add the edge to EDGES with the reason it belongs"
+    );
+    assert!(
+        gone.is_empty(),
+        "these listed dependencies are gone: {gone:?}; delete them from EDGES so they cannot come back"
+    );
+}
+
+#[test]
+fn the_graph_without_the_marked_back_edges_is_acyclic() {
+    let mut kept: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (a, b, e) in EDGES {
+        if *e == Keep {
+            kept.entry(a).or_default().push(b);
+        }
+    }
+    assert_eq!(find_cycle(&kept), None, "a cycle through edges marked Keep");
+    // The ratchet must be able to fail: with the back-edges the graph has a cycle.
+    let mut all = kept.clone();
+    for (a, b, e) in EDGES {
+        if *e == Remove {
+            all.entry(a).or_default().push(b);
+        }
+    }
+    assert!(find_cycle(&all).is_some() || !EDGES.iter().any(|e| e.2 == Remove));
+}
+
+#[test]
+fn named_modules_reads_paths_and_groups() {
+    let got = named_modules("use crate::db::{quote_ident, X};\nuse crate::{sql::{self, Batch}, source};\nlet x = crate::ledger::Y;");
+    let want: BTreeSet<String> = ["db", "sql", "source", "ledger"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(got, want);
+}
