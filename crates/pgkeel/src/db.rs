@@ -26,6 +26,7 @@ pub use tokio_postgres::Client;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{redact_url, Settings, SslMode};
+use crate::ident::quote_ident;
 
 /// A PostgreSQL error with the server's own structure kept intact.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -793,32 +794,6 @@ fn escape_startup_option(value: &str) -> String {
     out
 }
 
-/// Quotes an identifier for SQL (`"My Table"`), doubling embedded quotes.
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-/// Quotes a string literal for SQL in a way that does not depend on
-/// `standard_conforming_strings`: `E'…'` with backslashes and quotes escaped.
-pub fn quote_literal(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 4);
-    out.push_str("E'");
-    for ch in s.chars() {
-        match ch {
-            '\'' => out.push_str("''"),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
-}
-
-/// `schema.table`, both quoted.
-pub fn qualified(schema: &str, table: &str) -> String {
-    format!("{}.{}", quote_ident(schema), quote_ident(table))
-}
-
 /// Who holds the deploy lock, as seen from `pg_stat_activity`.
 #[derive(Debug, Clone, Serialize)]
 pub struct LockHolder {
@@ -1165,13 +1140,6 @@ mod tests {
             short,
             format!("pgkeel/{} db-1 42", env!("CARGO_PKG_VERSION"))
         );
-    }
-
-    #[test]
-    fn literal_quoting_survives_quotes_and_backslashes() {
-        assert_eq!(quote_literal("it's"), "E'it''s'");
-        assert_eq!(quote_literal(r"a\b"), r"E'a\\b'");
-        assert_eq!(quote_ident("My \"T\""), "\"My \"\"T\"\"\"");
     }
 
     #[test]

@@ -19,7 +19,8 @@ use std::fmt;
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::db::{qualified, quote_ident, quote_literal, DbError};
+use crate::db::DbError;
+use crate::ident::{qualified, quote_ident, quote_literal};
 use crate::source::{Migration, MigrationSet};
 
 /// One row of drizzle's migrations table.

@@ -13,7 +13,8 @@ use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 use crate::config::Settings;
-use crate::db::{qualified, quote_literal, DbError};
+use crate::db::DbError;
+use crate::ident::{qualified, quote_literal};
 use crate::source::Migration;
 
 /// The state of a migration as the ledger records it.
@@ -264,7 +265,7 @@ impl Ledger {
                 if !schema_exists {
                     ddl.push_str(&format!(
                         "CREATE SCHEMA IF NOT EXISTS {};\n",
-                        crate::db::quote_ident(&self.schema)
+                        crate::ident::quote_ident(&self.schema)
                     ));
                 }
                 ddl.push_str(&format!(

@@ -18,6 +18,9 @@
 //! URL) as one step-by-step report; [`fleet`] runs a command (migrate, deploy) on many databases
 //! or tenant schemas listed in a targets file, with bounded concurrency, canaries and resumable
 //! reports. The CLI crate never talks SQL.
+//!
+//! Leaves that every layer may use and that use nothing of the crate: [`ident`] (quoting).
+//! `tests/layering.rs` keeps the module graph from growing new back-edges.
 
 pub mod backup;
 pub mod config;
@@ -27,6 +30,7 @@ pub mod deploy;
 pub mod drizzle;
 pub mod embedded;
 pub mod fleet;
+pub mod ident;
 pub mod ledger;
 pub mod lint;
 pub mod migrate;

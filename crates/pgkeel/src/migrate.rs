@@ -1084,8 +1084,8 @@ impl<'a> Migrator<'a> {
                 sql.push_str(&format!(
                     "UPDATE {} SET hash = {}, normalized_hash = NULL WHERE id = {};\n",
                     self.ledger.table_sql(),
-                    crate::db::quote_literal(&a.row_hash),
-                    crate::db::quote_literal(&a.id)
+                    crate::ident::quote_literal(&a.row_hash),
+                    crate::ident::quote_literal(&a.id)
                 ));
             }
             out.taken_over.push(a.id.clone());
@@ -1133,7 +1133,7 @@ impl<'a> Migrator<'a> {
     fn guard_sql(&self, m: &Migration) -> String {
         let lock = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table);
         let (key, held) = (lock.tx_key(), lock.held_check_sql());
-        let id = crate::db::quote_literal(&m.id);
+        let id = crate::ident::quote_literal(&m.id);
         format!(
             "{held}SELECT pg_advisory_xact_lock({key});\n\
              DO $pgkeel$ BEGIN IF EXISTS (SELECT 1 FROM {t} WHERE id = {id} AND status IN ('applied', 'baselined')) \

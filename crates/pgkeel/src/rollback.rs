@@ -28,7 +28,8 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::config::Settings;
-use crate::db::{quote_literal, DbError, DeployLock, PgError};
+use crate::db::{DbError, DeployLock, PgError};
+use crate::ident::{minimal as ident, quote_literal};
 use crate::ledger::{Held, Ledger, LedgerRow};
 use crate::migrate::Location;
 use crate::source::{Layout, Migration, MigrationSet, SourceError};
@@ -1197,34 +1198,6 @@ fn qualified_names(parts: &[String]) -> String {
     parts.iter().map(|p| ident(p)).collect::<Vec<_>>().join(".")
 }
 
-/// An identifier as SQL text, quoted only when it must be (as PostgreSQL's `quote_ident`):
-/// anything but lowercase letters, digits and underscores, a leading digit, or a keyword that
-/// is not unreserved. Keywords are looked up with PostgreSQL's own scanner.
-pub fn ident(name: &str) -> String {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    let keyword = || match pg_query::scan(name) {
-        Ok(scan) => match scan.tokens.as_slice() {
-            [t] => !matches!(
-                pb::KeywordKind::try_from(t.keyword_kind),
-                Ok(pb::KeywordKind::NoKeyword | pb::KeywordKind::UnreservedKeyword)
-            ),
-            _ => true,
-        },
-        Err(_) => true,
-    };
-    if plain && !keyword() {
-        name.to_string()
-    } else {
-        crate::db::quote_ident(name)
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Running
 // ---------------------------------------------------------------------------------------------
@@ -1731,7 +1704,7 @@ async fn drizzle_table_exists(
     if !crate::drizzle::keeps_table_for(set.layout) {
         return Ok(false);
     }
-    let name = crate::db::qualified(&settings.drizzle_schema, &settings.drizzle_table);
+    let name = crate::ident::qualified(&settings.drizzle_schema, &settings.drizzle_table);
     let row = client
         .query_typed_one(
             "SELECT to_regclass($1) IS NOT NULL",

@@ -323,12 +323,12 @@ fn concurrent_index_name(node: &NodeEnum) -> Option<String> {
         .map(|r| r.schemaname.as_str())
         .unwrap_or("");
     Some(if schema.is_empty() {
-        crate::db::quote_ident(&s.idxname)
+        crate::ident::quote_ident(&s.idxname)
     } else {
         format!(
             "{}.{}",
-            crate::db::quote_ident(schema),
-            crate::db::quote_ident(&s.idxname)
+            crate::ident::quote_ident(schema),
+            crate::ident::quote_ident(&s.idxname)
         )
     })
 }

@@ -261,7 +261,7 @@ async fn count(client: &tokio_postgres::Client, schema: &str, table: &str) -> i6
         .query_one(
             &format!(
                 "SELECT count(*) FROM {}",
-                pgkeel::db::qualified(schema, table)
+                pgkeel::ident::qualified(schema, table)
             ),
             &[],
         )

@@ -20,7 +20,8 @@ use super::manifest::{
 use super::session::{self, column_list, TableInfo, SESSION_SETUP};
 use super::{io_err, pgtools, BackupError, Progress};
 use crate::config::Settings;
-use crate::db::{qualified, quote_literal, Client, DbError, Target};
+use crate::db::{Client, DbError, Target};
+use crate::ident::{qualified, quote_literal};
 use crate::ledger::Ledger;
 
 /// What a backup run may change from the settings.

@@ -20,7 +20,8 @@ use super::full::{
 use super::manifest::{BaseRef, Kind, Manifest, TableMode, FORMAT_VERSION};
 use super::{BackupError, Progress};
 use crate::config::Settings;
-use crate::db::{qualified, quote_ident, quote_literal, DbError, Target};
+use crate::db::{DbError, Target};
+use crate::ident::{qualified, quote_ident, quote_literal};
 
 /// Column names tried, in order, when no column is configured for a table.
 pub const TIMESTAMP_COLUMNS: &[&str] = &[

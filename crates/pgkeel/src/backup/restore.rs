@@ -19,7 +19,8 @@ use super::manifest::{FileEntry, Kind, Manifest, TableEntry, TableMode};
 use super::pgtools::{self, SchemaFilter};
 use super::session::{column_list, SESSION_SETUP};
 use super::{io_err, BackupError, Progress};
-use crate::db::{qualified, quote_ident, Client, DbError, Target};
+use crate::db::{Client, DbError, Target};
+use crate::ident::{qualified, quote_ident};
 
 /// What to restore and how.
 #[derive(Debug, Clone)]

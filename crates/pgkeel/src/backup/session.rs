@@ -14,7 +14,8 @@ use futures_util::{SinkExt, StreamExt};
 use super::codec::{Keys, OpenedReader, RowHasher, SealedWriter, Sealing};
 use super::manifest::FileEntry;
 use super::{BackupError, Progress};
-use crate::db::{qualified, quote_ident, Client, DbError};
+use crate::db::{Client, DbError};
+use crate::ident::{qualified, quote_ident};
 
 /// Settings of every backup and restore session: ISO dates in UTC, exact floats, UTF-8.
 pub const SESSION_SETUP: &str = "SET DateStyle = ISO; SET IntervalStyle = postgres; \

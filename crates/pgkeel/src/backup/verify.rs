@@ -16,7 +16,8 @@ use super::pgtools::SchemaFilter;
 use super::restore::{open_chain, restore, RestoreOptions};
 use super::session::{column_list, SESSION_SETUP};
 use super::{BackupError, Progress};
-use crate::db::{qualified, DbError, ScratchDatabase, Target};
+use crate::db::{DbError, ScratchDatabase, Target};
+use crate::ident::qualified;
 
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::probe::Probe;
 use crate::config::Settings;
-use crate::db::{qualified, DbError};
+use crate::db::DbError;
+use crate::ident::qualified;
 
 /// The history table's name (in the ledger's schema).
 pub const TABLE: &str = "__pgkeel_monitor_history";

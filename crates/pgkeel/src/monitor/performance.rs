@@ -9,7 +9,8 @@ use serde::Serialize;
 use super::activity::{Activity, LockWait, Session};
 use super::alerts::Thresholds;
 use super::probe::Probe;
-use crate::db::{quote_ident, DbError};
+use crate::db::DbError;
+use crate::ident::quote_ident;
 
 /// A table or index by size.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -3,7 +3,7 @@
 //! Pure string rendering from [`super::model`] values, every identifier quoted with
 //! [`quote_ident`]. It decides nothing about order or safety; that is [`super::diff`]'s job.
 
-use crate::db::{qualified, quote_ident, quote_literal};
+use crate::ident::{qualified, quote_ident, quote_literal};
 
 use super::model::*;
 

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::{qualified, quote_ident, quote_literal};
+use crate::ident::{qualified, quote_ident, quote_literal};
 
 use super::ddl;
 use super::model::*;

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::{qualified, quote_ident};
+use crate::ident::{qualified, quote_ident};
 
 /// The snapshot format version; bumped when the JSON shape changes incompatibly.
 pub const SNAPSHOT_FORMAT: u32 = 1;

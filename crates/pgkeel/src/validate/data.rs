@@ -10,7 +10,8 @@ use pg_query::NodeEnum;
 use tokio_postgres::Client;
 
 use super::{schema_filter, timed, CheckRun, Outcome, ValidateOptions};
-use crate::db::{quote_literal, DbError};
+use crate::db::DbError;
+use crate::ident::quote_literal;
 use crate::report::{Finding, Severity};
 use crate::source::Migration;
 
@@ -634,7 +635,7 @@ fn quote_ident_local(name: &str) -> String {
     if plain && !is_reserved(name) {
         name.to_string()
     } else {
-        crate::db::quote_ident(name)
+        crate::ident::quote_ident(name)
     }
 }
 

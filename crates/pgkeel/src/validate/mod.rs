@@ -291,7 +291,7 @@ pub(crate) fn schema_filter(col: &str, schemas: &[String]) -> String {
     } else {
         let list: Vec<String> = schemas
             .iter()
-            .map(|s| crate::db::quote_literal(s))
+            .map(|s| crate::ident::quote_literal(s))
             .collect();
         format!("{col} IN ({})", list.join(", "))
     }

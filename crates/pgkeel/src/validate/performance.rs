@@ -142,7 +142,7 @@ async fn fk_without_index(client: &Client, filter: &str) -> Result<Outcome, DbEr
                 let index = if index.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
                     index
                 } else {
-                    crate::db::quote_ident(&index)
+                    crate::ident::quote_ident(&index)
                 };
                 Finding::new(
                     "fk-without-index",
@@ -598,7 +598,7 @@ async fn slow_statements(client: &Client) -> Result<Outcome, DbError> {
            FROM {}.pg_stat_statements s
           WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
           ORDER BY 3 DESC NULLS LAST LIMIT 10",
-        crate::db::quote_ident(&schema)
+        crate::ident::quote_ident(&schema)
     );
     let rows = query(client, "pg_stat_statements", &sql).await?;
     let top: Vec<serde_json::Value> = rows

@@ -275,7 +275,7 @@ fn no_primary_key(snap: &Snapshot) -> Vec<Finding> {
             )
             .with_fix(format!(
                 "ALTER TABLE {} ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY;  -- or a primary key over existing unique, non-null columns",
-                crate::db::qualified(&t.schema, &t.name)
+                crate::ident::qualified(&t.schema, &t.name)
             ))
         })
         .collect()
