@@ -401,12 +401,18 @@ pub fn parse(m: &Migration) -> Result<Vec<Statement>, MigrateError> {
         })?;
         out.extend(stmts);
     }
-    let out = sql::transaction_blocks(out).map_err(|e| MigrateError::TransactionControl {
-        id: m.id.clone(),
-        statement: first_line(&e.statement),
-        problem: e.problem,
-        location: Location::in_file(&m.path, &m.sql, e.offset),
-    })?;
+    let wrapping = if m.layout.splits_on_breakpoints() {
+        sql::Wrapping::Outer
+    } else {
+        sql::Wrapping::None
+    };
+    let out =
+        sql::transaction_blocks(out, wrapping).map_err(|e| MigrateError::TransactionControl {
+            id: m.id.clone(),
+            statement: first_line(&e.statement),
+            problem: e.problem,
+            location: Location::in_file(&m.path, &m.sql, e.offset),
+        })?;
     let _ = m.derived.statements.set(out.clone());
     Ok(out)
 }
@@ -771,7 +777,11 @@ impl<'a> Migrator<'a> {
         // What a real run would first record from drizzle-orm's table, and hold back.
         let takeover = self.take_over_drizzle(client, &mut Silent, true).await?;
         let mut applied = Vec::new();
+        let last = self.last_index(opts);
         for (entry, m) in plan.pending(self.set) {
+            if m.index > last {
+                break;
+            }
             if takeover.taken_over.contains(&m.id) || takeover.held_back.contains(&m.id) {
                 continue;
             }
@@ -793,9 +803,6 @@ impl<'a> Migrator<'a> {
                 resumed_at: resume,
                 sql: Some(sql),
             });
-            if opts.target.as_deref() == Some(m.id.as_str()) {
-                break;
-            }
         }
         Ok(MigrateReport {
             dry_run: true,
@@ -807,6 +814,15 @@ impl<'a> Migrator<'a> {
             duration_ms: started.elapsed().as_millis() as u64,
             counts: plan.counts,
         })
+    }
+
+    /// The folder position of the last migration this run may apply: `--target`'s (whether or
+    /// not it is applied already), else the folder's last.
+    fn last_index(&self, opts: &MigrateOptions) -> usize {
+        opts.target
+            .as_deref()
+            .and_then(|t| self.set.get(t))
+            .map_or(usize::MAX, |m| m.index)
     }
 
     /// The folder's files that will never run ([`MigrationSet::warnings`]), as report warnings.
@@ -848,15 +864,16 @@ impl<'a> Migrator<'a> {
         {
             return Err(MigrateError::HeldBack { id: t.to_string() });
         }
+        let last = self.last_index(opts);
         let mut todo: Vec<(&Entry, &Migration)> = Vec::new();
         for (e, m) in plan.pending(self.set) {
+            if m.index > last {
+                break;
+            }
             if takeover.held_back.contains(&m.id) {
                 continue;
             }
             todo.push((e, m));
-            if opts.target.as_deref() == Some(m.id.as_str()) {
-                break;
-            }
         }
         if let Some(c) = &self.cache {
             c.written(todo.iter().map(|(_, m)| m.id.as_str()));
@@ -1144,8 +1161,8 @@ impl<'a> Migrator<'a> {
     }
 
     /// Splits a migration into units of execution. A migration whose statements may all run in
-    /// a transaction is one transaction (a `BEGIN … COMMIT` wrapper in the file is that
-    /// transaction); otherwise each of the file's own `BEGIN … COMMIT` blocks is one, consecutive
+    /// a transaction is one transaction (a `BEGIN … COMMIT` wrapper around the whole file is
+    /// that transaction); otherwise each of the file's own `BEGIN … COMMIT` blocks is one, consecutive
     /// transactional statements outside blocks form one, and each non-transactional statement
     /// runs alone. The ledger row goes into the last transactional unit, or alone after a
     /// trailing non-transactional statement; every earlier unit records its progress.
@@ -1873,7 +1890,15 @@ fn units_of(m: &Migration, stmts: &[Statement], start: usize) -> Vec<Unit> {
         .map(|b| b.index + 1)
         .max()
         .unwrap_or(0);
-    let one = !m.directives.no_transaction && blocks <= 1 && stmts.iter().all(|s| s.transactional);
+    // One transaction when the file has no blocks of its own, or one block around all of it;
+    // otherwise the file's blocks are its transactions, as psql and Prisma run them.
+    let wrapped_or_plain = match blocks {
+        0 => true,
+        1 => stmts.iter().all(|s| s.block.is_some()),
+        _ => false,
+    };
+    let one =
+        !m.directives.no_transaction && wrapped_or_plain && stmts.iter().all(|s| s.transactional);
     if one {
         if start >= stmts.len() {
             return Vec::new();

@@ -1648,12 +1648,13 @@ fn unit<'a>(
     })?;
     // A `BEGIN … COMMIT` wrapper is dropped: the rollback's transactional statements run in
     // one transaction anyway.
-    let stmts =
-        crate::sql::transaction_blocks(stmts).map_err(|e| RollbackError::TransactionControl {
+    let stmts = crate::sql::transaction_blocks(stmts, crate::sql::Wrapping::None).map_err(|e| {
+        RollbackError::TransactionControl {
             id: row.id.clone(),
             statement: e.statement,
             problem: e.problem,
-        })?;
+        }
+    })?;
     Ok(Unit {
         id: row.id.clone(),
         migration: m,

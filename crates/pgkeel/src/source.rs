@@ -466,7 +466,8 @@ pub struct MigrationSet {
     pub layout: Layout,
     pub migrations: Vec<Migration>,
     /// Files that look like migrations but will never run (a `.sql` file the drizzle journal
-    /// does not list, as drizzle-orm ignores it): reported, not refused.
+    /// does not list, as drizzle-orm ignores it; a migration folder not named by its
+    /// timestamp): reported, not refused.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<FolderWarning>,
 }
@@ -486,6 +487,8 @@ pub enum FolderWarningKind {
     NotInJournal,
     /// A `NNNN_*.down.sql` file whose migration the drizzle journal does not list.
     DownNotInJournal,
+    /// A folder with a `migration.sql` whose name does not start with `YYYYMMDDHHMMSS_`.
+    FolderNameNotATimestamp,
 }
 
 impl fmt::Display for FolderWarning {
@@ -501,6 +504,12 @@ impl fmt::Display for FolderWarning {
                 f,
                 "{} is the rollback of a migration the drizzle journal ({JOURNAL_PATH}) does not list: \
                  it is never used; rename it to match its migration or delete it",
+                self.path.display()
+            ),
+            FolderWarningKind::FolderNameNotATimestamp => write!(
+                f,
+                "{} holds a migration.sql but its name does not start with a 14-digit \
+                 YYYYMMDDHHMMSS_ timestamp: pgkeel never runs it; rename the folder",
                 self.path.display()
             ),
         }
@@ -909,7 +918,7 @@ pub fn load(dir: &Path) -> Result<MigrationSet, SourceError> {
     let mut warnings = Vec::new();
     let mut migrations = match layout {
         Layout::DrizzleJournal => load_journal(dir, &entries, &mut warnings)?,
-        Layout::DrizzleFolders => load_folders(&entries)?,
+        Layout::DrizzleFolders => load_folders(&entries, &mut warnings)?,
         Layout::Native => load_native(&entries)?,
     };
     for (i, m) in migrations.iter_mut().enumerate() {
@@ -1141,11 +1150,20 @@ fn parse_v1_when(folder: &Path, stamp: &str) -> Result<i64, SourceError> {
         })
 }
 
-fn load_folders(entries: &[Entry]) -> Result<Vec<Migration>, SourceError> {
+fn load_folders(
+    entries: &[Entry],
+    warnings: &mut Vec<FolderWarning>,
+) -> Result<Vec<Migration>, SourceError> {
     let mut migrations = Vec::new();
     // `entries` is sorted by name, which is the timestamp order.
     for e in entries.iter().filter(|e| e.is_dir) {
         let Some(stamp) = v1_timestamp(&e.name) else {
+            if e.path.join("migration.sql").is_file() {
+                warnings.push(FolderWarning {
+                    path: e.path.clone(),
+                    kind: FolderWarningKind::FolderNameNotATimestamp,
+                });
+            }
             continue;
         };
         let when = parse_v1_when(&e.path, stamp)?;
@@ -1616,6 +1634,24 @@ mod tests {
         let expected = Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap();
         assert_eq!(second.when, Some(expected.timestamp_millis()));
         assert!(second.down.is_none());
+        assert!(set.warnings.is_empty(), "{:?}", set.warnings);
+    }
+
+    #[test]
+    fn migration_folder_with_a_short_timestamp_is_reported_not_skipped_silently() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        write(d, "20240101000000_first/migration.sql", "SELECT 1;");
+        // A real Prisma folder name: 8 digits, which Prisma orders by name and runs.
+        let short = write(d, "20250625_add_pivot/migration.sql", "SELECT 2;");
+        let set = load(d).unwrap();
+        assert_eq!(set.migrations.len(), 1);
+        assert_eq!(set.warnings.len(), 1);
+        assert_eq!(set.warnings[0].path, short.parent().unwrap());
+        assert_eq!(
+            set.warnings[0].kind,
+            FolderWarningKind::FolderNameNotATimestamp
+        );
     }
 
     #[test]

@@ -248,11 +248,25 @@ pub struct BlockError {
     pub offset: usize,
 }
 
+/// How the runner a folder was written for wraps each file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wrapping {
+    /// The file runs as written (psql, Prisma, golang-migrate, pgkeel's own layout).
+    None,
+    /// The runner has a transaction open around the file (drizzle-orm): a `COMMIT` before
+    /// any `BEGIN` ends it (drizzle-kit users write `COMMIT;` before `CREATE INDEX
+    /// CONCURRENTLY`), and a `BEGIN` still open at the end is the one the runner commits.
+    Outer,
+}
+
 /// Honours the file's own `BEGIN … COMMIT` blocks: the wrapper statements are taken out and
 /// every statement between them is marked with its [`Block`], so the executor runs each block
 /// as one transaction with pgkeel's settings and guards inside it. Savepoints stay as they
 /// are. Anything else that ends or abandons a transaction is an error.
-pub fn transaction_blocks(stmts: Vec<Statement>) -> Result<Vec<Statement>, BlockError> {
+pub fn transaction_blocks(
+    stmts: Vec<Statement>,
+    wrapping: Wrapping,
+) -> Result<Vec<Statement>, BlockError> {
     if !stmts.iter().any(|s| s.control.is_some()) {
         return Ok(stmts);
     }
@@ -264,6 +278,21 @@ pub fn transaction_blocks(stmts: Vec<Statement>) -> Result<Vec<Statement>, Block
     let mut out = Vec::with_capacity(stmts.len());
     let mut open: Option<(Block, Statement)> = None;
     let mut blocks = 0;
+    // The runner's own transaction, open from the start when the file ends it itself.
+    let first_boundary = stmts.iter().find(|s| s.is_transaction_boundary());
+    if wrapping == Wrapping::Outer
+        && first_boundary.is_some_and(|s| s.control == Some(TxControl::Commit))
+    {
+        let s = first_boundary.expect("checked").clone();
+        open = Some((
+            Block {
+                index: 0,
+                begin: "BEGIN".into(),
+            },
+            s,
+        ));
+        blocks = 1;
+    }
     for s in stmts {
         match s.control {
             Some(TxControl::Begin) => {
@@ -303,10 +332,12 @@ pub fn transaction_blocks(stmts: Vec<Statement>) -> Result<Vec<Statement>, Block
             }
         }
     }
-    if let Some((_, begin)) = open {
-        return Err(err(BlockProblem::NeverCommitted, &begin));
+    match open {
+        Some((_, begin)) if wrapping == Wrapping::None => {
+            Err(err(BlockProblem::NeverCommitted, &begin))
+        }
+        _ => Ok(out),
     }
-    Ok(out)
 }
 
 fn concurrent_index_name(node: &NodeEnum) -> Option<String> {
@@ -661,7 +692,7 @@ mod tests {
     #[test]
     fn begin_commit_wrapper_becomes_one_block() {
         let sql = "BEGIN;\nCREATE TYPE m AS ENUM ('a');\nALTER TABLE t ADD c m;\nCOMMIT;";
-        let stmts = transaction_blocks(split(sql, 0).unwrap()).unwrap();
+        let stmts = transaction_blocks(split(sql, 0).unwrap(), Wrapping::None).unwrap();
         assert_eq!(stmts.len(), 2);
         assert!(stmts
             .iter()
@@ -672,7 +703,7 @@ mod tests {
     fn several_blocks_and_statements_between_them_are_told_apart() {
         let sql = "START TRANSACTION ISOLATION LEVEL SERIALIZABLE; SELECT 1; END; SELECT 2; \
                    BEGIN; SAVEPOINT s; SELECT 3; RELEASE s; COMMIT;";
-        let stmts = transaction_blocks(split(sql, 0).unwrap()).unwrap();
+        let stmts = transaction_blocks(split(sql, 0).unwrap(), Wrapping::None).unwrap();
         let blocks: Vec<Option<usize>> = stmts
             .iter()
             .map(|s| s.block.as_ref().map(|b| b.index))
@@ -712,7 +743,7 @@ mod tests {
                 BlockProblem::NotTransactional,
             ),
         ] {
-            let e = transaction_blocks(split(sql, 0).unwrap()).unwrap_err();
+            let e = transaction_blocks(split(sql, 0).unwrap(), Wrapping::None).unwrap_err();
             assert_eq!(e.problem, problem, "{sql}");
             assert_eq!(&sql[e.offset..e.offset + e.statement.len()], e.statement);
         }
@@ -731,5 +762,22 @@ mod tests {
         assert_eq!(b.statement_after(2), Some(0));
         assert_eq!(b.statement_after(3), Some(1));
         assert_eq!(b.statement_after(4), None);
+    }
+
+    #[test]
+    fn drizzle_commit_first_ends_the_runners_transaction() {
+        // drizzle-kit users end drizzle-orm's transaction before a CONCURRENTLY statement and
+        // may open a new one at the end for drizzle-orm to commit.
+        let sql = "ALTER TABLE t ADD c int; COMMIT; CREATE INDEX CONCURRENTLY i ON t (c); BEGIN; \
+                   ALTER TABLE t ADD d int;";
+        let stmts = transaction_blocks(split(sql, 0).unwrap(), Wrapping::Outer).unwrap();
+        let blocks: Vec<Option<usize>> = stmts
+            .iter()
+            .map(|s| s.block.as_ref().map(|b| b.index))
+            .collect();
+        assert_eq!(blocks, [Some(0), None, Some(1)]);
+        // The same file, run as written, is refused.
+        let e = transaction_blocks(split(sql, 0).unwrap(), Wrapping::None).unwrap_err();
+        assert_eq!(e.problem, BlockProblem::NothingToEnd);
     }
 }

@@ -251,3 +251,121 @@ async fn transaction_control_misuse_is_a_clear_error_before_anything_runs() {
     assert!(text.contains("0002_rollback.sql:3"), "{text}");
     assert!(text.contains("rolls itself back"), "{text}");
 }
+
+#[tokio::test]
+async fn target_already_applied_applies_nothing_after_it() {
+    let db = TestDb::new("target_applied").await;
+    let dir = native(&[
+        ("0001_a.sql", "CREATE TABLE a (id int);"),
+        ("0002_b.sql", "CREATE TABLE b (id int);"),
+        ("0003_c.sql", "CREATE TABLE c (id int);"),
+    ]);
+    let settings = db.settings();
+    let set = source::load(dir.path()).unwrap();
+    let client = db.client().await;
+    let opts = MigrateOptions {
+        target: Some("0002_b".into()),
+        ..Default::default()
+    };
+    for expected in [2, 0] {
+        let r = Migrator::new(&settings, &set)
+            .migrate(&client, &opts, &mut Silent)
+            .await
+            .unwrap();
+        assert_eq!(r.applied.len(), expected);
+        assert!(!exists(&client, "c").await, "0003_c is after the target");
+    }
+    let mut dry = opts.clone();
+    dry.dry_run = true;
+    let r = Migrator::new(&settings, &set)
+        .migrate(&client, &dry, &mut Silent)
+        .await
+        .unwrap();
+    assert!(r.applied.is_empty(), "{:?}", r.applied);
+}
+
+/// Writes a drizzle-kit journal folder with these tags and files.
+fn drizzle(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("meta")).unwrap();
+    let entries: Vec<String> = files
+        .iter()
+        .enumerate()
+        .map(|(i, (tag, _))| {
+            format!(
+                r#"{{"idx":{i},"version":"7","when":{},"tag":"{tag}","breakpoints":true}}"#,
+                1_700_000_000_000u64 + i as u64
+            )
+        })
+        .collect();
+    std::fs::write(
+        tmp.path().join("meta/_journal.json"),
+        format!(
+            r#"{{"version":"7","dialect":"postgresql","entries":[{}]}}"#,
+            entries.join(",")
+        ),
+    )
+    .unwrap();
+    for (tag, sql) in files {
+        std::fs::write(tmp.path().join(format!("{tag}.sql")), sql).unwrap();
+    }
+    tmp
+}
+
+#[tokio::test]
+async fn drizzle_commit_before_create_index_concurrently_applies_as_drizzle_orm_does() {
+    let db = TestDb::new("drizzle_commit_first").await;
+    // The pattern drizzle-kit users write to leave drizzle-orm's transaction for CONCURRENTLY,
+    // reopening one at the end for drizzle-orm's own COMMIT.
+    let dir = drizzle(&[
+        ("0000_init", "CREATE TABLE \"t\" (\"id\" integer);"),
+        (
+            "0001_concurrent_index",
+            "ALTER TABLE \"t\" ADD COLUMN \"c\" integer;--> statement-breakpoint\nCOMMIT;--> statement-breakpoint\nCREATE INDEX CONCURRENTLY IF NOT EXISTS \"t_id_idx\" ON \"t\" (\"id\");--> statement-breakpoint\nBEGIN;--> statement-breakpoint\nALTER TABLE \"t\" ADD COLUMN \"d\" integer;",
+        ),
+    ]);
+    assert_eq!(migrate(&db, dir.path()).await.unwrap(), 2);
+    let client = db.client().await;
+    let valid: bool = client
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_id_idx'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(valid);
+    let cols: i64 = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 't'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cols, 3);
+}
+
+#[tokio::test]
+async fn statements_after_a_files_commit_run_as_written() {
+    let db = TestDb::new("after_commit").await;
+    // As psql and Prisma run it: the block commits, the statements after it are their own
+    // transaction, so the block stays when they fail.
+    let dir = native(&[(
+        "0001_enum.sql",
+        "BEGIN;\nCREATE TYPE e AS ENUM ('a');\nCOMMIT;\nCREATE TABLE uses_e (v e);\nSELECT 1/0;\n",
+    )]);
+    migrate(&db, dir.path()).await.unwrap_err();
+    let client = db.client().await;
+    let has_type: bool = client
+        .query_one("SELECT to_regtype('e') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(has_type, "the committed block stays");
+    assert!(!exists(&client, "uses_e").await);
+    assert_eq!(
+        progress(&client, "0001_enum").await,
+        ("failed".into(), Some(1))
+    );
+}
