@@ -18,13 +18,12 @@ use crate::exit_codes;
 /// Maps an error to its exit code.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     if let Some(e) = err.downcast_ref::<MigrateError>() {
+        return migrate_code(e);
+    }
+    if let Some(e) = err.downcast_ref::<pgkeel::ops::production::ProductionError>() {
         return match e {
-            MigrateError::Db(d) => db_code(d),
-            MigrateError::Failed { .. } => exit_codes::MIGRATION_FAILED,
-            MigrateError::Interrupted { .. } => exit_codes::INTERRUPTED,
-            MigrateError::UnknownId { .. } => exit_codes::USAGE,
-            e if e.is_validation() => exit_codes::FINDINGS,
-            _ => exit_codes::INTERNAL,
+            pgkeel::ops::production::ProductionError::Plan(m) => migrate_code(m),
+            pgkeel::ops::production::ProductionError::Backup(b) => backup_code(b),
         };
     }
     if let Some(e) = err.downcast_ref::<RollbackError>() {
@@ -37,13 +36,7 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         };
     }
     if let Some(e) = err.downcast_ref::<BackupError>() {
-        return match e {
-            BackupError::Db(d) if d.is_usage() || d.is_connection() => db_code(d),
-            BackupError::Interrupted => exit_codes::INTERRUPTED,
-            e if e.is_usage() => exit_codes::USAGE,
-            e if e.is_integrity() => exit_codes::FINDINGS,
-            _ => exit_codes::BACKUP_FAILED,
-        };
+        return backup_code(e);
     }
     if let Some(e) = err.downcast_ref::<SchemaError>() {
         return match e {
@@ -82,6 +75,29 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         return exit_codes::INTERNAL;
     }
     exit_codes::USAGE
+}
+
+fn migrate_code(e: &MigrateError) -> i32 {
+    match e {
+        MigrateError::Db(d) => db_code(d),
+        MigrateError::Failed { .. } => exit_codes::MIGRATION_FAILED,
+        MigrateError::Interrupted { .. } => exit_codes::INTERRUPTED,
+        MigrateError::UnknownId { .. } => exit_codes::USAGE,
+        e if e.is_validation() => exit_codes::FINDINGS,
+        _ => exit_codes::INTERNAL,
+    }
+}
+
+fn backup_code(e: &BackupError) -> i32 {
+    match e {
+        BackupError::Db(d) if d.is_usage() || d.is_connection() => db_code(d),
+        BackupError::Interrupted => exit_codes::INTERRUPTED,
+        e if e.is_usage() => exit_codes::USAGE,
+        // A backup just written that does not verify is a failed backup, not a finding.
+        BackupError::NotVerified { .. } => exit_codes::BACKUP_FAILED,
+        e if e.is_integrity() => exit_codes::FINDINGS,
+        _ => exit_codes::BACKUP_FAILED,
+    }
 }
 
 fn db_code(d: &DbError) -> i32 {

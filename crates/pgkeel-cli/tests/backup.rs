@@ -8,6 +8,7 @@ mod cli_support;
 
 use cli_support::{json, pgkeel};
 
+use predicates::prelude::*;
 use support::TestDb;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,4 +153,45 @@ async fn production_migrations_take_a_backup_first() {
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
     assert!(names[0].starts_with("pre-migrate-"), "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_migrate_backs_up_before_retrying_a_failed_migration() {
+    let db = TestDb::new("cli_bk_prod_retry").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("migrations");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("0001_a.sql"), "CREATE TABLE a (id int);\n").unwrap();
+    std::fs::write(dir.join("0002_b.sql"), "INSERT INTO nope VALUES (1);\n").unwrap();
+    // Not production: 0001 applies, 0002 fails and is left `failed` in the ledger.
+    pgkeel(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["migrate"])
+        .assert()
+        .code(4);
+    std::fs::write(dir.join("0002_b.sql"), "CREATE TABLE b (id int);\n").unwrap();
+    // Nothing is `pending`, but the failed migration will run again: production backs up.
+    pgkeel(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["migrate", "--env", "production"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("done and verified"));
+    let names: Vec<String> = std::fs::read_dir(tmp.path().join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    // Nothing left to run: no second backup.
+    pgkeel(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["migrate", "--env", "production"])
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("backups"))
+            .unwrap()
+            .count(),
+        1
+    );
 }

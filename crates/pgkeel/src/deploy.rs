@@ -957,85 +957,22 @@ impl<O: DeployObserver> Run<'_, O> {
     }
 
     async fn backup(&self) -> Result<BackupRef, (FailureKind, String)> {
-        let mut opts = self.opts.backup_options.clone();
-        // A name of our own may be taken by a deploy that started in the same second (replicas
-        // deploying at once, a retry): then the next free `-2`, `-3`, … is used. A name the
-        // user chose is never changed.
-        let (base, ours) = match &opts.name {
-            Some(n) => (n.clone(), false),
-            None => (
-                format!(
-                    "pre-deploy-{}",
-                    self.report.started_at.format("%Y%m%dT%H%M%SZ")
-                ),
-                true,
-            ),
-        };
         let quiet: Arc<dyn backup::Progress> = Arc::new(backup::Quiet);
-        let mut nth = 1;
-        let manifest = loop {
-            opts.name = Some(if nth == 1 {
-                base.clone()
-            } else {
-                format!("{base}-{nth}")
-            });
-            match backup::full(self.settings, &opts, quiet.clone()).await {
-                Ok(m) => break m,
-                Err(BackupError::Exists { .. }) if ours && nth < 100 => nth += 1,
-                Err(e) => {
-                    return Err((backup_kind(&e), format!("the backup failed: {}", chain(&e))))
-                }
-            }
-        };
-        let path = backup::manifest::backup_path(&opts.dir, &manifest.name);
-        // Decrypting needs the private key, which a deploy machine often does not hold: then
-        // the stored bytes are checked against the manifest's checksums instead.
-        let can_open = !manifest.is_encrypted()
-            || opts.keys.passphrase.is_some()
-            || opts.keys.identity_file.is_some();
-        let problems = if can_open {
-            let verify = backup::VerifyOptions {
-                keys: opts.keys.clone(),
-                restore_test: None,
-                workers: 2,
-            };
-            backup::verify(&path, &verify, quiet)
-                .await
-                .map_err(|e| {
-                    (
-                        backup_kind(&e),
-                        format!(
-                            "the backup {} cannot be verified: {}",
-                            path.display(),
-                            chain(&e)
-                        ),
-                    )
-                })?
-                .problems
-        } else {
-            backup::verify::verify_stored(&path, &manifest)
-        };
-        if !problems.is_empty() {
-            let first: Vec<String> = problems
-                .iter()
-                .take(3)
-                .map(|p| format!("{}: {}", p.subject, p.problem))
-                .collect();
-            return Err((
-                FailureKind::Backup,
-                format!(
-                    "the backup {} does not verify: {}",
-                    path.display(),
-                    first.join("; ")
-                ),
-            ));
-        }
+        let b = backup::full_verified(
+            self.settings,
+            &self.opts.backup_options,
+            "pre-deploy",
+            self.report.started_at,
+            quiet,
+        )
+        .await
+        .map_err(|e| (backup_kind(&e), format!("the backup failed: {}", chain(&e))))?;
         Ok(BackupRef {
-            name: manifest.name.clone(),
-            stored_bytes: manifest.stored_bytes(),
-            path,
+            name: b.manifest.name.clone(),
+            stored_bytes: b.manifest.stored_bytes(),
+            path: b.path,
             verified: true,
-            decrypted: can_open,
+            decrypted: b.decrypted,
         })
     }
 }

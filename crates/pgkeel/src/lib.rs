@@ -35,6 +35,7 @@ pub mod ledger;
 pub mod lint;
 pub mod migrate;
 pub mod monitor;
+pub mod ops;
 pub mod report;
 pub mod rollback;
 pub mod schema;

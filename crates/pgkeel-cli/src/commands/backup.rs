@@ -621,46 +621,36 @@ pub async fn restore(ctx: Ctx, a: RestoreArgs) -> anyhow::Result<i32> {
     Ok(exit_codes::SUCCESS)
 }
 
-/// `migrate --env production`: a full backup first when anything is pending; its failure stops
-/// the migration.
+/// `migrate --env production`: the verified backup `ops::production` takes first when the run
+/// would change anything; its failure stops the migration.
 pub async fn before_production_migration(
     ctx: &Ctx,
     migrator: &pgkeel::migrate::Migrator<'_>,
     client: &pgkeel::db::Client,
 ) -> anyhow::Result<()> {
-    let plan = migrator.plan(client).await?;
-    if plan.counts.pending == 0 {
-        return Ok(());
-    }
     let dir = backup_dir(ctx, &DirArgs { dir: None });
     let mut opts = BackupOptions::from_settings(&ctx.settings);
     opts.dir = dir.clone();
-    opts.name = Some(format!(
-        "pre-migrate-{}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-    ));
-    if !ctx.json() {
-        eprintln!(
-            "pgkeel: production: {} pending; taking a full backup into {} first",
-            plan.counts.pending,
-            dir.display()
-        );
-    }
     let progress = if ctx.json() {
         Arc::new(Quiet)
     } else {
         Bars::for_terminal()
     };
-    let m = backup::full(&ctx.settings, &opts, progress)
-        .await
-        .map_err(|e| {
-            anyhow::Error::new(e).context("the pre-migration backup failed; nothing was migrated")
-        })?;
-    if !ctx.json() {
+    let taken = pgkeel::ops::production::backup_before_migrate(
+        &ctx.settings,
+        migrator,
+        client,
+        &opts,
+        progress,
+    )
+    .await?;
+    if let (Some((b, ids)), false) = (taken, ctx.json()) {
         eprintln!(
-            "pgkeel: backup {} done ({} stored); migrating",
-            m.name,
-            size(m.stored_bytes())
+            "pgkeel: production: backup {} in {} done and verified ({} stored) before {} migration(s); migrating",
+            b.manifest.name,
+            dir.display(),
+            size(b.manifest.stored_bytes()),
+            ids.len()
         );
     }
     Ok(())

@@ -9,6 +9,7 @@
 //! sequences and post-data; [`verify`] re-reads everything; [`catalog`] lists backups and
 //! [`retention`] decides what cleanup may delete; [`incremental`] stores only what changed since
 //! a base backup. [`keys`] turns the encryption settings into age recipients and identities.
+//! [`verified`] takes and verifies the backup a production change relies on.
 //!
 //! This module must not print: progress goes through [`Progress`], results are returned.
 
@@ -22,6 +23,7 @@ pub mod pgtools;
 pub mod restore;
 pub mod retention;
 pub mod session;
+pub mod verified;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -33,6 +35,7 @@ pub use keys::KeyConfig;
 pub use manifest::{Kind, Manifest};
 pub use restore::{restore, RestoreOptions, RestoreSummary};
 pub use retention::{cleanup, CleanupPlan};
+pub use verified::{full_verified, VerifiedBackup};
 pub use verify::{verify, VerifyOptions, VerifyProblem, VerifyReport};
 
 use crate::db::DbError;
@@ -121,6 +124,8 @@ pub enum BackupError {
     BadSince { input: String },
     #[error("backup {name} is not a full backup: an incremental must build on a full one; pass --base with a full backup's name")]
     BaseNotFull { name: String },
+    #[error("the backup {} was written but does not verify: {problems}; check the disk and the backup directory, then take a new one", path.display())]
+    NotVerified { path: PathBuf, problems: String },
     #[error("the backup was interrupted")]
     Interrupted,
     #[error("a backup worker stopped unexpectedly: {reason}")]
@@ -153,6 +158,7 @@ impl BackupError {
             BackupError::NoManifest { .. }
                 | BackupError::BadManifest { .. }
                 | BackupError::Corrupt { .. }
+                | BackupError::NotVerified { .. }
                 | BackupError::WrongKey { .. }
                 | BackupError::MissingBase { .. }
         )
