@@ -64,7 +64,7 @@ impl Ctx {
         let dur = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<std::time::Duration>> {
             v.as_deref()
                 .map(|t| {
-                    source::parse_duration(t).ok_or_else(|| {
+                    pgkeel::duration::parse(t).ok_or_else(|| {
                         anyhow::anyhow!(
                             "{flag} `{t}` is not a duration: use e.g. 500ms, 5s, 2min or off"
                         )

@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::source::parse_duration;
+use crate::duration::{format as format_duration, parse_value as parse_duration_value};
 
 /// The name of the config file looked up in the working directory.
 pub const CONFIG_FILE_NAME: &str = "pgkeel.toml";
@@ -576,16 +576,6 @@ const SECRET_KEYS: &[&str] = &["database-url", "pgpassword", "backup.encryption-
 const DURATION_EXPECTED: &str =
     "milliseconds, or a duration such as 500ms, 5s, 2min, 1h (0 or off to disable)";
 
-/// Parses a duration as pgkeel.toml and the environment write it: bare digits are
-/// milliseconds, otherwise [`parse_duration`] syntax (`500ms`, `5s`, `2min`, `1h`, `off`).
-fn parse_duration_value(s: &str) -> Option<Duration> {
-    let t = s.trim();
-    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-        return t.parse().ok().map(Duration::from_millis);
-    }
-    parse_duration(t)
-}
-
 /// A duration in pgkeel.toml: integer milliseconds or a string with a unit.
 #[derive(Debug, Clone, Copy)]
 struct TomlDuration(Duration);
@@ -798,21 +788,6 @@ impl Settings {
             ),
         ]
     }
-}
-
-/// `off`, or the largest unit that divides the duration exactly (`30s`, `10min`, `1500ms`): the
-/// syntax pgkeel.toml and `PGKEEL_*` variables accept.
-fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        return "off".into();
-    }
-    for (unit, len) in [("h", 3_600_000), ("min", 60_000), ("s", 1000)] {
-        if ms % len == 0 {
-            return format!("{}{unit}", ms / len);
-        }
-    }
-    format!("{ms}ms")
 }
 
 /// One line of `pgkeel config`.

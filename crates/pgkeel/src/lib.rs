@@ -19,7 +19,8 @@
 //! or tenant schemas listed in a targets file, with bounded concurrency, canaries and resumable
 //! reports. The CLI crate never talks SQL.
 //!
-//! Leaves that every layer may use and that use nothing of the crate: [`ident`] (quoting).
+//! Leaves that every layer may use and that use nothing of the crate: [`ident`] (quoting),
+//! [`duration`] (`5s`, `2min`, `off`) and [`location`] (`file:line:col` with a caret).
 //! `tests/layering.rs` keeps the module graph from growing new back-edges.
 
 pub mod backup;
@@ -28,11 +29,13 @@ pub mod db;
 pub mod demo;
 pub mod deploy;
 pub mod drizzle;
+pub mod duration;
 pub mod embedded;
 pub mod fleet;
 pub mod ident;
 pub mod ledger;
 pub mod lint;
+pub mod location;
 pub mod migrate;
 pub mod monitor;
 pub mod ops;

@@ -17,59 +17,13 @@ use tokio_postgres::Client;
 use crate::config::Settings;
 use crate::db::{Blocker, DbError, DeployLock, LockHolder, LockedSession, PgError};
 use crate::ledger::{Held, Ledger, LedgerRow, Progress, RowCache, RowStatus};
+pub use crate::location::Location;
 use crate::rollback::{Before, ColumnBefore};
 use crate::source::{self, Migration, MigrationSet};
 use crate::sql::{self, Batch, Statement};
 
 /// SQLSTATE raised by the guard when another process applied the migration first.
 const ALREADY_APPLIED: &str = "PGS01";
-
-/// A place in a migration file, printed rustc-style.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Location {
-    pub path: PathBuf,
-    pub line: usize,
-    pub column: usize,
-    pub line_text: String,
-}
-
-impl Location {
-    pub fn in_file(path: &std::path::Path, text: &str, offset: usize) -> Self {
-        let (line, column) = source::line_col(text, offset);
-        Location {
-            path: path.to_path_buf(),
-            line,
-            column,
-            line_text: text
-                .lines()
-                .nth(line - 1)
-                .unwrap_or("")
-                .trim_end_matches('\r')
-                .to_string(),
-        }
-    }
-}
-
-impl std::fmt::Display for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let num = self.line.to_string();
-        let pad = " ".repeat(num.len());
-        let caret_pad: String = self
-            .line_text
-            .chars()
-            .take(self.column.saturating_sub(1))
-            .map(|c| if c == '\t' { '\t' } else { ' ' })
-            .collect();
-        write!(
-            f,
-            "  --> {}:{}:{}\n{pad} |\n{num} | {}\n{pad} | {caret_pad}^",
-            self.path.display(),
-            self.line,
-            self.column,
-            self.line_text
-        )
-    }
-}
 
 /// Errors of planning and applying. Each says how far the run got and what to do next.
 #[derive(Debug, thiserror::Error)]

@@ -31,7 +31,7 @@ use crate::config::Settings;
 use crate::db::{DbError, DeployLock, PgError};
 use crate::ident::{minimal as ident, quote_literal};
 use crate::ledger::{Held, Ledger, LedgerRow};
-use crate::migrate::Location;
+use crate::location::Location;
 use crate::source::{Layout, Migration, MigrationSet, SourceError};
 use crate::sql::{Batch, Statement};
 

@@ -11,7 +11,7 @@
 //!   cosmetic edits ([`Migration::normalized_hash`]);
 //! - rollback files ([`DownFile`]) and the leading `-- pgkeel:` directives ([`Directives`]);
 //! - drizzle's `--> statement-breakpoint` chunks, with byte offsets back into the file
-//!   ([`Migration::chunks`], [`line_col`]).
+//!   ([`Migration::chunks`], [`crate::location::line_col`]).
 //!
 //! It must not touch the database and must not parse SQL: statements are split and classified by
 //! the `sql` module (pg_query). Loading is one read and one SHA-256 pass per file (plus the
@@ -24,6 +24,8 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::location::line_col;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -398,7 +400,7 @@ pub struct Chunk<'a> {
 impl Chunk<'_> {
     /// Byte offset in the file of the 1-based character `position` inside this chunk, as
     /// PostgreSQL reports it in an error's `position`. Past the end maps to the chunk's end.
-    /// Feed the result to [`line_col`] with [`Migration::sql`].
+    /// Feed the result to [`crate::location::line_col`] with [`Migration::sql`].
     pub fn file_offset(&self, position: usize) -> usize {
         let within = self
             .text
@@ -595,7 +597,7 @@ impl fmt::Display for Timeout {
 }
 
 impl Serialize for Timeout {
-    /// Serialised in directive syntax (`"5s"`, `"off"`), which [`parse_duration`] reads back.
+    /// Serialised in directive syntax (`"5s"`, `"off"`), which [`crate::duration::parse`] reads back.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
@@ -630,29 +632,6 @@ pub struct Directives {
     pub retries: Option<u32>,
     /// `-- pgkeel:irreversible`.
     pub irreversible: bool,
-}
-
-/// Parses a duration in directive/config syntax: an integer and a unit `ms`, `s`, `min` or `h`
-/// (`500ms`, `5s`, `2min`, `1h`), or `0`/`off` for [`Duration::ZERO`] (disabled). Surrounding
-/// whitespace is ignored; anything else (no unit, negative, fractions, overflow) is `None`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s == "0" || s == "off" {
-        return Some(Duration::ZERO);
-    }
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 {
-        return None;
-    }
-    let n: u64 = s[..digits].parse().ok()?;
-    let ms_per_unit: u64 = match &s[digits..] {
-        "ms" => 1,
-        "s" => 1000,
-        "min" => 60_000,
-        "h" => 3_600_000,
-        _ => return None,
-    };
-    Some(Duration::from_millis(n.checked_mul(ms_per_unit)?))
 }
 
 /// Splits text into lines the way editors number them (`\n`, with a `\r` before it dropped).
@@ -731,7 +710,7 @@ fn parse_directives(path: &Path, text: &str, is_down: bool) -> Result<Directives
             }
             "irreversible" => d.irreversible = true,
             "lock-timeout" | "statement-timeout" => {
-                let t = parse_duration(value)
+                let t = crate::duration::parse(value)
                     .map(Timeout::from_duration)
                     .ok_or_else(|| err(bad_value()))?;
                 if name == "lock-timeout" {
@@ -792,32 +771,6 @@ pub fn normalized_hash(text: &str) -> String {
         emitted += 1;
     }
     hex::encode(hasher.finalize())
-}
-
-/// 1-based line and column of `byte_offset` in `text`; the column counts characters (a leading
-/// BOM is not counted). An offset past the end or inside a character is moved back to the
-/// nearest character boundary.
-pub fn line_col(text: &str, byte_offset: usize) -> (usize, usize) {
-    let mut offset = byte_offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
-    let mut column = before[line_start..].chars().count() + 1;
-    if line_start == 0 && before.starts_with('\u{feff}') {
-        column -= 1;
-    }
-    (line, column)
-}
-
-/// The 1-based `line` of `text` without its line ending; `""` when out of range.
-pub fn line_at(text: &str, line: usize) -> &str {
-    if line == 0 {
-        return "";
-    }
-    numbered_lines(text).nth(line - 1).map_or("", |(_, l)| l)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1514,6 +1467,7 @@ fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), SourceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::location::line_at;
     use chrono::TimeZone;
 
     /// `printf 'CREATE TABLE a (id int);\n' | sha256sum`
@@ -1899,49 +1853,7 @@ mod tests {
         assert_eq!(chunks[1].offset, m.sql.len() - 1);
     }
 
-    #[test]
-    fn line_col_counts_chars_and_clamps() {
-        let text = "ab\nçé x\n";
-        assert_eq!(line_col(text, 0), (1, 1));
-        assert_eq!(line_col(text, 3), (2, 1));
-        // "x" is at byte 3 + 2 + 2 + 1 = 8: third character after two 2-byte ones.
-        assert_eq!(line_col(text, 8), (2, 4));
-        // Inside "ç" falls back to its start.
-        assert_eq!(line_col(text, 4), (2, 1));
-        assert_eq!(line_col(text, 999), (3, 1));
-        assert_eq!(line_col("\u{feff}ab", 4), (1, 2));
-        assert_eq!(line_at(text, 1), "ab");
-        assert_eq!(line_at(text, 2), "çé x");
-        assert_eq!(line_at(text, 0), "");
-        assert_eq!(line_at(text, 9), "");
-        assert_eq!(line_at("a\r\nb", 1), "a");
-    }
-
     // --- directives --------------------------------------------------------------------------
-
-    #[test]
-    fn parse_duration_units() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_duration(" 2min "), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
-        assert_eq!(parse_duration("off"), Some(Duration::ZERO));
-        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
-        for bad in [
-            "",
-            "5",
-            "5m",
-            "-5s",
-            "1.5s",
-            "5 s",
-            "s",
-            "5sec",
-            "99999999999999999999h",
-        ] {
-            assert_eq!(parse_duration(bad), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn directives_parse_from_leading_comments() {

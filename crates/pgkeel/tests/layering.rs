@@ -19,7 +19,7 @@ enum Edge {
 use Edge::{Keep, Remove};
 
 /// Leaf modules: anything may use them, and they use nothing of the crate.
-const LEAVES: &[&str] = &["ident"];
+const LEAVES: &[&str] = &["duration", "ident", "location"];
 
 /// The policy layer: it may use anything, and nothing in the crate may use it.
 const TOP: &[&str] = &["ops"];
@@ -28,8 +28,6 @@ const EDGES: &[(&str, &str, Edge)] = &[
     ("backup", "config", Keep),
     ("backup", "db", Keep),
     ("backup", "ledger", Keep),
-    // config is the lowest layer: it borrows the folder reader's duration parser.
-    ("config", "source", Remove),
     ("db", "config", Keep),
     ("demo", "db", Keep),
     ("deploy", "backup", Keep),
@@ -51,8 +49,6 @@ const EDGES: &[(&str, &str, Edge)] = &[
     ("ledger", "config", Keep),
     ("ledger", "db", Keep),
     ("ledger", "source", Keep),
-    // lint needs only `Location`, which lives in the executor.
-    ("lint", "migrate", Remove),
     ("lint", "report", Keep),
     ("lint", "source", Keep),
     ("lint", "sql", Keep),
@@ -79,7 +75,6 @@ const EDGES: &[(&str, &str, Edge)] = &[
     ("rollback", "db", Keep),
     ("rollback", "drizzle", Keep),
     ("rollback", "ledger", Keep),
-    ("rollback", "migrate", Remove),
     ("rollback", "source", Keep),
     ("rollback", "sql", Keep),
     ("schema", "config", Keep),

@@ -134,7 +134,7 @@ pub async fn run(mut ctx: Ctx, args: DeployArgs) -> anyhow::Result<i32> {
     // An empty value (an unset CI variable expanded to "") means no health check.
     opts.health_url = args.health_url.filter(|u| !u.trim().is_empty());
     if let Some(t) = &args.health_timeout {
-        opts.health_timeout = pgkeel::source::parse_duration(t)
+        opts.health_timeout = pgkeel::duration::parse(t)
             .filter(|d| !d.is_zero())
             .ok_or_else(|| {
                 anyhow::anyhow!("--health-timeout: `{t}` is not a duration like 30s or 2min")

@@ -84,7 +84,7 @@ pub async fn run(ctx: Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
         opts.sample_percent = Some(p);
     }
     if let Some(t) = &args.check_timeout {
-        opts.check_timeout = pgkeel::source::parse_duration(t)
+        opts.check_timeout = pgkeel::duration::parse(t)
             .filter(|d| !d.is_zero())
             .ok_or_else(|| {
                 anyhow::anyhow!("--check-timeout: `{t}` is not a duration like 30s or 5min")

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::migrate::Location;
+use crate::location::Location;
 use crate::report::Severity;
 
 /// One lint rule: its id, how bad, why, and what to do instead.
@@ -102,7 +102,7 @@ pub fn lint_file(path: &Path, text: &str, no_transaction: bool, opts: &LintOptio
     let stmts = match crate::sql::split(text, 0) {
         Ok(s) => s,
         Err(e) => {
-            let (line, col) = crate::source::line_col(text, e.offset);
+            let (line, col) = crate::location::line_col(text, e.offset);
             report.syntax_error = Some(format!("{}:{line}:{col}: {}", path.display(), e.message));
             return report;
         }

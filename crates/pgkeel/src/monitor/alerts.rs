@@ -85,7 +85,7 @@ mod dur {
         }
         match Raw::deserialize(d)? {
             Raw::Ms(ms) => Ok(Duration::from_millis(ms)),
-            Raw::Text(t) => crate::source::parse_duration(&t).ok_or_else(|| {
+            Raw::Text(t) => crate::duration::parse(&t).ok_or_else(|| {
                 serde::de::Error::custom(format!(
                     "`{t}` is not a duration: use milliseconds or e.g. 500ms, 5s, 2min"
                 ))
