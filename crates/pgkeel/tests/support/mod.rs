@@ -50,6 +50,12 @@ impl TestDb {
         self.db.as_ref().map(|d| d.name()).unwrap_or("")
     }
 
+    /// Leaves the database in place (for inspection after a failure the test reports without
+    /// panicking at once) and returns its name.
+    pub fn keep(mut self) -> String {
+        self.db.take().map(|d| d.keep()).unwrap_or_default()
+    }
+
     pub fn settings(&self) -> Settings {
         settings_for(&self.url)
     }
