@@ -343,9 +343,6 @@ pub fn plan(set: &MigrationSet, rows: &[LedgerRow]) -> Plan {
 /// Parses every statement of `m` with PostgreSQL's parser; a syntax error becomes
 /// `file:line:column` with the line and a caret.
 pub fn parse(m: &Migration) -> Result<Vec<Statement>, MigrateError> {
-    if let Some(stmts) = m.derived.statements.get() {
-        return Ok(stmts.clone());
-    }
     let mut out = Vec::new();
     for chunk in m.chunks() {
         let stmts = sql::split(chunk.text, chunk.offset).map_err(|e| MigrateError::Syntax {
@@ -367,8 +364,62 @@ pub fn parse(m: &Migration) -> Result<Vec<Statement>, MigrateError> {
             problem: e.problem,
             location: Location::in_file(&m.path, &m.sql, e.offset),
         })?;
-    let _ = m.derived.statements.set(out.clone());
     Ok(out)
+}
+
+/// What a run works out from its migrations' text once and keeps, for runs that apply the
+/// same migration several times (the test suite applies, rolls back and re-applies each one
+/// with one [`Migrator`]): each migration's statements ([`parse`]) and its parse-tree rollback
+/// for a catalog with nothing to restore. Owned by the run, by folder position; a migration
+/// that is not the set's own (same position, another value) is worked out again.
+#[derive(Debug)]
+pub struct Prepared<'a> {
+    set: &'a MigrationSet,
+    statements: Vec<std::sync::OnceLock<Vec<Statement>>>,
+    rollback: Vec<std::sync::OnceLock<crate::rollback::Generated>>,
+}
+
+impl<'a> Prepared<'a> {
+    pub fn for_set(set: &'a MigrationSet) -> Self {
+        let n = set.migrations.len();
+        Prepared {
+            set,
+            statements: (0..n).map(|_| std::sync::OnceLock::new()).collect(),
+            rollback: (0..n).map(|_| std::sync::OnceLock::new()).collect(),
+        }
+    }
+
+    /// The slot of `m` when it is the set's own migration.
+    fn slot(&self, m: &Migration) -> Option<usize> {
+        self.set
+            .migrations
+            .get(m.index)
+            .is_some_and(|own| std::ptr::eq(own, m))
+            .then_some(m.index)
+    }
+
+    /// [`parse`], once per migration.
+    pub fn statements(&self, m: &Migration) -> Result<Vec<Statement>, MigrateError> {
+        let Some(i) = self.slot(m) else {
+            return parse(m);
+        };
+        if let Some(stmts) = self.statements[i].get() {
+            return Ok(stmts.clone());
+        }
+        let stmts = parse(m)?;
+        let _ = self.statements[i].set(stmts.clone());
+        Ok(stmts)
+    }
+
+    /// The parse-tree rollback of `stmts` (the statements of `m`) for an empty catalog, once
+    /// per migration.
+    fn rollback(&self, m: &Migration, stmts: &[Statement]) -> crate::rollback::Generated {
+        let generate = || crate::rollback::generate_with(stmts, &Before::default());
+        match self.slot(m) {
+            Some(i) => self.rollback[i].get_or_init(generate).clone(),
+            None => generate(),
+        }
+    }
 }
 
 /// One problem `migrate validate` found, in the folder or against the ledger.
@@ -578,6 +629,8 @@ pub struct Migrator<'a> {
     session: Option<LockedSession>,
     /// The ledger's rows as that session last read or wrote them (with `session` only).
     cache: Option<std::sync::Arc<RowCache>>,
+    /// Statements and inverses worked out once per migration for this migrator's runs.
+    prepared: Prepared<'a>,
 }
 
 impl<'a> Migrator<'a> {
@@ -592,6 +645,7 @@ impl<'a> Migrator<'a> {
             before_commit: None,
             session: None,
             cache: None,
+            prepared: Prepared::for_set(set),
         }
     }
 
@@ -739,7 +793,7 @@ impl<'a> Migrator<'a> {
             if takeover.taken_over.contains(&m.id) || takeover.held_back.contains(&m.id) {
                 continue;
             }
-            let stmts = parse(m)?;
+            let stmts = self.prepared.statements(m)?;
             let resume = resume_point(entry, m, &stmts)?;
             let catalog = self.columns_before(client, m, &stmts, resume).await?;
             let rollback = self.rollback_for(m, Some(&stmts), &catalog);
@@ -835,7 +889,7 @@ impl<'a> Migrator<'a> {
         // Parse everything that is going to run before running any of it.
         let parsed: Vec<Vec<Statement>> = todo
             .iter()
-            .map(|(_, m)| parse(m))
+            .map(|(_, m)| self.prepared.statements(m))
             .collect::<Result<_, _>>()?;
         let mut applied = Vec::with_capacity(todo.len());
         let mut elsewhere = 0;
@@ -963,7 +1017,7 @@ impl<'a> Migrator<'a> {
         let stmts = match stmts {
             Some(s) => s,
             None => {
-                parsed = parse(m).ok()?;
+                parsed = self.prepared.statements(m).ok()?;
                 &parsed
             }
         };
@@ -1261,11 +1315,7 @@ impl<'a> Migrator<'a> {
         // gives), and when there is none, the reason to snapshot the schema around it.
         let generated = (m.down.is_none() && !m.directives.irreversible).then(|| {
             match catalog.is_empty() && resume.is_none() {
-                true => m
-                    .derived
-                    .rollback
-                    .get_or_init(|| crate::rollback::generate_with(stmts, &catalog))
-                    .clone(),
+                true => self.prepared.rollback(m, stmts),
                 false => crate::rollback::generate_with(stmts, &catalog),
             }
         });
@@ -1696,7 +1746,7 @@ impl<'a> Migrator<'a> {
             let Some(m) = e.index.map(|i| &self.set.migrations[i]) else {
                 continue;
             };
-            let stmts = parse(m)?;
+            let stmts = self.prepared.statements(m)?;
             if let Err(err) = resume_point(e, m, &stmts) {
                 if !force {
                     return Err(err);

@@ -364,29 +364,7 @@ pub struct Migration {
     pub down: Option<DownFile>,
     /// The leading `-- pgkeel:` directives.
     pub directives: Directives,
-    /// What is worked out from the text once and kept (see [`Derived`]).
-    #[serde(skip)]
-    pub derived: Derived,
 }
-
-/// Work done on a migration's text once and kept with it, for callers that apply the same
-/// migration several times (the test suite applies, rolls back and re-applies each one):
-/// its statements ([`crate::migrate::parse`]) and its parse-tree rollback for a catalog with
-/// nothing to restore ([`crate::rollback::generate_with`]). Filled on first use; never
-/// compared (two migrations with the same fields are equal whatever was worked out).
-#[derive(Debug, Clone, Default)]
-pub struct Derived {
-    pub(crate) statements: std::sync::OnceLock<Vec<crate::sql::Statement>>,
-    pub(crate) rollback: std::sync::OnceLock<crate::rollback::Generated>,
-}
-
-impl PartialEq for Derived {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for Derived {}
 
 /// A piece of a migration file that is sent to the server as one query string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -946,7 +924,6 @@ fn read_migration(found: Found, layout: Layout) -> Result<Migration, SourceError
         layout,
         down,
         directives,
-        derived: Derived::default(),
     })
 }
 
@@ -1844,7 +1821,6 @@ mod tests {
             layout: Layout::DrizzleJournal,
             down: None,
             directives: Directives::default(),
-            derived: Derived::default(),
         };
         let chunks = m.chunks();
         assert_eq!(chunks.len(), 2);

@@ -33,7 +33,6 @@ fn mig(id: &str, when: i64, sql: &str) -> Migration {
         layout: Layout::DrizzleJournal,
         down: None,
         directives: Directives::default(),
-        derived: Default::default(),
     }
 }
 

@@ -89,9 +89,6 @@ const EDGES: &[(&str, &str, Edge)] = &[
     ("scratch", "config", Keep),
     ("scratch", "db", Keep),
     ("scratch", "embedded", Keep),
-    // the folder reader caches statements and rollbacks of higher layers (source::Derived).
-    ("source", "rollback", Remove),
-    ("source", "sql", Remove),
     ("testing", "config", Keep),
     ("testing", "db", Keep),
     ("testing", "ledger", Keep),
