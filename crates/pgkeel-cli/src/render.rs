@@ -9,6 +9,7 @@ use pgkeel::db::DbError;
 use pgkeel::migrate::MigrateError;
 use pgkeel::rollback::RollbackError;
 use pgkeel::schema::SchemaError;
+use pgkeel::snapshot_input::SnapshotInputError;
 use pgkeel::source::SourceError;
 use serde_json::json;
 
@@ -39,11 +40,15 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         return backup_code(e);
     }
     if let Some(e) = err.downcast_ref::<SchemaError>() {
+        return schema_code(e);
+    }
+    if let Some(e) = err.downcast_ref::<SnapshotInputError>() {
         return match e {
-            SchemaError::Db(d) => db_code(d),
-            SchemaError::Migrate { .. } => exit_codes::MIGRATION_FAILED,
-            SchemaError::Scratch(_) => exit_codes::CONNECTION,
-            _ => exit_codes::USAGE,
+            SnapshotInputError::Schema(s) => schema_code(s),
+            SnapshotInputError::Db(d) => db_code(d),
+            SnapshotInputError::Migrate { .. } => exit_codes::MIGRATION_FAILED,
+            SnapshotInputError::Scratch(_) => exit_codes::CONNECTION,
+            SnapshotInputError::Source { .. } => exit_codes::USAGE,
         };
     }
     if let Some(d) = err.downcast_ref::<DbError>() {
@@ -75,6 +80,13 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         return exit_codes::INTERNAL;
     }
     exit_codes::USAGE
+}
+
+fn schema_code(e: &SchemaError) -> i32 {
+    match e {
+        SchemaError::Db(d) => db_code(d),
+        _ => exit_codes::USAGE,
+    }
 }
 
 fn migrate_code(e: &MigrateError) -> i32 {

@@ -658,7 +658,27 @@ struct TomlFile {
     deploy: Option<toml::Table>,
 }
 
+/// pgkeel's audit table, beside the ledger.
+pub const AUDIT_TABLE: &str = "__pgkeel_audit";
+/// The monitor's history table, beside the ledger.
+pub const MONITOR_HISTORY_TABLE: &str = "__pgkeel_monitor_history";
+
 impl Settings {
+    /// The tables pgkeel and drizzle-orm keep their bookkeeping in, as `(schema, table)`: the
+    /// ledger, its audit log and the monitor's history (in the ledger's schema) and drizzle's
+    /// own table. Schema snapshots and validation leave them out.
+    pub fn bookkeeping_tables(&self) -> Vec<(String, String)> {
+        vec![
+            (self.ledger_schema.clone(), self.ledger_table.clone()),
+            (self.ledger_schema.clone(), AUDIT_TABLE.to_string()),
+            (
+                self.ledger_schema.clone(),
+                MONITOR_HISTORY_TABLE.to_string(),
+            ),
+            (self.drizzle_schema.clone(), self.drizzle_table.clone()),
+        ]
+    }
+
     /// The spec's defaults, every origin [`Origin::Default`].
     pub fn defaults() -> Self {
         let mut s = Settings {

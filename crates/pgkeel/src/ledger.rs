@@ -218,7 +218,7 @@ impl Ledger {
         Ledger {
             schema: settings.ledger_schema.clone(),
             table: settings.ledger_table.clone(),
-            audit_table: "__pgkeel_audit".into(),
+            audit_table: crate::config::AUDIT_TABLE.into(),
         }
     }
 

@@ -43,6 +43,7 @@ pub mod report;
 pub mod rollback;
 pub mod schema;
 pub mod scratch;
+pub mod snapshot_input;
 pub mod source;
 pub mod sql;
 pub mod testing;

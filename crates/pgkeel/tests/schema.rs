@@ -6,8 +6,9 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use futures_util::stream::{self, StreamExt};
-use pgkeel::schema::{self, introspect, Diff, IntrospectOptions, Snapshot, SnapshotInput};
+use pgkeel::schema::{self, introspect, Diff, IntrospectOptions, Snapshot};
 use pgkeel::scratch::ScratchOptions;
+use pgkeel::snapshot_input::{self, SnapshotInput};
 use support::TestDb;
 use tokio_postgres::Client;
 
@@ -303,7 +304,7 @@ async fn a_migrations_folder_is_snapshotted_through_a_scratch_database() {
             .collect::<std::collections::HashSet<String>>()
     };
     let before = scratch_names().await;
-    let from_folder = schema::load(
+    let from_folder = snapshot_input::load(
         &SnapshotInput::Folder(dir.path().to_path_buf()),
         &settings,
         &IntrospectOptions::from_settings(&settings),

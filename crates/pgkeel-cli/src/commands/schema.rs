@@ -4,8 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use pgkeel::schema::{self, Diff, IntrospectOptions, Snapshot, SnapshotInput};
+use pgkeel::schema::{self, Diff, IntrospectOptions, Snapshot};
 use pgkeel::scratch::ScratchOptions;
+use pgkeel::snapshot_input::{self, SnapshotInput};
 use serde::Serialize;
 
 use crate::args::Format;
@@ -129,8 +130,8 @@ async fn diff(ctx: Ctx, args: DiffArgs) -> anyhow::Result<i32> {
                 .ok_or(pgkeel::db::DbError::NotConfigured)?,
         ),
     };
-    let a: Snapshot = schema::load(&from, &ctx.settings, &opts, &scratch).await?;
-    let b: Snapshot = schema::load(&to, &ctx.settings, &opts, &scratch).await?;
+    let a: Snapshot = snapshot_input::load(&from, &ctx.settings, &opts, &scratch).await?;
+    let b: Snapshot = snapshot_input::load(&to, &ctx.settings, &opts, &scratch).await?;
     let d = schema::diff(&a, &b);
     let text = match ctx.format {
         Format::Sql => d.to_sql(),

@@ -72,7 +72,8 @@ pub async fn run(ctx: Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
     opts.performance = all || args.performance;
     opts.schemas = args.namespaces;
     if let Some(e) = &args.expected {
-        opts.expected = validate::schema::Expected::Input(pgkeel::schema::SnapshotInput::parse(e));
+        opts.expected =
+            validate::schema::Expected::Input(pgkeel::snapshot_input::SnapshotInput::parse(e));
     }
     opts.scratch.scratch_url = args.scratch_url;
     opts.sensitive = args.sensitive;

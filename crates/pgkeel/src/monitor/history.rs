@@ -12,7 +12,7 @@ use crate::db::DbError;
 use crate::ident::qualified;
 
 /// The history table's name (in the ledger's schema).
-pub const TABLE: &str = "__pgkeel_monitor_history";
+pub const TABLE: &str = crate::config::MONITOR_HISTORY_TABLE;
 
 /// One sample.
 #[derive(Debug, Clone, PartialEq, Serialize)]

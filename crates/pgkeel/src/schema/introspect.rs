@@ -69,25 +69,10 @@ impl IntrospectOptions {
     }
 }
 
-/// The tables pgkeel and drizzle-orm keep their bookkeeping in (the ledger, its audit log, the
-/// monitor's history, drizzle's journal table).
+/// The tables pgkeel and drizzle-orm keep their bookkeeping in (see
+/// [`Settings::bookkeeping_tables`]).
 pub fn pgkeel_tables(settings: &Settings) -> Vec<(String, String)> {
-    let ledger = crate::ledger::Ledger::from_settings(settings);
-    vec![
-        (
-            settings.ledger_schema.clone(),
-            settings.ledger_table.clone(),
-        ),
-        (ledger.schema.clone(), ledger.audit_table.clone()),
-        (
-            ledger.schema.clone(),
-            crate::monitor::history::TABLE.to_string(),
-        ),
-        (
-            settings.drizzle_schema.clone(),
-            settings.drizzle_table.clone(),
-        ),
-    ]
+    settings.bookkeeping_tables()
 }
 
 /// How an introspection went.

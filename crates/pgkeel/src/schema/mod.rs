@@ -7,7 +7,6 @@
 //! Snapshot::to_sql()                                        (re-creatable DDL = diff(empty, s))
 //! diff(&from, &to) -> Diff { changes: Vec<Change> }         (diff.rs, dependency-ordered)
 //! Diff::is_empty() / Diff::to_sql() / Diff::unsupported()   (hazards per Change)
-//! input::load(&SnapshotInput, …) -> Snapshot                (a URL, a JSON file or a migrations folder)
 //! ```
 //!
 //! `validate` (drift) compares `introspect` of the database with the snapshot of the migrations
@@ -19,12 +18,10 @@
 
 pub mod ddl;
 pub mod diff;
-pub mod input;
 pub mod introspect;
 pub mod model;
 
 pub use diff::{diff, Action, Change, Diff, Hazard, ObjectKind, Phase};
-pub use input::{load, SnapshotInput};
 pub use introspect::{
     introspect, introspect_with_stats, pgkeel_tables, IntrospectOptions, IntrospectStats,
     Introspector,
@@ -58,20 +55,6 @@ pub enum SchemaError {
         found: u32,
         expected: u32,
     },
-    #[error("cannot read migrations folder {}: {source}", .path.display())]
-    Source {
-        path: PathBuf,
-        #[source]
-        source: crate::source::SourceError,
-    },
-    #[error("applying migrations folder {} to a scratch database failed: {source}", .path.display())]
-    Migrate {
-        path: PathBuf,
-        #[source]
-        source: crate::migrate::MigrateError,
-    },
-    #[error(transparent)]
-    Scratch(#[from] crate::scratch::ScratchError),
 }
 
 impl SchemaError {

@@ -11,8 +11,9 @@ use crate::config::Settings;
 use crate::db::DbError;
 use crate::migrate::{MigrateOptions, Migrator, Silent};
 use crate::report::{Finding, Severity};
-use crate::schema::{self, Action, IntrospectOptions, ObjectKind, Snapshot, SnapshotInput};
+use crate::schema::{self, Action, IntrospectOptions, ObjectKind, Snapshot};
 use crate::scratch::{Scratch, ScratchOptions};
+use crate::snapshot_input::{self, SnapshotInput, SnapshotInputError};
 use crate::source::MigrationSet;
 
 /// Where the expected schema comes from.
@@ -86,9 +87,9 @@ pub(crate) async fn run(
     out
 }
 
-fn schema_db_error(e: schema::SchemaError) -> DbError {
-    match e {
-        schema::SchemaError::Db(d) => d,
+fn schema_db_error(e: impl Into<SnapshotInputError>) -> DbError {
+    match e.into() {
+        SnapshotInputError::Db(d) | SnapshotInputError::Schema(schema::SchemaError::Db(d)) => d,
         other => DbError::ConnectionLost {
             context: "reading the expected schema".into(),
             reason: other.to_string(),
@@ -107,7 +108,7 @@ async fn expected_snapshot(
 ) -> Result<(Snapshot, String), DbError> {
     match expected {
         Expected::Input(input) => {
-            let snap = schema::load(input, settings, opts, scratch)
+            let snap = snapshot_input::load(input, settings, opts, scratch)
                 .await
                 .map_err(schema_db_error)?;
             Ok((snap, input.to_string()))

@@ -2,16 +2,42 @@
 //! (applied to a scratch database with the regular migrator, then introspected).
 //!
 //! This module owns telling the three apart and loading each; it does not compare snapshots.
+//! It sits above `schema` (which only reads catalogs and compares models) and above `migrate`
+//! and `scratch`, which it combines, so `schema` depends on none of them.
 
 use std::path::{Path, PathBuf};
 
-use super::introspect::{introspect, IntrospectOptions};
-use super::model::{Snapshot, SNAPSHOT_FORMAT};
-use super::SchemaError;
 use crate::config::Settings;
-use crate::db::Target;
+use crate::db::{DbError, Target};
 use crate::migrate::{MigrateOptions, Migrator, Silent};
+use crate::schema::introspect::{introspect, IntrospectOptions};
+use crate::schema::model::{Snapshot, SNAPSHOT_FORMAT};
+use crate::schema::SchemaError;
 use crate::scratch::{Scratch, ScratchOptions};
+
+/// Why a snapshot could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotInputError {
+    /// Reading the catalog or the snapshot file.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("cannot read migrations folder {}: {source}", .path.display())]
+    Source {
+        path: PathBuf,
+        #[source]
+        source: crate::source::SourceError,
+    },
+    #[error("applying migrations folder {} to a scratch database failed", .path.display())]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: crate::migrate::MigrateError,
+    },
+    #[error(transparent)]
+    Scratch(#[from] crate::scratch::ScratchError),
+}
 
 /// One side of `schema diff`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,14 +100,14 @@ pub async fn load(
     settings: &Settings,
     opts: &IntrospectOptions,
     scratch: &ScratchOptions,
-) -> Result<Snapshot, SchemaError> {
+) -> Result<Snapshot, SnapshotInputError> {
     match input {
-        SnapshotInput::File(p) => read_file(p),
+        SnapshotInput::File(p) => Ok(read_file(p)?),
         SnapshotInput::Url(u) => {
             let mut s = settings.clone();
             s.database_url = Some(u.clone());
             let client = Target::from_settings(&s)?.connect().await?;
-            introspect(&client, opts).await
+            Ok(introspect(&client, opts).await?)
         }
         SnapshotInput::Folder(dir) => from_folder(dir, settings, opts, scratch).await,
     }
@@ -94,13 +120,13 @@ pub async fn from_folder(
     settings: &Settings,
     opts: &IntrospectOptions,
     scratch: &ScratchOptions,
-) -> Result<Snapshot, SchemaError> {
-    let set = crate::source::load(dir).map_err(|source| SchemaError::Source {
+) -> Result<Snapshot, SnapshotInputError> {
+    let set = crate::source::load(dir).map_err(|source| SnapshotInputError::Source {
         path: dir.to_path_buf(),
         source,
     })?;
     let db = Scratch::create(settings, scratch).await?;
-    let result = async {
+    let result: Result<Snapshot, SnapshotInputError> = async {
         let client = db.target().connect().await?;
         let mut s = settings.clone();
         s.database_url = None;
@@ -108,11 +134,11 @@ pub async fn from_folder(
         migrator
             .migrate(&client, &MigrateOptions::default(), &mut Silent)
             .await
-            .map_err(|source| SchemaError::Migrate {
+            .map_err(|source| SnapshotInputError::Migrate {
                 path: dir.to_path_buf(),
                 source,
             })?;
-        introspect(&client, opts).await
+        Ok(introspect(&client, opts).await?)
     }
     .await;
     let dropped = db.drop_now().await;
