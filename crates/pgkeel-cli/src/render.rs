@@ -48,7 +48,7 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
             SnapshotInputError::Db(d) => db_code(d),
             SnapshotInputError::Migrate { .. } => exit_codes::MIGRATION_FAILED,
             SnapshotInputError::Scratch(_) => exit_codes::CONNECTION,
-            SnapshotInputError::Source { .. } => exit_codes::USAGE,
+            SnapshotInputError::Source { .. } | SnapshotInputError::NoFolder => exit_codes::USAGE,
         };
     }
     if let Some(d) = err.downcast_ref::<DbError>() {

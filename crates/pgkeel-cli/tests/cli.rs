@@ -604,3 +604,29 @@ async fn stray_file_beside_the_journal_is_a_warning_and_the_rest_migrates() {
         .get(0);
     assert!(t, "the stray DROP TABLE never ran");
 }
+
+#[tokio::test]
+async fn validate_schema_whose_expected_folder_fails_is_an_error_not_connection_lost() {
+    let db = TestDb::new("cli_validate_expected_fails").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let expected = tmp.path().join("expected");
+    std::fs::create_dir(&expected).unwrap();
+    std::fs::write(
+        expected.join("0001_bad.sql"),
+        "CREATE TABLE t (id int);\nSELECT 1/0;\n",
+    )
+    .unwrap();
+    let out = pgkeel(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["validate", "--schema", "--no-report", "--expected"])
+        .arg(&expected)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("error drift"), "{text}");
+    assert!(text.contains("division by zero"), "{text}");
+    assert!(!text.contains("connection lost"), "{text}");
+}

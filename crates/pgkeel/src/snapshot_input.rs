@@ -37,6 +37,9 @@ pub enum SnapshotInputError {
     },
     #[error(transparent)]
     Scratch(#[from] crate::scratch::ScratchError),
+    /// The migrations folder is the expected schema, but there is none.
+    #[error("no migrations folder: pass --migrations DIR or --expected FILE")]
+    NoFolder,
 }
 
 /// One side of `schema diff`.

@@ -115,7 +115,7 @@ pub async fn run(ctx: Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
             println!("report: {}", p.display());
         }
     }
-    let failing = report.worst().is_some_and(|w| w >= args.fail_on);
+    let failing = report.fails(args.fail_on);
     Ok(if failing {
         exit_codes::FINDINGS
     } else {

@@ -118,6 +118,58 @@ impl ValidationReport {
     pub fn worst(&self) -> Option<Severity> {
         crate::report::worst(&self.findings)
     }
+
+    /// Whether a gate at `fail_on` fails: a finding at or above it, or a check that errored
+    /// (an incomplete validation never passes).
+    pub fn fails(&self, fail_on: Severity) -> bool {
+        self.worst().is_some_and(|w| w >= fail_on) || self.errored().next().is_some()
+    }
+
+    /// The checks that failed with an error (not skipped for a missing privilege, not timed
+    /// out): the report is incomplete and a gate on it must not pass.
+    pub fn errored(&self) -> impl Iterator<Item = &CheckRun> {
+        self.checks.iter().filter(|c| c.status == "error")
+    }
+}
+
+/// Why one check could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Reading the live database's catalog.
+    #[error(transparent)]
+    Schema(#[from] crate::schema::SchemaError),
+    /// The schema the database should have could not be built or read.
+    #[error("the expected schema could not be built")]
+    Expected(#[source] crate::snapshot_input::SnapshotInputError),
+    /// The ledger could not be read to know what is applied.
+    #[error("reading the ledger failed")]
+    Ledger(#[source] crate::migrate::MigrateError),
+    /// The scratch database the expected schema is built in could not be made.
+    #[error("no scratch database for the expected schema")]
+    Scratch(#[source] crate::scratch::ScratchError),
+}
+
+impl CheckError {
+    /// PostgreSQL's own error, when the server sent one.
+    pub fn pg(&self) -> Option<&PgError> {
+        use crate::snapshot_input::SnapshotInputError as S;
+        match self {
+            CheckError::Db(d)
+            | CheckError::Schema(crate::schema::SchemaError::Db(d))
+            | CheckError::Expected(S::Db(d))
+            | CheckError::Expected(S::Schema(crate::schema::SchemaError::Db(d))) => d.pg(),
+            CheckError::Expected(S::Migrate { source, .. }) | CheckError::Ledger(source) => {
+                match source {
+                    crate::migrate::MigrateError::Failed { pg, .. } => Some(pg),
+                    crate::migrate::MigrateError::Db(d) => d.pg(),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,12 +285,17 @@ pub async fn run(
 /// Runs one check and records how it went. Errors become the check's status: a missing
 /// privilege (42501) is `skipped` with the server's message, a statement timeout (57014)
 /// `timeout`, anything else `error`.
-pub(crate) async fn timed<F>(section: &'static str, name: String, f: F) -> (CheckRun, Vec<Finding>)
+pub(crate) async fn timed<F, E>(
+    section: &'static str,
+    name: String,
+    f: F,
+) -> (CheckRun, Vec<Finding>)
 where
-    F: std::future::Future<Output = Result<Outcome, DbError>>,
+    F: std::future::Future<Output = Result<Outcome, E>>,
+    E: Into<CheckError>,
 {
     let started = Instant::now();
-    let result = f.await;
+    let result = f.await.map_err(Into::into);
     let duration_ms = started.elapsed().as_millis() as u64;
     match result {
         Ok(o) => (
@@ -264,7 +321,7 @@ where
                     "timeout",
                     format!("cancelled by the check timeout: {e}; raise --check-timeout or use --sample"),
                 ),
-                _ => ("error", e.to_string()),
+                _ => ("error", crate::db::error_chain(&e)),
             };
             (
                 CheckRun {

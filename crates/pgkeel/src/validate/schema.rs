@@ -6,9 +6,9 @@
 //! becomes a finding whose fix is the diff's DDL (live → expected); tables without a primary key
 //! are reported too.
 
+use super::CheckError;
 use super::{CheckRun, Outcome};
 use crate::config::Settings;
-use crate::db::DbError;
 use crate::migrate::{MigrateOptions, Migrator, Silent};
 use crate::report::{Finding, Severity};
 use crate::schema::{self, Action, IntrospectOptions, ObjectKind, Snapshot};
@@ -39,7 +39,7 @@ pub(crate) async fn run(
     let introspected = super::timed("schema", "introspect".into(), async {
         let snap = schema::introspect(client, &opts)
             .await
-            .map_err(schema_db_error)?;
+            .map_err(CheckError::Schema)?;
         let outcome = Outcome {
             findings: no_primary_key(&snap),
             data: serde_json::json!({
@@ -50,7 +50,7 @@ pub(crate) async fn run(
             note: None,
         };
         live = Some(snap);
-        Ok(outcome)
+        Ok::<_, CheckError>(outcome)
     })
     .await;
     out.push(introspected);
@@ -59,7 +59,7 @@ pub(crate) async fn run(
     };
     if matches!(expected, Expected::Folder) && set.is_none() {
         let (run, _) = super::timed("schema", "drift".into(), async {
-            Ok(Outcome {
+            Ok::<_, CheckError>(Outcome {
                 findings: Vec::new(),
                 data: serde_json::Value::Null,
                 note: Some(
@@ -76,7 +76,7 @@ pub(crate) async fn run(
             expected_snapshot(client, settings, set, expected, scratch, &opts).await?;
         let d = schema::diff(&live, &want);
         let findings: Vec<Finding> = d.changes.iter().map(|c| drift_finding(c, &what)).collect();
-        Ok(Outcome {
+        Ok::<_, CheckError>(Outcome {
             findings,
             data: serde_json::json!({ "expected": what, "differences": d.changes.len() }),
             note: None,
@@ -87,16 +87,6 @@ pub(crate) async fn run(
     out
 }
 
-fn schema_db_error(e: impl Into<SnapshotInputError>) -> DbError {
-    match e.into() {
-        SnapshotInputError::Db(d) | SnapshotInputError::Schema(schema::SchemaError::Db(d)) => d,
-        other => DbError::ConnectionLost {
-            context: "reading the expected schema".into(),
-            reason: other.to_string(),
-        },
-    }
-}
-
 /// The expected snapshot and a description of where it came from.
 async fn expected_snapshot(
     client: &tokio_postgres::Client,
@@ -105,28 +95,23 @@ async fn expected_snapshot(
     expected: &Expected,
     scratch: &ScratchOptions,
     opts: &IntrospectOptions,
-) -> Result<(Snapshot, String), DbError> {
+) -> Result<(Snapshot, String), CheckError> {
     match expected {
         Expected::Input(input) => {
             let snap = snapshot_input::load(input, settings, opts, scratch)
                 .await
-                .map_err(schema_db_error)?;
+                .map_err(CheckError::Expected)?;
             Ok((snap, input.to_string()))
         }
         Expected::Folder => {
+            // `run` reports a missing folder as a skipped check before it gets here.
             let Some(set) = set else {
-                return Err(DbError::ConnectionLost {
-                    context: "finding the expected schema".into(),
-                    reason: "no migrations folder: pass --migrations DIR or --expected FILE".into(),
-                });
+                return Err(CheckError::Expected(SnapshotInputError::NoFolder));
             };
             let plan = Migrator::new(settings, set)
                 .plan(client)
                 .await
-                .map_err(|e| DbError::ConnectionLost {
-                    context: "reading the ledger".into(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(CheckError::Ledger)?;
             let last_applied = plan
                 .migrations
                 .iter()
@@ -152,14 +137,10 @@ async fn expected_snapshot(
                     set.dir.display()
                 ),
             };
-            let db =
-                Scratch::create(settings, scratch)
-                    .await
-                    .map_err(|e| DbError::ConnectionLost {
-                        context: "creating a scratch database".into(),
-                        reason: e.to_string(),
-                    })?;
-            let result = async {
+            let db = Scratch::create(settings, scratch)
+                .await
+                .map_err(CheckError::Scratch)?;
+            let result: Result<Snapshot, CheckError> = async {
                 let sc = db.target().connect().await?;
                 if let Some(i) = last_applied {
                     let mut s = settings.clone();
@@ -174,12 +155,16 @@ async fn expected_snapshot(
                             &mut Silent,
                         )
                         .await
-                        .map_err(|e| DbError::ConnectionLost {
-                            context: "applying the migrations to the scratch database".into(),
-                            reason: e.to_string(),
+                        .map_err(|source| {
+                            CheckError::Expected(SnapshotInputError::Migrate {
+                                path: set.dir.clone(),
+                                source,
+                            })
                         })?;
                 }
-                schema::introspect(&sc, opts).await.map_err(schema_db_error)
+                schema::introspect(&sc, opts)
+                    .await
+                    .map_err(|e| CheckError::Expected(e.into()))
             }
             .await;
             let dropped = db.drop_now().await;
