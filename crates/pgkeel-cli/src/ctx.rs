@@ -111,11 +111,16 @@ impl Ctx {
 
     /// Prints one JSON document on stdout.
     pub fn print_json(&self, value: &impl Serialize) -> anyhow::Result<()> {
-        // Buffered: serde_json writes token by token, stdout is line-buffered.
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        serde_json::to_writer_pretty(&mut out, value)?;
-        writeln!(out)?;
-        out.flush()?;
+        // Rendered first: serde_json writes token by token; a closed pipe is not an error.
+        let text = serde_json::to_string_pretty(value)?;
+        if !crate::printer::closed() {
+            let mut out = std::io::stdout().lock();
+            crate::printer::note(
+                out.write_all(text.as_bytes())
+                    .and_then(|()| out.write_all(b"\n"))
+                    .and_then(|()| out.flush()),
+            );
+        }
         Ok(())
     }
 

@@ -1,6 +1,8 @@
 //! `pgkeel`: the command line. Parses flags, calls the library, renders human or JSON output
 //! and maps errors to the exit codes in [`exit_codes`]. No SQL lives here.
 
+#[macro_use]
+mod printer;
 mod args;
 mod commands;
 mod ctx;
@@ -146,6 +148,11 @@ fn main() {
     });
     // Dropping the runtime closes connections; that is what rolls back an interrupted migration.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    // The reader closed the pipe: what it wanted, it got; only a failed command says otherwise.
+    let code = match (printer::closed(), code) {
+        (true, exit_codes::FINDINGS) => exit_codes::SUCCESS,
+        (_, c) => c,
+    };
     std::process::exit(code);
 }
 

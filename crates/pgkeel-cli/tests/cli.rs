@@ -630,3 +630,47 @@ async fn validate_schema_whose_expected_folder_fails_is_an_error_not_connection_
     assert!(text.contains("division by zero"), "{text}");
     assert!(!text.contains("connection lost"), "{text}");
 }
+
+/// Runs `pgkeel args` with its stdout a pipe that is closed at once, as `| head -0` does.
+fn with_closed_stdout(cwd: &Path, args: &[&str]) -> (Option<i32>, String) {
+    use std::process::{Command as Std, Stdio};
+    let mut child = Std::new(assert_cmd::cargo::cargo_bin("pgkeel"))
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn lint_to_a_closed_pipe_exits_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("migrations");
+    std::fs::create_dir(&dir).unwrap();
+    // Enough findings that the output cannot fit in the pipe's buffer before it is seen closed.
+    for i in 1..=300 {
+        std::fs::write(
+            dir.join(format!("{i:04}_m.sql")),
+            format!("CREATE TABLE t{i} (id serial PRIMARY KEY, j json, c char(3));\nCREATE INDEX i{i} ON t{i} (c);\n"),
+        )
+        .unwrap();
+    }
+    for args in [
+        &["lint", "--migrations", "migrations"][..],
+        &["lint", "--migrations", "migrations", "--format", "json"][..],
+        &["config"][..],
+    ] {
+        let (code, stderr) = with_closed_stdout(tmp.path(), args);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+    }
+}

@@ -77,10 +77,8 @@ fn emit(output: &Option<PathBuf>, text: &str) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display())),
         None => {
             let mut out = std::io::stdout().lock();
-            match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                r => Ok(r?),
-            }
+            crate::printer::note(out.write_all(text.as_bytes()).and_then(|_| out.flush()));
+            Ok(())
         }
     }
 }
