@@ -82,6 +82,15 @@ enum Command {
 }
 
 fn main() {
+    // A panic is a bug in pgkeel: say so, with where it happened, and exit with the code that
+    // means it. Exiting closes the connections, which rolls back any open transaction.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!(
+            "pgkeel: internal error (a bug in pgkeel {}; please report it with this message): {info}",
+            env!("CARGO_PKG_VERSION")
+        );
+        std::process::exit(exit_codes::INTERNAL);
+    }));
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -95,6 +95,8 @@ fn migrate_code(e: &MigrateError) -> i32 {
         MigrateError::Failed { .. } => exit_codes::MIGRATION_FAILED,
         MigrateError::Interrupted { .. } => exit_codes::INTERRUPTED,
         MigrateError::UnknownId { .. } => exit_codes::USAGE,
+        // drizzle-orm skipped it: a finding about the folder, for a human to review.
+        MigrateError::HeldBack { .. } => exit_codes::FINDINGS,
         e if e.is_validation() => exit_codes::FINDINGS,
         _ => exit_codes::INTERNAL,
     }
@@ -175,5 +177,68 @@ pub fn ms(ms: u64) -> String {
         format!("{ms} ms")
     } else {
         format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn errors_map_to_their_documented_exit_codes() {
+        let cases: Vec<(anyhow::Error, i32)> = vec![
+            (
+                MigrateError::HeldBack { id: "0002".into() }.into(),
+                exit_codes::FINDINGS,
+            ),
+            (
+                MigrateError::CommittedChanged {
+                    id: "0001".into(),
+                    path: PathBuf::from("m/0001.sql"),
+                    committed: vec![],
+                    done: 2,
+                    first_changed: Some(0),
+                }
+                .into(),
+                exit_codes::FINDINGS,
+            ),
+            (
+                MigrateError::Interrupted { id: "0001".into() }.into(),
+                exit_codes::INTERRUPTED,
+            ),
+            (
+                DbError::LockTimeout {
+                    waited: std::time::Duration::from_secs(1),
+                    holder: "x".into(),
+                }
+                .into(),
+                exit_codes::LOCK_TIMEOUT,
+            ),
+            (
+                pgkeel::ops::production::ProductionError::Backup(BackupError::NotVerified {
+                    path: PathBuf::from("b"),
+                    problems: "x".into(),
+                })
+                .into(),
+                exit_codes::BACKUP_FAILED,
+            ),
+            (
+                pgkeel::ops::production::ProductionError::Plan(MigrateError::UnknownId {
+                    id: "x".into(),
+                    dir: PathBuf::from("m"),
+                })
+                .into(),
+                exit_codes::USAGE,
+            ),
+            (
+                BackupError::Worker { reason: "x".into() }.into(),
+                exit_codes::BACKUP_FAILED,
+            ),
+            (SnapshotInputError::NoFolder.into(), exit_codes::USAGE),
+        ];
+        for (err, code) in cases {
+            assert_eq!(exit_code(&err), code, "{err}");
+        }
     }
 }
