@@ -674,3 +674,42 @@ fn lint_to_a_closed_pipe_exits_zero() {
         assert_eq!(code, Some(0), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn the_cli_sends_no_sql_of_its_own() {
+    // The binary parses flags, calls the library and renders: queries live in the library.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut stack = vec![src];
+    let mut offenders = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (i, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if [
+                    ".query(",
+                    ".query_one(",
+                    ".query_opt(",
+                    ".batch_execute(",
+                    ".simple_query(",
+                    ".execute(",
+                ]
+                .iter()
+                .any(|call| code.contains(call))
+                {
+                    offenders.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "SQL sent from the CLI:\n{}",
+        offenders.join("\n")
+    );
+}

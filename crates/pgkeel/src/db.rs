@@ -484,6 +484,16 @@ impl Target {
     }
 }
 
+/// The server's `server_version_num` (150004 for 15.4).
+pub async fn server_version_num(client: &Client) -> Result<u32, DbError> {
+    let n: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|e| DbError::query("reading the server version", e))?
+        .get(0);
+    Ok(u32::try_from(n).unwrap_or(0))
+}
+
 /// A multi-statement query that failed, and how many of its statements completed before the
 /// one that failed (the server stops at the first error, and reports each completed
 /// statement), so the failing statement is known even when the error has no position.

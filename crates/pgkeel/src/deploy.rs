@@ -478,15 +478,9 @@ impl<O: DeployObserver> Run<'_, O> {
             Ok(c) => c,
             Err(e) => return self.fail("connect", db_kind(&e), chain(&e)),
         };
-        let version: i32 = match client
-            .query_one("SELECT current_setting('server_version_num')::int", &[])
-            .await
-        {
-            Ok(r) => r.get(0),
-            Err(e) => {
-                let e = DbError::query("reading the server version", e);
-                return self.fail("connect", db_kind(&e), chain(&e));
-            }
+        let version = match crate::db::server_version_num(&client).await {
+            Ok(v) => v,
+            Err(e) => return self.fail("connect", db_kind(&e), chain(&e)),
         };
         self.end(
             "connect",
@@ -558,7 +552,11 @@ impl<O: DeployObserver> Run<'_, O> {
         }
         self.begin("lint");
         let lint_opts = LintOptions {
-            pg_version: u32::try_from(version).unwrap_or(LintOptions::default().pg_version),
+            pg_version: if version == 0 {
+                LintOptions::default().pg_version
+            } else {
+                version
+            },
             lock_timeout_disabled: self.settings.lock_timeout.is_zero(),
             rollback_file: false,
         };

@@ -162,11 +162,7 @@ async fn server_version(ctx: &Ctx) -> Option<u32> {
         .await
         .ok()?
         .ok()?;
-    let row = client
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .await
-        .ok()?;
-    u32::try_from(row.get::<_, i32>(0)).ok()
+    pgkeel::db::server_version_num(&client).await.ok()
 }
 
 /// GitHub's workflow-command escaping.
