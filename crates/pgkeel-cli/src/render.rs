@@ -123,6 +123,23 @@ fn db_code(d: &DbError) -> i32 {
     }
 }
 
+/// The causes of `err` worth printing after its message: each once, and none whose text the
+/// message (or an earlier cause) already shows, so an error whose message includes its source
+/// does not print it twice.
+fn causes(err: &anyhow::Error) -> Vec<String> {
+    let mut shown = err.to_string();
+    let mut out = Vec::new();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !shown.contains(&text) {
+            shown.push('\n');
+            shown.push_str(&text);
+            out.push(text);
+        }
+    }
+    out
+}
+
 /// Prints the error and its causes once on stderr (and a JSON document on stdout with
 /// `--format json`); returns the exit code.
 pub fn error(err: &anyhow::Error, format: Format) -> i32 {
@@ -134,7 +151,8 @@ pub fn error(err: &anyhow::Error, format: Format) -> i32 {
         "error"
     };
     eprintln!("{label}: {err}");
-    for cause in err.chain().skip(1) {
+    let causes = causes(err);
+    for cause in &causes {
         eprintln!("  caused by: {cause}");
     }
     if format == Format::Json {
@@ -162,7 +180,7 @@ pub fn error(err: &anyhow::Error, format: Format) -> i32 {
             "exit_code": code,
             "error": {
                 "message": err.to_string(),
-                "causes": err.chain().skip(1).map(|c| c.to_string()).collect::<Vec<_>>(),
+                "causes": causes,
                 "postgres": pg,
             }
         });
@@ -240,5 +258,25 @@ mod tests {
         for (err, code) in cases {
             assert_eq!(exit_code(&err), code, "{err}");
         }
+    }
+
+    #[test]
+    fn a_cause_the_message_already_shows_is_not_printed_again() {
+        // BackupError::Io shows its io::Error in its message and returns it from source().
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied");
+        let err: anyhow::Error = BackupError::Io {
+            path: PathBuf::from("/backups/x"),
+            source: io,
+        }
+        .into();
+        let err = err.context("the pre-migration backup failed");
+        let causes = causes(&err);
+        assert_eq!(causes.len(), 1, "{causes:?}");
+        assert!(causes[0].contains("permission denied"));
+        // Every line is printed once.
+        let mut lines: Vec<String> = std::iter::once(err.to_string()).chain(causes).collect();
+        let n = lines.len();
+        lines.dedup();
+        assert_eq!(lines.len(), n);
     }
 }
