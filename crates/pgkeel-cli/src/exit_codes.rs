@@ -28,3 +28,44 @@ pub const DEPLOY_UNHEALTHY: i32 = 7;
 pub const INTERNAL: i32 = 70;
 /// Interrupted by Ctrl-C or SIGTERM; the current transaction was rolled back.
 pub const INTERRUPTED: i32 = 130;
+
+/// The exit code of a failure of `kind`: the one mapping, exhaustive, so a new kind cannot go
+/// unmapped.
+pub fn for_kind(kind: pgkeel::outcome::FailureKind) -> i32 {
+    use pgkeel::outcome::FailureKind as K;
+    match kind {
+        K::Findings => FINDINGS,
+        K::Usage => USAGE,
+        K::Connection => CONNECTION,
+        K::Migration => MIGRATION_FAILED,
+        K::LockTimeout => LOCK_TIMEOUT,
+        K::Backup => BACKUP_FAILED,
+        K::PostCheck | K::Unhealthy => DEPLOY_UNHEALTHY,
+        K::Interrupted => INTERRUPTED,
+        K::Internal => INTERNAL,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgkeel::outcome::FailureKind as K;
+
+    #[test]
+    fn every_failure_kind_has_its_documented_code() {
+        for (kind, code) in [
+            (K::Findings, 1),
+            (K::Usage, 2),
+            (K::Connection, 3),
+            (K::Migration, 4),
+            (K::LockTimeout, 5),
+            (K::Backup, 6),
+            (K::PostCheck, 7),
+            (K::Unhealthy, 7),
+            (K::Internal, 70),
+            (K::Interrupted, 130),
+        ] {
+            assert_eq!(for_kind(kind), code, "{kind:?}");
+        }
+    }
+}

@@ -15,112 +15,55 @@ use serde_json::json;
 
 use crate::args::Format;
 use crate::exit_codes;
+use pgkeel::outcome::{Classify, FailureKind};
 
-/// Maps an error to its exit code.
+/// Maps an error to its exit code: the library classifies it ([`Classify`]), and
+/// [`exit_codes::for_kind`] maps the kind.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
-    if let Some(e) = err.downcast_ref::<MigrateError>() {
-        return migrate_code(e);
-    }
-    if let Some(e) = err.downcast_ref::<pgkeel::ops::production::ProductionError>() {
-        return match e {
-            pgkeel::ops::production::ProductionError::Plan(m) => migrate_code(m),
-            pgkeel::ops::production::ProductionError::Backup(b) => backup_code(b),
+    exit_codes::for_kind(kind_of(err))
+}
+
+/// The [`FailureKind`] of an error the CLI got from the library (or made itself).
+fn kind_of(err: &anyhow::Error) -> FailureKind {
+    macro_rules! classified {
+        ($($t:ty),* $(,)?) => {
+            $(if let Some(e) = err.downcast_ref::<$t>() {
+                return e.kind();
+            })*
         };
     }
-    if let Some(e) = err.downcast_ref::<RollbackError>() {
-        return match e {
-            RollbackError::Db(d) => db_code(d),
-            RollbackError::Failed { .. } => exit_codes::MIGRATION_FAILED,
-            e if e.is_usage() => exit_codes::USAGE,
-            e if e.is_validation() => exit_codes::FINDINGS,
-            _ => exit_codes::INTERNAL,
-        };
-    }
-    if let Some(e) = err.downcast_ref::<BackupError>() {
-        return backup_code(e);
-    }
-    if let Some(e) = err.downcast_ref::<SchemaError>() {
-        return schema_code(e);
-    }
-    if let Some(e) = err.downcast_ref::<SnapshotInputError>() {
-        return match e {
-            SnapshotInputError::Schema(s) => schema_code(s),
-            SnapshotInputError::Db(d) => db_code(d),
-            SnapshotInputError::Migrate { .. } => exit_codes::MIGRATION_FAILED,
-            SnapshotInputError::Scratch(_) => exit_codes::CONNECTION,
-            SnapshotInputError::Source { .. } | SnapshotInputError::NoFolder => exit_codes::USAGE,
-        };
-    }
-    if let Some(d) = err.downcast_ref::<DbError>() {
-        return db_code(d);
-    }
-    if let Some(e) = err.downcast_ref::<pgkeel::validate::ValidateError>() {
-        return match e {
-            pgkeel::validate::ValidateError::Db(d) => db_code(d),
-            pgkeel::validate::ValidateError::Migrate(MigrateError::Db(d)) => db_code(d),
-            _ => exit_codes::INTERNAL,
-        };
-    }
+    classified!(
+        MigrateError,
+        pgkeel::ops::production::ProductionError,
+        RollbackError,
+        BackupError,
+        SchemaError,
+        SnapshotInputError,
+        DbError,
+        pgkeel::validate::ValidateError,
+        pgkeel::testing::TestError,
+        pgkeel::scratch::ScratchError,
+    );
     if let Some(e) = err.downcast_ref::<pgkeel::fleet::FleetError>() {
         return match e {
-            pgkeel::fleet::FleetError::TenantQuery { error, .. } => db_code(error),
-            _ => exit_codes::USAGE,
+            pgkeel::fleet::FleetError::TenantQuery { error, .. } => error.kind(),
+            _ => FailureKind::Usage,
         };
     }
     if err.downcast_ref::<pgkeel::report::ReportError>().is_some() {
-        return exit_codes::INTERNAL;
+        return FailureKind::Internal;
     }
     if err.downcast_ref::<SourceError>().is_some() {
-        return exit_codes::FINDINGS;
+        return FailureKind::Findings;
     }
     if err.downcast_ref::<ConfigError>().is_some() {
-        return exit_codes::USAGE;
+        return FailureKind::Usage;
     }
     if err.downcast_ref::<std::io::Error>().is_some() {
-        return exit_codes::INTERNAL;
+        return FailureKind::Internal;
     }
-    exit_codes::USAGE
-}
-
-fn schema_code(e: &SchemaError) -> i32 {
-    match e {
-        SchemaError::Db(d) => db_code(d),
-        _ => exit_codes::USAGE,
-    }
-}
-
-fn migrate_code(e: &MigrateError) -> i32 {
-    match e {
-        MigrateError::Db(d) => db_code(d),
-        MigrateError::Failed { .. } => exit_codes::MIGRATION_FAILED,
-        MigrateError::Interrupted { .. } => exit_codes::INTERRUPTED,
-        MigrateError::UnknownId { .. } => exit_codes::USAGE,
-        // drizzle-orm skipped it: a finding about the folder, for a human to review.
-        MigrateError::HeldBack { .. } => exit_codes::FINDINGS,
-        e if e.is_validation() => exit_codes::FINDINGS,
-        _ => exit_codes::INTERNAL,
-    }
-}
-
-fn backup_code(e: &BackupError) -> i32 {
-    match e {
-        BackupError::Db(d) if d.is_usage() || d.is_connection() => db_code(d),
-        BackupError::Interrupted => exit_codes::INTERRUPTED,
-        e if e.is_usage() => exit_codes::USAGE,
-        // A backup just written that does not verify is a failed backup, not a finding.
-        BackupError::NotVerified { .. } => exit_codes::BACKUP_FAILED,
-        e if e.is_integrity() => exit_codes::FINDINGS,
-        _ => exit_codes::BACKUP_FAILED,
-    }
-}
-
-fn db_code(d: &DbError) -> i32 {
-    match d {
-        DbError::LockTimeout { .. } => exit_codes::LOCK_TIMEOUT,
-        d if d.is_usage() => exit_codes::USAGE,
-        d if d.is_connection() => exit_codes::CONNECTION,
-        _ => exit_codes::MIGRATION_FAILED,
-    }
+    // The CLI's own errors (`anyhow::bail!` on bad flags).
+    FailureKind::Usage
 }
 
 /// The causes of `err` worth printing after its message: each once, and none whose text the
@@ -254,6 +197,19 @@ mod tests {
                 exit_codes::BACKUP_FAILED,
             ),
             (SnapshotInputError::NoFolder.into(), exit_codes::USAGE),
+            (
+                pgkeel::validate::ValidateError::Migrate(MigrateError::Interrupted {
+                    id: "x".into(),
+                })
+                .into(),
+                exit_codes::INTERRUPTED,
+            ),
+            (
+                pgkeel::scratch::ScratchError::Unavailable { reason: "x".into() }.into(),
+                exit_codes::CONNECTION,
+            ),
+            (DbError::NotConfigured.into(), exit_codes::USAGE),
+            (anyhow::anyhow!("--pg-version: bad"), exit_codes::USAGE),
         ];
         for (err, code) in cases {
             assert_eq!(exit_code(&err), code, "{err}");

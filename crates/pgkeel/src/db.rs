@@ -1127,6 +1127,26 @@ impl DeployLock {
     }
 }
 
+impl crate::outcome::Classify for DbError {
+    fn kind(&self) -> crate::outcome::FailureKind {
+        use crate::outcome::FailureKind as K;
+        match self {
+            DbError::LockTimeout { .. } => K::LockTimeout,
+            DbError::NotConfigured | DbError::InvalidUrl { .. } | DbError::RootCert { .. } => {
+                K::Usage
+            }
+            DbError::TransactionPooler { .. }
+            | DbError::SharedBackend { .. }
+            | DbError::PoolerLostSession { .. }
+            | DbError::LockNotHeld { .. }
+            | DbError::ConnectTimeout { .. }
+            | DbError::Connect { .. }
+            | DbError::ConnectionLost { .. } => K::Connection,
+            DbError::Query { .. } => K::Migration,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -158,29 +158,9 @@ pub struct Step {
     pub detail: serde_json::Value,
 }
 
-/// Why a deploy failed, as far as the exit code is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FailureKind {
-    /// A pre-flight check found problems (broken or changed migration files, drift, lint errors).
-    Findings,
-    /// The database could not be reached.
-    Connection,
-    /// The backup failed or did not verify; nothing was migrated.
-    Backup,
-    /// A migration's SQL failed; its transaction was rolled back.
-    Migration,
-    /// Another deploy held the deploy lock for longer than the configured wait.
-    LockTimeout,
-    /// Migrated, but the schema is not the expected one or new critical findings appeared.
-    PostCheck,
-    /// Migrated, but the health URL did not answer 2xx in time.
-    Unhealthy,
-    /// Ctrl-C / SIGTERM.
-    Interrupted,
-    /// Bad options or configuration.
-    Usage,
-}
+/// Why a deploy failed, as far as the exit code is concerned (the library's one
+/// classification of failures).
+pub use crate::outcome::FailureKind;
 
 /// The failure of a deploy.
 #[derive(Debug, Clone, Serialize)]
@@ -375,38 +355,19 @@ pub async fn run<O: DeployObserver>(
 }
 
 fn db_kind(e: &DbError) -> FailureKind {
-    match e {
-        DbError::LockTimeout { .. } => FailureKind::LockTimeout,
-        e if e.is_usage() => FailureKind::Usage,
-        e if e.is_connection() => FailureKind::Connection,
-        _ => FailureKind::Migration,
-    }
+    crate::outcome::Classify::kind(e)
 }
 
 fn migrate_kind(e: &MigrateError) -> FailureKind {
-    match e {
-        MigrateError::Db(d) => db_kind(d),
-        MigrateError::Failed { .. } => FailureKind::Migration,
-        MigrateError::Interrupted { .. } => FailureKind::Interrupted,
-        MigrateError::UnknownId { .. } => FailureKind::Usage,
-        _ => FailureKind::Findings,
-    }
+    crate::outcome::Classify::kind(e)
 }
 
 fn backup_kind(e: &BackupError) -> FailureKind {
-    match e {
-        BackupError::Db(d) if d.is_connection() => FailureKind::Connection,
-        BackupError::Interrupted => FailureKind::Interrupted,
-        e if e.is_usage() => FailureKind::Usage,
-        _ => FailureKind::Backup,
-    }
+    crate::outcome::Classify::kind(e)
 }
 
 fn validate_kind(e: &validate::ValidateError) -> FailureKind {
-    match e {
-        validate::ValidateError::Db(d) => db_kind(d),
-        validate::ValidateError::Migrate(m) => migrate_kind(m),
-    }
+    crate::outcome::Classify::kind(e)
 }
 
 /// Identity of a finding across two runs: its rule and object (messages carry numbers and the

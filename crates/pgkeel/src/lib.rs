@@ -39,6 +39,7 @@ pub mod location;
 pub mod migrate;
 pub mod monitor;
 pub mod ops;
+pub mod outcome;
 pub mod report;
 pub mod rollback;
 pub mod schema;

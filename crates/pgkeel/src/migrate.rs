@@ -1988,6 +1988,26 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base - base / 4 + jitter)
 }
 
+impl crate::outcome::Classify for MigrateError {
+    fn kind(&self) -> crate::outcome::FailureKind {
+        use crate::outcome::FailureKind as K;
+        match self {
+            MigrateError::Db(d) => crate::outcome::Classify::kind(d),
+            MigrateError::Failed { .. } => K::Migration,
+            MigrateError::Interrupted { .. } => K::Interrupted,
+            MigrateError::UnknownId { .. } => K::Usage,
+            MigrateError::Source(_)
+            | MigrateError::Syntax { .. }
+            | MigrateError::Modified { .. }
+            | MigrateError::ModifiedMany { .. }
+            | MigrateError::TransactionControl { .. }
+            | MigrateError::SingleTransactionImpossible { .. }
+            | MigrateError::CommittedChanged { .. }
+            | MigrateError::HeldBack { .. } => K::Findings,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1992,6 +1992,26 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base - base / 4 + jitter)
 }
 
+impl crate::outcome::Classify for RollbackError {
+    fn kind(&self) -> crate::outcome::FailureKind {
+        use crate::outcome::FailureKind as K;
+        match self {
+            RollbackError::Db(d) => crate::outcome::Classify::kind(d),
+            RollbackError::Failed { .. } => K::Migration,
+            RollbackError::UnknownId { .. }
+            | RollbackError::AmbiguousId { .. }
+            | RollbackError::NotApplied { .. }
+            | RollbackError::LaterApplied { .. } => K::Usage,
+            RollbackError::Source(_)
+            | RollbackError::Irreversible { .. }
+            | RollbackError::NoRollback { .. }
+            | RollbackError::NoRollbackMissingFile { .. }
+            | RollbackError::Syntax { .. }
+            | RollbackError::TransactionControl { .. } => K::Findings,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -162,3 +162,18 @@ impl Drop for Scratch {
         }
     }
 }
+
+impl crate::outcome::Classify for ScratchError {
+    fn kind(&self) -> crate::outcome::FailureKind {
+        match self {
+            ScratchError::ScratchUrl { source, .. } => match crate::outcome::Classify::kind(source)
+            {
+                crate::outcome::FailureKind::Migration => crate::outcome::FailureKind::Usage,
+                k => k,
+            },
+            ScratchError::NoServer { .. } | ScratchError::Unavailable { .. } => {
+                crate::outcome::FailureKind::Connection
+            }
+        }
+    }
+}

@@ -149,3 +149,16 @@ pub async fn from_folder(
     dropped?;
     Ok(snap)
 }
+
+impl crate::outcome::Classify for SnapshotInputError {
+    fn kind(&self) -> crate::outcome::FailureKind {
+        use crate::outcome::FailureKind as K;
+        match self {
+            SnapshotInputError::Schema(s) => s.kind(),
+            SnapshotInputError::Db(d) => d.kind(),
+            SnapshotInputError::Migrate { source, .. } => source.kind(),
+            SnapshotInputError::Scratch(e) => e.kind(),
+            SnapshotInputError::Source { .. } | SnapshotInputError::NoFolder => K::Usage,
+        }
+    }
+}

@@ -918,3 +918,15 @@ pub fn junit(r: &TestReport) -> String {
     out.push_str("  </testsuite>\n</testsuites>\n");
     out
 }
+
+impl crate::outcome::Classify for TestError {
+    fn kind(&self) -> crate::outcome::FailureKind {
+        match self {
+            TestError::Scratch(e) => e.kind(),
+            TestError::Db(e) => e.kind(),
+            TestError::Fixtures { .. } => crate::outcome::FailureKind::Usage,
+            TestError::Schema(e) => e.kind(),
+            TestError::LockCapture(_) => crate::outcome::FailureKind::Internal,
+        }
+    }
+}

@@ -19,7 +19,7 @@ enum Edge {
 use Edge::{Keep, Remove};
 
 /// Leaf modules: anything may use them, and they use nothing of the crate.
-const LEAVES: &[&str] = &["duration", "ident", "location"];
+const LEAVES: &[&str] = &["duration", "ident", "location", "outcome"];
 
 /// The policy layer: it may use anything, and nothing in the crate may use it.
 const TOP: &[&str] = &["ops"];

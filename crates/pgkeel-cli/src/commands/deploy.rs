@@ -277,17 +277,9 @@ fn fleet_summary(line: &pgkeel::fleet::TargetLine) -> String {
 
 /// The exit code of a deploy's outcome.
 pub fn exit_code(r: &DeployReport) -> i32 {
-    match r.failure.as_ref().map(|f| f.kind) {
-        None => exit_codes::SUCCESS,
-        Some(FailureKind::Findings) => exit_codes::FINDINGS,
-        Some(FailureKind::Usage) => exit_codes::USAGE,
-        Some(FailureKind::Connection) => exit_codes::CONNECTION,
-        Some(FailureKind::Migration) => exit_codes::MIGRATION_FAILED,
-        Some(FailureKind::LockTimeout) => exit_codes::LOCK_TIMEOUT,
-        Some(FailureKind::Backup) => exit_codes::BACKUP_FAILED,
-        Some(FailureKind::PostCheck | FailureKind::Unhealthy) => exit_codes::DEPLOY_UNHEALTHY,
-        Some(FailureKind::Interrupted) => exit_codes::INTERRUPTED,
-    }
+    r.failure
+        .as_ref()
+        .map_or(exit_codes::SUCCESS, |f| exit_codes::for_kind(f.kind))
 }
 
 struct StepPrinter {

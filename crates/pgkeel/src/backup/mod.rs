@@ -169,3 +169,39 @@ pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) ->
     let path = path.into();
     move |source| BackupError::Io { path, source }
 }
+
+impl crate::outcome::Classify for BackupError {
+    fn kind(&self) -> crate::outcome::FailureKind {
+        use crate::outcome::FailureKind as K;
+        match self {
+            BackupError::Db(d) => match crate::outcome::Classify::kind(d) {
+                // A query of the backup itself that failed is a failed backup.
+                K::Migration => K::Backup,
+                k => k,
+            },
+            BackupError::Interrupted => K::Interrupted,
+            BackupError::Exists { .. }
+            | BackupError::BadRecipient { .. }
+            | BackupError::BadIdentityFile { .. }
+            | BackupError::TargetNotEmpty { .. }
+            | BackupError::UnknownTable { .. }
+            | BackupError::NoBase { .. }
+            | BackupError::BadSince { .. }
+            | BackupError::BaseNotFull { .. }
+            | BackupError::KeysNeeded { .. }
+            | BackupError::ToolTooOld { .. }
+            | BackupError::ToolMissing { .. }
+            | BackupError::UnsupportedFormat { .. } => K::Usage,
+            BackupError::NoManifest { .. }
+            | BackupError::BadManifest { .. }
+            | BackupError::Corrupt { .. }
+            | BackupError::WrongKey { .. }
+            | BackupError::MissingBase { .. } => K::Findings,
+            BackupError::Io { .. }
+            | BackupError::ToolFailed { .. }
+            | BackupError::Encrypt { .. }
+            | BackupError::NotVerified { .. }
+            | BackupError::Worker { .. } => K::Backup,
+        }
+    }
+}

@@ -54,3 +54,12 @@ pub async fn to_run(migrator: &Migrator<'_>, client: &Client) -> Result<Vec<Stri
         .map(|(_, m)| m.id.clone())
         .collect())
 }
+
+impl crate::outcome::Classify for ProductionError {
+    fn kind(&self) -> crate::outcome::FailureKind {
+        match self {
+            ProductionError::Plan(m) => crate::outcome::Classify::kind(m),
+            ProductionError::Backup(b) => crate::outcome::Classify::kind(b),
+        }
+    }
+}

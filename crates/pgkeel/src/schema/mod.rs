@@ -66,3 +66,14 @@ impl SchemaError {
         }
     }
 }
+
+impl crate::outcome::Classify for SchemaError {
+    fn kind(&self) -> crate::outcome::FailureKind {
+        match self {
+            SchemaError::Db(d) => crate::outcome::Classify::kind(d),
+            SchemaError::ReadFile { .. }
+            | SchemaError::ParseSnapshot { .. }
+            | SchemaError::SnapshotFormat { .. } => crate::outcome::FailureKind::Usage,
+        }
+    }
+}

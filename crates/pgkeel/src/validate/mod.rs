@@ -354,6 +354,15 @@ pub(crate) fn schema_filter(col: &str, schemas: &[String]) -> String {
     }
 }
 
+impl crate::outcome::Classify for ValidateError {
+    fn kind(&self) -> crate::outcome::FailureKind {
+        match self {
+            ValidateError::Db(d) => d.kind(),
+            ValidateError::Migrate(m) => m.kind(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
