@@ -1202,7 +1202,7 @@ impl<'a> Migrator<'a> {
         // Hashes of the statements, recorded with partial progress so a resumed run can tell
         // whether the committed statements are still the file's.
         let hashes: Vec<String> = if units.len() > 1 {
-            stmts.iter().map(|s| sql::statement_hash(&s.text)).collect()
+            statement_hashes(stmts)
         } else {
             Vec::new()
         };
@@ -1751,8 +1751,7 @@ impl<'a> Migrator<'a> {
                 if !force {
                     return Err(err);
                 }
-                let hashes: Vec<String> =
-                    stmts.iter().map(|s| sql::statement_hash(&s.text)).collect();
+                let hashes = statement_hashes(&stmts);
                 partial.push((m, hashes));
             }
         }
@@ -1817,7 +1816,7 @@ fn resume_point(
     if entry.ledger_hash.as_deref() == Some(m.hash.as_str()) && done <= stmts.len() {
         return Ok(Some(done));
     }
-    let now: Vec<String> = stmts.iter().map(|s| sql::statement_hash(&s.text)).collect();
+    let now: Vec<String> = statement_hashes(stmts);
     let then = entry.statement_hashes.as_deref();
     let changed = match then {
         Some(then) if then.len() >= done => (0..done).find(|&i| now.get(i) != then.get(i)),
@@ -1853,10 +1852,16 @@ fn first_line(text: &str) -> String {
     }
 }
 
+/// [`sql::statement_hash`] of each statement, in order: what partial progress records and a
+/// resumed run compares.
+fn statement_hashes(stmts: &[Statement]) -> Vec<String> {
+    stmts.iter().map(|s| sql::statement_hash(&s.text)).collect()
+}
+
 /// The hashes to record with a failure after `done` statements committed: every statement's,
 /// so a later run can check the committed ones; none when nothing is committed.
 fn committed_hashes(done: usize, stmts: &[Statement]) -> Option<Vec<String>> {
-    (done > 0).then(|| stmts.iter().map(|s| sql::statement_hash(&s.text)).collect())
+    (done > 0).then(|| statement_hashes(stmts))
 }
 
 /// Which statement of `m` failed, and where: the one holding the server's error position when
