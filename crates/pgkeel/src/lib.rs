@@ -33,6 +33,7 @@ pub mod duration;
 pub mod embedded;
 pub mod fleet;
 pub mod ident;
+pub mod invert;
 pub mod ledger;
 pub mod lint;
 pub mod location;

@@ -49,6 +49,7 @@ const EDGES: &[(&str, &str, Edge)] = &[
     ("ledger", "config", Keep),
     ("ledger", "db", Keep),
     ("ledger", "source", Keep),
+    ("invert", "sql", Keep),
     ("lint", "report", Keep),
     ("lint", "source", Keep),
     ("lint", "sql", Keep),
@@ -57,8 +58,7 @@ const EDGES: &[(&str, &str, Edge)] = &[
     ("migrate", "drizzle", Keep),
     ("migrate", "ledger", Keep),
     ("migrate", "report", Keep),
-    // apply and revert need each other: one executor (migrate/executor.rs) ends it.
-    ("migrate", "rollback", Remove),
+    ("migrate", "invert", Keep),
     // state-based rollback snapshots the schema from inside the executor.
     ("migrate", "schema", Remove),
     ("migrate", "source", Keep),
@@ -74,6 +74,7 @@ const EDGES: &[(&str, &str, Edge)] = &[
     ("rollback", "config", Keep),
     ("rollback", "db", Keep),
     ("rollback", "drizzle", Keep),
+    ("rollback", "invert", Keep),
     ("rollback", "ledger", Keep),
     ("rollback", "source", Keep),
     ("rollback", "sql", Keep),

@@ -31,10 +31,7 @@ use crate::location::Location;
 use crate::source::{Layout, Migration, MigrationSet, SourceError};
 use crate::sql::{Batch, Statement};
 
-mod invert;
-#[allow(unused_imports)]
-use invert::*;
-pub use invert::{
+pub use crate::invert::{
     columns_altered, generate, generate_with, Before, ColumnBefore, Generated, Irreversible,
 };
 

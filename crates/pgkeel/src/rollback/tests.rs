@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::ident::minimal as ident;
+use crate::invert::LOSES_DATA;
 
 fn gen(sql: &str) -> Generated {
     generate(&crate::sql::split(sql, 0).expect("test SQL parses"))

@@ -3,8 +3,8 @@
 //!
 //! Pure (no I/O, no database). A statement whose inverse pgkeel cannot know (dropped data, a
 //! previous default, an enum value) is reported as irreversible with the reason, and then no SQL
-//! is produced at all: a partial rollback is worse than none. Running a rollback is the parent
-//! module's.
+//! is produced at all: a partial rollback is worse than none. Running a rollback is
+//! [`crate::rollback`]'s; this module decides nothing about what runs.
 
 use std::collections::HashMap;
 
@@ -40,7 +40,7 @@ pub struct Irreversible {
 }
 
 /// The reason given for statements that destroy data.
-pub(super) const LOSES_DATA: &str = "loses data: write a .down.sql";
+pub(crate) const LOSES_DATA: &str = "loses data: write a .down.sql";
 
 /// Inverts `stmts` (a migration's statements, as [`crate::migrate::parse`] returns them).
 ///
@@ -160,7 +160,7 @@ pub fn generate_with(stmts: &[Statement], before: &Before) -> Generated {
 
 /// The inverse of one statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Inverse {
+pub(crate) enum Inverse {
     /// Statements to run, in order.
     Sql(Vec<String>),
     /// Nothing to undo (or undone by dropping an object the migration created).
@@ -171,21 +171,21 @@ pub(super) enum Inverse {
     },
 }
 
-pub(super) fn irreversible(reason: impl Into<String>) -> Inverse {
+pub(crate) fn irreversible(reason: impl Into<String>) -> Inverse {
     Inverse::Irreversible {
         reason: reason.into(),
         data_loss: false,
     }
 }
 
-pub(super) fn loses_data() -> Inverse {
+pub(crate) fn loses_data() -> Inverse {
     Inverse::Irreversible {
         reason: LOSES_DATA.into(),
         data_loss: true,
     }
 }
 
-pub(super) fn unsupported(text: &str) -> Inverse {
+pub(crate) fn unsupported(text: &str) -> Inverse {
     irreversible(format!(
         "pgkeel cannot generate the inverse of `{}`: write a .down.sql",
         head(text)
@@ -193,7 +193,7 @@ pub(super) fn unsupported(text: &str) -> Inverse {
 }
 
 /// The first words of a statement, for messages.
-pub(super) fn head(text: &str) -> String {
+pub(crate) fn head(text: &str) -> String {
     let words: Vec<&str> = text.split_whitespace().collect();
     if words.len() > 3 {
         format!("{} …", words[..3].join(" "))
@@ -205,7 +205,7 @@ pub(super) fn head(text: &str) -> String {
 /// An object the migration created, so later statements that only change it need no inverse.
 /// Schemas are normalised: an unqualified name is taken to be in `public`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Obj {
+pub(crate) enum Obj {
     /// Tables, views, materialized views, sequences, indexes (one namespace: pg_class).
     Rel(String, String),
     /// Types, enums, domains.
@@ -232,7 +232,7 @@ impl Obj {
 
 /// Every string in a parse tree (names, literals), and each dot-separated part of it, so
 /// `nextval('public.seq')` mentions `seq`. Over-approximates what the node depends on.
-pub(super) fn mentions(node: &impl Serialize) -> std::collections::HashSet<String> {
+pub(crate) fn mentions(node: &impl Serialize) -> std::collections::HashSet<String> {
     fn walk(v: &serde_json::Value, out: &mut std::collections::HashSet<String>) {
         match v {
             serde_json::Value::String(s) => {
@@ -253,7 +253,7 @@ pub(super) fn mentions(node: &impl Serialize) -> std::collections::HashSet<Strin
     out
 }
 
-pub(super) fn norm_schema(s: &str) -> String {
+pub(crate) fn norm_schema(s: &str) -> String {
     if s.is_empty() {
         "public".into()
     } else {
@@ -261,12 +261,12 @@ pub(super) fn norm_schema(s: &str) -> String {
     }
 }
 
-pub(super) fn rel_obj(rv: &pb::RangeVar) -> Obj {
+pub(crate) fn rel_obj(rv: &pb::RangeVar) -> Obj {
     Obj::Rel(norm_schema(&rv.schemaname), rv.relname.clone())
 }
 
 /// `[schema.]name` from a list of name parts (`["s", "t"]`), as an object.
-pub(super) fn names_obj(names: &[String], kind: fn(String, String) -> Obj) -> Option<Obj> {
+pub(crate) fn names_obj(names: &[String], kind: fn(String, String) -> Obj) -> Option<Obj> {
     match names {
         [name] => Some(kind("public".into(), name.clone())),
         [schema, name] => Some(kind(schema.clone(), name.clone())),
@@ -276,7 +276,7 @@ pub(super) fn names_obj(names: &[String], kind: fn(String, String) -> Obj) -> Op
 }
 
 #[derive(Debug, Default)]
-pub(super) struct Inverter {
+pub(crate) struct Inverter {
     created: Vec<Obj>,
     /// The catalog's state of altered columns before the migration.
     before: Before,
@@ -1034,7 +1034,7 @@ impl Inverter {
 }
 
 /// The statements inside drizzle-kit's DO block, or `None` when the body has another shape.
-pub(super) fn drizzle_do_inner(body: &str) -> Option<&str> {
+pub(crate) fn drizzle_do_inner(body: &str) -> Option<&str> {
     let b = body.trim();
     // `get`: the body may start with a multi-byte character (`--ñé` …), where byte 5 is not a
     // char boundary.
@@ -1060,17 +1060,17 @@ pub(super) fn drizzle_do_inner(body: &str) -> Option<&str> {
     (!inner.is_empty()).then_some(inner)
 }
 
-pub(super) fn or_replace(what: &str) -> Inverse {
+pub(crate) fn or_replace(what: &str) -> Inverse {
     irreversible(format!(
         "CREATE OR REPLACE {what}: it may have replaced an earlier definition, which dropping would not bring back; write a .down.sql"
     ))
 }
 
-pub(super) fn drop_sql(kind: &str, name: &str) -> Inverse {
+pub(crate) fn drop_sql(kind: &str, name: &str) -> Inverse {
     Inverse::Sql(vec![format!("DROP {kind} IF EXISTS {name}")])
 }
 
-pub(super) fn object_word(kind: pb::ObjectType) -> String {
+pub(crate) fn object_word(kind: pb::ObjectType) -> String {
     kind.as_str_name()
         .trim_start_matches("OBJECT_")
         .to_ascii_lowercase()
@@ -1078,7 +1078,7 @@ pub(super) fn object_word(kind: pb::ObjectType) -> String {
 }
 
 /// `ALTER <keyword>` for the relation kinds pgkeel inverts.
-pub(super) fn alter_keyword(kind: pb::ObjectType) -> Option<&'static str> {
+pub(crate) fn alter_keyword(kind: pb::ObjectType) -> Option<&'static str> {
     use pb::ObjectType as O;
     Some(match kind {
         O::ObjectTable => "TABLE",
@@ -1094,7 +1094,7 @@ pub(super) fn alter_keyword(kind: pb::ObjectType) -> Option<&'static str> {
 
 /// `DROP FUNCTION IF EXISTS name(argtypes)` for a CREATE FUNCTION/PROCEDURE, rendered by
 /// PostgreSQL's deparser so argument types (arrays, qualified and quoted types) come out right.
-pub(super) fn drop_function_sql(f: &pb::CreateFunctionStmt) -> Option<String> {
+pub(crate) fn drop_function_sql(f: &pb::CreateFunctionStmt) -> Option<String> {
     use pb::FunctionParameterMode as M;
     let args: Vec<pb::Node> = f
         .parameters
@@ -1148,7 +1148,7 @@ pub(super) fn drop_function_sql(f: &pb::CreateFunctionStmt) -> Option<String> {
 }
 
 /// The `sval`s of a list of `String` nodes.
-pub(super) fn strings(nodes: &[pb::Node]) -> Vec<String> {
+pub(crate) fn strings(nodes: &[pb::Node]) -> Vec<String> {
     nodes
         .iter()
         .filter_map(|n| match &n.node {
@@ -1158,11 +1158,11 @@ pub(super) fn strings(nodes: &[pb::Node]) -> Vec<String> {
         .collect()
 }
 
-pub(super) fn rv_name(rv: &pb::RangeVar) -> String {
+pub(crate) fn rv_name(rv: &pb::RangeVar) -> String {
     qualify(&rv.schemaname, &rv.relname)
 }
 
-pub(super) fn qualify(schema: &str, name: &str) -> String {
+pub(crate) fn qualify(schema: &str, name: &str) -> String {
     if schema.is_empty() {
         ident(name)
     } else {
@@ -1170,6 +1170,6 @@ pub(super) fn qualify(schema: &str, name: &str) -> String {
     }
 }
 
-pub(super) fn qualified_names(parts: &[String]) -> String {
+pub(crate) fn qualified_names(parts: &[String]) -> String {
     parts.iter().map(|p| ident(p)).collect::<Vec<_>>().join(".")
 }
