@@ -23,30 +23,24 @@
 //! [`duration`] (`5s`, `2min`, `off`) and [`location`] (`file:line:col` with a caret).
 //! `tests/layering.rs` keeps the module graph from growing new back-edges.
 
+pub use pgkeel_core::{
+    config, duration, ident, invert, lint, location, outcome, report, source, sql,
+};
+
 pub mod backup;
-pub mod config;
 pub mod db;
 pub mod demo;
 pub mod deploy;
 pub mod drizzle;
-pub mod duration;
 pub mod embedded;
 pub mod fleet;
-pub mod ident;
-pub mod invert;
 pub mod ledger;
-pub mod lint;
-pub mod location;
 pub mod migrate;
 pub mod monitor;
 pub mod ops;
-pub mod outcome;
-pub mod report;
 pub mod rollback;
 pub mod schema;
 pub mod scratch;
 pub mod snapshot_input;
-pub mod source;
-pub mod sql;
 pub mod testing;
 pub mod validate;

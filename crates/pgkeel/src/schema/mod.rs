@@ -16,17 +16,15 @@
 //! `unsupported` and no SQL; callers must check [`Diff::unsupported`] before running a diff.
 //! This module does not run the DDL it renders.
 
-pub mod ddl;
-pub mod diff;
 pub mod introspect;
-pub mod model;
 
-pub use diff::{diff, Action, Change, Diff, Hazard, ObjectKind, Phase};
 pub use introspect::{
     introspect, introspect_with_stats, pgkeel_tables, IntrospectOptions, IntrospectStats,
     Introspector,
 };
-pub use model::Snapshot;
+pub use pgkeel_core::schema::Snapshot;
+pub use pgkeel_core::schema::{ddl, diff, model};
+pub use pgkeel_core::schema::{Action, Change, Diff, Hazard, ObjectKind, Phase};
 
 use std::path::PathBuf;
 

@@ -40,7 +40,7 @@ pub struct Irreversible {
 }
 
 /// The reason given for statements that destroy data.
-pub(crate) const LOSES_DATA: &str = "loses data: write a .down.sql";
+pub const LOSES_DATA: &str = "loses data: write a .down.sql";
 
 /// Inverts `stmts` (a migration's statements, as [`crate::migrate::parse`] returns them).
 ///

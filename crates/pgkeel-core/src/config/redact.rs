@@ -113,7 +113,7 @@ pub(super) fn redact_conninfo(s: &str) -> String {
 }
 
 /// Redacts every URL and conninfo password in free text (an error message quoting a line).
-pub(crate) fn redact_text(text: &str) -> String {
+pub fn redact_text(text: &str) -> String {
     text.split_inclusive('\n')
         .map(|line| {
             let urls_hidden: String = line
