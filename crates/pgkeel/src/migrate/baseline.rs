@@ -1,0 +1,120 @@
+//! Marking migrations applied without running them (`baseline --to`) and repairing the ledger
+//! after an interrupted run (`repair`).
+
+use super::*;
+
+/// Drops the invalid leftover of a failed `CREATE INDEX CONCURRENTLY` so the build can be
+/// retried (a valid index of that name is left alone: the statement's IF NOT EXISTS, or its
+/// error, decides).
+pub(super) async fn drop_invalid_index(client: &Client, index: &str) -> Result<(), DbError> {
+    let invalid: bool = client
+        .query_one(
+            "SELECT coalesce((SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)), false)",
+            &[&index],
+        )
+        .await
+        .map_err(|e| DbError::query(format!("checking index {index}"), e))?
+        .get(0);
+    if invalid {
+        tracing::warn!("dropping invalid index {index} left by an earlier failed build");
+        client
+            .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
+            .await
+            .map_err(|e| DbError::query(format!("dropping invalid index {index}"), e))?;
+    }
+    Ok(())
+}
+
+impl<'a> Migrator<'a> {
+    /// `pgkeel baseline --to ID`: records migrations up to ID as applied without running them.
+    pub async fn baseline(&self, client: &Client, to: &str) -> Result<Vec<String>, MigrateError> {
+        let Some(last) = self.set.migrations.iter().position(|m| m.id == to) else {
+            return Err(MigrateError::UnknownId {
+                id: to.to_string(),
+                dir: self.set.dir.clone(),
+            });
+        };
+        let lock = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table);
+        let session = lock
+            .take(client, self.settings.deploy_lock_timeout, |_, _| {})
+            .await?;
+        let result = async {
+            self.ledger.ensure(client).await?;
+            let plan = self.plan(client).await?;
+            let mut sql = String::from("BEGIN;\n");
+            let mut ids = Vec::new();
+            for e in &plan.migrations[..=last] {
+                if matches!(e.state, State::Pending | State::Failed | State::RolledBack) {
+                    let m = &self.set.migrations[e.index.expect("file-backed entry")];
+                    sql.push_str(&self.drizzle_row_sql(m));
+                    sql.push_str(&self.ledger.record_sql(
+                        m,
+                        "baselined",
+                        self.rollback_for(m, None, &Before::default()).as_deref(),
+                        None,
+                        None,
+                    ));
+                    sql.push_str(";\n");
+                    ids.push(m.id.clone());
+                }
+            }
+            sql.push_str(&self.ledger.audit_sql(
+                "baseline",
+                Some(to),
+                "baselined",
+                Some(&serde_json::json!({ "ids": ids })),
+            ));
+            sql.push_str(";\nCOMMIT;");
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| DbError::query("recording the baseline", e))?;
+            Ok(ids)
+        }
+        .await;
+        lock.release_logged(client, session).await;
+        result
+    }
+
+    /// `pgkeel repair`: records the new hash of modified files. Cosmetic changes only unless
+    /// `force`. Returns the repaired ids, or the error for the first non-cosmetic change.
+    pub async fn repair(&self, client: &Client, force: bool) -> Result<Vec<String>, MigrateError> {
+        let plan = self.plan(client).await?;
+        let mut fixed = Vec::new();
+        for e in plan.modified() {
+            if e.state != (State::Modified { cosmetic: true }) && !force {
+                return Err(e.modified_error());
+            }
+        }
+        // Failed migrations that committed part of their statements and whose committed
+        // statements were edited since: `--force` accepts the edited ones as what ran.
+        let mut partial = Vec::new();
+        for e in plan.migrations.iter().filter(|e| e.state == State::Failed) {
+            let Some(m) = e.index.map(|i| &self.set.migrations[i]) else {
+                continue;
+            };
+            let stmts = self.prepared.statements(m)?;
+            if let Err(err) = resume_point(e, m, &stmts) {
+                if !force {
+                    return Err(err);
+                }
+                let hashes = statement_hashes(&stmts);
+                partial.push((m, hashes));
+            }
+        }
+        self.ledger.ensure(client).await?;
+        for e in plan.modified() {
+            let m = &self.set.migrations[e.index.expect("modified entries are on disk")];
+            let cosmetic = matches!(e.state, State::Modified { cosmetic: true });
+            self.ledger.update_hash(client, m, !cosmetic, None).await?;
+            fixed.push(m.id.clone());
+        }
+        for (m, hashes) in partial {
+            self.ledger
+                .update_hash(client, m, true, Some(&hashes))
+                .await?;
+            fixed.push(m.id.clone());
+        }
+        Ok(fixed)
+    }
+}

@@ -1,0 +1,672 @@
+//! The executor: a migration's statements, in units and transaction groups, sent with the
+//! ledger's guard and progress, retried on lock timeouts with backoff, and resumed after a failure
+//! at the first statement that did not commit.
+
+use super::*;
+
+/// Where a previously failed migration resumes: after the statements it committed (those
+/// of its units that ran before the failing one). When the file changed since, the committed
+/// statements must be unchanged (by [`sql::statement_hash`]): then the run goes on with the
+/// first changed or not-yet-run statement; otherwise it is refused, never silently restarted.
+pub(super) fn resume_point(
+    entry: &Entry,
+    m: &Migration,
+    stmts: &[Statement],
+) -> Result<Option<usize>, MigrateError> {
+    if entry.state != State::Failed {
+        return Ok(None);
+    }
+    let Some(done) = entry
+        .statements_done
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n > 0)
+    else {
+        return Ok(None);
+    };
+    if entry.ledger_hash.as_deref() == Some(m.hash.as_str()) && done <= stmts.len() {
+        return Ok(Some(done));
+    }
+    let now: Vec<String> = statement_hashes(stmts);
+    let then = entry.statement_hashes.as_deref();
+    let changed = match then {
+        Some(then) if then.len() >= done => (0..done).find(|&i| now.get(i) != then.get(i)),
+        _ => Some(0),
+    };
+    match changed {
+        None => Ok(Some(done)),
+        Some(first) => Err(MigrateError::CommittedChanged {
+            id: m.id.clone(),
+            path: m.path.clone(),
+            committed: stmts
+                .iter()
+                .take(done)
+                .map(|s| {
+                    let l = Location::in_file(&m.path, &m.sql, s.offset);
+                    format!("{}:{}: {}", l.path.display(), l.line, first_line(&s.text))
+                })
+                .collect(),
+            done,
+            first_changed: then.is_some().then_some(first),
+        }),
+    }
+}
+
+/// The first line of a statement, shortened to 80 characters.
+pub(super) fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("").trim_end();
+    let short: String = line.chars().take(80).collect();
+    if short.len() < text.trim_end().len() {
+        format!("{short} …")
+    } else {
+        short
+    }
+}
+
+/// [`sql::statement_hash`] of each statement, in order: what partial progress records and a
+/// resumed run compares.
+pub(super) fn statement_hashes(stmts: &[Statement]) -> Vec<String> {
+    stmts.iter().map(|s| sql::statement_hash(&s.text)).collect()
+}
+
+/// The hashes to record with a failure after `done` statements committed: every statement's,
+/// so a later run can check the committed ones; none when nothing is committed.
+pub(super) fn committed_hashes(done: usize, stmts: &[Statement]) -> Option<Vec<String>> {
+    (done > 0).then(|| statement_hashes(stmts))
+}
+
+/// Which statement of `m` failed, and where: the one holding the server's error position when
+/// there is one, else the one that was running when the batch stopped (`completed` of its
+/// statements had completed). The location is the error position, or the statement's start.
+pub(super) fn failure_place(
+    m: &Migration,
+    stmts: &[Statement],
+    batch: &Batch,
+    pg: &PgError,
+    completed: usize,
+) -> (Option<usize>, Option<Location>) {
+    let at = pg.position.and_then(|p| batch.file_offset(p));
+    let index = at
+        .and_then(|off| stmts.iter().rposition(|s| s.offset <= off))
+        .or_else(|| batch.statement_after(completed));
+    let offset = at.or_else(|| index.and_then(|i| stmts.get(i)).map(|s| s.offset));
+    (index, offset.map(|o| Location::in_file(&m.path, &m.sql, o)))
+}
+
+/// One unit of execution of a migration: `stmts[from..to]`, in a transaction opened with
+/// `transaction` (the file's own `BEGIN …` or pgkeel's `BEGIN`), or one statement alone.
+#[derive(Debug)]
+pub(super) struct Unit {
+    pub(super) from: usize,
+    pub(super) to: usize,
+    pub(super) transaction: Option<String>,
+}
+
+/// The units of `stmts[start..]` (see [`Migrator::groups`]).
+pub(super) fn units_of(m: &Migration, stmts: &[Statement], start: usize) -> Vec<Unit> {
+    let blocks = stmts
+        .iter()
+        .filter_map(|s| s.block.as_ref())
+        .map(|b| b.index + 1)
+        .max()
+        .unwrap_or(0);
+    // One transaction when the file has no blocks of its own, or one block around all of it;
+    // otherwise the file's blocks are its transactions, as psql and Prisma run them.
+    let wrapped_or_plain = match blocks {
+        0 => true,
+        1 => stmts.iter().all(|s| s.block.is_some()),
+        _ => false,
+    };
+    let one =
+        !m.directives.no_transaction && wrapped_or_plain && stmts.iter().all(|s| s.transactional);
+    if one {
+        if start >= stmts.len() {
+            return Vec::new();
+        }
+        let begin = stmts
+            .iter()
+            .find_map(|s| s.block.as_ref())
+            .map_or("BEGIN", |b| b.begin.as_str());
+        return vec![Unit {
+            from: start,
+            to: stmts.len(),
+            transaction: Some(begin.to_string()),
+        }];
+    }
+    let mut units = Vec::new();
+    let mut i = start;
+    while i < stmts.len() {
+        let from = i;
+        let s = &stmts[i];
+        if let Some(b) = &s.block {
+            while i < stmts.len() && stmts[i].block.as_ref().map(|x| x.index) == Some(b.index) {
+                i += 1;
+            }
+            units.push(Unit {
+                from,
+                to: i,
+                transaction: Some(b.begin.clone()),
+            });
+        } else if s.transactional && !m.directives.no_transaction {
+            while i < stmts.len() && stmts[i].block.is_none() && stmts[i].transactional {
+                i += 1;
+            }
+            units.push(Unit {
+                from,
+                to: i,
+                transaction: Some("BEGIN".into()),
+            });
+        } else {
+            i += 1;
+            units.push(Unit {
+                from,
+                to: i,
+                transaction: None,
+            });
+        }
+    }
+    units
+}
+
+#[derive(Debug)]
+pub(super) struct Group {
+    /// Session settings sent before `batch` (non-transactional units only).
+    pub(super) pre: String,
+    pub(super) batch: Batch,
+    /// The ledger write sent after `batch` (non-transactional units only).
+    pub(super) post: String,
+    /// `CREATE INDEX CONCURRENTLY`: the index whose invalid leftover to drop before a try.
+    pub(super) cleanup: Option<String>,
+    pub(super) first: usize,
+}
+
+pub(super) fn backoff(attempt: u32) -> Duration {
+    let base = 200u64
+        .saturating_mul(1 << attempt.min(6).saturating_sub(1))
+        .min(10_000);
+    let jitter = rand::random::<u64>() % (base / 2 + 1);
+    Duration::from_millis(base - base / 4 + jitter)
+}
+
+impl<'a> Migrator<'a> {
+    pub(super) fn settings_sql(&self, m: &Migration, local: bool) -> String {
+        let lock = m
+            .directives
+            .lock_timeout
+            .map_or(self.settings.lock_timeout, |t| t.as_duration());
+        let stmt = m
+            .directives
+            .statement_timeout
+            .map_or(self.settings.statement_timeout, |t| t.as_duration());
+        let scope = if local { "SET LOCAL" } else { "SET" };
+        format!(
+            "{scope} lock_timeout = '{}ms';\n{scope} statement_timeout = '{}ms';\n",
+            lock.as_millis(),
+            stmt.as_millis()
+        )
+    }
+
+    /// The first statements of every migration transaction: a transaction-level advisory lock
+    /// (which, unlike the session-level deploy lock, also holds behind a transaction-pooling
+    /// proxy) and a ledger check, so a migration another process already applied is never run
+    /// twice whatever the connection path.
+    pub(super) fn guard_sql(&self, m: &Migration) -> String {
+        let lock = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table);
+        let (key, held) = (lock.tx_key(), lock.held_check_sql());
+        let id = crate::ident::quote_literal(&m.id);
+        format!(
+            "{held}SELECT pg_advisory_xact_lock({key});\n\
+             DO $pgkeel$ BEGIN IF EXISTS (SELECT 1 FROM {t} WHERE id = {id} AND status IN ('applied', 'baselined')) \
+             THEN RAISE EXCEPTION 'pgkeel: % was already applied by another process', {id} USING ERRCODE = '{ALREADY_APPLIED}'; \
+             END IF; END $pgkeel$;\n",
+            t = self.ledger.table_sql(),
+        )
+    }
+
+    /// Splits a migration into units of execution. A migration whose statements may all run in
+    /// a transaction is one transaction (a `BEGIN … COMMIT` wrapper around the whole file is
+    /// that transaction); otherwise each of the file's own `BEGIN … COMMIT` blocks is one, consecutive
+    /// transactional statements outside blocks form one, and each non-transactional statement
+    /// runs alone. The ledger row goes into the last transactional unit, or alone after a
+    /// trailing non-transactional statement; every earlier unit records its progress.
+    /// `rollback` is what [`Migrator::rollback_for`] gives for `m` (stored with its row).
+    pub(super) fn groups(
+        &self,
+        m: &Migration,
+        stmts: &[Statement],
+        resume: Option<usize>,
+        rollback: Option<String>,
+    ) -> Vec<Group> {
+        let start = resume.unwrap_or(0).min(stmts.len());
+        let drizzle_row = self.drizzle_row_sql(m);
+        let record = |done: usize| {
+            format!(
+                "{};\n{};\n{drizzle_row}",
+                self.ledger.record_sql(
+                    m,
+                    "applied",
+                    rollback.as_deref(),
+                    Some(Progress::count(done)),
+                    None
+                ),
+                self.ledger
+                    .audit_sql("migrate", Some(&m.id), "applied", None)
+            )
+        };
+        let units = units_of(m, stmts, start);
+        // Hashes of the statements, recorded with partial progress so a resumed run can tell
+        // whether the committed statements are still the file's.
+        let hashes: Vec<String> = if units.len() > 1 {
+            statement_hashes(stmts)
+        } else {
+            Vec::new()
+        };
+        let mut groups: Vec<Group> = Vec::with_capacity(units.len().max(1));
+        for unit in &units {
+            let mut b = Batch::default();
+            let mut pre = String::new();
+            let mut cleanup = None;
+            let range = unit.from..unit.to;
+            if let Some(begin) = &unit.transaction {
+                self.open_transaction(&mut b, m, begin, stmts, range);
+            } else {
+                // Sent alone: a statement in a multi-statement query runs in an implicit
+                // transaction block, which these statements refuse.
+                pre = self.settings_sql(m, false);
+                cleanup = stmts[unit.from].concurrent_index.clone();
+                b.push_statement(&stmts[unit.from], unit.from);
+            }
+            let progress = if unit.to == stmts.len() {
+                record(stmts.len())
+            } else {
+                format!(
+                    "{};\n",
+                    self.ledger.record_sql(
+                        m,
+                        "failed",
+                        None,
+                        Some(Progress {
+                            done: unit.to,
+                            hashes: Some(&hashes),
+                        }),
+                        Some("in progress: interrupted before completion")
+                    )
+                )
+            };
+            let mut post = String::new();
+            if unit.transaction.is_some() {
+                if unit.to == stmts.len() {
+                    if let Some(sql) = &self.before_commit {
+                        b.push_raw(sql);
+                    }
+                }
+                b.push_raw(&progress);
+                b.push_raw("COMMIT;");
+            } else {
+                post = progress;
+            }
+            groups.push(Group {
+                pre,
+                batch: b,
+                post,
+                cleanup,
+                first: unit.from,
+            });
+        }
+        if groups.is_empty() {
+            // Empty migration (or resumed past its end): record it.
+            let mut b = Batch::default();
+            b.push_raw(&record(stmts.len()));
+            groups.push(Group {
+                pre: String::new(),
+                batch: b,
+                post: String::new(),
+                cleanup: None,
+                first: stmts.len(),
+            });
+        }
+        groups
+    }
+
+    /// Opens a transaction in `b` and adds `stmts[range]`: the file's own `BEGIN` (or pgkeel's),
+    /// then its leading `SET TRANSACTION` statements (they must come before any query), then
+    /// pgkeel's `SET LOCAL` settings and guards, then the rest.
+    pub(super) fn open_transaction(
+        &self,
+        b: &mut Batch,
+        m: &Migration,
+        begin: &str,
+        stmts: &[Statement],
+        range: std::ops::Range<usize>,
+    ) {
+        b.push_raw(begin);
+        b.push_raw(";\n");
+        let mut i = range.start;
+        while i < range.end && stmts[i].set_transaction {
+            b.push_statement(&stmts[i], i);
+            i += 1;
+        }
+        b.push_raw(&self.settings_sql(m, true));
+        b.push_raw(&self.guard_sql(m));
+        for (k, s) in stmts.iter().enumerate().take(range.end).skip(i) {
+            b.push_statement(s, k);
+        }
+    }
+
+    pub(super) async fn apply_one(
+        &self,
+        client: &Client,
+        entry: &Entry,
+        m: &Migration,
+        stmts: &[Statement],
+        obs: &mut dyn Observer,
+        // Only read when this migration fails, to say how far the run got.
+        before: &[Applied],
+    ) -> Result<Option<Applied>, MigrateError> {
+        let started = Instant::now();
+        let resume = resume_point(entry, m, stmts)?;
+        let catalog = self.columns_before(client, m, stmts, resume).await?;
+        // The parse-tree rollback, inverted once: stored with the row (what `rollback_for`
+        // gives), and when there is none, the reason to snapshot the schema around it.
+        let generated = (m.down.is_none() && !m.directives.irreversible).then(|| {
+            match catalog.is_empty() && resume.is_none() {
+                true => self.prepared.rollback(m, stmts),
+                false => crate::invert::generate_with(stmts, &catalog),
+            }
+        });
+        let rollback = match (&m.down, &generated) {
+            (Some(d), _) => Some(d.sql.clone()),
+            (None, Some(g)) => generated_text(g),
+            (None, None) => None,
+        };
+        let groups = self.groups(m, stmts, resume, rollback);
+        // No down file and no parse-tree inverse, but nothing that destroys data either: snapshot
+        // the schema around the migration and store diff(after → before) as its rollback
+        // (state-based). Data-losing migrations keep "no automatic rollback": a schema-only undo
+        // would pretend to restore what it cannot.
+        let state_before =
+            if resume.is_none() && generated.is_some_and(|g| g.sql.is_none() && !g.data_loss) {
+                match self.user_schemas_snapshot(client).await {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        tracing::info!("no state-based rollback for {}: {e}", m.id);
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+        let tries = m.directives.retries.unwrap_or(self.settings.retries).max(1);
+        let mut attempts_total = 0;
+        for g in &groups {
+            if !g.pre.is_empty() {
+                client
+                    .batch_execute(&g.pre)
+                    .await
+                    .map_err(|e| DbError::query(format!("preparing {}", m.id), e))?;
+            }
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                attempts_total += 1;
+                if let Some(index) = &g.cleanup {
+                    drop_invalid_index(client, index).await?;
+                }
+                let (result, blockers) = self.exec_watched(client, &g.batch.text).await;
+                match result.map_err(|f| (f.error, f.completed)) {
+                    Ok(()) => {
+                        if !g.post.is_empty() {
+                            client.batch_execute(&g.post).await.map_err(|e| {
+                                DbError::query(format!("recording progress of {}", m.id), e)
+                            })?;
+                        }
+                        break;
+                    }
+                    Err((e, completed)) => {
+                        let pg = PgError::from_driver(&e);
+                        // Leave no aborted transaction behind; the connection may be gone, so
+                        // a failing ROLLBACK says nothing new.
+                        let _ = client.batch_execute("ROLLBACK").await;
+                        let Some(pg) = pg else {
+                            return Err(DbError::query(format!("applying {}", m.id), e).into());
+                        };
+                        if self.interrupted() {
+                            let hashes = committed_hashes(g.first, stmts);
+                            let progress = Progress {
+                                done: g.first,
+                                hashes: hashes.as_deref(),
+                            };
+                            let _ = self
+                                .ledger
+                                .record_failure(
+                                    client,
+                                    m,
+                                    progress,
+                                    "interrupted (Ctrl-C / SIGTERM); rolled back",
+                                )
+                                .await;
+                            return Err(MigrateError::Interrupted { id: m.id.clone() });
+                        }
+                        if pg.code == crate::db::LOCK_NOT_HELD {
+                            return Err(DbError::LockNotHeld {
+                                context: format!("applying {}", m.id),
+                            }
+                            .into());
+                        }
+                        if pg.code == ALREADY_APPLIED {
+                            tracing::info!("{} was applied by another process meanwhile", m.id);
+                            return Ok(None);
+                        }
+                        if pg.is_transient() && attempt < tries {
+                            let delay = backoff(attempt);
+                            obs.retry(&m.id, attempt, delay, &pg, &blockers);
+                            tokio::time::sleep(delay).await;
+                            continue;
+                        }
+                        let (failed_at, location) =
+                            failure_place(m, stmts, &g.batch, &pg, completed);
+                        let done = g.first; // the group's work was rolled back (or never happened)
+                        let hashes = committed_hashes(done, stmts);
+                        let progress = Progress {
+                            done,
+                            hashes: hashes.as_deref(),
+                        };
+                        self.ledger
+                            .record_failure(client, m, progress, &pg.to_string())
+                            .await
+                            .ok();
+                        return Err(MigrateError::Failed {
+                            id: m.id.clone(),
+                            pg,
+                            location,
+                            statement: failed_at,
+                            statements: stmts.len(),
+                            committed: done,
+                            attempts: attempt,
+                            applied_before: before.iter().map(|a| a.id.clone()).collect(),
+                            blockers,
+                        });
+                    }
+                }
+            }
+        }
+        let duration_ms = started.elapsed().as_millis() as u64;
+        if let Some(before) = state_before {
+            if let Err(e) = self.store_state_rollback(client, m, &before).await {
+                let text = format!("{}: no state-based rollback stored: {e}", m.id);
+                tracing::warn!("{text}");
+                obs.warn(&text);
+            }
+        }
+        Ok(Some(Applied {
+            id: m.id.clone(),
+            duration_ms,
+            statements: stmts.len(),
+            attempts: attempts_total,
+            resumed_at: resume,
+            sql: None,
+        }))
+    }
+
+    /// Runs `sql`; while it runs longer than a moment, samples who blocks it from a second
+    /// connection, so a lock timeout can be explained. Returns the last non-empty sample.
+    pub(super) async fn exec_watched(
+        &self,
+        client: &Client,
+        sql: &str,
+    ) -> (Result<(), crate::db::BatchFailure>, Vec<Blocker>) {
+        let exec = crate::db::execute_counting(client, sql);
+        tokio::pin!(exec);
+        let mut seen = Vec::new();
+        let mut wait = Duration::from_millis(150);
+        let mut interrupt = self.interrupt.clone();
+        let mut cancelled = false;
+        loop {
+            tokio::select! {
+                res = &mut exec => return (res, seen),
+                changed = async {
+                    match interrupt.as_mut() {
+                        Some(rx) => rx.wait_for(|v| *v).await.map(|_| ()),
+                        None => std::future::pending().await,
+                    }
+                }, if !cancelled => {
+                    cancelled = true;
+                    if changed.is_ok() {
+                        if let Ok(target) = crate::db::Target::from_settings(self.settings) {
+                            let _ = target.cancel(client).await;
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {
+                    wait = Duration::from_millis(400);
+                    let now = self.sample_blockers().await;
+                    if !now.is_empty() {
+                        seen = now;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) async fn sample_blockers(&self) -> Vec<Blocker> {
+        let pid = self.pid.load(std::sync::atomic::Ordering::Relaxed);
+        if pid == 0 {
+            return Vec::new();
+        }
+        let mut side = self.side.lock().await;
+        if side.as_ref().is_none_or(|c| c.is_closed()) {
+            let Ok(target) = crate::db::Target::from_settings(self.settings) else {
+                return Vec::new();
+            };
+            *side = target.connect().await.ok();
+        }
+        match side.as_ref() {
+            Some(c) => crate::db::blockers(c, pid).await.unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+
+    /// `--single-transaction`: one BEGIN … COMMIT around every pending migration. Each migration
+    /// is still sent as its own batch so a failure is attributed to the right file.
+    pub(super) async fn apply_all_in_one(
+        &self,
+        client: &Client,
+        todo: &[(&Entry, &Migration)],
+        parsed: &[Vec<Statement>],
+        obs: &mut dyn Observer,
+    ) -> Result<Vec<Applied>, MigrateError> {
+        for ((_, m), stmts) in todo.iter().zip(parsed) {
+            let reason = if m.directives.no_transaction || stmts.iter().any(|s| !s.transactional) {
+                Some("it has statements that cannot run inside a transaction block")
+            } else if stmts.iter().any(|s| s.set_transaction) {
+                Some("it sets its own transaction's characteristics (SET TRANSACTION)")
+            } else if stmts
+                .iter()
+                .any(|s| s.block.as_ref().is_some_and(|b| b.index > 0))
+            {
+                Some("it runs several BEGIN … COMMIT blocks of its own")
+            } else if stmts.iter().any(|s| {
+                s.block
+                    .as_ref()
+                    .is_some_and(|b| !b.begin.eq_ignore_ascii_case("begin"))
+            }) {
+                Some("it opens its own transaction with options (BEGIN ISOLATION LEVEL …)")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(MigrateError::SingleTransactionImpossible {
+                    id: m.id.clone(),
+                    reason,
+                });
+            }
+        }
+        client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| DbError::query("starting the migration transaction", e))?;
+        let mut applied = Vec::with_capacity(todo.len());
+        for (i, ((_, m), stmts)) in todo.iter().zip(parsed).enumerate() {
+            obs.start(&m.id, i, todo.len());
+            let started = Instant::now();
+            let mut b = Batch::default();
+            b.push_raw(&self.settings_sql(m, true));
+            b.push_raw(&self.guard_sql(m));
+            for (k, s) in stmts.iter().enumerate() {
+                b.push_statement(s, k);
+            }
+            b.push_raw(&self.drizzle_row_sql(m));
+            b.push_raw(&format!(
+                "{};\n{};\n",
+                self.ledger.record_sql(
+                    m,
+                    "applied",
+                    self.rollback_for(m, Some(stmts), &Before::default())
+                        .as_deref(),
+                    Some(Progress::count(stmts.len())),
+                    None
+                ),
+                self.ledger.audit_sql(
+                    "migrate",
+                    Some(&m.id),
+                    "applied",
+                    Some(&serde_json::json!({"single_transaction": true}))
+                )
+            ));
+            if let Err(f) = crate::db::execute_counting(client, &b.text).await {
+                let _ = client.batch_execute("ROLLBACK").await;
+                let Some(pg) = PgError::from_driver(&f.error) else {
+                    return Err(DbError::query(format!("applying {}", m.id), f.error).into());
+                };
+                let (statement, location) = failure_place(m, stmts, &b, &pg, f.completed);
+                return Err(MigrateError::Failed {
+                    id: m.id.clone(),
+                    pg,
+                    location,
+                    statement,
+                    statements: stmts.len(),
+                    committed: 0,
+                    attempts: 1,
+                    // Everything before it was rolled back with it.
+                    applied_before: Vec::new(),
+                    blockers: Vec::new(),
+                });
+            }
+            applied.push(Applied {
+                id: m.id.clone(),
+                duration_ms: started.elapsed().as_millis() as u64,
+                statements: stmts.len(),
+                attempts: 1,
+                resumed_at: None,
+                sql: None,
+            });
+        }
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| DbError::query("committing the migration transaction", e))?;
+        for a in &applied {
+            obs.done(a);
+        }
+        Ok(applied)
+    }
+}
