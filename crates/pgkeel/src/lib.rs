@@ -30,17 +30,15 @@ pub use pgkeel_core::{
 pub mod backup;
 pub mod db;
 pub mod demo;
-pub mod deploy;
 pub mod drizzle;
 pub mod embedded;
-pub mod fleet;
 pub mod ledger;
 pub mod migrate;
 pub mod monitor;
 pub mod ops;
+pub use ops::{deploy, fleet, testing};
 pub mod rollback;
 pub mod schema;
 pub mod scratch;
 pub mod snapshot_input;
-pub mod testing;
 pub mod validate;

@@ -176,7 +176,7 @@ impl<'a> Migrator<'a> {
 
     /// Runs `sql` inside each migration that is one transaction, after its statements and
     /// before its ledger row, so it sees what the migration holds: the test suite records the
-    /// locks there (see [`crate::testing`]). It must not fail: its error fails the migration.
+    /// locks there (see `pgkeel::ops::testing`). It must not fail: its error fails the migration.
     pub fn with_before_commit(mut self, sql: impl Into<String>) -> Self {
         self.before_commit = Some(sql.into());
         self
