@@ -51,6 +51,8 @@ const EDGES: &[(&str, &str)] = &[
     ("rollback", "db"),
     ("rollback", "drizzle"),
     ("rollback", "ledger"),
+    // Revert sends through the executor apply uses (migrate/executor.rs).
+    ("rollback", "migrate"),
     ("schema", "db"),
     // A snapshot of a URL, a JSON file or a folder applied to a scratch database.
     ("snapshot_input", "db"),

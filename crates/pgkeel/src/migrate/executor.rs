@@ -168,15 +168,262 @@ pub(super) fn units_of(m: &Migration, stmts: &[Statement], start: usize) -> Vec<
 }
 
 #[derive(Debug)]
-pub(super) struct Group {
+pub(crate) struct Group {
     /// Session settings sent before `batch` (non-transactional units only).
-    pub(super) pre: String,
-    pub(super) batch: Batch,
+    pub(crate) pre: String,
+    pub(crate) batch: Batch,
     /// The ledger write sent after `batch` (non-transactional units only).
-    pub(super) post: String,
+    pub(crate) post: String,
     /// `CREATE INDEX CONCURRENTLY`: the index whose invalid leftover to drop before a try.
-    pub(super) cleanup: Option<String>,
-    pub(super) first: usize,
+    pub(crate) cleanup: Option<String>,
+    /// Index of the group's first statement.
+    pub(crate) first: usize,
+    /// Statements in the group.
+    pub(crate) len: usize,
+}
+
+impl Group {
+    /// Everything the group sends, in order (what a dry run shows).
+    pub(crate) fn sql(&self) -> String {
+        format!("{}{}{}", self.pre, self.batch.text, self.post)
+    }
+}
+
+/// Session settings for one unit: `SET LOCAL` inside a transaction, `SET` before a statement
+/// sent alone.
+pub(crate) fn session_sql(lock: Duration, statement: Duration, local: bool) -> String {
+    let scope = if local { "SET LOCAL" } else { "SET" };
+    format!(
+        "{scope} lock_timeout = '{}ms';\n{scope} statement_timeout = '{}ms';\n",
+        lock.as_millis(),
+        statement.as_millis()
+    )
+}
+
+/// What a transaction's guard requires of the migration's ledger row before it does anything.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Expect {
+    /// Applying: the row must not be applied yet (else [`ALREADY_APPLIED`]).
+    NotApplied,
+    /// Reverting: the row must still be applied (else [`NOT_APPLIED`]).
+    Applied,
+}
+
+/// SQLSTATE raised by the guard when another process rolled the migration back first.
+pub(crate) const NOT_APPLIED: &str = "PGS02";
+
+/// The first statements of every transaction pgkeel sends for a migration, apply or revert: a
+/// transaction-level advisory lock (which, unlike the session-level deploy lock, also holds
+/// behind a transaction-pooling proxy) and a check of the ledger row, so a migration is never
+/// applied or rolled back twice whatever the connection path.
+pub(crate) fn guard_sql(ledger: &Ledger, id: &str, expect: Expect) -> String {
+    let lock = DeployLock::for_ledger(&ledger.schema, &ledger.table);
+    let (key, held) = (lock.tx_key(), lock.held_check_sql());
+    let quoted = crate::ident::quote_literal(id);
+    let (test, message, code) = match expect {
+        Expect::NotApplied => (
+            "IF EXISTS",
+            "was already applied by another process",
+            ALREADY_APPLIED,
+        ),
+        Expect::Applied => (
+            "IF NOT EXISTS",
+            "is no longer applied (rolled back by another process?)",
+            NOT_APPLIED,
+        ),
+    };
+    format!(
+        "{held}SELECT pg_advisory_xact_lock({key});\n\
+         DO $pgkeel$ BEGIN {test} (SELECT 1 FROM {t} WHERE id = {quoted} AND status IN ('applied', 'baselined')) \
+         THEN RAISE EXCEPTION 'pgkeel: % {message}', {quoted} USING ERRCODE = '{code}'; \
+         END IF; END $pgkeel$;\n",
+        t = ledger.table_sql(),
+    )
+}
+
+/// Why [`Sender::send`] stopped.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// Not a server error (the connection failed), or a statement of pgkeel's own failed.
+    Db(DbError),
+    /// Ctrl-C / SIGTERM: the batch was cancelled and rolled back.
+    Interrupted,
+    /// The guard found the work done by another process meanwhile.
+    Raced,
+    /// The server refused the batch and retrying does not help (or retries ran out).
+    Failed {
+        pg: PgError,
+        /// Statements of the batch that completed before the failing one.
+        completed: usize,
+        attempts: u32,
+        blockers: Vec<Blocker>,
+    },
+}
+
+/// The one executor of apply and revert: sends a [`Group`] (session settings, the batch, the
+/// ledger write after it), retries transient failures (lock timeouts, deadlocks, serialization)
+/// with backoff, stops on a lost deploy lock or a guard that says another process got there
+/// first, samples who blocks a batch that waits (from a second connection), and cancels the
+/// running batch on Ctrl-C.
+#[derive(Debug)]
+pub(crate) struct Sender<'s> {
+    settings: &'s Settings,
+    /// Backend pid of the sending session (0: unknown, no blockers sampled).
+    pid: std::sync::atomic::AtomicI32,
+    /// A second connection, opened only when a batch waits, to see who blocks it.
+    side: tokio::sync::Mutex<Option<Client>>,
+    /// Becomes true on Ctrl-C / SIGTERM.
+    interrupt: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+impl<'s> Sender<'s> {
+    pub(crate) fn new(settings: &'s Settings) -> Self {
+        Sender {
+            settings,
+            pid: std::sync::atomic::AtomicI32::new(0),
+            side: tokio::sync::Mutex::new(None),
+            interrupt: None,
+        }
+    }
+
+    pub(crate) fn set_interrupt(&mut self, rx: tokio::sync::watch::Receiver<bool>) {
+        self.interrupt = Some(rx);
+    }
+
+    pub(crate) fn set_pid(&self, pid: i32) {
+        self.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn interrupted(&self) -> bool {
+        self.interrupt.as_ref().is_some_and(|rx| *rx.borrow())
+    }
+
+    /// Sends `g` for `what` ("applying 0001_init", "rolling back 0001_init"), trying the batch
+    /// up to `tries` times; `on_retry` hears of each retry. Returns the attempts it took.
+    pub(crate) async fn send(
+        &self,
+        client: &Client,
+        g: &Group,
+        what: &str,
+        tries: u32,
+        on_retry: &mut (dyn FnMut(u32, Duration, &PgError, &[Blocker]) + Send),
+    ) -> Result<u32, SendError> {
+        if !g.pre.is_empty() {
+            client.batch_execute(&g.pre).await.map_err(|e| {
+                SendError::Db(DbError::query(format!("{what} (session settings)"), e))
+            })?;
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if let Some(index) = &g.cleanup {
+                drop_invalid_index(client, index)
+                    .await
+                    .map_err(SendError::Db)?;
+            }
+            let (result, blockers) = self.exec_watched(client, &g.batch.text).await;
+            let Err(f) = result else {
+                break;
+            };
+            let pg = PgError::from_driver(&f.error);
+            // Leave no aborted transaction behind; the connection may be gone, so a failing
+            // ROLLBACK says nothing new.
+            let _ = client.batch_execute("ROLLBACK").await;
+            let Some(pg) = pg else {
+                return Err(SendError::Db(DbError::query(what.to_string(), f.error)));
+            };
+            if self.interrupted() {
+                return Err(SendError::Interrupted);
+            }
+            if pg.code == crate::db::LOCK_NOT_HELD {
+                return Err(SendError::Db(DbError::LockNotHeld {
+                    context: what.to_string(),
+                }));
+            }
+            if pg.code == ALREADY_APPLIED || pg.code == NOT_APPLIED {
+                return Err(SendError::Raced);
+            }
+            if pg.is_transient() && attempt < tries {
+                let delay = backoff(attempt);
+                on_retry(attempt, delay, &pg, &blockers);
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            return Err(SendError::Failed {
+                pg,
+                completed: f.completed,
+                attempts: attempt,
+                blockers,
+            });
+        }
+        if !g.post.is_empty() {
+            client.batch_execute(&g.post).await.map_err(|e| {
+                SendError::Db(DbError::query(
+                    format!("{what} (recording it in the ledger)"),
+                    e,
+                ))
+            })?;
+        }
+        Ok(attempt)
+    }
+
+    /// Runs `sql`; while it runs longer than a moment, samples who blocks it from a second
+    /// connection, so a lock timeout can be explained. Returns the last non-empty sample.
+    pub(crate) async fn exec_watched(
+        &self,
+        client: &Client,
+        sql: &str,
+    ) -> (Result<(), crate::db::BatchFailure>, Vec<Blocker>) {
+        let exec = crate::db::execute_counting(client, sql);
+        tokio::pin!(exec);
+        let mut seen = Vec::new();
+        let mut wait = Duration::from_millis(150);
+        let mut interrupt = self.interrupt.clone();
+        let mut cancelled = false;
+        loop {
+            tokio::select! {
+                res = &mut exec => return (res, seen),
+                changed = async {
+                    match interrupt.as_mut() {
+                        Some(rx) => rx.wait_for(|v| *v).await.map(|_| ()),
+                        None => std::future::pending().await,
+                    }
+                }, if !cancelled => {
+                    cancelled = true;
+                    if changed.is_ok() {
+                        if let Ok(target) = crate::db::Target::from_settings(self.settings) {
+                            let _ = target.cancel(client).await;
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {
+                    wait = Duration::from_millis(400);
+                    let now = self.sample_blockers().await;
+                    if !now.is_empty() {
+                        seen = now;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn sample_blockers(&self) -> Vec<Blocker> {
+        let pid = self.pid.load(std::sync::atomic::Ordering::Relaxed);
+        if pid == 0 {
+            return Vec::new();
+        }
+        let mut side = self.side.lock().await;
+        if side.as_ref().is_none_or(|c| c.is_closed()) {
+            let Ok(target) = crate::db::Target::from_settings(self.settings) else {
+                return Vec::new();
+            };
+            *side = target.connect().await.ok();
+        }
+        match side.as_ref() {
+            Some(c) => crate::db::blockers(c, pid).await.unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
 }
 
 pub(super) fn backoff(attempt: u32) -> Duration {
@@ -197,29 +444,12 @@ impl<'a> Migrator<'a> {
             .directives
             .statement_timeout
             .map_or(self.settings.statement_timeout, |t| t.as_duration());
-        let scope = if local { "SET LOCAL" } else { "SET" };
-        format!(
-            "{scope} lock_timeout = '{}ms';\n{scope} statement_timeout = '{}ms';\n",
-            lock.as_millis(),
-            stmt.as_millis()
-        )
+        session_sql(lock, stmt, local)
     }
 
-    /// The first statements of every migration transaction: a transaction-level advisory lock
-    /// (which, unlike the session-level deploy lock, also holds behind a transaction-pooling
-    /// proxy) and a ledger check, so a migration another process already applied is never run
-    /// twice whatever the connection path.
+    /// The guard of every migration transaction (see [`guard_sql`]).
     pub(super) fn guard_sql(&self, m: &Migration) -> String {
-        let lock = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table);
-        let (key, held) = (lock.tx_key(), lock.held_check_sql());
-        let id = crate::ident::quote_literal(&m.id);
-        format!(
-            "{held}SELECT pg_advisory_xact_lock({key});\n\
-             DO $pgkeel$ BEGIN IF EXISTS (SELECT 1 FROM {t} WHERE id = {id} AND status IN ('applied', 'baselined')) \
-             THEN RAISE EXCEPTION 'pgkeel: % was already applied by another process', {id} USING ERRCODE = '{ALREADY_APPLIED}'; \
-             END IF; END $pgkeel$;\n",
-            t = self.ledger.table_sql(),
-        )
+        guard_sql(&self.ledger, &m.id, Expect::NotApplied)
     }
 
     /// Splits a migration into units of execution. A migration whose statements may all run in
@@ -310,6 +540,7 @@ impl<'a> Migrator<'a> {
                 post,
                 cleanup,
                 first: unit.from,
+                len: unit.to - unit.from,
             });
         }
         if groups.is_empty() {
@@ -322,6 +553,7 @@ impl<'a> Migrator<'a> {
                 post: String::new(),
                 cleanup: None,
                 first: stmts.len(),
+                len: 0,
             });
         }
         groups
@@ -397,97 +629,71 @@ impl<'a> Migrator<'a> {
             };
         let tries = m.directives.retries.unwrap_or(self.settings.retries).max(1);
         let mut attempts_total = 0;
+        let what = format!("applying {}", m.id);
         for g in &groups {
-            if !g.pre.is_empty() {
-                client
-                    .batch_execute(&g.pre)
-                    .await
-                    .map_err(|e| DbError::query(format!("preparing {}", m.id), e))?;
-            }
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                attempts_total += 1;
-                if let Some(index) = &g.cleanup {
-                    drop_invalid_index(client, index).await?;
+            let mut on_retry = |attempt, delay, pg: &PgError, blockers: &[Blocker]| {
+                obs.retry(&m.id, attempt, delay, pg, blockers)
+            };
+            let failure = match self
+                .sender
+                .send(client, g, &what, tries, &mut on_retry)
+                .await
+            {
+                Ok(attempts) => {
+                    attempts_total += attempts;
+                    continue;
                 }
-                let (result, blockers) = self.exec_watched(client, &g.batch.text).await;
-                match result.map_err(|f| (f.error, f.completed)) {
-                    Ok(()) => {
-                        if !g.post.is_empty() {
-                            client.batch_execute(&g.post).await.map_err(|e| {
-                                DbError::query(format!("recording progress of {}", m.id), e)
-                            })?;
-                        }
-                        break;
-                    }
-                    Err((e, completed)) => {
-                        let pg = PgError::from_driver(&e);
-                        // Leave no aborted transaction behind; the connection may be gone, so
-                        // a failing ROLLBACK says nothing new.
-                        let _ = client.batch_execute("ROLLBACK").await;
-                        let Some(pg) = pg else {
-                            return Err(DbError::query(format!("applying {}", m.id), e).into());
-                        };
-                        if self.interrupted() {
-                            let hashes = committed_hashes(g.first, stmts);
-                            let progress = Progress {
-                                done: g.first,
-                                hashes: hashes.as_deref(),
-                            };
-                            let _ = self
-                                .ledger
-                                .record_failure(
-                                    client,
-                                    m,
-                                    progress,
-                                    "interrupted (Ctrl-C / SIGTERM); rolled back",
-                                )
-                                .await;
-                            return Err(MigrateError::Interrupted { id: m.id.clone() });
-                        }
-                        if pg.code == crate::db::LOCK_NOT_HELD {
-                            return Err(DbError::LockNotHeld {
-                                context: format!("applying {}", m.id),
-                            }
-                            .into());
-                        }
-                        if pg.code == ALREADY_APPLIED {
-                            tracing::info!("{} was applied by another process meanwhile", m.id);
-                            return Ok(None);
-                        }
-                        if pg.is_transient() && attempt < tries {
-                            let delay = backoff(attempt);
-                            obs.retry(&m.id, attempt, delay, &pg, &blockers);
-                            tokio::time::sleep(delay).await;
-                            continue;
-                        }
-                        let (failed_at, location) =
-                            failure_place(m, stmts, &g.batch, &pg, completed);
-                        let done = g.first; // the group's work was rolled back (or never happened)
-                        let hashes = committed_hashes(done, stmts);
-                        let progress = Progress {
-                            done,
-                            hashes: hashes.as_deref(),
-                        };
-                        self.ledger
-                            .record_failure(client, m, progress, &pg.to_string())
-                            .await
-                            .ok();
-                        return Err(MigrateError::Failed {
-                            id: m.id.clone(),
-                            pg,
-                            location,
-                            statement: failed_at,
-                            statements: stmts.len(),
-                            committed: done,
-                            attempts: attempt,
-                            applied_before: before.iter().map(|a| a.id.clone()).collect(),
-                            blockers,
-                        });
-                    }
+                Err(f) => f,
+            };
+            // The group's work was rolled back (or never happened).
+            let done = g.first;
+            let hashes = committed_hashes(done, stmts);
+            let progress = Progress {
+                done,
+                hashes: hashes.as_deref(),
+            };
+            return match failure {
+                SendError::Db(e) => Err(e.into()),
+                SendError::Raced => {
+                    tracing::info!("{} was applied by another process meanwhile", m.id);
+                    Ok(None)
                 }
-            }
+                SendError::Interrupted => {
+                    let _ = self
+                        .ledger
+                        .record_failure(
+                            client,
+                            m,
+                            progress,
+                            "interrupted (Ctrl-C / SIGTERM); rolled back",
+                        )
+                        .await;
+                    Err(MigrateError::Interrupted { id: m.id.clone() })
+                }
+                SendError::Failed {
+                    pg,
+                    completed,
+                    attempts,
+                    blockers,
+                } => {
+                    let (failed_at, location) = failure_place(m, stmts, &g.batch, &pg, completed);
+                    self.ledger
+                        .record_failure(client, m, progress, &pg.to_string())
+                        .await
+                        .ok();
+                    Err(MigrateError::Failed {
+                        id: m.id.clone(),
+                        pg,
+                        location,
+                        statement: failed_at,
+                        statements: stmts.len(),
+                        committed: done,
+                        attempts,
+                        applied_before: before.iter().map(|a| a.id.clone()).collect(),
+                        blockers,
+                    })
+                }
+            };
         }
         let duration_ms = started.elapsed().as_millis() as u64;
         if let Some(before) = state_before {
@@ -505,64 +711,6 @@ impl<'a> Migrator<'a> {
             resumed_at: resume,
             sql: None,
         }))
-    }
-
-    /// Runs `sql`; while it runs longer than a moment, samples who blocks it from a second
-    /// connection, so a lock timeout can be explained. Returns the last non-empty sample.
-    pub(super) async fn exec_watched(
-        &self,
-        client: &Client,
-        sql: &str,
-    ) -> (Result<(), crate::db::BatchFailure>, Vec<Blocker>) {
-        let exec = crate::db::execute_counting(client, sql);
-        tokio::pin!(exec);
-        let mut seen = Vec::new();
-        let mut wait = Duration::from_millis(150);
-        let mut interrupt = self.interrupt.clone();
-        let mut cancelled = false;
-        loop {
-            tokio::select! {
-                res = &mut exec => return (res, seen),
-                changed = async {
-                    match interrupt.as_mut() {
-                        Some(rx) => rx.wait_for(|v| *v).await.map(|_| ()),
-                        None => std::future::pending().await,
-                    }
-                }, if !cancelled => {
-                    cancelled = true;
-                    if changed.is_ok() {
-                        if let Ok(target) = crate::db::Target::from_settings(self.settings) {
-                            let _ = target.cancel(client).await;
-                        }
-                    }
-                }
-                _ = tokio::time::sleep(wait) => {
-                    wait = Duration::from_millis(400);
-                    let now = self.sample_blockers().await;
-                    if !now.is_empty() {
-                        seen = now;
-                    }
-                }
-            }
-        }
-    }
-
-    pub(super) async fn sample_blockers(&self) -> Vec<Blocker> {
-        let pid = self.pid.load(std::sync::atomic::Ordering::Relaxed);
-        if pid == 0 {
-            return Vec::new();
-        }
-        let mut side = self.side.lock().await;
-        if side.as_ref().is_none_or(|c| c.is_closed()) {
-            let Ok(target) = crate::db::Target::from_settings(self.settings) else {
-                return Vec::new();
-            };
-            *side = target.connect().await.ok();
-        }
-        match side.as_ref() {
-            Some(c) => crate::db::blockers(c, pid).await.unwrap_or_default(),
-            None => Vec::new(),
-        }
     }
 
     /// `--single-transaction`: one BEGIN … COMMIT around every pending migration. Each migration

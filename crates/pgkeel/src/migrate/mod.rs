@@ -33,12 +33,13 @@ mod takeover;
 use baseline::*;
 pub use error::*;
 use executor::*;
+pub(crate) use executor::{guard_sql, session_sql, Expect, Group, SendError, Sender};
 pub use plan::*;
 pub use prepared::*;
 use state_rollback::*;
 
 /// SQLSTATE raised by the guard when another process applied the migration first.
-const ALREADY_APPLIED: &str = "PGS01";
+pub(crate) const ALREADY_APPLIED: &str = "PGS01";
 
 /// Hooks for progress display. Every method has a no-op default.
 pub trait Observer: Send {
@@ -111,12 +112,8 @@ pub struct Migrator<'a> {
     pub settings: &'a Settings,
     pub set: &'a MigrationSet,
     pub ledger: Ledger,
-    /// Backend pid of the migrating session (0 until `migrate` starts).
-    pid: std::sync::atomic::AtomicI32,
-    /// A second connection, opened only when a migration waits, to see who blocks it.
-    side: tokio::sync::Mutex<Option<Client>>,
-    /// Becomes true on Ctrl-C / SIGTERM: the running statement is cancelled and rolled back.
-    interrupt: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Sends each migration's batches (retries, blockers, Ctrl-C).
+    sender: Sender<'a>,
     /// SQL run inside a migration's transaction after its statements, before it is recorded.
     before_commit: Option<String>,
     /// The caller holds the deploy lock on the connection `migrate` gets.
@@ -133,9 +130,7 @@ impl<'a> Migrator<'a> {
             settings,
             set,
             ledger: Ledger::from_settings(settings),
-            pid: std::sync::atomic::AtomicI32::new(0),
-            side: tokio::sync::Mutex::new(None),
-            interrupt: None,
+            sender: Sender::new(settings),
             before_commit: None,
             session: None,
             cache: None,
@@ -186,12 +181,12 @@ impl<'a> Migrator<'a> {
     /// transaction rolled back, the outcome recorded, the lock released; the run then ends with
     /// [`MigrateError::Interrupted`].
     pub fn with_interrupt(mut self, rx: tokio::sync::watch::Receiver<bool>) -> Self {
-        self.interrupt = Some(rx);
+        self.sender.set_interrupt(rx);
         self
     }
 
     fn interrupted(&self) -> bool {
-        self.interrupt.as_ref().is_some_and(|rx| *rx.borrow())
+        self.sender.interrupted()
     }
 
     /// Reads the ledger (without creating it) and plans.
@@ -225,8 +220,7 @@ impl<'a> Migrator<'a> {
             return self.dry_run(client, opts, started).await;
         }
         if let Some(session) = self.session {
-            self.pid
-                .store(session.pid, std::sync::atomic::Ordering::Relaxed);
+            self.sender.set_pid(session.pid);
             let result = self.migrate_locked(client, opts, obs, started).await;
             if let (Err(_), Some(c)) = (&result, &self.cache) {
                 c.forget();
@@ -257,8 +251,7 @@ impl<'a> Migrator<'a> {
                 obs.lock_wait(h, w)
             })
             .await?;
-        self.pid
-            .store(session.pid, std::sync::atomic::Ordering::Relaxed);
+        self.sender.set_pid(session.pid);
         let result = self.migrate_locked(client, opts, obs, started).await;
         // The lock goes with the session anyway; release it now so waiters don't wait for us
         // to disconnect. A failure to release is not worth masking the real outcome.

@@ -4,7 +4,6 @@
 
 use super::*;
 
-/// Exponential backoff with jitter: 200ms, 400ms, 800ms … capped at 10s, ±25%.
 /// A parse-tree rollback as stored in the ledger, marked as generated.
 pub(super) fn generated_text(g: &crate::invert::Generated) -> Option<String> {
     g.sql

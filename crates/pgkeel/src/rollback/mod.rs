@@ -25,18 +25,15 @@ use tokio_postgres::Client;
 
 use crate::config::Settings;
 use crate::db::{DbError, DeployLock, PgError};
-use crate::ident::quote_literal;
 use crate::ledger::{Held, Ledger, LedgerRow};
 use crate::location::Location;
+use crate::migrate::{guard_sql, session_sql, Expect, Group, SendError, Sender};
 use crate::source::{Layout, Migration, MigrationSet, SourceError};
 use crate::sql::{Batch, Statement};
 
 pub use crate::invert::{
     columns_altered, generate, generate_with, Before, ColumnBefore, Generated, Irreversible,
 };
-
-/// SQLSTATE raised by the guard when another process rolled the migration back first.
-const NOT_APPLIED: &str = "PGS02";
 
 /// Options of `pgkeel rollback`.
 #[derive(Debug, Clone, Default)]
@@ -134,6 +131,8 @@ pub enum RollbackError {
         statement: String,
         problem: crate::sql::BlockProblem,
     },
+    #[error("interrupted during the rollback of {id}: its transaction was rolled back, so it is still applied; rollbacks before it stay done; run `pgkeel rollback` again to continue")]
+    Interrupted { id: String },
     #[error(
         "rollback of {id} failed{}{}: {pg}{}\n{}",
         statement_note(*.statement, *.statements),
@@ -549,31 +548,13 @@ async fn drizzle_table_exists(
     Ok(row.get(0))
 }
 
-/// A unit of execution: one transaction, or one statement alone.
-#[derive(Debug)]
-struct Group {
-    /// Session settings sent before `batch` (statements run alone only).
-    pre: String,
-    batch: Batch,
-    /// The ledger update sent after `batch` (when the last statement runs alone).
-    post: String,
-    /// Index of the group's first statement.
-    first: usize,
-    /// Statements in the group.
-    len: usize,
-}
-
-impl Group {
-    fn sql(&self) -> String {
-        format!("{}{}{}", self.pre, self.batch.text, self.post)
-    }
-}
-
+/// Reverts migrations through the executor `migrate` applies them with.
 #[derive(Debug)]
 struct Runner<'a> {
     settings: &'a Settings,
     ledger: &'a Ledger,
     drizzle: bool,
+    sender: Sender<'a>,
 }
 
 impl<'a> Runner<'a> {
@@ -582,31 +563,18 @@ impl<'a> Runner<'a> {
             settings,
             ledger,
             drizzle,
+            sender: Sender::new(settings),
         }
     }
 
     fn settings_sql(u: &Unit<'_>, local: bool) -> String {
-        let scope = if local { "SET LOCAL" } else { "SET" };
-        format!(
-            "{scope} lock_timeout = '{}ms';\n{scope} statement_timeout = '{}ms';\n",
-            u.lock_timeout.as_millis(),
-            u.statement_timeout.as_millis()
-        )
+        session_sql(u.lock_timeout, u.statement_timeout, local)
     }
 
-    /// A transaction-level advisory lock shared with `migrate`'s transactions, and a check that
-    /// the migration is still in effect (so it is rolled back once, whatever the connection path).
+    /// The guard shared with `migrate`'s transactions: the migration must still be applied, so
+    /// it is rolled back once, whatever the connection path.
     fn guard_sql(&self, u: &Unit<'_>) -> String {
-        let lock = DeployLock::for_ledger(&self.ledger.schema, &self.ledger.table);
-        let (key, held) = (lock.tx_key(), lock.held_check_sql());
-        let id = quote_literal(&u.id);
-        format!(
-            "{held}SELECT pg_advisory_xact_lock({key});\n\
-             DO $pgkeel$ BEGIN IF NOT EXISTS (SELECT 1 FROM {t} WHERE id = {id} AND status IN ('applied', 'baselined')) \
-             THEN RAISE EXCEPTION 'pgkeel: % is no longer applied (rolled back by another process?)', {id} USING ERRCODE = '{NOT_APPLIED}'; \
-             END IF; END $pgkeel$;\n",
-            t = self.ledger.table_sql(),
-        )
+        guard_sql(self.ledger, &u.id, Expect::Applied)
     }
 
     /// The ledger update, the audit row, and drizzle-orm's row, ending in `;\n`.
@@ -670,6 +638,7 @@ impl<'a> Runner<'a> {
                 pre,
                 batch: b,
                 post: String::new(),
+                cleanup: None,
                 first,
                 len: i - first,
             });
@@ -688,6 +657,7 @@ impl<'a> Runner<'a> {
                         pre: String::new(),
                         batch: b,
                         post: String::new(),
+                        cleanup: None,
                         first: 0,
                         len: 0,
                     });
@@ -707,53 +677,42 @@ impl<'a> Runner<'a> {
         let started = Instant::now();
         let groups = self.groups(u);
         let mut attempts_total = 0;
+        let what = format!("rolling back {}", u.id);
         for g in &groups {
-            if !g.pre.is_empty() {
-                client.batch_execute(&g.pre).await.map_err(|e| {
-                    DbError::query(format!("preparing the rollback of {}", u.id), e)
-                })?;
-            }
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                attempts_total += 1;
-                let Err(e) = client.batch_execute(&g.batch.text).await else {
-                    break;
-                };
-                let pg = PgError::from_driver(&e);
-                // Leave no aborted transaction behind; the connection may be gone.
-                let _ = client.batch_execute("ROLLBACK").await;
-                let Some(pg) = pg else {
-                    return Err(DbError::query(format!("rolling back {}", u.id), e).into());
-                };
-                if pg.code == crate::db::LOCK_NOT_HELD {
-                    return Err(DbError::LockNotHeld {
-                        context: format!("rolling back {}", u.id),
-                    }
-                    .into());
-                }
-                if pg.code == NOT_APPLIED {
-                    tracing::info!("{} was rolled back by another process meanwhile", u.id);
-                    return Ok(None);
-                }
-                if pg.is_transient() && attempt < u.retries {
-                    let delay = backoff(attempt);
+            let mut on_retry =
+                |attempt, delay: Duration, pg: &PgError, _: &[crate::db::Blocker]| {
                     tracing::warn!(
-                        "rollback of {} hit {} ({}); retrying in {} ms",
+                        "rollback of {} hit {} ({}); retrying in {} ms (attempt {attempt})",
                         u.id,
                         pg.code,
                         pg.message,
                         delay.as_millis()
                     );
-                    tokio::time::sleep(delay).await;
-                    continue;
+                };
+            match self
+                .sender
+                .send(client, g, &what, u.retries, &mut on_retry)
+                .await
+            {
+                Ok(attempts) => attempts_total += attempts,
+                Err(SendError::Db(e)) => return Err(e.into()),
+                Err(SendError::Raced) => {
+                    tracing::info!("{} was rolled back by another process meanwhile", u.id);
+                    return Ok(None);
                 }
-                return Err(self.failure(client, u, g, pg, attempt, before).await);
-            }
-            if !g.post.is_empty() {
-                client.batch_execute(&g.post).await.map_err(|e| {
-                    DbError::query(format!("recording the rollback of {}", u.id), e)
-                })?;
+                Err(SendError::Interrupted) => {
+                    return Err(RollbackError::Interrupted { id: u.id.clone() })
+                }
+                Err(SendError::Failed {
+                    pg,
+                    completed,
+                    attempts,
+                    ..
+                }) => {
+                    return Err(self
+                        .failure(client, u, g, pg, completed, attempts, before)
+                        .await)
+                }
             }
         }
         tracing::info!(
@@ -776,10 +735,21 @@ impl<'a> Runner<'a> {
         u: &Unit<'_>,
         g: &Group,
         pg: PgError,
+        completed: usize,
         attempts: u32,
         before: &[String],
     ) -> RollbackError {
-        let offset = pg.position.and_then(|p| g.batch.file_offset(p));
+        // The statement holding the server's error position, else the one running when the
+        // batch stopped.
+        let offset = pg
+            .position
+            .and_then(|p| g.batch.file_offset(p))
+            .or_else(|| {
+                g.batch
+                    .statement_after(completed)
+                    .and_then(|i| u.stmts.get(i))
+                    .map(|s| s.offset)
+            });
         let location = match (offset, &u.path) {
             (Some(o), Some(path)) => Some(Location::in_file(path, &u.text, o)),
             _ => None,
@@ -816,21 +786,13 @@ impl<'a> Runner<'a> {
     }
 }
 
-/// Exponential backoff with jitter: 200ms, 400ms, 800ms … capped at 10s, ±25%.
-fn backoff(attempt: u32) -> Duration {
-    let base = 200u64
-        .saturating_mul(1 << attempt.min(6).saturating_sub(1))
-        .min(10_000);
-    let jitter = rand::random::<u64>() % (base / 2 + 1);
-    Duration::from_millis(base - base / 4 + jitter)
-}
-
 impl crate::outcome::Classify for RollbackError {
     fn kind(&self) -> crate::outcome::FailureKind {
         use crate::outcome::FailureKind as K;
         match self {
             RollbackError::Db(d) => crate::outcome::Classify::kind(d),
             RollbackError::Failed { .. } => K::Migration,
+            RollbackError::Interrupted { .. } => K::Interrupted,
             RollbackError::UnknownId { .. }
             | RollbackError::AmbiguousId { .. }
             | RollbackError::NotApplied { .. }
