@@ -26,6 +26,26 @@ pub struct Generated {
     /// Whether an irreversible statement destroys data (DROP TABLE/COLUMN, DELETE, UPDATE,
     /// TRUNCATE, a column type change, …): only a hand-written down file plus a backup can undo it.
     pub data_loss: bool,
+    /// Whether every statement without an inverse changes only what the schema model holds
+    /// (a `CREATE OR REPLACE VIEW`, a comment, a domain): then a state-based rollback, the diff of
+    /// schema snapshots before and after, undoes it. False as soon as one statement changes
+    /// rows, privileges, owners, roles or anything pgkeel cannot see (an `INSERT`, a `GRANT`, a
+    /// `SELECT` of a function, a `CALL`): a schema diff would be empty and the rollback a lie.
+    pub state_based: bool,
+}
+
+impl Generated {
+    /// Why no rollback can be generated, state-based or not: the first statement that changes
+    /// what the schema model cannot see. `None` when there is an inverse, or a state-based one.
+    pub fn refusal(&self) -> Option<&Irreversible> {
+        if self.sql.is_some() || self.state_based {
+            return None;
+        }
+        self.irreversible
+            .iter()
+            .find(|i| !i.schema_only)
+            .or(self.irreversible.first())
+    }
 }
 
 /// A statement pgkeel cannot invert.
@@ -37,6 +57,8 @@ pub struct Irreversible {
     pub text: String,
     /// Why, and what to do instead.
     pub reason: String,
+    /// The statement changes only what the schema model holds (see [`Generated::state_based`]).
+    pub schema_only: bool,
 }
 
 /// The reason given for statements that destroy data.
@@ -68,6 +90,9 @@ pub struct ColumnBefore {
 #[derive(Debug, Clone, Default)]
 pub struct Before {
     columns: HashMap<(String, String, String), ColumnBefore>,
+    /// Functions `CREATE OR REPLACE` writes, by [`function_signature`]: the definition before
+    /// (`pg_get_functiondef`), or `None` when there was no such function.
+    functions: HashMap<String, Option<String>>,
 }
 
 impl Before {
@@ -77,9 +102,38 @@ impl Before {
             .insert((schema.into(), table.into(), column.into()), state);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.columns.is_empty()
+    /// Records the definition of the function with `signature` before the migration (`None`:
+    /// it did not exist).
+    pub fn insert_function(&mut self, signature: &str, definition: Option<String>) {
+        self.functions.insert(signature.into(), definition);
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty() && self.functions.is_empty()
+    }
+}
+
+/// The signatures of the functions `stmts` create with `CREATE OR REPLACE`, in order and
+/// without repeats: the functions whose definition [`Before`] should hold.
+pub fn functions_replaced(stmts: &[Statement]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in stmts {
+        let Ok(parsed) = pg_query::parse(&s.text) else {
+            continue;
+        };
+        for raw in &parsed.protobuf.stmts {
+            if let Some(NodeEnum::CreateFunctionStmt(f)) =
+                raw.stmt.as_ref().and_then(|n| n.node.as_ref())
+            {
+                if let Some(sig) = f.replace.then(|| function_signature(f)).flatten() {
+                    if !out.contains(&sig) {
+                        out.push(sig);
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The `(schema, table, column)` triples whose default or NOT NULL `stmts` change with `ALTER
@@ -131,23 +185,33 @@ pub fn generate_with(stmts: &[Statement], before: &Before) -> Generated {
         before: before.clone(),
         ..Inverter::default()
     };
-    let mut out = Generated::default();
+    let mut out = Generated {
+        state_based: true,
+        ..Generated::default()
+    };
     let mut parts: Vec<Vec<String>> = Vec::with_capacity(stmts.len());
     for (i, s) in stmts.iter().enumerate() {
         match inv.statement_text(&s.text) {
             Inverse::Sql(sql) => parts.push(sql),
             Inverse::Noop => {}
-            Inverse::Irreversible { reason, data_loss } => {
+            Inverse::Irreversible {
+                reason,
+                data_loss,
+                schema_only,
+            } => {
                 out.data_loss |= data_loss;
+                out.state_based &= schema_only && !data_loss;
                 out.irreversible.push(Irreversible {
                     statement: i,
                     text: s.text.clone(),
                     reason,
+                    schema_only,
                 });
             }
         }
     }
     if out.irreversible.is_empty() {
+        out.state_based = false;
         let mut sql = String::new();
         for stmt in parts.iter().rev().flatten() {
             sql.push_str(stmt);
@@ -168,13 +232,27 @@ pub(crate) enum Inverse {
     Irreversible {
         reason: String,
         data_loss: bool,
+        /// Its effect is on objects the schema model holds (a state-based rollback sees it).
+        schema_only: bool,
     },
 }
 
+/// A schema change pgkeel cannot invert from the parse tree (a state-based rollback may).
 pub(crate) fn irreversible(reason: impl Into<String>) -> Inverse {
     Inverse::Irreversible {
         reason: reason.into(),
         data_loss: false,
+        schema_only: true,
+    }
+}
+
+/// A change the schema model does not see (rows, privileges, owners, roles, whatever a
+/// function or a procedure does): only a down file undoes it.
+pub(crate) fn unseen(reason: impl Into<String>) -> Inverse {
+    Inverse::Irreversible {
+        reason: reason.into(),
+        data_loss: false,
+        schema_only: false,
     }
 }
 
@@ -182,6 +260,7 @@ pub(crate) fn loses_data() -> Inverse {
     Inverse::Irreversible {
         reason: LOSES_DATA.into(),
         data_loss: true,
+        schema_only: false,
     }
 }
 
@@ -192,8 +271,16 @@ pub(crate) fn unsupported(text: &str) -> Inverse {
     ))
 }
 
-/// The first words of a statement, for messages.
-pub(crate) fn head(text: &str) -> String {
+/// A statement of a kind pgkeel does not know: it may change anything.
+pub(crate) fn unknown(text: &str) -> Inverse {
+    unseen(format!(
+        "pgkeel cannot tell what `{}` changes: write a .down.sql",
+        head(text)
+    ))
+}
+
+/// The first words of a statement (`CREATE TABLE foo …`), for messages.
+pub fn head(text: &str) -> String {
     let words: Vec<&str> = text.split_whitespace().collect();
     if words.len() > 3 {
         format!("{} …", words[..3].join(" "))
@@ -318,7 +405,7 @@ impl Inverter {
     fn statement_text(&mut self, text: &str) -> Inverse {
         let parsed = match pg_query::parse(text) {
             Ok(p) => p,
-            Err(e) => return irreversible(format!("does not parse: {e}")),
+            Err(e) => return unseen(format!("does not parse: {e}")),
         };
         let mut all = Vec::new();
         for raw in &parsed.protobuf.stmts {
@@ -410,7 +497,13 @@ impl Inverter {
                     "function"
                 };
                 if s.replace {
-                    return or_replace(what);
+                    // The definition read just before: put it back, or drop a function that
+                    // was not there.
+                    match function_signature(s).and_then(|sig| self.before.functions.get(&sig)) {
+                        Some(Some(def)) => return Inverse::Sql(vec![def.trim_end().to_string()]),
+                        Some(None) => {}
+                        None => return or_replace(what),
+                    }
                 }
                 if let Some(o) = names_obj(&strings(&s.funcname), Obj::Function) {
                     self.add(o);
@@ -519,12 +612,12 @@ impl Inverter {
                 if created {
                     Inverse::Noop
                 } else {
-                    irreversible("the previous privileges are unknown: write a .down.sql")
+                    unseen("the previous privileges are unknown: write a .down.sql")
                 }
             }
             NodeEnum::AlterOwnerStmt(s) => match &s.relation {
                 Some(rv) if self.has_rel(rv) => Inverse::Noop,
-                _ => irreversible("the previous owner is unknown: write a .down.sql"),
+                _ => unseen("the previous owner is unknown: write a .down.sql"),
             },
             NodeEnum::AlterSeqStmt(s) => match &s.sequence {
                 Some(rv) if self.has_rel(rv) => Inverse::Noop,
@@ -561,12 +654,31 @@ impl Inverter {
             | NodeEnum::CheckPointStmt(_)
             | NodeEnum::NotifyStmt(_) => Inverse::Noop,
             NodeEnum::VariableSetStmt(s) => match s.name.as_str() {
-                "search_path" | "role" | "session_authorization" | "" => irreversible(
+                "search_path" | "role" | "session_authorization" | "" => unseen(
                     "SET changes how later statements resolve names or who owns what: write a .down.sql",
                 ),
                 _ => Inverse::Noop,
             },
-            _ => unsupported(text),
+            NodeEnum::SelectStmt(s) => {
+                // A query changes nothing, unless it calls a function (which may write) or
+                // creates a table.
+                if s.into_clause.is_some() || has_function_call(s) {
+                    unseen(format!(
+                        "`{}` calls a function, which may change data pgkeel cannot see: write a .down.sql",
+                        head(text)
+                    ))
+                } else {
+                    Inverse::Noop
+                }
+            }
+            NodeEnum::LockStmt(_) => Inverse::Noop,
+            NodeEnum::CallStmt(_) | NodeEnum::CopyStmt(_) | NodeEnum::MergeStmt(_) => unseen(
+                format!(
+                    "`{}` changes data pgkeel cannot tell apart from others: write a .down.sql",
+                    head(text)
+                ),
+            ),
+            _ => unknown(text),
         }
     }
 
@@ -592,6 +704,7 @@ impl Inverter {
             _ => Inverse::Irreversible {
                 reason: reason.into(),
                 data_loss,
+                schema_only: false,
             },
         }
     }
@@ -734,10 +847,11 @@ impl Inverter {
                     return Inverse::Irreversible {
                         reason: "the column's previous type is unknown and converting back may change values: write a .down.sql".into(),
                         data_loss: true,
+                        schema_only: false,
                     }
                 }
                 T::AtChangeOwner => {
-                    return irreversible("the previous owner is unknown: write a .down.sql")
+                    return unseen("the previous owner is unknown: write a .down.sql")
                 }
                 other => {
                     return irreversible(format!(
@@ -1019,14 +1133,19 @@ impl Inverter {
             }
         }
         let Some(inner) = body.filter(|_| plpgsql).and_then(drizzle_do_inner) else {
-            return irreversible(
+            return unseen(
                 "pgkeel cannot tell what a DO block changes (only drizzle-kit's `DO $$ BEGIN …; EXCEPTION WHEN duplicate_object THEN null; END $$` is understood): write a .down.sql",
             );
         };
         match self.statement_text(inner) {
-            Inverse::Irreversible { reason, data_loss } => Inverse::Irreversible {
+            Inverse::Irreversible {
+                reason,
+                data_loss,
+                schema_only,
+            } => Inverse::Irreversible {
                 reason: format!("inside the DO block: {reason}"),
                 data_loss,
+                schema_only,
             },
             other => other,
         }
@@ -1058,6 +1177,24 @@ pub(crate) fn drizzle_do_inner(body: &str) -> Option<&str> {
     }
     let inner = rest[..at].trim();
     (!inner.is_empty()).then_some(inner)
+}
+
+/// Whether a query calls any function (or has a data-modifying `WITH`).
+fn has_function_call(s: &pb::SelectStmt) -> bool {
+    fn walk(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(m) => m.iter().any(|(k, v)| {
+                k == "FuncCall"
+                    || k == "InsertStmt"
+                    || k == "UpdateStmt"
+                    || k == "DeleteStmt"
+                    || walk(v)
+            }),
+            serde_json::Value::Array(a) => a.iter().any(walk),
+            _ => false,
+        }
+    }
+    serde_json::to_value(s).is_ok_and(|v| walk(&v))
 }
 
 pub(crate) fn or_replace(what: &str) -> Inverse {
@@ -1095,6 +1232,21 @@ pub(crate) fn alter_keyword(kind: pb::ObjectType) -> Option<&'static str> {
 /// `DROP FUNCTION IF EXISTS name(argtypes)` for a CREATE FUNCTION/PROCEDURE, rendered by
 /// PostgreSQL's deparser so argument types (arrays, qualified and quoted types) come out right.
 pub(crate) fn drop_function_sql(f: &pb::CreateFunctionStmt) -> Option<String> {
+    drop_function(f, false)
+}
+
+/// The signature of a function `CREATE [OR REPLACE] FUNCTION` writes, as `to_regprocedure`
+/// reads it (`public.f(integer, text)`: input argument types only). `None` for procedures.
+pub fn function_signature(f: &pb::CreateFunctionStmt) -> Option<String> {
+    if f.is_procedure {
+        return None;
+    }
+    let sql = drop_function(f, true)?;
+    sql.strip_prefix("DROP FUNCTION ").map(str::to_string)
+}
+
+/// `DROP FUNCTION [IF EXISTS] name(args)` for `f`; `signature`: no modes, no `IF EXISTS`.
+fn drop_function(f: &pb::CreateFunctionStmt, signature: bool) -> Option<String> {
     use pb::FunctionParameterMode as M;
     let args: Vec<pb::Node> = f
         .parameters
@@ -1116,7 +1268,7 @@ pub(crate) fn drop_function_sql(f: &pb::CreateFunctionStmt) -> Option<String> {
                     name: String::new(),
                     arg_type: fp.arg_type.clone(),
                     // No mode written for plain input arguments: `f(int, text)`.
-                    mode: if fp.mode() == M::FuncParamIn {
+                    mode: if fp.mode() == M::FuncParamIn || signature {
                         M::FuncParamDefault as i32
                     } else {
                         fp.mode
@@ -1141,7 +1293,7 @@ pub(crate) fn drop_function_sql(f: &pb::CreateFunctionStmt) -> Option<String> {
             pb::ObjectType::ObjectFunction
         } as i32,
         behavior: pb::DropBehavior::DropRestrict as i32,
-        missing_ok: true,
+        missing_ok: !signature,
         concurrent: false,
     };
     NodeEnum::DropStmt(drop).deparse().ok()

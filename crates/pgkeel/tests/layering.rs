@@ -38,6 +38,7 @@ const EDGES: &[(&str, &str)] = &[
     ("drizzle", "db"),
     ("ledger", "db"),
     ("invert", "sql"),
+    ("lint", "invert"),
     ("lint", "report"),
     ("lint", "source"),
     ("lint", "sql"),

@@ -64,6 +64,7 @@ pub async fn run(ctx: Ctx, args: LintArgs) -> anyhow::Result<i32> {
         pg_version,
         lock_timeout_disabled: ctx.settings.lock_timeout.is_zero(),
         rollback_file: false,
+        needs_rollback: false,
     };
     let reports: Vec<FileReport> = if args.files.is_empty() {
         lint::lint_set(&ctx.load_set()?, &opts)

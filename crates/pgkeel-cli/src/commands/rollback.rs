@@ -22,6 +22,11 @@ pub struct RollbackArgs {
     /// Print which migrations would be rolled back and the exact SQL; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// For a migration pgkeel has no rollback for (seed rows, a GRANT, a DO block, no down
+    /// file): only mark it rolled back in the ledger, so `migrate` applies it again. Nothing runs
+    /// and what it did stays in the database; undo that yourself first.
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     safety: SafetyOpts,
 }
@@ -40,6 +45,7 @@ pub async fn run(mut ctx: Ctx, args: RollbackArgs) -> anyhow::Result<i32> {
     let opts = RollbackOptions {
         cascade: args.cascade,
         dry_run: args.dry_run,
+        force: args.force,
         ..RollbackOptions::default()
     };
     if !ctx.json() {
@@ -78,6 +84,13 @@ pub async fn run(mut ctx: Ctx, args: RollbackArgs) -> anyhow::Result<i32> {
         println!("nothing to do: another process rolled it back meanwhile");
     } else {
         for r in &report.rolled_back {
+            if r.source == rollback::RollbackSource::LedgerOnly {
+                println!(
+                    "  marked {} rolled back in the ledger only (--force): nothing ran, what it did is still in the database",
+                    r.id
+                );
+                continue;
+            }
             println!(
                 "  rolled back {} ({}, {})",
                 r.id,

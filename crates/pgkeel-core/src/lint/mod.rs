@@ -53,6 +53,9 @@ pub struct LintOptions {
     /// The file is a rollback (`.down.sql`): dropping what the migration created is its job,
     /// so the drop-table / drop-column rules stay quiet.
     pub rollback_file: bool,
+    /// The file is a migration with no down file and no `-- pgkeel:irreversible`: the
+    /// `no-rollback` rule says when pgkeel cannot undo it either.
+    pub needs_rollback: bool,
 }
 
 impl Default for LintOptions {
@@ -61,6 +64,7 @@ impl Default for LintOptions {
             pg_version: 170000,
             lock_timeout_disabled: false,
             rollback_file: false,
+            needs_rollback: false,
         }
     }
 }
@@ -240,6 +244,7 @@ pub fn lint_set(set: &crate::source::MigrationSet, opts: &LintOptions) -> Vec<Fi
                 && m.directives
                     .lock_timeout
                     .is_none_or(|t| t.as_duration().is_zero()),
+            needs_rollback: m.down.is_none() && !m.directives.irreversible,
             ..*opts
         };
         out.push(lint_file(
@@ -251,6 +256,7 @@ pub fn lint_set(set: &crate::source::MigrationSet, opts: &LintOptions) -> Vec<Fi
         if let Some(d) = &m.down {
             let down_opts = LintOptions {
                 rollback_file: true,
+                needs_rollback: false,
                 ..file_opts
             };
             out.push(lint_file(

@@ -89,6 +89,9 @@ pub(super) const RULES: &[Rule] = &[
     Rule { id: "unknown-rule", severity: E,
         why: "a suppression that names no existing rule (or gives no reason) silences nothing and hides a typo",
         help: "`-- pgkeel:ignore RULE reason` with a rule id from `pgkeel lint --rules`" },
+    Rule { id: "no-rollback", severity: W,
+        why: "the migration changes what neither its parse tree nor a schema diff can undo (rows, privileges, owners, a DO block, a function call), and it has no down file: `pgkeel rollback` will refuse it",
+        help: "write the migration's .down.sql, or mark it `-- pgkeel:irreversible` when it must never be rolled back" },
     Rule { id: "unused-suppression", severity: W,
         why: "a suppression that silences nothing is stale and will hide a future problem",
         help: "remove it" },
@@ -119,6 +122,21 @@ const VOLATILE: &[&str] = &[
 ];
 
 pub(super) fn check(stmts: &[Statement], no_transaction: bool, opts: &LintOptions) -> Vec<Found> {
+    let mut found = check_statements(stmts, no_transaction, opts);
+    if opts.needs_rollback {
+        if let Some(r) = crate::invert::generate(stmts).refusal() {
+            found.push(Found {
+                rule: "no-rollback",
+                statement: r.statement,
+                at: 0,
+                message: format!("no rollback for this migration: {}", r.reason),
+            });
+        }
+    }
+    found
+}
+
+fn check_statements(stmts: &[Statement], no_transaction: bool, opts: &LintOptions) -> Vec<Found> {
     let mut w = Walker {
         opts: *opts,
         no_transaction,

@@ -616,7 +616,7 @@ impl<'a> Migrator<'a> {
         // (state-based). Data-losing migrations keep "no automatic rollback": a schema-only undo
         // would pretend to restore what it cannot.
         let state_before =
-            if resume.is_none() && generated.is_some_and(|g| g.sql.is_none() && !g.data_loss) {
+            if resume.is_none() && generated.is_some_and(|g| g.sql.is_none() && g.state_based) {
                 match self.user_schemas_snapshot(client).await {
                     Ok(s) => Some(s),
                     Err(e) => {

@@ -218,6 +218,27 @@ pub fn check_folder(set: &MigrationSet) -> Vec<Problem> {
         }
         let generated = crate::invert::generate(&stmts);
         if !generated.data_loss {
+            // Rows, privileges, owners, a DO block: no inverse and no state-based rollback.
+            if let Some(r) = generated.refusal() {
+                let l = crate::location::Location::in_file(
+                    &m.path,
+                    &m.sql,
+                    stmts.get(r.statement).map_or(0, |s| s.offset),
+                );
+                out.push(Problem {
+                    kind: "no_rollback",
+                    severity: Severity::Warning,
+                    id: m.id.clone(),
+                    message: format!(
+                        "{}:{}: {} — `pgkeel rollback` will refuse it; write {}.down.sql or \
+                         mark the file `-- pgkeel:irreversible`",
+                        l.path.display(),
+                        l.line,
+                        r.reason,
+                        m.id
+                    ),
+                });
+            }
             continue;
         }
         let first = generated

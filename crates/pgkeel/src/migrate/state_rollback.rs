@@ -14,9 +14,10 @@ pub(super) fn generated_text(g: &crate::invert::Generated) -> Option<String> {
 impl<'a> Migrator<'a> {
     /// The rollback stored with `m`: its down file, else SQL generated from the parse tree
     /// when every statement can be inverted (see [`crate::invert::generate`]).
-    /// The catalog's state of the columns whose default or NOT NULL `stmts` change, read just
-    /// before they run, so the generated rollback restores exactly that state. One query, and
-    /// only for migrations that have such statements and no down file. A resumed migration
+    /// The catalog's state of the columns whose default or NOT NULL `stmts` change, and of the
+    /// functions they `CREATE OR REPLACE`, read just before they run, so the generated rollback
+    /// restores exactly that state. One query each, and only for migrations that have such
+    /// statements and no down file. A resumed migration
     /// already ran part of its statements, so its catalog is not "before": it gets none.
     pub(super) async fn columns_before(
         &self,
@@ -28,6 +29,25 @@ impl<'a> Migrator<'a> {
         let mut before = Before::default();
         if m.down.is_some() || m.directives.irreversible || resume.is_some_and(|r| r > 0) {
             return Ok(before);
+        }
+        let functions = crate::invert::functions_replaced(stmts);
+        if !functions.is_empty() {
+            // A signature the server cannot read (a type that does not exist yet) makes the whole
+            // query fail: then the functions get no catalog state (and a state-based rollback).
+            match client
+                .query(
+                    "SELECT sig, pg_get_functiondef(to_regprocedure(sig)) FROM unnest($1::text[]) AS sig",
+                    &[&functions],
+                )
+                .await
+            {
+                Ok(rows) => {
+                    for r in rows {
+                        before.insert_function(r.get(0), r.get(1));
+                    }
+                }
+                Err(e) => tracing::debug!("reading the functions {} replaces: {e}", m.id),
+            }
         }
         let cols = crate::invert::columns_altered(stmts);
         if cols.is_empty() {

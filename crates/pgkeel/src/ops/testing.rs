@@ -145,6 +145,7 @@ pub async fn run(
         pg_version: opts.pg_version.unwrap_or(170000),
         lock_timeout_disabled: settings.lock_timeout.is_zero(),
         rollback_file: false,
+        needs_rollback: false,
     };
     let mut lint_by_file: HashMap<PathBuf, Vec<Violation>> = HashMap::new();
     for r in lint::lint_set(set, &lint_opts) {
@@ -493,6 +494,7 @@ async fn round_trip(
         &RollbackOptions {
             cascade: false,
             dry_run: false,
+            force: false,
             locked: migrator.session(),
             row_cache: migrator.row_cache(),
         },

@@ -147,6 +147,7 @@ impl<O: DeployObserver> Run<'_, O> {
             },
             lock_timeout_disabled: self.settings.lock_timeout.is_zero(),
             rollback_file: false,
+            needs_rollback: false,
         };
         let pending_ids: HashSet<&str> = pending.iter().map(|m| m.id.as_str()).collect();
         let pending_set = MigrationSet {
