@@ -286,3 +286,36 @@ async fn a_down_file_that_drops_a_function_is_caught() {
     // Repaired, re-applied: the table-level migration after it passes.
     assert!(by_id("0003_u").ok, "{r:#?}");
 }
+
+/// A round trip that leaves the schema in a state the suite cannot repair (a down file that
+/// leaves an added enum value: PostgreSQL cannot remove enum values) no longer stops
+/// the suite: the migrations after it are judged on a scratch database rebuilt up to it.
+#[tokio::test]
+async fn the_suite_goes_on_after_a_round_trip_it_cannot_repair() {
+    let dir = native(&[
+        (
+            "0001_t.sql",
+            "CREATE TYPE mood AS ENUM ('a');\nCREATE TABLE t (m mood);\n",
+        ),
+        ("0002_c.sql", "ALTER TYPE mood ADD VALUE 'b';\n"),
+        ("0002_c.down.sql", "SELECT 1; -- cannot remove the value\n"),
+        ("0003_u.sql", "CREATE TABLE u (id bigint PRIMARY KEY);\n"),
+        ("0004_v.sql", "ALTER TABLE u ADD COLUMN note text;\n"),
+    ]);
+    let set = source::load(dir.path()).unwrap();
+    let settings = settings_for(&support::admin_url());
+    let r = testing::run(&settings, &set, &opts()).await.unwrap();
+    let by_id = |id: &str| r.migrations.iter().find(|m| m.id == id).unwrap();
+    assert_eq!(r.migrations.len(), 4, "{r:#?}");
+    let m2 = by_id("0002_c");
+    assert!(!m2.ok && m2.reapply == "failed", "{m2:#?}");
+    assert!(
+        m2.note.as_deref().unwrap_or("").contains("rebuilt"),
+        "{m2:#?}"
+    );
+    for id in ["0003_u", "0004_v"] {
+        let m = by_id(id);
+        assert!(m.ok && m.rollback == "ok" && m.reapply == "ok", "{m:#?}");
+    }
+    assert_eq!(r.failed, 1, "{r:#?}");
+}

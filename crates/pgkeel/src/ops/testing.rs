@@ -126,6 +126,8 @@ pub enum TestError {
         #[source]
         source: std::io::Error,
     },
+    #[error("rebuilding the scratch database to go on after a failed round trip: re-applying {id} failed: {message}")]
+    Rebuild { id: String, message: String },
     #[error("introspecting the scratch database: {0}")]
     Schema(#[from] schema::SchemaError),
     #[error("reading the locks a migration took: {0} (a bug in pgkeel: please report it)")]
@@ -151,13 +153,44 @@ pub async fn run(
     for r in lint::lint_set(set, &lint_opts) {
         lint_by_file.insert(r.path.clone(), r.violations);
     }
-    let db = Scratch::create(settings, &opts.scratch).await?;
-    let scratch_name = db.target().to_string();
-    let result = suite(settings, set, opts, &db, &fixtures, &mut lint_by_file).await;
-    let dropped = db.drop_now().await;
-    let (migrations, idempotency_error) = result?;
-    if let Err(e) = dropped {
-        tracing::warn!("dropping the scratch database: {e}");
+    // One scratch database, and a fresh one rebuilt up to the last migration judged whenever a
+    // round trip leaves the schema in a state the suite cannot repair: every migration is judged.
+    let mut migrations = Vec::new();
+    let idempotency_error;
+    let mut scratch_name;
+    let mut start = 0;
+    loop {
+        let db = Scratch::create(settings, &opts.scratch).await?;
+        scratch_name = db.target().to_string();
+        let result = suite(
+            settings,
+            set,
+            opts,
+            &db,
+            &fixtures,
+            &mut lint_by_file,
+            start,
+        )
+        .await;
+        let dropped = db.drop_now().await;
+        let (mut part, idempotency, broken_at) = result?;
+        if let Err(e) = dropped {
+            tracing::warn!("dropping the scratch database: {e}");
+        }
+        migrations.append(&mut part);
+        match broken_at {
+            Some(i) if i + 1 < set.migrations.len() => {
+                tracing::info!(
+                    "{}: the scratch database could not be brought back; rebuilding it up to this migration to go on",
+                    set.migrations[i].id
+                );
+                start = i + 1;
+            }
+            _ => {
+                idempotency_error = idempotency;
+                break;
+            }
+        }
     }
     let fail_on = opts.lint_fail_on.unwrap_or(Severity::Critical);
     let all_lint: Vec<&Violation> = migrations.iter().flat_map(|m| &m.lint).collect();
@@ -202,7 +235,10 @@ fn load_fixtures(dir: Option<&Path>) -> Result<HashMap<String, (PathBuf, String)
     Ok(out)
 }
 
-type SuiteResult = (Vec<MigrationResult>, Option<String>);
+/// The results of the migrations judged, the idempotency error, and the index of the migration
+/// after which the scratch database was left in a state the suite cannot repair (then the
+/// caller rebuilds one up to it and calls again from the next).
+type SuiteResult = (Vec<MigrationResult>, Option<String>, Option<usize>);
 
 async fn suite(
     settings: &Settings,
@@ -211,6 +247,7 @@ async fn suite(
     db: &Scratch,
     fixtures: &HashMap<String, (PathBuf, String)>,
     lint_by_file: &mut HashMap<PathBuf, Vec<Violation>>,
+    start: usize,
 ) -> Result<SuiteResult, TestError> {
     let client = db.target().connect().await?;
     scratch_session(&client).await?;
@@ -235,6 +272,27 @@ async fn suite(
         .in_locked_session(session)
         .with_row_cache(std::sync::Arc::new(crate::ledger::RowCache::default()))
         .with_before_commit(CAPTURE_LOCKS);
+    // A rebuilt scratch database: the migrations already judged are applied again (with their
+    // fixtures), untested, to reach the state after the last of them.
+    for m in &set.migrations[..start] {
+        if let Some((path, sql)) = fixtures.get(&m.id) {
+            client.batch_execute(sql).await.map_err(|e| {
+                DbError::query(format!("loading fixture {} again", path.display()), e)
+            })?;
+        }
+        let upto = MigrateOptions {
+            target: Some(m.id.clone()),
+            ..MigrateOptions::default()
+        };
+        migrator
+            .migrate(&client, &upto, &mut Silent)
+            .await
+            .map_err(|e| TestError::Rebuild {
+                id: m.id.clone(),
+                message: e.to_string(),
+            })?;
+        captured_locks(&client).await?;
+    }
     // The whole schema as it stands, kept up to date from the scoped snapshots: the "before"
     // of each migration is cut from it instead of being read (see `Snapshot::merge_scoped`).
     let mut model = match opts.no_round_trip {
@@ -248,7 +306,7 @@ async fn suite(
     let mut rels: Option<HashMap<u32, Relation>> = None;
     let mut results = Vec::new();
     let mut broken = false;
-    for m in &set.migrations {
+    for (index, m) in set.migrations.iter().enumerate().skip(start) {
         let mut lint = lint_by_file.remove(&m.path).unwrap_or_default();
         if let Some(d) = &m.down {
             lint.extend(lint_by_file.remove(&d.path).unwrap_or_default());
@@ -407,10 +465,13 @@ async fn suite(
             }
             _ => rels = None,
         }
-        // A failed round trip is reported; the suite goes on as long as the schema is back to
-        // the state after this migration.
-        broken = r.reapply == "failed";
+        // A failed round trip is reported; the suite goes on here as long as the schema is
+        // back to the state after this migration, and on a rebuilt scratch database otherwise.
+        let unrepaired = r.reapply == "failed";
         results.push(r);
+        if unrepaired {
+            return Ok((results, None, Some(index)));
+        }
     }
     // Idempotency: nothing left to apply, no hash differs.
     let mut idempotency = None;
@@ -446,7 +507,7 @@ async fn suite(
             }
         }
     }
-    Ok((results, idempotency))
+    Ok((results, idempotency, None))
 }
 
 /// The scratch database is thrown away at the end: its commits need not wait for the WAL to
@@ -550,7 +611,9 @@ async fn round_trip(
         };
         if let Err(e) = repair {
             r.reapply = "failed";
-            r.note = Some(format!("{e}: later migrations were not run"));
+            r.note = Some(format!(
+                "{e}: the migrations after it are judged on a scratch database rebuilt up to it"
+            ));
             return Ok(());
         }
     }
@@ -927,6 +990,7 @@ impl crate::outcome::Classify for TestError {
             TestError::Scratch(e) => e.kind(),
             TestError::Db(e) => e.kind(),
             TestError::Fixtures { .. } => crate::outcome::FailureKind::Usage,
+            TestError::Rebuild { .. } => crate::outcome::FailureKind::Migration,
             TestError::Schema(e) => e.kind(),
             TestError::LockCapture(_) => crate::outcome::FailureKind::Internal,
         }
