@@ -241,6 +241,10 @@ pub(crate) fn guard_sql(ledger: &Ledger, id: &str, expect: Expect) -> String {
     )
 }
 
+/// Hears of each retry: the attempt that failed, the delay before the next, the error and who
+/// blocked it.
+pub(crate) type OnRetry<'r> = dyn FnMut(u32, Duration, &PgError, &[Blocker]) + Send + 'r;
+
 /// Why [`Sender::send`] stopped.
 #[derive(Debug)]
 pub(crate) enum SendError {
@@ -306,7 +310,7 @@ impl<'s> Sender<'s> {
         g: &Group,
         what: &str,
         tries: u32,
-        on_retry: &mut (dyn FnMut(u32, Duration, &PgError, &[Blocker]) + Send),
+        on_retry: &mut OnRetry<'_>,
     ) -> Result<u32, SendError> {
         if !g.pre.is_empty() {
             client.batch_execute(&g.pre).await.map_err(|e| {

@@ -775,7 +775,7 @@ impl<'a> Runner<'a> {
                     ..
                 }) => {
                     return Err(self
-                        .failure(client, u, g, pg, completed, attempts, before)
+                        .failure(client, u, g, (pg, completed, attempts), before)
                         .await)
                 }
             }
@@ -799,9 +799,8 @@ impl<'a> Runner<'a> {
         client: &Client,
         u: &Unit<'_>,
         g: &Group,
-        pg: PgError,
-        completed: usize,
-        attempts: u32,
+        // The server's error, the statements of the batch that completed, the attempts made.
+        (pg, completed, attempts): (PgError, usize, u32),
         before: &[String],
     ) -> RollbackError {
         // The statement holding the server's error position, else the one running when the
