@@ -7,7 +7,7 @@ mod support;
 use pgkeel::db::Target;
 use pgkeel::scratch::ScratchOptions;
 use pgkeel::source;
-use pgkeel::testing::{self, TestOptions};
+use pgkeel::testing::{self, TestOptions, Verdict};
 use support::{native, settings_for};
 
 fn opts() -> TestOptions {
@@ -238,21 +238,41 @@ async fn forgotten_index_in_a_down_file_and_a_migration_failing_on_data_are_caug
         "{err}"
     );
     let m5 = by_id("0005_after");
-    assert!(!m5.ok && m5.error.as_deref().unwrap().contains("not run"));
+    assert_eq!(m5.verdict, Verdict::Skipped, "{m5:#?}");
+    assert!(
+        m5.note
+            .as_deref()
+            .unwrap()
+            .contains("not run: 0004_required"),
+        "{m5:#?}"
+    );
+    assert_eq!(
+        (r.failed, r.skipped),
+        (2, 2),
+        "0003 has no rollback: {r:#?}"
+    );
 
-    let xml = testing::junit(&r);
+    let xml = testing::junit(&r).unwrap();
     let doc = roxmltree::Document::parse(&xml).expect("JUnit XML parses");
     let cases: Vec<_> = doc
         .descendants()
         .filter(|n| n.has_tag_name("testcase"))
         .collect();
-    assert_eq!(cases.len(), set.migrations.len() + 1);
+    // One per migration, idempotency, and lint: the type change in 0003 is a critical finding.
+    assert!(r.lint_errors > 0, "{r:#?}");
+    assert_eq!(cases.len(), set.migrations.len() + 2);
     let failed: Vec<&str> = cases
         .iter()
         .filter(|c| c.children().any(|x| x.has_tag_name("failure")))
         .map(|c| c.attribute("name").unwrap())
         .collect();
-    assert_eq!(failed, ["0002_sku_index", "0004_required", "0005_after"]);
+    assert_eq!(failed, ["0002_sku_index", "0004_required", "lint"]);
+    let skipped: Vec<&str> = cases
+        .iter()
+        .filter(|c| c.children().any(|x| x.has_tag_name("skipped")))
+        .map(|c| c.attribute("name").unwrap())
+        .collect();
+    assert_eq!(skipped, ["0003_widen", "0005_after"]);
     let suite = doc
         .descendants()
         .find(|n| n.has_tag_name("testsuite"))
@@ -318,4 +338,126 @@ async fn the_suite_goes_on_after_a_round_trip_it_cannot_repair() {
         assert!(m.ok && m.rollback == "ok" && m.reapply == "ok", "{m:#?}");
     }
     assert_eq!(r.failed, 1, "{r:#?}");
+}
+
+/// A down file that adds dropped columns back puts them at the end of the table: the same
+/// columns in another order are a warning naming them, not a failure, unless `strict`; the
+/// migrations after it are still compared right (the suite's model follows the new order).
+#[tokio::test]
+async fn a_column_order_changed_by_a_round_trip_is_a_warning_unless_strict() {
+    let dir = native(&[
+        (
+            "0001_t.sql",
+            "CREATE TABLE t (id bigint, a text, b text);\n",
+        ),
+        ("0002_drop_a.sql", "ALTER TABLE t DROP COLUMN a;\n"),
+        ("0002_drop_a.down.sql", "ALTER TABLE t ADD COLUMN a text;\n"),
+        ("0003_c.sql", "ALTER TABLE t ADD COLUMN c int;\n"),
+    ]);
+    let set = source::load(dir.path()).unwrap();
+    let settings = settings_for(&support::admin_url());
+    let r = testing::run(&settings, &set, &opts()).await.unwrap();
+    let by_id = |id: &str| r.migrations.iter().find(|m| m.id == id).unwrap();
+    let m2 = by_id("0002_drop_a");
+    assert_eq!(m2.verdict, Verdict::Warning, "{m2:#?}");
+    assert!(m2.ok && m2.rollback == "ok", "{m2:#?}");
+    assert!(
+        m2.warnings
+            .iter()
+            .any(|w| w.contains("public.t") && w.contains("id, b, a")),
+        "the warning names the order: {m2:#?}"
+    );
+    assert_eq!(by_id("0003_c").verdict, Verdict::Pass, "{r:#?}");
+    assert!(r.ok && r.warned == 1 && r.failed == 0, "{r:#?}");
+
+    let mut strict = opts();
+    strict.strict = true;
+    let r = testing::run(&settings, &set, &strict).await.unwrap();
+    let m2 = r.migrations.iter().find(|m| m.id == "0002_drop_a").unwrap();
+    assert_eq!(m2.verdict, Verdict::Fail, "{m2:#?}");
+    assert!(!r.ok);
+}
+
+/// Lint findings are reported beside the verdicts; by default only critical ones in migrations
+/// the target database has not applied fail the suite, and `lint_fail_on` makes every
+/// migration's count.
+#[tokio::test]
+async fn only_lint_errors_in_pending_migrations_fail_the_suite() {
+    let target = support::TestDb::new("lint_pending").await;
+    let dir = native(&[
+        ("0001_t.sql", "CREATE TABLE t (id bigint, n int);\n"),
+        // Critical for lint: a type change that rewrites the table.
+        (
+            "0002_widen.sql",
+            "ALTER TABLE t ALTER COLUMN n TYPE bigint;\n",
+        ),
+        ("0003_u.sql", "CREATE TABLE u (id bigint);\n"),
+    ]);
+    let set = source::load(dir.path()).unwrap();
+    let settings = settings_for(&target.url);
+    // The target has applied 0001 and 0002: the critical finding is in an applied file.
+    let upto = pgkeel::migrate::MigrateOptions {
+        target: Some("0002_widen".into()),
+        ..Default::default()
+    };
+    let client = target.client().await;
+    pgkeel::migrate::Migrator::new(&settings, &set)
+        .migrate(&client, &upto, &mut pgkeel::migrate::Silent)
+        .await
+        .unwrap();
+    let mut o = opts();
+    o.scratch.target = Some(Target::from_settings(&settings).unwrap());
+    o.scratch.scratch_url = Some(support::admin_url());
+    let r = testing::run(&settings, &set, &o).await.unwrap();
+    assert_eq!(r.pending_from, "target");
+    let widen = r.migrations.iter().find(|m| m.id == "0002_widen").unwrap();
+    assert!(!widen.pending && !widen.lint.is_empty(), "{widen:#?}");
+    assert_eq!(r.lint_errors, 0, "{r:#?}");
+    assert!(
+        r.ok,
+        "an applied file's lint does not fail the suite: {r:#?}"
+    );
+
+    // Nothing applied on the target: the same finding is in a pending file and fails it.
+    let fresh = support::TestDb::new("lint_pending_none").await;
+    let mut o = opts();
+    o.scratch.target = Some(Target::from_settings(&settings_for(&fresh.url)).unwrap());
+    o.scratch.scratch_url = Some(support::admin_url());
+    let r = testing::run(&settings_for(&fresh.url), &set, &o)
+        .await
+        .unwrap();
+    assert!(r.lint_errors > 0 && !r.ok, "{r:#?}");
+
+    // Asked for: every migration's findings count.
+    let mut o = opts();
+    o.scratch.target = Some(Target::from_settings(&settings).unwrap());
+    o.scratch.scratch_url = Some(support::admin_url());
+    o.lint_fail_on = Some(pgkeel::report::Severity::Critical);
+    let r = testing::run(&settings, &set, &o).await.unwrap();
+    assert!(r.lint_errors > 0 && !r.ok, "{r:#?}");
+}
+
+/// A server message with a control character (here from a RAISE in the migration) must not
+/// break the JUnit file CI reads.
+#[tokio::test]
+async fn junit_parses_with_control_characters_in_a_server_message() {
+    let dir = native(&[(
+        "0001_boom.sql",
+        "DO $$ BEGIN RAISE EXCEPTION 'bad %<&>\"', chr(27) || '[31m' || chr(1); END $$;\n",
+    )]);
+    let set = source::load(dir.path()).unwrap();
+    let settings = settings_for(&support::admin_url());
+    let r = testing::run(&settings, &set, &opts()).await.unwrap();
+    assert_eq!(r.failed, 1, "{r:#?}");
+    assert!(r.migrations[0].error.as_deref().unwrap().contains('\u{1b}'));
+    let xml = testing::junit(&r).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("JUnit XML parses");
+    let failure = doc
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .unwrap();
+    assert!(
+        failure.attribute("message").unwrap().contains("bad"),
+        "{xml}"
+    );
 }

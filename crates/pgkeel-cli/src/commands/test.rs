@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use pgkeel::report::{self, Severity};
-use pgkeel::testing::{self, TestOptions, TestReport};
+use pgkeel::testing::{self, TestOptions, TestReport, Verdict};
 
 use crate::ctx::Ctx;
 use crate::exit_codes;
@@ -25,9 +25,15 @@ pub struct TestArgs {
     /// Apply only: skip the rollback / re-apply round trip.
     #[arg(long)]
     no_round_trip: bool,
-    /// Lint violations at least this severe fail the suite.
-    #[arg(long, value_name = "LEVEL", default_value = "critical", value_parser = parse_severity)]
-    lint_fail_on: Severity,
+    /// Lint findings at least this severe fail the suite, in every migration (warning,
+    /// critical). Default: only critical findings in migrations the target database has not
+    /// applied yet fail it; the findings in applied ones are shown, marked (applied).
+    #[arg(long, value_name = "LEVEL", value_parser = parse_severity)]
+    lint_fail_on: Option<Severity>,
+    /// Columns that come back in another order after a rollback and re-apply fail the
+    /// migration (default: a warning naming the columns).
+    #[arg(long)]
+    strict: bool,
     /// Target PostgreSQL version for the lint rules (e.g. 15). Default 17.
     #[arg(long, value_name = "VERSION")]
     pg_version: Option<u32>,
@@ -51,7 +57,8 @@ pub async fn run(ctx: Ctx, args: TestArgs) -> anyhow::Result<i32> {
             d.is_dir().then_some(d)
         }),
         no_round_trip: args.no_round_trip,
-        lint_fail_on: Some(args.lint_fail_on),
+        lint_fail_on: args.lint_fail_on,
+        strict: args.strict,
         pg_version: args.pg_version.map(|v| if v < 100 { v * 10000 } else { v }),
         ..TestOptions::default()
     };
@@ -68,7 +75,7 @@ pub async fn run(ctx: Ctx, args: TestArgs) -> anyhow::Result<i32> {
     }
     let report = testing::run(&ctx.settings, &set, &opts).await?;
     if let Some(path) = &args.junit {
-        std::fs::write(path, testing::junit(&report))
+        std::fs::write(path, testing::junit(&report)?)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
     let written = if args.no_report {
@@ -97,7 +104,12 @@ pub async fn run(ctx: Ctx, args: TestArgs) -> anyhow::Result<i32> {
 
 fn print_human(r: &TestReport) {
     for m in &r.migrations {
-        let mark = if m.ok { "ok  " } else { "FAIL" };
+        let mark = match m.verdict {
+            Verdict::Pass => "ok  ",
+            Verdict::Warning => "warn",
+            Verdict::Fail => "FAIL",
+            Verdict::Skipped => "skip",
+        };
         // Locks on tables the migration created block nobody: only existing ones are shown.
         let locks = match &m.locks {
             None => "locks: runs outside a transaction".to_string(),
@@ -130,6 +142,9 @@ fn print_human(r: &TestReport) {
         if let Some(e) = &m.error {
             println!("     error: {e}");
         }
+        for w in &m.warnings {
+            println!("     warning: {w}");
+        }
         if let Some(d) = &m.diff {
             println!("     schema diff (SQL that would repair it):");
             for line in d.lines() {
@@ -138,12 +153,13 @@ fn print_human(r: &TestReport) {
         }
         for v in &m.lint {
             println!(
-                "     lint {}[{}] {}:{}: {}",
+                "     lint {}[{}] {}:{}: {}{}",
                 pgkeel::lint::label(v.severity),
                 v.rule,
                 v.location.line,
                 v.location.column,
-                v.message
+                v.message,
+                if m.pending { "" } else { " (applied)" }
             );
         }
     }
@@ -153,9 +169,11 @@ fn print_human(r: &TestReport) {
         println!("ok   idempotency: a second migrate applies nothing, every hash matches");
     }
     println!(
-        "\n{} passed, {} failed, {} lint error(s), {} lint warning(s) in {} (applying: {})",
+        "\n{} passed ({} with warnings), {} failed, {} skipped, {} lint error(s), {} lint warning(s) in {} (applying: {})",
         r.passed,
+        r.warned,
         r.failed,
+        r.skipped,
         r.lint_errors,
         r.lint_warnings,
         ms(r.duration_ms),

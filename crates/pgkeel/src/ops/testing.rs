@@ -9,8 +9,16 @@
 //! non-relation object); the "before" one is cut from a model of the whole schema that the
 //! suite keeps up to date, so each migration costs one apply, one rollback, one re-apply and
 //! three scoped snapshots. Differences are schema diffs. At the end a second `migrate` must be
-//! a no-op with every hash matching, and every file is linted. This module renders nothing: the
-//! CLI prints [`TestReport`], writes it as JSON and as JUnit XML ([`junit`]).
+//! a no-op with every hash matching, and every file is linted.
+//!
+//! Every migration gets a [`Verdict`]: a round trip that leaves a difference the suite cannot
+//! repair is judged and the rest go on from a scratch database rebuilt up to it; a migration
+//! without a rollback is `skipped` with the reason; columns that come back in another order
+//! are a warning (`strict` makes them a failure); the migrations after one that fails to apply
+//! are `skipped` ("not run"), never failed. Lint findings are reported beside the verdicts and
+//! fail the suite only when critical in a migration the target database has not applied yet
+//! (or at the severity the caller asks for). This module renders nothing: the CLI prints
+//! [`TestReport`], writes it as JSON and as JUnit XML ([`junit`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +28,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::config::Settings;
-use crate::db::{DbError, DeployLock};
+use crate::db::{DbError, DeployLock, Target};
 use crate::lint::{self, LintOptions, Violation};
 use crate::migrate::{MigrateOptions, Migrator, Silent};
 use crate::report::Severity;
@@ -37,9 +45,31 @@ pub struct TestOptions {
     pub fixtures: Option<PathBuf>,
     /// Skip the rollback round trip.
     pub no_round_trip: bool,
-    /// Lint severity that fails the suite.
+    /// Lint findings at least this severe fail the suite, in every migration. `None`: only
+    /// critical findings in migrations the target database has not applied (pending) fail it;
+    /// an applied migration cannot be changed any more, so its findings are reported only.
     pub lint_fail_on: Option<Severity>,
+    /// Columns that come back in another order after a round trip fail the migration instead
+    /// of being a warning.
+    pub strict: bool,
     pub pg_version: Option<u32>,
+}
+
+/// How one migration was judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Applied, and (unless the round trip was left out) rolled back and re-applied to the same
+    /// schema.
+    Pass,
+    /// As `pass`, with something to look at (`warnings`): columns back in another order.
+    Warning,
+    /// It failed to apply, its rollback failed or left the schema different, or re-applying it
+    /// failed or gave another schema (`error`, `diff`).
+    Fail,
+    /// Could not be judged (`note` says why): it has no rollback, or an earlier migration
+    /// failed to apply so it was not run.
+    Skipped,
 }
 
 /// A lock a migration's transaction held.
@@ -72,7 +102,11 @@ fn strength(mode: &str) -> usize {
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrationResult {
     pub id: String,
+    pub verdict: Verdict,
+    /// Not failed (`verdict` is not `fail`).
     pub ok: bool,
+    /// Not applied on the target database (or no target was known): its lint errors count.
+    pub pending: bool,
     pub apply_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fixture: Option<PathBuf>,
@@ -92,7 +126,48 @@ pub struct MigrationResult {
     /// The schema difference that made the round trip fail, as SQL that would repair it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
+    /// What made the verdict `warning`: the tables whose columns came back in another order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub lint: Vec<Violation>,
+}
+
+impl MigrationResult {
+    fn new(id: &str, pending: bool, lint: Vec<Violation>) -> Self {
+        MigrationResult {
+            id: id.to_string(),
+            verdict: Verdict::Pass,
+            ok: true,
+            pending,
+            apply_ms: 0,
+            fixture: None,
+            locks: None,
+            rewrites: Vec::new(),
+            rollback: "not-run",
+            reapply: "not-run",
+            rollback_ms: 0,
+            note: None,
+            error: None,
+            diff: None,
+            warnings: Vec::new(),
+            lint,
+        }
+    }
+
+    /// Sets the verdict from what the suite recorded: a failure is `fail`; not run or no
+    /// rollback is `skipped`; warnings make a pass a `warning`.
+    fn judged(mut self) -> Self {
+        self.verdict = if !self.ok {
+            Verdict::Fail
+        } else if self.verdict == Verdict::Skipped || self.rollback == "skipped" {
+            Verdict::Skipped
+        } else if !self.warnings.is_empty() {
+            Verdict::Warning
+        } else {
+            Verdict::Pass
+        };
+        self
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -104,8 +179,15 @@ pub struct TestReport {
     pub scratch: String,
     pub duration_ms: u64,
     pub apply_ms: u64,
+    /// Verdict `pass` or `warning`.
     pub passed: usize,
     pub failed: usize,
+    /// Of the passed, those with warnings.
+    pub warned: usize,
+    pub skipped: usize,
+    /// Where `pending` came from: `target` (the target database's ledger) or `none` (no target
+    /// could be read: every migration counts as pending).
+    pub pending_from: &'static str,
     pub idempotent: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_error: Option<String>,
@@ -132,6 +214,8 @@ pub enum TestError {
     Schema(#[from] schema::SchemaError),
     #[error("reading the locks a migration took: {0} (a bug in pgkeel: please report it)")]
     LockCapture(String),
+    #[error("writing the JUnit report: {0} (a bug in pgkeel: please report it)")]
+    Junit(#[from] quick_junit::SerializeError),
 }
 
 /// Runs the suite for `set` in a scratch database created as `opts.scratch` says.
@@ -153,6 +237,15 @@ pub async fn run(
     for r in lint::lint_set(set, &lint_opts) {
         lint_by_file.insert(r.path.clone(), r.violations);
     }
+    let applied = match &opts.scratch.target {
+        Some(target) => applied_on_target(settings, target).await,
+        None => None,
+    };
+    let pending_from = if applied.is_some() { "target" } else { "none" };
+    let inputs = Inputs {
+        fixtures,
+        applied: applied.unwrap_or_default(),
+    };
     // One scratch database, and a fresh one rebuilt up to the last migration judged whenever a
     // round trip leaves the schema in a state the suite cannot repair: every migration is judged.
     let mut migrations = Vec::new();
@@ -162,16 +255,7 @@ pub async fn run(
     loop {
         let db = Scratch::create(settings, &opts.scratch).await?;
         scratch_name = db.target().to_string();
-        let result = suite(
-            settings,
-            set,
-            opts,
-            &db,
-            &fixtures,
-            &mut lint_by_file,
-            start,
-        )
-        .await;
+        let result = suite(settings, set, opts, &db, &inputs, &mut lint_by_file, start).await;
         let dropped = db.drop_now().await;
         let (mut part, idempotency, broken_at) = result?;
         if let Err(e) = dropped {
@@ -192,11 +276,21 @@ pub async fn run(
             }
         }
     }
-    let fail_on = opts.lint_fail_on.unwrap_or(Severity::Critical);
-    let all_lint: Vec<&Violation> = migrations.iter().flat_map(|m| &m.lint).collect();
-    let lint_errors = all_lint.iter().filter(|v| v.severity >= fail_on).count();
-    let lint_warnings = all_lint.len() - lint_errors;
-    let failed = migrations.iter().filter(|m| !m.ok).count();
+    let fails = |m: &MigrationResult, v: &Violation| match opts.lint_fail_on {
+        Some(at) => v.severity >= at,
+        None => m.pending && v.severity >= Severity::Critical,
+    };
+    let lint_errors = migrations
+        .iter()
+        .map(|m| m.lint.iter().filter(|v| fails(m, v)).count())
+        .sum();
+    let lint_warnings = migrations.iter().map(|m| m.lint.len()).sum::<usize>() - lint_errors;
+    let count = |v: Verdict| migrations.iter().filter(|m| m.verdict == v).count();
+    let (failed, skipped, warned) = (
+        count(Verdict::Fail),
+        count(Verdict::Skipped),
+        count(Verdict::Warning),
+    );
     Ok(TestReport {
         ok: failed == 0 && idempotency_error.is_none() && lint_errors == 0,
         started_at,
@@ -204,14 +298,45 @@ pub async fn run(
         scratch: scratch_name,
         duration_ms: started.elapsed().as_millis() as u64,
         apply_ms: migrations.iter().map(|m| m.apply_ms).sum(),
-        passed: migrations.len() - failed,
+        passed: migrations.len() - failed - skipped,
         failed,
+        warned,
+        skipped,
+        pending_from,
         idempotent: idempotency_error.is_none(),
         idempotency_error,
         lint_errors,
         lint_warnings,
         migrations,
     })
+}
+
+/// The migrations the target database's ledger has in effect (applied or baselined), or `None`
+/// when it cannot be read (no such server, no access): then every migration counts as pending.
+async fn applied_on_target(
+    settings: &Settings,
+    target: &Target,
+) -> Option<std::collections::HashSet<String>> {
+    let read = async {
+        let client = target.connect().await?;
+        crate::ledger::Ledger::from_settings(settings)
+            .rows(&client)
+            .await
+    };
+    match read.await {
+        Ok(rows) => Some(
+            rows.into_iter()
+                .filter(|r| r.status.is_in_effect())
+                .map(|r| r.id)
+                .collect(),
+        ),
+        Err(e) => {
+            tracing::info!(
+                "cannot read which migrations the target database has applied ({e}): every migration's lint counts"
+            );
+            None
+        }
+    }
 }
 
 fn load_fixtures(dir: Option<&Path>) -> Result<HashMap<String, (PathBuf, String)>, TestError> {
@@ -235,6 +360,14 @@ fn load_fixtures(dir: Option<&Path>) -> Result<HashMap<String, (PathBuf, String)
     Ok(out)
 }
 
+/// What the suite reads once, before the first scratch database.
+struct Inputs {
+    /// By migration id: the fixture's path and SQL.
+    fixtures: HashMap<String, (PathBuf, String)>,
+    /// The migrations the target database has applied ([`applied_on_target`]).
+    applied: std::collections::HashSet<String>,
+}
+
 /// The results of the migrations judged, the idempotency error, and the index of the migration
 /// after which the scratch database was left in a state the suite cannot repair (then the
 /// caller rebuilds one up to it and calls again from the next).
@@ -245,10 +378,11 @@ async fn suite(
     set: &MigrationSet,
     opts: &TestOptions,
     db: &Scratch,
-    fixtures: &HashMap<String, (PathBuf, String)>,
+    inputs: &Inputs,
     lint_by_file: &mut HashMap<PathBuf, Vec<Violation>>,
     start: usize,
 ) -> Result<SuiteResult, TestError> {
+    let (fixtures, applied) = (&inputs.fixtures, &inputs.applied);
     let client = db.target().connect().await?;
     scratch_session(&client).await?;
     let mut introspector = schema::Introspector::prepare(&client).await?;
@@ -305,31 +439,18 @@ async fn suite(
     // migration outside one transaction, a rollback that failed or had to be repaired).
     let mut rels: Option<HashMap<u32, Relation>> = None;
     let mut results = Vec::new();
-    let mut broken = false;
+    // The migration that failed to apply: the ones after it are not run.
+    let mut broken: Option<&str> = None;
     for (index, m) in set.migrations.iter().enumerate().skip(start) {
         let mut lint = lint_by_file.remove(&m.path).unwrap_or_default();
         if let Some(d) = &m.down {
             lint.extend(lint_by_file.remove(&d.path).unwrap_or_default());
         }
-        let mut r = MigrationResult {
-            id: m.id.clone(),
-            ok: true,
-            apply_ms: 0,
-            fixture: None,
-            locks: None,
-            rewrites: Vec::new(),
-            rollback: "not-run",
-            reapply: "not-run",
-            rollback_ms: 0,
-            note: None,
-            error: None,
-            diff: None,
-            lint,
-        };
-        if broken {
-            r.ok = false;
-            r.error = Some("not run: an earlier migration failed".into());
-            results.push(r);
+        let mut r = MigrationResult::new(&m.id, !applied.contains(&m.id), lint);
+        if let Some(failed) = broken {
+            r.verdict = Verdict::Skipped;
+            r.note = Some(format!("not run: {failed} failed to apply"));
+            results.push(r.judged());
             continue;
         }
         if let Some((path, sql)) = fixtures.get(&m.id) {
@@ -341,8 +462,8 @@ async fn suite(
                     path.display(),
                     DbError::query("fixture", e)
                 ));
-                broken = true;
-                results.push(r);
+                broken = Some(&m.id);
+                results.push(r.judged());
                 continue;
             }
             // A fixture may create objects as well as rows.
@@ -367,8 +488,8 @@ async fn suite(
         if let Err(e) = applied {
             r.ok = false;
             r.error = Some(e.to_string());
-            broken = true;
-            results.push(r);
+            broken = Some(&m.id);
+            results.push(r.judged());
             continue;
         }
         // Migrations that run outside one transaction record no locks: compared on the whole
@@ -408,7 +529,7 @@ async fn suite(
             }
         });
         let Some(whole) = model.as_mut() else {
-            results.push(r);
+            results.push(r.judged());
             continue;
         };
         introspector
@@ -450,13 +571,20 @@ async fn suite(
             kept,
             before: &before,
             after: &after,
+            strict: opts.strict,
         };
         // The relations follow the re-apply's capture (its tables are new oids); the rollback
         // in between is not captured: what it changed and the re-apply did not undo makes the
         // round trip fail, and then the relations are read again.
         round_trip(&client, &s, set, &migrator, m, &snap, &mut r).await?;
         let recaptured = captured_locks(&client).await?;
+        // Columns back in another order: the model (and the next "before") must be the table
+        // as it now is, not as the first apply left it.
+        if !r.warnings.is_empty() {
+            *whole = introspector.read(&client, &intro).await?;
+        }
         match (r.rollback, r.reapply) {
+            _ if !r.warnings.is_empty() => rels = None,
             ("skipped", _) => {}
             ("ok", "ok") if !recaptured.is_empty() => {
                 if let Some(kept) = rels.as_mut() {
@@ -468,14 +596,14 @@ async fn suite(
         // A failed round trip is reported; the suite goes on here as long as the schema is
         // back to the state after this migration, and on a rebuilt scratch database otherwise.
         let unrepaired = r.reapply == "failed";
-        results.push(r);
+        results.push(r.judged());
         if unrepaired {
             return Ok((results, None, Some(index)));
         }
     }
     // Idempotency: nothing left to apply, no hash differs.
     let mut idempotency = None;
-    if !broken {
+    if broken.is_none() {
         match migrator
             .migrate(&client, &MigrateOptions::default(), &mut Silent)
             .await
@@ -535,6 +663,8 @@ struct Snap<'a> {
     kept: Option<&'a Snapshot>,
     before: &'a Snapshot,
     after: &'a Snapshot,
+    /// Columns back in another order fail the round trip (else they are a warning).
+    strict: bool,
 }
 
 async fn round_trip(
@@ -589,7 +719,8 @@ async fn round_trip(
         .introspector
         .read_keeping(client, snap.intro, snap.kept)
         .await?;
-    let d = schema::diff(&now, snap.before);
+    let mut d = schema::diff(&now, snap.before);
+    column_order(&mut d, snap.strict, "rolled back", &mut r.warnings);
     if d.is_empty() {
         r.rollback = "ok";
     } else {
@@ -640,7 +771,8 @@ async fn round_trip(
         .introspector
         .read_keeping(client, snap.intro, snap.kept)
         .await?;
-    let d = schema::diff(&again, snap.after);
+    let mut d = schema::diff(&again, snap.after);
+    column_order(&mut d, snap.strict, "re-applied", &mut r.warnings);
     if d.is_empty() {
         r.reapply = "ok";
     } else {
@@ -655,6 +787,26 @@ async fn round_trip(
         r.diff.get_or_insert_with(|| d.to_sql());
     }
     Ok(())
+}
+
+/// Takes the changes that are only a table's column order out of `d` and words them as
+/// warnings (`when`: "rolled back", "re-applied"), unless `strict`: then they stay, and fail
+/// the round trip like any other difference.
+fn column_order(d: &mut schema::Diff, strict: bool, when: &str, warnings: &mut Vec<String>) {
+    if strict {
+        return;
+    }
+    d.changes.retain(|c| {
+        if !c.is_column_order() {
+            return true;
+        }
+        warnings.push(format!(
+            "{when}, {} has its columns in another order: {}",
+            c.object,
+            c.unsupported.as_deref().unwrap_or_default()
+        ));
+        false
+    });
 }
 
 /// The objects a schema diff names, for a one-line message.
@@ -935,53 +1087,61 @@ fn touched(
     out
 }
 
-/// The report as JUnit XML: one test case per migration (and one for idempotency).
-pub fn junit(r: &TestReport) -> String {
-    fn esc(s: &str) -> String {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    }
-    let failures = r.failed + usize::from(!r.idempotent);
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    out.push_str(&format!(
-        "<testsuites name=\"pgkeel test\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">\n",
-        r.migrations.len() + 1,
-        r.duration_ms as f64 / 1000.0
-    ));
-    out.push_str(&format!(
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">\n",
-        esc(&r.migrations_dir.display().to_string()),
-        r.migrations.len() + 1,
-        r.duration_ms as f64 / 1000.0
-    ));
+/// The report as JUnit XML: one test case per migration (a failure with the error and the
+/// repairing diff, `skipped` with the reason), one for idempotency, and one for lint when lint
+/// fails the suite. Written by `quick-junit`, which escapes what must be escaped and drops the
+/// characters XML 1.0 cannot hold (a control character in a server message).
+pub fn junit(r: &TestReport) -> Result<String, TestError> {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let secs = |ms: u64| std::time::Duration::from_millis(ms);
+    let mut suite = TestSuite::new(r.migrations_dir.display().to_string());
     for m in &r.migrations {
-        out.push_str(&format!(
-            "    <testcase classname=\"migrations\" name=\"{}\" time=\"{:.3}\">",
-            esc(&m.id),
-            (m.apply_ms + m.rollback_ms) as f64 / 1000.0
-        ));
-        if m.ok {
-            out.push_str("</testcase>\n");
-        } else {
-            out.push_str(&format!(
-                "\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
-                esc(m.error.as_deref().unwrap_or("failed")),
-                esc(m.diff.as_deref().unwrap_or(""))
-            ));
+        let status = match m.verdict {
+            Verdict::Pass | Verdict::Warning => TestCaseStatus::success(),
+            Verdict::Skipped => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(m.note.as_deref().unwrap_or("skipped"));
+                s
+            }
+            Verdict::Fail => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(m.error.as_deref().unwrap_or("failed"));
+                if let Some(d) = &m.diff {
+                    s.set_description(d.as_str());
+                }
+                s
+            }
+        };
+        let mut case = TestCase::new(m.id.as_str(), status);
+        case.set_classname("migrations")
+            .set_time(secs(m.apply_ms + m.rollback_ms));
+        if !m.warnings.is_empty() {
+            case.set_system_out(m.warnings.join("\n"));
         }
+        suite.add_test_case(case);
     }
-    out.push_str("    <testcase classname=\"migrations\" name=\"idempotency\">");
-    match &r.idempotency_error {
-        None => out.push_str("</testcase>\n"),
-        Some(e) => out.push_str(&format!(
-            "\n      <failure message=\"{}\"/>\n    </testcase>\n",
-            esc(e)
-        )),
+    let idempotency = match &r.idempotency_error {
+        None => TestCaseStatus::success(),
+        Some(e) => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(e.as_str());
+            s
+        }
+    };
+    let mut case = TestCase::new("idempotency", idempotency);
+    case.set_classname("migrations");
+    suite.add_test_case(case);
+    if r.lint_errors > 0 {
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        s.set_message(format!("{} lint error(s)", r.lint_errors));
+        let mut case = TestCase::new("lint", s);
+        case.set_classname("migrations");
+        suite.add_test_case(case);
     }
-    out.push_str("  </testsuite>\n</testsuites>\n");
-    out
+    suite.set_time(secs(r.duration_ms));
+    let mut report = Report::new("pgkeel test");
+    report.set_time(secs(r.duration_ms)).add_test_suite(suite);
+    Ok(report.to_string()?)
 }
 
 impl crate::outcome::Classify for TestError {
@@ -992,7 +1152,9 @@ impl crate::outcome::Classify for TestError {
             TestError::Fixtures { .. } => crate::outcome::FailureKind::Usage,
             TestError::Rebuild { .. } => crate::outcome::FailureKind::Migration,
             TestError::Schema(e) => e.kind(),
-            TestError::LockCapture(_) => crate::outcome::FailureKind::Internal,
+            TestError::LockCapture(_) | TestError::Junit(_) => {
+                crate::outcome::FailureKind::Internal
+            }
         }
     }
 }

@@ -347,7 +347,7 @@ pub(super) fn diff_table(
             owner.clone(),
             owner.clone(),
             format!(
-                "column order differs (after the change it would be {}, wanted {}): PostgreSQL only appends columns; recreate the table or accept the order",
+                "{COLUMN_ORDER} (after the change it would be {}, wanted {}): PostgreSQL only appends columns; recreate the table or accept the order",
                 expect.join(", "),
                 actual.join(", ")
             ),
