@@ -269,32 +269,11 @@ impl Inverter {
             NodeEnum::DoStmt(s) => self.do_block(s),
             NodeEnum::DropStmt(s) => self.drop(s),
             NodeEnum::AlterObjectSchemaStmt(s) => self.set_schema(s, text),
-            NodeEnum::CommentStmt(s) => {
-                if self.comment_target_created(s) {
-                    Inverse::Noop
-                } else {
-                    irreversible("the previous comment is unknown: write a .down.sql")
-                }
-            }
-            NodeEnum::GrantStmt(s) => {
-                let created = s.targtype == pb::GrantTargetType::AclTargetObject as i32
-                    && !s.objects.is_empty()
-                    && s.objects.iter().all(|o| match &o.node {
-                        Some(NodeEnum::RangeVar(rv)) => self.has_rel(rv),
-                        Some(NodeEnum::String(n)) if s.objtype() == O::ObjectSchema => {
-                            self.has(&Obj::Schema(n.sval.clone()))
-                        }
-                        _ => false,
-                    });
-                if created {
-                    Inverse::Noop
-                } else {
-                    unseen("the previous privileges are unknown: write a .down.sql")
-                }
-            }
+            NodeEnum::CommentStmt(s) => self.comment(s),
+            NodeEnum::GrantStmt(s) => self.grant(s),
             NodeEnum::AlterOwnerStmt(s) => match &s.relation {
                 Some(rv) if self.has_rel(rv) => Inverse::Noop,
-                _ => unseen("the previous owner is unknown: write a .down.sql"),
+                _ => self.alter_owner(s),
             },
             NodeEnum::AlterSeqStmt(s) => match &s.sequence {
                 Some(rv) if self.has_rel(rv) => Inverse::Noop,
@@ -527,8 +506,16 @@ impl Inverter {
                         schema_only: false,
                     }
                 }
-                T::AtChangeOwner => {
-                    return unseen("the previous owner is unknown: write a .down.sql")
+                T::AtChangeOwner => match self.table_owner_fragment(rv) {
+                    Ok(f) => f,
+                    Err(refused) => return refused,
+                },
+                T::AtSetRelOptions | T::AtResetRelOptions => {
+                    match self.reloptions_fragments(rv, c) {
+                        Ok(f) => fragments.extend(f),
+                        Err(refused) => return refused,
+                    }
+                    continue;
                 }
                 other => {
                     return irreversible(format!(

@@ -15,9 +15,11 @@ use serde::Serialize;
 use crate::ident::{minimal as ident, quote_literal};
 use crate::sql::Statement;
 
+mod catalog;
 mod inverter;
 mod text;
 
+pub use catalog::{objects_changed, AclItem, CatalogObject, ObjectBefore};
 pub use text::*;
 
 /// Rollback SQL generated from a migration's statements.
@@ -98,6 +100,11 @@ pub struct Before {
     /// Functions `CREATE OR REPLACE` writes, by [`function_signature`]: the definition before
     /// (`pg_get_functiondef`), or `None` when there was no such function.
     functions: HashMap<String, Option<String>>,
+    /// Owners, privileges, comments and storage parameters of the objects [`objects_changed`]
+    /// names.
+    objects: HashMap<CatalogObject, ObjectBefore>,
+    /// Before the apply: every object's state is taken as readable (see [`generate_as_applied`]).
+    assumed: bool,
 }
 
 impl Before {
@@ -114,7 +121,7 @@ impl Before {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.columns.is_empty() && self.functions.is_empty()
+        self.columns.is_empty() && self.functions.is_empty() && self.objects.is_empty()
     }
 }
 
@@ -182,6 +189,20 @@ pub fn columns_altered(stmts: &[Statement]) -> Vec<(String, String, String)> {
         }
     }
     out
+}
+
+/// What the apply will generate, said before it runs (`lint`, `migrate validate`): the catalog
+/// state the apply reads just before the migration ([`objects_changed`]) is taken as readable,
+/// so a `GRANT` on an existing table is not called irreversible. The SQL it gives is not the
+/// rollback (the state is not known yet); its refusals are.
+pub fn generate_as_applied(stmts: &[Statement]) -> Generated {
+    generate_with(
+        stmts,
+        &Before {
+            assumed: true,
+            ..Before::default()
+        },
+    )
 }
 
 /// [`generate`] with the catalog's state before the migration: see [`Before`].

@@ -124,7 +124,7 @@ const VOLATILE: &[&str] = &[
 pub(super) fn check(stmts: &[Statement], no_transaction: bool, opts: &LintOptions) -> Vec<Found> {
     let mut found = check_statements(stmts, no_transaction, opts);
     if opts.needs_rollback {
-        if let Some(r) = crate::invert::generate(stmts).refusal() {
+        if let Some(r) = crate::invert::generate_as_applied(stmts).refusal() {
             found.push(Found {
                 rule: "no-rollback",
                 statement: r.statement,

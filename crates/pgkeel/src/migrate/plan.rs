@@ -216,7 +216,7 @@ pub fn check_folder(set: &MigrationSet) -> Vec<Problem> {
         if m.has_down() || m.directives.irreversible {
             continue;
         }
-        let generated = crate::invert::generate(&stmts);
+        let generated = crate::invert::generate_as_applied(&stmts);
         if !generated.data_loss {
             // Rows, privileges, owners, a DO block: no inverse and no state-based rollback.
             if let Some(r) = generated.refusal() {

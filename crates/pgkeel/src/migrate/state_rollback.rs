@@ -14,8 +14,9 @@ pub(super) fn generated_text(g: &crate::invert::Generated) -> Option<String> {
 impl<'a> Migrator<'a> {
     /// The rollback stored with `m`: its down file, else SQL generated from the parse tree
     /// when every statement can be inverted (see [`crate::invert::generate`]).
-    /// The catalog's state of the columns whose default or NOT NULL `stmts` change, and of the
-    /// functions they `CREATE OR REPLACE`, read just before they run, so the generated rollback
+    /// The catalog's state of the columns whose default or NOT NULL `stmts` change, of the
+    /// functions they `CREATE OR REPLACE`, and of the objects whose owner, privileges, comment
+    /// or storage parameters they change, read just before they run, so the generated rollback
     /// restores exactly that state. One query each, and only for migrations that have such
     /// statements and no down file. A resumed migration
     /// already ran part of its statements, so its catalog is not "before": it gets none.
@@ -47,6 +48,15 @@ impl<'a> Migrator<'a> {
                     }
                 }
                 Err(e) => tracing::debug!("reading the functions {} replaces: {e}", m.id),
+            }
+        }
+        // Owners, privileges, comments, storage parameters: an object whose state cannot be
+        // read gets none, and then its statement has no inverse (the rollback is refused).
+        for o in crate::invert::objects_changed(stmts) {
+            match object_before(client, &o).await {
+                Ok(Some(state)) => before.insert_object(o, state),
+                Ok(None) => {}
+                Err(e) => tracing::debug!("reading the catalog state of {o:?} for {}: {e}", m.id),
             }
         }
         let cols = crate::invert::columns_altered(stmts);
@@ -167,4 +177,86 @@ impl<'a> Migrator<'a> {
             .map_err(|e| DbError::query("storing the state-based rollback", e).to_string())?;
         Ok(())
     }
+}
+
+/// A relation's owner, privileges (exploded; the owner's defaults when its ACL is empty; a NULL
+/// grantee is PUBLIC), comment and storage parameters. `$1`: its name as the statement writes it.
+const RELATION_BEFORE: &str = "SELECT r.rolname::text, acl.grantees, acl.privileges, acl.grantable,
+       obj_description(c.oid, 'pg_class'), coalesce(c.reloptions, '{}')::text[]
+  FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner
+  CROSS JOIN LATERAL (
+       SELECT coalesce(array_agg(g.rolname::text), '{}') AS grantees,
+              coalesce(array_agg(x.privilege_type::text), '{}') AS privileges,
+              coalesce(array_agg(x.is_grantable), '{}') AS grantable
+         FROM aclexplode(coalesce(c.relacl, acldefault(
+                CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::\"char\", c.relowner))) x
+         LEFT JOIN pg_roles g ON g.oid = x.grantee) acl
+ WHERE c.oid = to_regclass($1)";
+
+/// [`RELATION_BEFORE`] for a schema (`$1`: its name).
+const SCHEMA_BEFORE: &str = "SELECT r.rolname::text, acl.grantees, acl.privileges, acl.grantable,
+       obj_description(n.oid, 'pg_namespace'), '{}'::text[]
+  FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
+  CROSS JOIN LATERAL (
+       SELECT coalesce(array_agg(g.rolname::text), '{}') AS grantees,
+              coalesce(array_agg(x.privilege_type::text), '{}') AS privileges,
+              coalesce(array_agg(x.is_grantable), '{}') AS grantable
+         FROM aclexplode(coalesce(n.nspacl, acldefault('n'::\"char\", n.nspowner))) x
+         LEFT JOIN pg_roles g ON g.oid = x.grantee) acl
+ WHERE n.nspname = $1";
+
+/// The comment of what `COMMENT ON` names (`$1`: `pg_get_object_address`'s type, `$2` names).
+const COMMENT_BEFORE: &str = "SELECT d.description
+  FROM pg_get_object_address($1, $2, '{}') o
+  LEFT JOIN pg_description d
+    ON d.classoid = o.classid AND d.objoid = o.objid AND d.objsubid = o.objsubid";
+
+/// What the catalog says about `o` now (just before the migration); `None` when there is no
+/// such object.
+async fn object_before(
+    client: &Client,
+    o: &crate::invert::CatalogObject,
+) -> Result<Option<crate::invert::ObjectBefore>, tokio_postgres::Error> {
+    use crate::invert::{AclItem, CatalogObject, ObjectBefore};
+    let row = match o {
+        CatalogObject::Relation(names) => {
+            let name = names
+                .iter()
+                .map(|n| crate::ident::quote_ident(n))
+                .collect::<Vec<_>>()
+                .join(".");
+            client.query_opt(RELATION_BEFORE, &[&name]).await?
+        }
+        CatalogObject::Schema(name) => client.query_opt(SCHEMA_BEFORE, &[name]).await?,
+        CatalogObject::Commented { kind, names } => {
+            let kind = kind.to_string();
+            return Ok(client
+                .query_opt(COMMENT_BEFORE, &[&kind, names])
+                .await?
+                .map(|r| ObjectBefore {
+                    comment: r.get(0),
+                    ..ObjectBefore::default()
+                }));
+        }
+    };
+    Ok(row.map(|r| {
+        let grantees: Vec<Option<String>> = r.get(1);
+        let privileges: Vec<String> = r.get(2);
+        let grantable: Vec<bool> = r.get(3);
+        ObjectBefore {
+            owner: r.get(0),
+            acl: grantees
+                .into_iter()
+                .zip(privileges)
+                .zip(grantable)
+                .map(|((grantee, privilege), grantable)| AclItem {
+                    grantee,
+                    privilege,
+                    grantable,
+                })
+                .collect(),
+            comment: r.get(4),
+            options: r.get(5),
+        }
+    }))
 }
