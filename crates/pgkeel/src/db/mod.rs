@@ -901,21 +901,23 @@ fn try_lock_sql() -> String {
     )
 }
 
-/// The SQLSTATE [`DeployLock::held_check_sql`] raises.
+/// The SQLSTATE [`DeployLock::held_check_plpgsql`] raises.
 pub const LOCK_NOT_HELD: &str = "PGS03";
 
 impl DeployLock {
-    /// A statement for the start of every transaction that changes the schema or the ledger
+    /// A check for the start of every transaction that changes the schema or the ledger
     /// under the lock: it fails with [`LOCK_NOT_HELD`] unless the backend running it holds the
     /// deploy lock. The checks in [`DeployLock::take`] can pass by chance behind a
     /// transaction-pooling proxy (its few statements may all land on one server connection);
     /// the later transactions of a deploy then land elsewhere, and this refuses them there.
-    pub fn held_check_sql(&self) -> String {
+    /// A PL/pgSQL statement, for the `DO` block that opens such a transaction (one block with
+    /// the transaction's other guards: one statement to run instead of three).
+    pub fn held_check_plpgsql(&self) -> String {
         format!(
-            "DO $pgkeel$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_locks l \
+            "IF NOT EXISTS (SELECT 1 FROM pg_locks l \
              WHERE {} AND l.pid = pg_backend_pid()) \
              THEN RAISE EXCEPTION 'pgkeel: this server connection does not hold the deploy lock' \
-             USING ERRCODE = '{LOCK_NOT_HELD}'; END IF; END $pgkeel$;\n",
+             USING ERRCODE = '{LOCK_NOT_HELD}'; END IF;",
             lock_row(&format!("'{}'::bigint", self.key))
         )
     }
@@ -1042,7 +1044,7 @@ impl DeployLock {
     /// Releases the lock (also released when the session ends).
     ///
     /// When the backend this runs on does not hold it, the connection went through a
-    /// transaction-pooling proxy after all (see [`DeployLock::held_check_sql`]) and the lock is
+    /// transaction-pooling proxy after all (see [`DeployLock::held_check_plpgsql`]) and the lock is
     /// left on the server connection that took it, `session.pid`, where every later deploy
     /// would wait for it: that backend is terminated if it still holds the lock (it is ours),
     /// and [`DbError::LockNotHeld`] says so.

@@ -200,6 +200,35 @@ pub(crate) fn session_sql(lock: Duration, statement: Duration, local: bool) -> S
     )
 }
 
+/// Whether a migration's commits wait for the WAL to reach disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// As the server is configured (`synchronous_commit`): the last migration of a run, a
+    /// dry run, a migration applied alone.
+    Durable,
+    /// `SET LOCAL synchronous_commit = off`: a migration with more of the same run after it.
+    /// Its commit is written to the WAL as always, in order, and a crash cannot keep part of
+    /// it; only the wait for the disk is left out. The run's last commit (or the failure it
+    /// records, or the next run's first) waits for the WAL up to itself, which holds every
+    /// earlier commit: when `migrate` returns, all of them are on disk. What a server crash
+    /// during the run can lose is the last few migrations, each whole, with their ledger rows,
+    /// and the next run applies them again. Without it each trivial migration paid a disk
+    /// flush that psql's read-only transactions never do (bench/apply_cost.sh).
+    Deferred,
+}
+
+/// What [`Flush::Deferred`] adds to a migration's transaction.
+const DEFER_FLUSH: &str = "SET LOCAL synchronous_commit = off;\n";
+
+/// Where a migration stands in its run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunSoFar<'a> {
+    /// The migrations this run applied before it; only read when it fails, to say how far the
+    /// run got.
+    pub applied: &'a [Applied],
+    pub flush: Flush,
+}
+
 /// What a transaction's guard requires of the migration's ledger row before it does anything.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Expect {
@@ -212,13 +241,15 @@ pub(crate) enum Expect {
 /// SQLSTATE raised by the guard when another process rolled the migration back first.
 pub(crate) const NOT_APPLIED: &str = "PGS02";
 
-/// The first statements of every transaction pgkeel sends for a migration, apply or revert: a
-/// transaction-level advisory lock (which, unlike the session-level deploy lock, also holds
-/// behind a transaction-pooling proxy) and a check of the ledger row, so a migration is never
-/// applied or rolled back twice whatever the connection path.
+/// The guard that opens every transaction pgkeel sends for a migration, apply or revert, as one
+/// `DO` block: the check that this server connection holds the deploy lock, a transaction-level
+/// advisory lock (which, unlike the session-level deploy lock, also holds behind a
+/// transaction-pooling proxy) and a check of the ledger row, so a migration is never applied or
+/// rolled back twice whatever the connection path. One statement, not three: its cost is paid
+/// by every migration.
 pub(crate) fn guard_sql(ledger: &Ledger, id: &str, expect: Expect) -> String {
     let lock = DeployLock::for_ledger(&ledger.schema, &ledger.table);
-    let (key, held) = (lock.tx_key(), lock.held_check_sql());
+    let (key, held) = (lock.tx_key(), lock.held_check_plpgsql());
     let quoted = crate::ident::quote_literal(id);
     let (test, message, code) = match expect {
         Expect::NotApplied => (
@@ -233,8 +264,8 @@ pub(crate) fn guard_sql(ledger: &Ledger, id: &str, expect: Expect) -> String {
         ),
     };
     format!(
-        "{held}SELECT pg_advisory_xact_lock({key});\n\
-         DO $pgkeel$ BEGIN {test} (SELECT 1 FROM {t} WHERE id = {quoted} AND status IN ('applied', 'baselined')) \
+        "DO $pgkeel$ BEGIN {held} PERFORM pg_advisory_xact_lock({key}); \
+         {test} (SELECT 1 FROM {t} WHERE id = {quoted} AND status IN ('applied', 'baselined')) \
          THEN RAISE EXCEPTION 'pgkeel: % {message}', {quoted} USING ERRCODE = '{code}'; \
          END IF; END $pgkeel$;\n",
         t = ledger.table_sql(),
@@ -463,12 +494,14 @@ impl<'a> Migrator<'a> {
     /// runs alone. The ledger row goes into the last transactional unit, or alone after a
     /// trailing non-transactional statement; every earlier unit records its progress.
     /// `rollback` is what [`Migrator::rollback_for`] gives for `m` (stored with its row).
+    /// `flush` says whether its commits wait for the WAL to reach disk ([`Flush`]).
     pub(super) fn groups(
         &self,
         m: &Migration,
         stmts: &[Statement],
         resume: Option<usize>,
         rollback: Option<String>,
+        flush: Flush,
     ) -> Vec<Group> {
         let start = resume.unwrap_or(0).min(stmts.len());
         let drizzle_row = self.drizzle_row_sql(m);
@@ -502,6 +535,9 @@ impl<'a> Migrator<'a> {
             let range = unit.from..unit.to;
             if let Some(begin) = &unit.transaction {
                 self.open_transaction(&mut b, m, begin, stmts, range);
+                if flush == Flush::Deferred {
+                    b.push_raw(DEFER_FLUSH);
+                }
             } else {
                 // Sent alone: a statement in a multi-statement query runs in an implicit
                 // transaction block, which these statements refuse.
@@ -595,9 +631,9 @@ impl<'a> Migrator<'a> {
         m: &Migration,
         stmts: &[Statement],
         obs: &mut dyn Observer,
-        // Only read when this migration fails, to say how far the run got.
-        before: &[Applied],
+        run: RunSoFar<'_>,
     ) -> Result<Option<Applied>, MigrateError> {
+        let before = run.applied;
         let started = Instant::now();
         let resume = resume_point(entry, m, stmts)?;
         let catalog = self.columns_before(client, m, stmts, resume).await?;
@@ -614,23 +650,30 @@ impl<'a> Migrator<'a> {
             (None, Some(g)) => generated_text(g),
             (None, None) => None,
         };
-        let groups = self.groups(m, stmts, resume, rollback);
+        let groups = self.groups(m, stmts, resume, rollback, run.flush);
         // No down file and no parse-tree inverse, but nothing that destroys data either: snapshot
         // the schema around the migration and store diff(after → before) as its rollback
         // (state-based). Data-losing migrations keep "no automatic rollback": a schema-only undo
         // would pretend to restore what it cannot.
-        let state_before =
-            if resume.is_none() && generated.is_some_and(|g| g.sql.is_none() && g.state_based) {
-                match self.user_schemas_snapshot(client).await {
+        // The snapshots hold the relations the statements without an inverse name (and every
+        // type, function, view, schema and extension), never every table of the schema.
+        let state_before = match &generated {
+            Some(g) if resume.is_none() && g.sql.is_none() && g.state_based => {
+                let taken = async {
+                    let scope = self.state_scope(client, stmts, g).await?;
+                    let snap = self.user_schemas_snapshot(client, &scope).await?;
+                    Ok::<_, crate::schema::SchemaError>((snap, scope))
+                };
+                match taken.await {
                     Ok(s) => Some(s),
                     Err(e) => {
                         tracing::info!("no state-based rollback for {}: {e}", m.id);
                         None
                     }
                 }
-            } else {
-                None
-            };
+            }
+            _ => None,
+        };
         let tries = m.directives.retries.unwrap_or(self.settings.retries).max(1);
         let mut attempts_total = 0;
         let what = format!("applying {}", m.id);
@@ -700,8 +743,8 @@ impl<'a> Migrator<'a> {
             };
         }
         let duration_ms = started.elapsed().as_millis() as u64;
-        if let Some(before) = state_before {
-            if let Err(e) = self.store_state_rollback(client, m, &before).await {
+        if let Some((before, scope)) = state_before {
+            if let Err(e) = self.store_state_rollback(client, m, &before, &scope).await {
                 let text = format!("{}: no state-based rollback stored: {e}", m.id);
                 tracing::warn!("{text}");
                 obs.warn(&text);

@@ -33,7 +33,9 @@ mod takeover;
 use baseline::*;
 pub use error::*;
 use executor::*;
-pub(crate) use executor::{guard_sql, session_sql, Expect, Group, SendError, Sender};
+pub(crate) use executor::{
+    guard_sql, session_sql, Expect, Flush, Group, RunSoFar, SendError, Sender,
+};
 pub use plan::*;
 pub use prepared::*;
 use state_rollback::*;
@@ -284,7 +286,7 @@ impl<'a> Migrator<'a> {
             let resume = resume_point(entry, m, &stmts)?;
             let catalog = self.columns_before(client, m, &stmts, resume).await?;
             let rollback = self.rollback_for(m, Some(&stmts), &catalog);
-            let groups = self.groups(m, &stmts, resume, rollback);
+            let groups = self.groups(m, &stmts, resume, rollback, Flush::Durable);
             let sql = groups
                 .iter()
                 .map(|g| g.batch.text.as_str())
@@ -389,10 +391,14 @@ impl<'a> Migrator<'a> {
                     return Err(MigrateError::Interrupted { id: m.id.clone() });
                 }
                 obs.start(&m.id, i, total);
-                match self
-                    .apply_one(client, entry, m, stmts, obs, &applied)
-                    .await?
-                {
+                let run = RunSoFar {
+                    applied: &applied,
+                    flush: match i + 1 < total {
+                        true => Flush::Deferred,
+                        false => Flush::Durable,
+                    },
+                };
+                match self.apply_one(client, entry, m, stmts, obs, run).await? {
                     Some(a) => {
                         obs.done(&a);
                         applied.push(a);
