@@ -205,6 +205,47 @@ pub fn generate_as_applied(stmts: &[Statement]) -> Generated {
     )
 }
 
+/// The relations a state-based rollback of `stmts` must compare: every table, view or sequence
+/// named in the statements that have no parse-tree inverse (`[schema, name]` or `[name]` as
+/// written). Types, functions, views, schemas and extensions are compared whole anyway (see
+/// the engine's scoped snapshots), so this is what keeps the snapshots around such a migration
+/// from reading every table of the schema.
+pub fn relations_named(stmts: &[Statement], g: &Generated) -> Vec<Vec<String>> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<Vec<String>>) {
+        match v {
+            serde_json::Value::Object(o) => {
+                if let Some(serde_json::Value::String(rel)) = o.get("relname") {
+                    let mut name = Vec::new();
+                    if let Some(serde_json::Value::String(s)) = o.get("schemaname") {
+                        if !s.is_empty() {
+                            name.push(s.clone());
+                        }
+                    }
+                    name.push(rel.clone());
+                    if !out.contains(&name) {
+                        out.push(name);
+                    }
+                }
+                o.values().for_each(|v| walk(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for i in &g.irreversible {
+        let Some(s) = stmts.get(i.statement) else {
+            continue;
+        };
+        if let Ok(parsed) = pg_query::parse(&s.text) {
+            if let Ok(v) = serde_json::to_value(&parsed.protobuf) {
+                walk(&v, &mut out);
+            }
+        }
+    }
+    out
+}
+
 /// [`generate`] with the catalog's state before the migration: see [`Before`].
 pub fn generate_with(stmts: &[Statement], before: &Before) -> Generated {
     let mut inv = Inverter {

@@ -115,10 +115,55 @@ impl<'a> Migrator<'a> {
         generated_text(&crate::invert::generate_with(stmts, catalog))
     }
 
-    /// A snapshot of every user schema (pgkeel's and drizzle's tables left out).
+    /// The relations a state-based rollback of `m` compares, as (schema, name): those its
+    /// statements without an inverse name ([`crate::invert::relations_named`]), an unqualified
+    /// name in the schema where it resolves now, else in `current_schema()`. One query.
+    pub(super) async fn state_scope(
+        &self,
+        client: &Client,
+        stmts: &[Statement],
+        g: &crate::invert::Generated,
+    ) -> Result<Vec<(String, String)>, DbError> {
+        let named = crate::invert::relations_named(stmts, g);
+        let quoted: Vec<String> = named
+            .iter()
+            .map(|n| {
+                n.iter()
+                    .map(|p| crate::ident::quote_ident(p))
+                    .collect::<Vec<_>>()
+                    .join(".")
+            })
+            .collect();
+        let rels: Vec<&str> = named
+            .iter()
+            .map(|n| n.last().map_or("", String::as_str))
+            .collect();
+        let schemas: Vec<Option<&str>> = named
+            .iter()
+            .map(|n| (n.len() > 1).then(|| n[0].as_str()))
+            .collect();
+        let rows = client
+            .query(
+                "SELECT coalesce(w.s, (SELECT n.nspname::text FROM pg_class c
+                                          JOIN pg_namespace n ON n.oid = c.relnamespace
+                                         WHERE c.oid = to_regclass(w.q)), current_schema()::text),
+                        w.r
+                   FROM unnest($1::text[], $2::text[], $3::text[]) AS w(q, r, s)",
+                &[&quoted, &rels, &schemas],
+            )
+            .await
+            .map_err(|e| {
+                DbError::query("resolving the relations a state-based rollback compares", e)
+            })?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// A snapshot of every user schema (pgkeel's and drizzle's tables left out), of the
+    /// relations in `scope` only (with every type, function, view, schema and extension).
     pub(super) async fn user_schemas_snapshot(
         &self,
         client: &Client,
+        scope: &[(String, String)],
     ) -> Result<crate::schema::Snapshot, crate::schema::SchemaError> {
         let schemas: Vec<String> = client
             .query(
@@ -131,8 +176,9 @@ impl<'a> Migrator<'a> {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        let opts =
+        let mut opts =
             crate::schema::IntrospectOptions::from_settings(self.settings).with_schemas(&schemas);
+        opts.only_tables = Some(scope.to_vec());
         crate::schema::introspect(client, &opts).await
     }
 
@@ -144,9 +190,10 @@ impl<'a> Migrator<'a> {
         client: &Client,
         m: &Migration,
         before: &crate::schema::Snapshot,
+        scope: &[(String, String)],
     ) -> Result<(), String> {
         let after = self
-            .user_schemas_snapshot(client)
+            .user_schemas_snapshot(client, scope)
             .await
             .map_err(|e| e.to_string())?;
         let d = crate::schema::diff(&after, before);
