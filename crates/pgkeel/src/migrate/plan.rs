@@ -220,11 +220,7 @@ pub fn check_folder(set: &MigrationSet) -> Vec<Problem> {
         if !generated.data_loss {
             // Rows, privileges, owners, a DO block: no inverse and no state-based rollback.
             if let Some(r) = generated.refusal() {
-                let l = crate::location::Location::in_file(
-                    &m.path,
-                    &m.sql,
-                    stmts.get(r.statement).map_or(0, |s| s.offset),
-                );
+                let l = r.place(m, &stmts);
                 out.push(Problem {
                     kind: "no_rollback",
                     severity: Severity::Warning,

@@ -452,11 +452,7 @@ fn refusal(m: &Migration) -> Option<String> {
     let stmts = crate::migrate::parse(m).ok()?;
     let g = crate::invert::generate(&stmts);
     let r = g.refusal()?;
-    let l = Location::in_file(
-        &m.path,
-        &m.sql,
-        stmts.get(r.statement).map_or(0, |s| s.offset),
-    );
+    let l = r.place(m, &stmts);
     Some(format!(
         "statement {} at {}:{} ({}) {}",
         r.statement + 1,
