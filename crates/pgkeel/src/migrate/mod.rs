@@ -388,6 +388,12 @@ impl<'a> Migrator<'a> {
             let total = todo.len();
             for (i, ((entry, m), stmts)) in todo.iter().zip(&parsed).enumerate() {
                 if self.interrupted() {
+                    if i > 0 {
+                        // The migrations before this one committed without waiting for the
+                        // disk (`Flush::Deferred`): a transaction that takes an xid commits
+                        // durably, which flushes the WAL up to it, theirs included.
+                        let _ = client.batch_execute("SELECT txid_current()").await;
+                    }
                     return Err(MigrateError::Interrupted { id: m.id.clone() });
                 }
                 obs.start(&m.id, i, total);

@@ -40,3 +40,24 @@ fn syntax_errors_are_critical() {
     assert_eq!(problems[0].kind, "syntax");
     assert_eq!(problems[0].severity, Severity::Critical);
 }
+
+/// Only a migration with more of its run after it skips the wait for the disk; the last one
+/// (and a migration applied alone, and a dry run) commits as the server is configured, which
+/// flushes the WAL for every earlier one.
+#[test]
+fn only_migrations_followed_by_more_of_the_run_defer_the_flush() {
+    let (_tmp, set) = folder(&[("0001_q.sql", "SELECT 1;\n")]);
+    let settings = crate::config::Settings::defaults();
+    let migrator = Migrator::new(&settings, &set);
+    let m = &set.migrations[0];
+    let stmts = migrator.prepared.statements(m).unwrap();
+    let text = |flush| {
+        migrator
+            .groups(m, &stmts, None, None, flush)
+            .iter()
+            .map(|g| g.batch.text.clone())
+            .collect::<String>()
+    };
+    assert!(text(Flush::Deferred).contains("SET LOCAL synchronous_commit = off;"));
+    assert!(!text(Flush::Durable).contains("synchronous_commit"));
+}
