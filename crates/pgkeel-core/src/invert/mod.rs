@@ -68,22 +68,6 @@ pub struct Irreversible {
     pub schema_only: bool,
 }
 
-impl Irreversible {
-    /// Where the statement is in `m`'s file (`stmts`: `m`'s statements), for the messages that
-    /// refuse or warn about it (`rollback`, `migrate validate`).
-    pub fn place(
-        &self,
-        m: &crate::source::Migration,
-        stmts: &[Statement],
-    ) -> crate::location::Location {
-        crate::location::Location::in_file(
-            &m.path,
-            &m.sql,
-            stmts.get(self.statement).map_or(0, |s| s.offset),
-        )
-    }
-}
-
 /// The reason given for statements that destroy data.
 pub const LOSES_DATA: &str = "loses data: write a .down.sql";
 

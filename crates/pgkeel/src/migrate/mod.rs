@@ -33,6 +33,16 @@ mod takeover;
 use baseline::*;
 pub use error::*;
 use executor::*;
+/// Where statement `index` of `m` (`stmts`: its statements) is in its file, for the messages
+/// that refuse or warn about it (`rollback`, `migrate validate`).
+pub(crate) fn statement_place(
+    m: &Migration,
+    stmts: &[Statement],
+    index: usize,
+) -> crate::location::Location {
+    crate::location::Location::in_file(&m.path, &m.sql, stmts.get(index).map_or(0, |s| s.offset))
+}
+
 pub(crate) use executor::{
     guard_sql, session_sql, Expect, Flush, Group, RunSoFar, SendError, Sender,
 };

@@ -220,7 +220,7 @@ pub fn check_folder(set: &MigrationSet) -> Vec<Problem> {
         if !generated.data_loss {
             // Rows, privileges, owners, a DO block: no inverse and no state-based rollback.
             if let Some(r) = generated.refusal() {
-                let l = r.place(m, &stmts);
+                let l = super::statement_place(m, &stmts, r.statement);
                 out.push(Problem {
                     kind: "no_rollback",
                     severity: Severity::Warning,

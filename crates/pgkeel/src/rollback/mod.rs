@@ -452,7 +452,7 @@ fn refusal(m: &Migration) -> Option<String> {
     let stmts = crate::migrate::parse(m).ok()?;
     let g = crate::invert::generate(&stmts);
     let r = g.refusal()?;
-    let l = r.place(m, &stmts);
+    let l = crate::migrate::statement_place(m, &stmts, r.statement);
     Some(format!(
         "statement {} at {}:{} ({}) {}",
         r.statement + 1,
