@@ -636,7 +636,7 @@ impl<'a> Migrator<'a> {
         let before = run.applied;
         let started = Instant::now();
         let resume = resume_point(entry, m, stmts)?;
-        let catalog = self.columns_before(client, m, stmts, resume).await?;
+        let catalog = self.catalog_before(client, m, stmts, resume).await?;
         // The parse-tree rollback, inverted once: stored with the row (what `rollback_for`
         // gives), and when there is none, the reason to snapshot the schema around it.
         let generated = (m.down.is_none() && !m.directives.irreversible).then(|| {

@@ -33,16 +33,6 @@ mod takeover;
 use baseline::*;
 pub use error::*;
 use executor::*;
-/// Where statement `index` of `m` (`stmts`: its statements) is in its file, for the messages
-/// that refuse or warn about it (`rollback`, `migrate validate`).
-pub(crate) fn statement_place(
-    m: &Migration,
-    stmts: &[Statement],
-    index: usize,
-) -> crate::location::Location {
-    crate::location::Location::in_file(&m.path, &m.sql, stmts.get(index).map_or(0, |s| s.offset))
-}
-
 pub(crate) use executor::{
     guard_sql, session_sql, Expect, Flush, Group, RunSoFar, SendError, Sender,
 };
@@ -52,6 +42,12 @@ use state_rollback::*;
 
 /// SQLSTATE raised by the guard when another process applied the migration first.
 pub(crate) const ALREADY_APPLIED: &str = "PGS01";
+
+/// Where statement `index` of `m` (`stmts`: its statements) is in its file, for the messages
+/// that refuse or warn about it (`rollback`, `migrate validate`).
+pub(crate) fn statement_place(m: &Migration, stmts: &[Statement], index: usize) -> Location {
+    Location::in_file(&m.path, &m.sql, stmts.get(index).map_or(0, |s| s.offset))
+}
 
 /// Hooks for progress display. Every method has a no-op default.
 pub trait Observer: Send {
@@ -294,7 +290,7 @@ impl<'a> Migrator<'a> {
             }
             let stmts = self.prepared.statements(m)?;
             let resume = resume_point(entry, m, &stmts)?;
-            let catalog = self.columns_before(client, m, &stmts, resume).await?;
+            let catalog = self.catalog_before(client, m, &stmts, resume).await?;
             let rollback = self.rollback_for(m, Some(&stmts), &catalog);
             let groups = self.groups(m, &stmts, resume, rollback, Flush::Durable);
             let sql = groups

@@ -20,7 +20,7 @@ impl<'a> Migrator<'a> {
     /// restores exactly that state. One query each, and only for migrations that have such
     /// statements and no down file. A resumed migration
     /// already ran part of its statements, so its catalog is not "before": it gets none.
-    pub(super) async fn columns_before(
+    pub(super) async fn catalog_before(
         &self,
         client: &Client,
         m: &Migration,
@@ -125,15 +125,7 @@ impl<'a> Migrator<'a> {
         g: &crate::invert::Generated,
     ) -> Result<Vec<(String, String)>, DbError> {
         let named = crate::invert::relations_named(stmts, g);
-        let quoted: Vec<String> = named
-            .iter()
-            .map(|n| {
-                n.iter()
-                    .map(|p| crate::ident::quote_ident(p))
-                    .collect::<Vec<_>>()
-                    .join(".")
-            })
-            .collect();
+        let quoted: Vec<String> = named.iter().map(|n| quoted_name(n)).collect();
         let rels: Vec<&str> = named
             .iter()
             .map(|n| n.last().map_or("", String::as_str))
@@ -226,31 +218,53 @@ impl<'a> Migrator<'a> {
     }
 }
 
+/// `CROSS JOIN LATERAL … acl`: the grantees (NULL for PUBLIC), privileges and grant options of
+/// `coalesce(<the arguments>)`, an ACL or, when it is empty, the owner's defaults; three
+/// parallel arrays, for [`RELATION_BEFORE`] and [`SCHEMA_BEFORE`].
+macro_rules! acl_exploded {
+    ($acl_or_default:literal) => {
+        concat!(
+            "
+  CROSS JOIN LATERAL (
+       SELECT coalesce(array_agg(g.rolname::text), '{}') AS grantees,
+              coalesce(array_agg(x.privilege_type::text), '{}') AS privileges,
+              coalesce(array_agg(x.is_grantable), '{}') AS grantable
+         FROM aclexplode(coalesce(",
+            $acl_or_default,
+            ")) x
+         LEFT JOIN pg_roles g ON g.oid = x.grantee) acl
+"
+        )
+    };
+}
+
+/// `"schema"."name"` (or `"name"`) from the name parts a statement wrote, for `to_regclass`.
+fn quoted_name(parts: &[String]) -> String {
+    parts
+        .iter()
+        .map(|p| crate::ident::quote_ident(p))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// A relation's owner, privileges (exploded; the owner's defaults when its ACL is empty; a NULL
 /// grantee is PUBLIC), comment and storage parameters. `$1`: its name as the statement writes it.
-const RELATION_BEFORE: &str = "SELECT r.rolname::text, acl.grantees, acl.privileges, acl.grantable,
+const RELATION_BEFORE: &str = concat!(
+    "SELECT r.rolname::text, acl.grantees, acl.privileges, acl.grantable,
        obj_description(c.oid, 'pg_class'), coalesce(c.reloptions, '{}')::text[]
-  FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner
-  CROSS JOIN LATERAL (
-       SELECT coalesce(array_agg(g.rolname::text), '{}') AS grantees,
-              coalesce(array_agg(x.privilege_type::text), '{}') AS privileges,
-              coalesce(array_agg(x.is_grantable), '{}') AS grantable
-         FROM aclexplode(coalesce(c.relacl, acldefault(
-                CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::\"char\", c.relowner))) x
-         LEFT JOIN pg_roles g ON g.oid = x.grantee) acl
- WHERE c.oid = to_regclass($1)";
+  FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner",
+    acl_exploded!("c.relacl, acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::\"char\", c.relowner)"),
+    " WHERE c.oid = to_regclass($1)"
+);
 
 /// [`RELATION_BEFORE`] for a schema (`$1`: its name).
-const SCHEMA_BEFORE: &str = "SELECT r.rolname::text, acl.grantees, acl.privileges, acl.grantable,
+const SCHEMA_BEFORE: &str = concat!(
+    "SELECT r.rolname::text, acl.grantees, acl.privileges, acl.grantable,
        obj_description(n.oid, 'pg_namespace'), '{}'::text[]
-  FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
-  CROSS JOIN LATERAL (
-       SELECT coalesce(array_agg(g.rolname::text), '{}') AS grantees,
-              coalesce(array_agg(x.privilege_type::text), '{}') AS privileges,
-              coalesce(array_agg(x.is_grantable), '{}') AS grantable
-         FROM aclexplode(coalesce(n.nspacl, acldefault('n'::\"char\", n.nspowner))) x
-         LEFT JOIN pg_roles g ON g.oid = x.grantee) acl
- WHERE n.nspname = $1";
+  FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner",
+    acl_exploded!("n.nspacl, acldefault('n'::\"char\", n.nspowner)"),
+    " WHERE n.nspname = $1"
+);
 
 /// The comment of what `COMMENT ON` names (`$1`: `pg_get_object_address`'s type, `$2` names).
 const COMMENT_BEFORE: &str = "SELECT d.description
@@ -267,12 +281,9 @@ async fn object_before(
     use crate::invert::{AclItem, CatalogObject, ObjectBefore};
     let row = match o {
         CatalogObject::Relation(names) => {
-            let name = names
-                .iter()
-                .map(|n| crate::ident::quote_ident(n))
-                .collect::<Vec<_>>()
-                .join(".");
-            client.query_opt(RELATION_BEFORE, &[&name]).await?
+            client
+                .query_opt(RELATION_BEFORE, &[&quoted_name(names)])
+                .await?
         }
         CatalogObject::Schema(name) => client.query_opt(SCHEMA_BEFORE, &[name]).await?,
         CatalogObject::Commented { kind, names } => {
