@@ -247,22 +247,20 @@ impl Inverter {
         };
         let mut out = Vec::new();
         for o in &objects {
-            // Privileges on an object this migration created go with it.
-            let created = match o {
-                CatalogObject::Relation(n) => names_obj(n, Obj::Rel).is_some_and(|r| self.has(&r)),
-                CatalogObject::Schema(s) => self.has(&Obj::Schema(s.clone())),
-                CatalogObject::Commented { .. } => false,
+            let (created, name) = match o {
+                CatalogObject::Relation(n) => (
+                    names_obj(n, Obj::Rel).is_some_and(|r| self.has(&r)),
+                    qualified_names(n),
+                ),
+                CatalogObject::Schema(s) => (self.has(&Obj::Schema(s.clone())), ident(s)),
+                CatalogObject::Commented { .. } => return unknown(),
             };
+            // Privileges on an object this migration created go with it.
             if created {
                 continue;
             }
             let Some(before) = self.object_before(o) else {
                 return unknown();
-            };
-            let name = match o {
-                CatalogObject::Relation(n) => qualified_names(n),
-                CatalogObject::Schema(s) => ident(s),
-                CatalogObject::Commented { .. } => return unknown(),
             };
             for grantee in &grantees {
                 let to = grantee.as_deref().map(ident).unwrap_or("PUBLIC".into());
