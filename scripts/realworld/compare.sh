@@ -35,6 +35,8 @@ PGUSER=${PGUSER:-postgres}
 export PGHOST PGPORT PGUSER
 PGKEEL=${PGKEEL:-$(cd "$(dirname "$0")/../.." && pwd)/target/debug/pgkeel}
 RW_RUNS=${RW_RUNS:-/tmp/realworld/runs}
+RW_LIB=$(cd "$(dirname "$0")" && pwd)
+export RW_LIB
 
 die() { echo "compare.sh: $*" >&2; exit 2; }
 
@@ -81,6 +83,8 @@ echo "   run directory: $work"
 # --- 1. the tool's order, the files psql runs, the folder pgkeel reads ------------------------
 python3 - "$dir" "$layout" "$work" "$native" "$until" "$drop_stray" "$strip_txctl" "$direct" "$trim_tail" <<'PY' || die "could not read the folder (see above)"
 import json, os, re, shutil, sys
+sys.path.insert(0, os.environ["RW_LIB"])
+from rwlib import native_name, psql_single, read
 
 src, layout, work, force_native, until = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", sys.argv[5]
 drop_stray = sys.argv[6] == "1"
@@ -92,10 +96,6 @@ notes = []
 def note(msg):
     notes.append(msg)
     print("   note: " + msg, file=sys.stderr)
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read().decode("utf-8")
 
 # Each migration: tool id, the SQL text the tool runs (after picking the up section), whether the
 # tool itself says "no transaction", and the path of the original file.
@@ -245,13 +245,6 @@ if not migs:
     print("compare.sh: no migrations found", file=sys.stderr)
     sys.exit(1)
 
-def strip_comments(sql):
-    sql = re.sub(r"/\*.*?\*/", " ", sql, flags=re.S)
-    return re.sub(r"--[^\n]*", " ", sql)
-
-TXCTL = re.compile(r"^\s*(BEGIN|START\s+TRANSACTION|COMMIT|ROLLBACK)(\s+(TRANSACTION|WORK))?\s*;", re.I | re.M)
-NOTX = re.compile(r"\bCONCURRENTLY\b|^\s*VACUUM\b|\bALTER\s+SYSTEM\b|^\s*(CREATE|DROP)\s+DATABASE\b|^\s*(CREATE|DROP)\s+TABLESPACE\b", re.I | re.M)
-
 # pgkeel's native name rule: NNNN_ then [a-z0-9_]+
 def native_ok(stem):
     return re.match(r"^\d{4,}_[a-z0-9_]+$", stem) is not None
@@ -295,9 +288,7 @@ if keel_mode == "native":
     os.makedirs(keel_dir)
     width = max(4, len(str(len(migs))))
     for i, m in enumerate(migs, 1):
-        name = re.sub(r"[^a-z0-9_]+", "_", m["id"].lower())
-        name = re.sub(r"_+", "_", name).strip("_") or "migration"
-        kid = "%0*d_%s" % (width, i, name)
+        kid = "%0*d_%s" % (width, i, native_name(m["id"]))
         body = m["sql"]
         if m["notx"]:
             body = "-- pgkeel:no-transaction\n" + body
@@ -319,19 +310,14 @@ with open(os.path.join(work, "manifest.tsv"), "w") as man:
         psql_file = os.path.join(work, "psql", "%04d.sql" % i)
         with open(psql_file, "w", encoding="utf-8") as f:
             f.write(sql)
-        bare = strip_comments(m["sql"])
         if m["notx"]:
             single, why = 0, "tool: no transaction"
         elif layout.startswith("drizzle"):
             # drizzle-orm holds a transaction open around every file: a file's own COMMIT
             # ends it and a trailing BEGIN is committed by it, which is what `psql -1` does.
             single, why = 1, ""
-        elif TXCTL.search(bare):
-            single, why = 0, "file has its own BEGIN/COMMIT"
-        elif NOTX.search(bare):
-            single, why = 0, "statement that cannot run in a transaction"
         else:
-            single, why = 1, ""
+            single, why = psql_single(m["sql"])
         man.write("\t".join([str(i), m["id"], psql_file, str(single), m["keel_id"], why]) + "\n")
 
 with open(os.path.join(work, "keel.env"), "w") as f:

@@ -40,6 +40,8 @@ PGUSER=${PGUSER:-postgres}
 export PGHOST PGPORT PGUSER
 PGKEEL=${PGKEEL:-$(cd "$(dirname "$0")/../.." && pwd)/target/debug/pgkeel}
 RT_RUNS=${RT_RUNS:-/tmp/realworld/roundtrip}
+RW_LIB=$(cd "$(dirname "$0")" && pwd)
+export RW_LIB
 
 die() { echo "roundtrip.sh: $*" >&2; exit 2; }
 
@@ -81,11 +83,9 @@ echo "   server: $(psql -X -At -d postgres -c 'show server_version' 2>&1) at $PG
 # --- 1. the folder, in version order; pgkeel's native copy -------------------------------------
 python3 - "$dir" "$work" "$until" "$prelude" <<'PY' || die "could not read the folder (see above)"
 import json, os, re, sys
+sys.path.insert(0, os.environ["RW_LIB"])
+from rwlib import native_name, psql_single as single, read, strip_comments
 src, work, until, prelude = sys.argv[1:5]
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read().decode("utf-8")
 
 ups, downs = {}, {}
 for f in sorted(os.listdir(src)):
@@ -106,21 +106,6 @@ if until:
 if not versions:
     print("roundtrip.sh: no migrations found", file=sys.stderr); sys.exit(1)
 
-def strip_comments(sql):
-    sql = re.sub(r"/\*.*?\*/", " ", sql, flags=re.S)
-    return re.sub(r"--[^\n]*", " ", sql)
-
-# As compare.sh: a file with its own transaction control, or a statement that cannot run in a
-# transaction, is run by psql without -1.
-TXCTL = re.compile(r"^\s*(BEGIN|START\s+TRANSACTION|COMMIT|ROLLBACK)(\s+(TRANSACTION|WORK))?\s*;", re.I | re.M)
-NOTX = re.compile(r"\bCONCURRENTLY\b|^\s*VACUUM\b|\bALTER\s+SYSTEM\b|^\s*(CREATE|DROP)\s+DATABASE\b|^\s*(CREATE|DROP)\s+TABLESPACE\b", re.I | re.M)
-def single(sql):
-    bare = strip_comments(sql)
-    if TXCTL.search(bare):
-        return 0, "file has its own BEGIN/COMMIT"
-    if NOTX.search(bare):
-        return 0, "statement that cannot run in a transaction"
-    return 1, ""
 
 native = os.path.join(work, "native")
 width = max(4, len(str(len(versions))))
@@ -130,10 +115,7 @@ if prelude:
 migs = []
 for i, ver in enumerate(versions, 1):
     upf, name = ups[ver]
-    # compare.sh's native name rule: lowercased, runs of other characters to one _, truncated.
-    n = re.sub(r"[^a-z0-9_]+", "_", name.lower())
-    n = re.sub(r"_+", "_", n).strip("_")[:60].rstrip("_") or "migration"
-    kid = "%0*d_%s" % (width, i, n)
+    kid = "%0*d_%s" % (width, i, native_name(name, 60))
     up = read(os.path.join(src, upf))
     s_up, why_up = single(up)
     with open(os.path.join(native, kid + ".sql"), "w", encoding="utf-8") as f:
@@ -258,6 +240,23 @@ results = []
 A = dump(db_main)
 t_start = time.time()
 restores = 0
+
+def stage(r, name, path, single, ref, index):
+    """Runs one step of a round trip (`down`, `reapply`) on the main database and records its
+    verdict in r against the dump `ref` should equal; returns the dump, None when psql failed."""
+    e = psql(db_main, path, single)
+    if e:
+        r.update({name: "error", name + "_error": e})
+        return None
+    now = dump(db_main)
+    v, changed, diff = compare(ref, now, "%04d_%s" % (index, name))
+    r[name] = v
+    if changed:
+        r[name + "_changed"] = changed
+    if diff:
+        r[name + "_diff"] = diff
+    return now
+
 for m in man["migrations"]:
     r = dict(id=m["id"], keel_id=m["keel_id"], up="ok", down="not-run", reapply="not-run")
     e = psql(db_main, m["up"], m["up_single"])
@@ -274,29 +273,9 @@ for m in man["migrations"]:
         r.update(down="none")
         results.append(r); A = B
         continue
-    e = psql(db_main, m["down"], m["down_single"])
-    if e:
-        r.update(down="error", down_error=e)
-    else:
-        D = dump(db_main)
-        v, changed, path = compare(A, D, "%04d_down" % m["index"])
-        r.update(down=v)
-        if changed:
-            r["down_changed"] = changed
-        if path:
-            r["down_diff"] = path
-        C = None
-        e = psql(db_main, m["up"], m["up_single"])
-        if e:
-            r.update(reapply="error", reapply_error=e)
-        else:
-            C = dump(db_main)
-            v, changed, path = compare(B, C, "%04d_reapply" % m["index"])
-            r.update(reapply=v)
-            if changed:
-                r["reapply_changed"] = changed
-            if path:
-                r["reapply_diff"] = path
+    C = None
+    if stage(r, "down", m["down"], m["down_single"], A, m["index"]) is not None:
+        C = stage(r, "reapply", m["up"], m["up_single"], B, m["index"])
     # Back to B_i unless the round trip left exactly it (the ups-only database is B_i).
     now = C if r["reapply"] in ("same", "colorder") else dump(db_main)
     if now != B:
