@@ -749,3 +749,78 @@ async fn migration_without_down_file_stores_a_generated_rollback_that_works() {
         ("0002_more".into(), "rolled_back".into())
     );
 }
+
+/// The guard is a temporary function installed once per session; a migration that drops the
+/// session's temporary objects must not make the next one look like it ran on a pooled server
+/// connection without the deploy lock.
+#[tokio::test]
+async fn a_migration_that_discards_temporary_objects_does_not_stop_the_next_one() {
+    let db = TestDb::new("discard_temp").await;
+    let settings = db.settings();
+    let dir = native(&[
+        ("0001_a.sql", "CREATE TABLE a (id int);\nDISCARD TEMP;\n"),
+        ("0002_b.sql", "CREATE TABLE b (id int);\n"),
+        ("0003_c.sql", "CREATE TABLE c (id int);\n"),
+    ]);
+    let client = db.client().await;
+    let set = source::load(dir.path()).unwrap();
+    let r = Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    assert_eq!(r.applied.len(), 3);
+    assert_eq!(
+        tables(&client).await,
+        vec!["__drizzle_migrations", "__pgkeel_audit", "a", "b", "c"]
+    );
+}
+
+/// Where the role may not create temporary objects (a hosted database that revoked TEMP from
+/// PUBLIC), the guard stays a `DO` block and migrations apply as before.
+#[tokio::test]
+async fn a_role_without_the_temp_privilege_still_migrates_with_every_guard() {
+    let db = TestDb::new("no_temp").await;
+    let admin = db.client().await;
+    let role = format!("{}_role", db.name());
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN;
+             REVOKE TEMPORARY ON DATABASE {d} FROM PUBLIC;
+             GRANT CREATE ON DATABASE {d} TO {role};
+             GRANT CREATE, USAGE ON SCHEMA public TO {role};",
+            d = db.name()
+        ))
+        .await
+        .unwrap();
+    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(url, db.url, "the test URL names its user");
+    let settings = support::settings_for(&url);
+    let dir = native(&[
+        ("0001_a.sql", "CREATE TABLE a (id int);\n"),
+        ("0002_b.sql", "CREATE TABLE b (id int);\n"),
+    ]);
+    let set = source::load(dir.path()).unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let refused = client
+        .batch_execute("CREATE TEMP TABLE t (x int)")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code().map(|c| c.code()), Some("42501"));
+    let r = Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    assert_eq!(r.applied.len(), 2);
+    drop(client);
+    admin
+        .batch_execute(&format!("DROP OWNED BY {role};"))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("DROP ROLE {role}"))
+        .await
+        .unwrap();
+}

@@ -241,16 +241,29 @@ pub(crate) enum Expect {
 /// SQLSTATE raised by the guard when another process rolled the migration back first.
 pub(crate) const NOT_APPLIED: &str = "PGS02";
 
-/// The guard that opens every transaction pgkeel sends for a migration, apply or revert, as one
-/// `DO` block: the check that this server connection holds the deploy lock, a transaction-level
-/// advisory lock (which, unlike the session-level deploy lock, also holds behind a
-/// transaction-pooling proxy) and a check of the ledger row, so a migration is never applied or
-/// rolled back twice whatever the connection path. One statement, not three: its cost is paid
-/// by every migration.
+/// The guard that opens every transaction pgkeel sends for a migration, apply or revert: the
+/// check that this server connection holds the deploy lock, a transaction-level advisory lock
+/// (which, unlike the session-level deploy lock, also holds behind a transaction-pooling proxy)
+/// and a check of the ledger row, so a migration is never applied or rolled back twice whatever
+/// the connection path. One statement, not three: its cost is paid by every migration.
+///
+/// Two forms do the same checks. [`GuardFunction`] installs them once per session as a
+/// temporary PL/pgSQL function whose plans the server keeps, and each transaction calls it;
+/// this is the other form, a `DO` block compiled afresh by every transaction (about 0.25 ms
+/// each, bench/apply_cost.sh), used where the function cannot be installed (no TEMP privilege)
+/// and in what a dry run shows, which must run as it is.
 pub(crate) fn guard_sql(ledger: &Ledger, id: &str, expect: Expect) -> String {
+    format!(
+        "DO $pgkeel$ DECLARE mid text := {}; BEGIN {} END $pgkeel$;\n",
+        crate::ident::quote_literal(id),
+        guard_body(ledger, expect)
+    )
+}
+
+/// The PL/pgSQL statements of the guard, for the migration id in variable `mid`.
+fn guard_body(ledger: &Ledger, expect: Expect) -> String {
     let lock = DeployLock::for_ledger(&ledger.schema, &ledger.table);
     let (key, held) = (lock.tx_key(), lock.held_check_plpgsql());
-    let quoted = crate::ident::quote_literal(id);
     let (test, message, code) = match expect {
         Expect::NotApplied => (
             "IF EXISTS",
@@ -264,12 +277,70 @@ pub(crate) fn guard_sql(ledger: &Ledger, id: &str, expect: Expect) -> String {
         ),
     };
     format!(
-        "DO $pgkeel$ BEGIN {held} PERFORM pg_advisory_xact_lock({key}); \
-         {test} (SELECT 1 FROM {t} WHERE id = {quoted} AND status IN ('applied', 'baselined')) \
-         THEN RAISE EXCEPTION 'pgkeel: % {message}', {quoted} USING ERRCODE = '{code}'; \
-         END IF; END $pgkeel$;\n",
+        "{held} PERFORM pg_advisory_xact_lock({key}); \
+         {test} (SELECT 1 FROM {t} WHERE id = mid AND status IN ('applied', 'baselined')) \
+         THEN RAISE EXCEPTION 'pgkeel: % {message}', mid USING ERRCODE = '{code}'; END IF;",
         t = ledger.table_sql(),
     )
+}
+
+/// The guard installed once per session as `pg_temp` functions (one per [`Expect`]), called by
+/// each migration transaction instead of a `DO` block. A temporary function exists only on the
+/// server connection that created it: a transaction that a transaction-pooling proxy hands to
+/// another server connection finds no such function ([`GuardFunction::is_missing`]), which is
+/// the same finding as the lock check's inside it (that connection holds no deploy lock).
+#[derive(Debug, Clone)]
+pub(crate) struct GuardFunction {
+    /// `pg_temp.pgkeel_guard_<key>`: one per ledger, so two ledgers migrated on one session
+    /// keep their own.
+    name: String,
+    /// What creates them, again if a migration dropped them (`DISCARD TEMP`).
+    create: String,
+}
+
+impl GuardFunction {
+    const PREFIX: &'static str = "pgkeel_guard_";
+
+    /// Creates the functions on `client`'s session. `None` when the server refuses (a role
+    /// without the TEMP privilege): the guard then stays a `DO` block.
+    pub(crate) async fn install(client: &Client, ledger: &Ledger) -> Option<GuardFunction> {
+        let lock = DeployLock::for_ledger(&ledger.schema, &ledger.table);
+        let name = format!("pg_temp.{}{:x}", Self::PREFIX, lock.key());
+        let mut create = String::new();
+        for (suffix, expect) in [("_apply", Expect::NotApplied), ("_revert", Expect::Applied)] {
+            create.push_str(&format!(
+                "CREATE OR REPLACE FUNCTION {name}{suffix}(mid text) RETURNS void \
+                 LANGUAGE plpgsql AS $pgkeel$ BEGIN {} END $pgkeel$;\n",
+                guard_body(ledger, expect)
+            ));
+        }
+        match client.batch_execute(&create).await {
+            Ok(()) => Some(GuardFunction { name, create }),
+            Err(e) => {
+                tracing::info!("guard stays a DO block (no temporary function: {e})");
+                None
+            }
+        }
+    }
+
+    /// The call that opens a migration transaction.
+    pub(crate) fn call(&self, id: &str, expect: Expect) -> String {
+        let suffix = match expect {
+            Expect::NotApplied => "_apply",
+            Expect::Applied => "_revert",
+        };
+        format!(
+            "SELECT {}{suffix}({});\n",
+            self.name,
+            crate::ident::quote_literal(id)
+        )
+    }
+
+    /// Whether `pg` says the guard function does not exist on the server connection that ran
+    /// the transaction: not the session that took the deploy lock.
+    pub(crate) fn is_missing(pg: &PgError) -> bool {
+        pg.code == "42883" && pg.message.contains(Self::PREFIX)
+    }
 }
 
 /// Hears of each retry: the attempt that failed, the delay before the next, the error and who
@@ -309,6 +380,8 @@ pub(crate) struct Sender<'s> {
     side: tokio::sync::Mutex<Option<Client>>,
     /// Becomes true on Ctrl-C / SIGTERM.
     interrupt: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The session's guard function, once installed ([`Sender::install_guard`]).
+    guard: std::sync::OnceLock<GuardFunction>,
 }
 
 impl<'s> Sender<'s> {
@@ -318,6 +391,42 @@ impl<'s> Sender<'s> {
             pid: std::sync::atomic::AtomicI32::new(0),
             side: tokio::sync::Mutex::new(None),
             interrupt: None,
+            guard: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Installs the guard function on `client`'s session (see [`GuardFunction`]); the guards
+    /// built afterwards ([`Sender::guard_sql`]) call it. Call it once the deploy lock is held.
+    pub(crate) async fn install_guard(&self, client: &Client, ledger: &Ledger) {
+        if self.guard.get().is_none() {
+            if let Some(g) = GuardFunction::install(client, ledger).await {
+                let _ = self.guard.set(g);
+            }
+        }
+    }
+
+    /// Creates the guard function again when this connection is still the session that holds
+    /// the deploy lock (its backend pid unchanged); false when it is not, or it fails.
+    async fn reinstall_guard(&self, client: &Client) -> bool {
+        let (Some(g), pid) = (
+            self.guard.get(),
+            self.pid.load(std::sync::atomic::Ordering::Relaxed),
+        ) else {
+            return false;
+        };
+        let same = match client.query_one("SELECT pg_backend_pid()", &[]).await {
+            Ok(row) => pid != 0 && row.get::<_, i32>(0) == pid,
+            Err(_) => false,
+        };
+        same && client.batch_execute(&g.create).await.is_ok()
+    }
+
+    /// The guard opening a transaction for migration `id`: a call of the session's guard
+    /// function when installed, else the `DO` block ([`guard_sql`]).
+    pub(crate) fn guard_sql(&self, ledger: &Ledger, id: &str, expect: Expect) -> String {
+        match self.guard.get() {
+            Some(g) => g.call(id, expect),
+            None => guard_sql(ledger, id, expect),
         }
     }
 
@@ -349,6 +458,7 @@ impl<'s> Sender<'s> {
             })?;
         }
         let mut attempt = 0;
+        let mut reinstalled = false;
         loop {
             attempt += 1;
             if let Some(index) = &g.cleanup {
@@ -370,7 +480,15 @@ impl<'s> Sender<'s> {
             if self.interrupted() {
                 return Err(SendError::Interrupted);
             }
-            if pg.code == crate::db::LOCK_NOT_HELD {
+            if GuardFunction::is_missing(&pg) && !reinstalled && self.reinstall_guard(client).await
+            {
+                // A migration dropped it (DISCARD TEMP) on the very session that holds the
+                // lock: create it again and try once more, not counted as a retry.
+                reinstalled = true;
+                attempt -= 1;
+                continue;
+            }
+            if pg.code == crate::db::LOCK_NOT_HELD || GuardFunction::is_missing(&pg) {
                 return Err(SendError::Db(DbError::LockNotHeld {
                     context: what.to_string(),
                 }));
@@ -484,7 +602,8 @@ impl<'a> Migrator<'a> {
 
     /// The guard of every migration transaction (see [`guard_sql`]).
     pub(super) fn guard_sql(&self, m: &Migration) -> String {
-        guard_sql(&self.ledger, &m.id, Expect::NotApplied)
+        self.sender
+            .guard_sql(&self.ledger, &m.id, Expect::NotApplied)
     }
 
     /// Splits a migration into units of execution. A migration whose statements may all run in

@@ -33,9 +33,7 @@ mod takeover;
 use baseline::*;
 pub use error::*;
 use executor::*;
-pub(crate) use executor::{
-    guard_sql, session_sql, Expect, Flush, Group, RunSoFar, SendError, Sender,
-};
+pub(crate) use executor::{session_sql, Expect, Flush, Group, RunSoFar, SendError, Sender};
 pub use plan::*;
 pub use prepared::*;
 use state_rollback::*;
@@ -130,6 +128,10 @@ pub struct Migrator<'a> {
     cache: Option<std::sync::Arc<RowCache>>,
     /// Statements and inverses worked out once per migration for this migrator's runs.
     prepared: Prepared<'a>,
+    /// The catalog queries of state-based rollback snapshots, prepared on the migrating
+    /// connection the first time one is taken: preparing them afresh was most of what each
+    /// scoped snapshot cost (bench/apply_cost.sh, views).
+    introspector: tokio::sync::OnceCell<crate::schema::Introspector>,
 }
 
 impl<'a> Migrator<'a> {
@@ -143,6 +145,7 @@ impl<'a> Migrator<'a> {
             session: None,
             cache: None,
             prepared: Prepared::for_set(set),
+            introspector: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -386,6 +389,9 @@ impl<'a> Migrator<'a> {
             .iter()
             .map(|(_, m)| self.prepared.statements(m))
             .collect::<Result<_, _>>()?;
+        if !todo.is_empty() {
+            self.sender.install_guard(client, &self.ledger).await;
+        }
         let mut applied = Vec::with_capacity(todo.len());
         let mut elsewhere = 0;
         if opts.single_transaction && !todo.is_empty() {

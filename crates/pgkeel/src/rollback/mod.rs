@@ -27,7 +27,7 @@ use crate::config::Settings;
 use crate::db::{DbError, DeployLock, PgError};
 use crate::ledger::{Held, Ledger, LedgerRow};
 use crate::location::Location;
-use crate::migrate::{guard_sql, session_sql, Expect, Group, SendError, Sender};
+use crate::migrate::{session_sql, Expect, Group, SendError, Sender};
 use crate::source::{Layout, Migration, MigrationSet, SourceError};
 use crate::sql::{Batch, Statement};
 
@@ -280,6 +280,9 @@ pub async fn rollback(
         let units = resolve(settings, set, &rows, id, opts.cascade, opts.force)?;
         let drizzle = drizzle_table_exists(client, settings, set).await?;
         let runner = Runner::new(settings, &ledger, drizzle);
+        if !units.is_empty() {
+            runner.sender.install_guard(client, &ledger).await;
+        }
         return Ok(RollbackReport {
             dry_run: true,
             rolled_back: units
@@ -635,7 +638,7 @@ impl<'a> Runner<'a> {
     /// The guard shared with `migrate`'s transactions: the migration must still be applied, so
     /// it is rolled back once, whatever the connection path.
     fn guard_sql(&self, u: &Unit<'_>) -> String {
-        guard_sql(self.ledger, &u.id, Expect::Applied)
+        self.sender.guard_sql(self.ledger, &u.id, Expect::Applied)
     }
 
     /// The ledger update, the audit row, and drizzle-orm's row, ending in `;\n`.
