@@ -1,7 +1,8 @@
 //! Inverses that restore catalog state the schema model does not hold: privileges (`GRANT` /
 //! `REVOKE`), owners (`ALTER … OWNER TO`), comments (`COMMENT ON`) and storage parameters
 //! (`ALTER TABLE … SET / RESET (…)`), from what the engine read just before the migration
-//! ([`ObjectBefore`], keyed by [`CatalogObject`]; [`objects_changed`] says what to read).
+//! ([`ObjectBefore`], keyed by [`CatalogObject`]; [`objects_changed`] says what to read), and
+//! the definition a `CREATE OR REPLACE VIEW` replaced ([`ViewBefore`]; [`views_replaced`]).
 //!
 //! Pure, like the rest of [`crate::invert`]: no query runs here. An object whose state was not
 //! read (the read failed, or the statement names it in a way pgkeel does not resolve) has no
@@ -48,11 +49,111 @@ pub struct ObjectBefore {
     pub options: Vec<String>,
 }
 
+/// A view's catalog state just before a `CREATE OR REPLACE VIEW` replaced it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewBefore {
+    /// `pg_get_viewdef` read with an empty `search_path` (every name qualified), without the
+    /// trailing `;`.
+    pub definition: String,
+    /// Its owner, privileges, comment and options (`check_option=local`, `security_barrier=true`).
+    pub state: ObjectBefore,
+}
+
 impl Before {
     /// Records what the catalog said about `object` before the migration.
     pub fn insert_object(&mut self, object: CatalogObject, state: ObjectBefore) {
         self.objects.insert(object, state);
     }
+
+    /// Records the view `names` (as the statement writes it) before the migration: `None` when
+    /// there was no such view.
+    pub fn insert_view(&mut self, names: Vec<String>, state: Option<ViewBefore>) {
+        self.views.insert(names, state);
+    }
+}
+
+/// The views `stmts` write with `CREATE OR REPLACE VIEW`, named as written (`[schema, name]` or
+/// `[name]`), in order and without repeats: the views whose definition [`Before`] should hold.
+pub fn views_replaced(stmts: &[Statement]) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for s in stmts {
+        let upper = s.text.to_ascii_uppercase();
+        if !(upper.contains("REPLACE") && upper.contains("VIEW")) {
+            continue;
+        }
+        let Ok(parsed) = pg_query::parse(&s.text) else {
+            continue;
+        };
+        for raw in &parsed.protobuf.stmts {
+            if let Some(NodeEnum::ViewStmt(v)) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+                if let (true, Some(rv)) = (v.replace, &v.view) {
+                    if let CatalogObject::Relation(names) = relation(rv) {
+                        if !out.contains(&names) {
+                            out.push(names);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What puts back a view that `CREATE OR REPLACE VIEW` replaced: its definition, options,
+/// owner, privileges and comment. `CREATE OR REPLACE` again when the columns allow it (the
+/// grants and dependent views stay); when the migration added columns, which `CREATE OR
+/// REPLACE` cannot remove (SQLSTATE 42P16), the view is dropped and created again with its
+/// owner, privileges and comment, and a view that others depend on then makes the rollback fail
+/// whole, with the server's reason, before anything changed.
+pub(crate) fn restore_view_sql(name: &str, v: &ViewBefore) -> String {
+    let with = match v.state.options.is_empty() {
+        true => String::new(),
+        false => {
+            let opts: Vec<String> = v
+                .state
+                .options
+                .iter()
+                .map(|o| match o.split_once('=') {
+                    Some((k, val)) => format!("{} = {}", ident(k), quote_literal(val)),
+                    None => ident(o),
+                })
+                .collect();
+            format!(" WITH ({})", opts.join(", "))
+        }
+    };
+    let create = format!("VIEW {name}{with} AS {}", v.definition.trim_end());
+    let mut again = vec![format!("DROP VIEW {name}"), format!("CREATE {create}")];
+    if let Some(owner) = &v.state.owner {
+        again.push(format!("ALTER VIEW {name} OWNER TO {}", ident(owner)));
+    }
+    for a in &v.state.acl {
+        if a.grantee.is_some() && a.grantee == v.state.owner {
+            continue;
+        }
+        let to = a.grantee.as_deref().map(ident).unwrap_or("PUBLIC".into());
+        let option = if a.grantable {
+            " WITH GRANT OPTION"
+        } else {
+            ""
+        };
+        again.push(format!(
+            "GRANT {} ON TABLE {name} TO {to}{option}",
+            a.privilege
+        ));
+    }
+    if let Some(c) = &v.state.comment {
+        again.push(format!("COMMENT ON VIEW {name} IS {}", quote_literal(c)));
+    }
+    let mut tag = "pgkeel".to_string();
+    while create.contains(&format!("${tag}$"))
+        || again.iter().any(|a| a.contains(&format!("${tag}$")))
+    {
+        tag.push('_');
+    }
+    format!(
+        "DO ${tag}$ BEGIN\n  CREATE OR REPLACE {create};\nEXCEPTION WHEN invalid_table_definition THEN\n  {};\nEND ${tag}$",
+        again.join(";\n  ")
+    )
 }
 
 /// The objects whose owner, privileges, comment or storage parameters `stmts` change, in order
@@ -110,7 +211,7 @@ pub fn objects_changed(stmts: &[Statement]) -> Vec<CatalogObject> {
     out
 }
 
-fn relation(rv: &pb::RangeVar) -> CatalogObject {
+pub(super) fn relation(rv: &pb::RangeVar) -> CatalogObject {
     let mut names = Vec::new();
     if !rv.schemaname.is_empty() {
         names.push(rv.schemaname.clone());
@@ -183,6 +284,25 @@ fn commented(c: &pb::CommentStmt) -> Option<CatalogObject> {
 }
 
 impl Inverter {
+    /// The view `names` before the migration: `Some(None)` when there was none, `None` when
+    /// it was not read.
+    pub(super) fn view_before(&self, names: &[String]) -> Option<Option<&ViewBefore>> {
+        /// Stands for any view's state in [`generate_as_applied`].
+        static ASSUMED: ViewBefore = ViewBefore {
+            definition: String::new(),
+            state: ObjectBefore {
+                owner: None,
+                acl: Vec::new(),
+                comment: None,
+                options: Vec::new(),
+            },
+        };
+        match self.before.views.get(names) {
+            None if self.before.assumed => Some(Some(&ASSUMED)),
+            found => found.map(Option::as_ref),
+        }
+    }
+
     fn object_before(&self, o: &CatalogObject) -> Option<&ObjectBefore> {
         /// Stands for any object's state in [`generate_as_applied`].
         static ASSUMED: ObjectBefore = ObjectBefore {

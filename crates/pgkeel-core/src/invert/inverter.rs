@@ -130,7 +130,17 @@ impl Inverter {
                     return unsupported(text);
                 };
                 if s.replace {
-                    return or_replace("view");
+                    // The view read just before: put it back, or drop a view that was not there.
+                    let CatalogObject::Relation(names) = catalog::relation(rv) else {
+                        return or_replace("view");
+                    };
+                    match self.view_before(&names) {
+                        Some(Some(v)) => {
+                            return Inverse::Sql(vec![catalog::restore_view_sql(&rv_name(rv), v)])
+                        }
+                        Some(None) => {}
+                        None => return or_replace("view"),
+                    }
                 }
                 self.add(rel_obj(rv));
                 drop_sql("VIEW", &rv_name(rv))

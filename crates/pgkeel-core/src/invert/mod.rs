@@ -19,7 +19,9 @@ mod catalog;
 mod inverter;
 mod text;
 
-pub use catalog::{objects_changed, AclItem, CatalogObject, ObjectBefore};
+pub use catalog::{
+    objects_changed, views_replaced, AclItem, CatalogObject, ObjectBefore, ViewBefore,
+};
 pub use text::*;
 
 /// Rollback SQL generated from a migration's statements.
@@ -103,6 +105,9 @@ pub struct Before {
     /// Owners, privileges, comments and storage parameters of the objects [`objects_changed`]
     /// names.
     objects: HashMap<CatalogObject, ObjectBefore>,
+    /// Views `CREATE OR REPLACE VIEW` writes, by name as written ([`views_replaced`]): their
+    /// state before, or `None` when there was no such view.
+    views: HashMap<Vec<String>, Option<ViewBefore>>,
     /// Before the apply: every object's state is taken as readable (see [`generate_as_applied`]).
     assumed: bool,
 }
@@ -121,7 +126,10 @@ impl Before {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.columns.is_empty() && self.functions.is_empty() && self.objects.is_empty()
+        self.columns.is_empty()
+            && self.functions.is_empty()
+            && self.objects.is_empty()
+            && self.views.is_empty()
     }
 }
 

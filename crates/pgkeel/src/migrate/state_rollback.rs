@@ -59,6 +59,12 @@ impl<'a> Migrator<'a> {
                 Err(e) => tracing::debug!("reading the catalog state of {o:?} for {}: {e}", m.id),
             }
         }
+        for names in crate::invert::views_replaced(stmts) {
+            match view_before(client, &names).await {
+                Ok(state) => before.insert_view(names, state),
+                Err(e) => tracing::debug!("reading the view {names:?} {} replaces: {e}", m.id),
+            }
+        }
         let cols = crate::invert::columns_altered(stmts);
         if cols.is_empty() {
             return Ok(before);
@@ -171,7 +177,11 @@ impl<'a> Migrator<'a> {
         let mut opts =
             crate::schema::IntrospectOptions::from_settings(self.settings).with_schemas(&schemas);
         opts.only_tables = Some(scope.to_vec());
-        crate::schema::introspect(client, &opts).await
+        let introspector = self
+            .introspector
+            .get_or_try_init(|| crate::schema::Introspector::prepare(client))
+            .await?;
+        introspector.read(client, &opts).await
     }
 
     /// Stores diff(after → before) as `m`'s rollback, with its hazards, unless the diff has a
@@ -274,6 +284,50 @@ const COMMENT_BEFORE: &str = "SELECT d.description
 
 /// What the catalog says about `o` now (just before the migration); `None` when there is no
 /// such object.
+/// A view's definition (read with an empty `search_path`, so every name in it is qualified),
+/// owner, privileges, comment and options; `None` when `names` is no view. The name is resolved
+/// with the session's `search_path`, as the statement resolves it; the path is emptied for the
+/// definition only, in the read's own transaction.
+async fn view_before(
+    client: &Client,
+    names: &[String],
+) -> Result<Option<crate::invert::ViewBefore>, tokio_postgres::Error> {
+    let name = crate::ident::quote_literal(&quoted_name(names));
+    let sql = format!(
+        "BEGIN READ ONLY; \
+         SELECT set_config('pgkeel.view', coalesce(to_regclass({name})::oid, 0)::text, true); \
+         SET LOCAL search_path = ''; \
+         SELECT pg_get_viewdef(c.oid) AS definition FROM pg_class c \
+          WHERE c.oid = current_setting('pgkeel.view')::oid AND c.relkind = 'v'; \
+         COMMIT;"
+    );
+    let definition = match client.simple_query(&sql).await {
+        Ok(msgs) => msgs.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                r.try_get("definition").ok().flatten().map(str::to_string)
+            }
+            _ => None,
+        }),
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
+    };
+    let Some(definition) = definition else {
+        return Ok(None);
+    };
+    let state = object_before(
+        client,
+        &crate::invert::CatalogObject::Relation(names.to_vec()),
+    )
+    .await?
+    .unwrap_or_default();
+    Ok(Some(crate::invert::ViewBefore {
+        definition: definition.trim_end().trim_end_matches(';').to_string(),
+        state,
+    }))
+}
+
 async fn object_before(
     client: &Client,
     o: &crate::invert::CatalogObject,
