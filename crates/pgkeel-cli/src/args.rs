@@ -24,6 +24,11 @@ pub struct ConfigOpts {
     /// Do not read ./.env.
     #[arg(long, global = true)]
     pub no_dotenv: bool,
+    /// Read this drizzle-kit config instead of ./drizzle.config.{ts,mts,js,mjs,cjs,json}
+    /// (pgkeel reads `out`, `migrations.table/schema/prefix` and `dbCredentials.url` from it,
+    /// without running Node; pgkeel.toml, the environment and flags override them).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub drizzle_config: Option<PathBuf>,
 }
 
 /// Where the migrations are.

@@ -40,11 +40,16 @@ impl Ctx {
             database_url: connect.database_url.clone(),
             migrations_dir: migrations.migrations.clone(),
             sslmode,
+            drizzle_config: cfg.drizzle_config.clone(),
             ..Overrides::default()
         };
         let load =
             LoadOptions::from_process(cwd.clone(), cfg.config.clone(), !cfg.no_dotenv, overrides);
         let settings = config::load(&load)?;
+        // Said once per command, on stderr (a reload for the flags says nothing new).
+        for note in &settings.notes {
+            eprintln!("warning: {note}");
+        }
         Ok(Ctx {
             settings,
             cwd,

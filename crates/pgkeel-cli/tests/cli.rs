@@ -332,6 +332,92 @@ fn config_shows_sources_and_redacts_secrets() {
         .contains("1234"));
 }
 
+/// A drizzle project as drizzle-kit 0.31 sets it up: pgkeel reads drizzle.config.ts (no flags,
+/// no pgkeel.toml), shows where each value came from, says once what it cannot evaluate, never
+/// prints the URL's password, and `new` names the file the way the config's prefix says.
+#[test]
+fn a_drizzle_project_is_read_from_drizzle_config_ts_with_no_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("drizzle.config.ts"),
+        "import { defineConfig } from \"drizzle-kit\";\n\
+         export default defineConfig({\n  schema: \"./src/db/schema.ts\",\n  \
+         out: \"./src/db/migrations\",\n  dialect: \"postgresql\",\n  \
+         migrations: { schema: \"public\", prefix: \"timestamp\" },\n  \
+         tablesFilter: [`app_${process.env.TENANT}`],\n  \
+         dbCredentials: { url: process.env.POSTGRES_URL! },\n});\n",
+    )
+    .unwrap();
+    let dir = tmp.path().join("src/db/migrations");
+    std::fs::create_dir_all(dir.join("meta")).unwrap();
+    std::fs::write(
+        dir.join("meta/_journal.json"),
+        r#"{"version":"7","dialect":"postgresql","entries":[]}"#,
+    )
+    .unwrap();
+    let out = pgkeel(tmp.path())
+        .env(
+            "POSTGRES_URL",
+            "postgresql://app:drizzlesecret@db.internal/app",
+        )
+        .args(["config", "--format", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        !stdout.contains("drizzlesecret") && !stderr.contains("drizzlesecret"),
+        "{stdout}{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("tablesFilter").count(),
+        1,
+        "said once: {stderr}"
+    );
+    let doc = json(&out.stdout);
+    let entry = |k: &str| {
+        doc["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["key"] == k)
+            .unwrap_or_else(|| panic!("no {k} in {stdout}"))
+            .clone()
+    };
+    assert_eq!(entry("migrations")["origin"]["kind"], "drizzle");
+    assert_eq!(entry("database-url")["origin"]["var"], "POSTGRES_URL");
+    assert!(entry("database-url")["value"]
+        .as_str()
+        .unwrap()
+        .contains("app:***@db.internal"));
+    assert_eq!(entry("drizzle.schema")["value"], "public");
+    assert_eq!(entry("ledger.table")["value"], "__pgkeel_migrations");
+    assert_eq!(
+        entry("ledger.table")["origin"]["avoids"],
+        "public.__drizzle_migrations"
+    );
+
+    pgkeel(tmp.path())
+        .args(["new", "add posts"])
+        .assert()
+        .success();
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".sql"))
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(
+        names[0].len() == "20261203101500_add_posts.sql".len()
+            && names[0].ends_with("_add_posts.sql"),
+        "{names:?}"
+    );
+}
+
 #[test]
 fn new_creates_the_next_native_file() {
     let tmp = tempfile::tempdir().unwrap();

@@ -730,3 +730,93 @@ async fn entry_drizzle_skipped_is_held_back_with_a_warning() {
         .unwrap_err();
     assert!(matches!(err, MigrateError::HeldBack { .. }), "{err:?}");
 }
+
+/// A drizzle project's own configuration is what pgkeel follows: `out` in another folder and
+/// drizzle's table where drizzle.config.ts puts it (also `public.__drizzle_migrations`, the
+/// name pgkeel's ledger has by default: the ledger then moves beside it). drizzle-orm applies
+/// the first three, pgkeel migrates from the project directory with no flags and no
+/// pgkeel.toml (re-applying nothing), and drizzle-orm then finds nothing pending.
+#[tokio::test]
+async fn a_drizzle_project_migrates_with_no_flags_and_drizzle_sees_nothing_pending() {
+    use pgkeel::config::{self, LoadOptions, Overrides};
+    use pgkeel::migrate::{MigrateOptions, Migrator, Silent};
+    let cases: [(&str, (&str, &str), &str); 2] = [
+        (
+            "{ schema: \"public\" }",
+            ("public", TABLE),
+            config::LEDGER_BESIDE_DRIZZLE,
+        ),
+        (
+            "{ table: \"app_migrations\", schema: \"public\" }",
+            ("public", "app_migrations"),
+            TABLE,
+        ),
+    ];
+    for (i, (migrations, (schema, table), ledger)) in cases.into_iter().enumerate() {
+        let db = TestDb::new(&format!("drizzle_config_{i}")).await;
+        let client = db.client().await;
+        let project = tempfile::tempdir().unwrap();
+        std::fs::write(
+            project.path().join("drizzle.config.ts"),
+            format!(
+                "import {{ defineConfig }} from \"drizzle-kit\";\n\
+                 export default defineConfig({{\n  schema: \"./src/db/schema.ts\",\n  \
+                 out: \"./src/db/migrations\",\n  dialect: \"postgresql\",\n  \
+                 migrations: {migrations},\n  dbCredentials: {{ url: process.env.DATABASE_URL! }},\n}});\n"
+            ),
+        )
+        .unwrap();
+        let out = project.path().join("src/db/migrations");
+        copy_tree(&example_dir(), &out);
+        drizzle_migrate(&db.url, example_prefix(3).path(), Some((schema, table))).await;
+        assert_eq!(count(&client, schema, table).await, 3);
+
+        let settings = config::load(&LoadOptions {
+            cwd: project.path().to_path_buf(),
+            config_path: None,
+            dotenv: false,
+            env: [("DATABASE_URL".to_string(), db.url.clone())].into(),
+            overrides: Overrides::default(),
+        })
+        .unwrap();
+        assert_eq!(
+            (
+                settings.ledger_schema.as_str(),
+                settings.ledger_table.as_str()
+            ),
+            ("public", ledger)
+        );
+        let dir = source::resolve_dir(settings.migrations_dir.as_deref(), project.path());
+        let set = source::load(&dir).unwrap();
+        let report = Migrator::new(&settings, &set)
+            .migrate(&client, &MigrateOptions::default(), &mut Silent)
+            .await
+            .unwrap_or_else(|e| panic!("{migrations}: {e}"));
+        assert_eq!(report.taken_over.len(), 3, "{migrations}: {report:?}");
+        assert_eq!(report.applied.len(), 2, "{migrations}: {report:?}");
+        assert_eq!(
+            table_shape(&client, schema, table).await.len(),
+            3,
+            "drizzle's table keeps drizzle's columns"
+        );
+        drizzle_migrate(&db.url, &out, Some((schema, table))).await;
+        assert_eq!(
+            count(&client, schema, table).await,
+            5,
+            "{migrations}: drizzle-orm found nothing to apply"
+        );
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}

@@ -22,6 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::duration::{format as format_duration, parse_value as parse_duration_value};
 
+pub mod drizzle;
 mod redact;
 pub use redact::*;
 
@@ -41,6 +42,11 @@ pub enum Origin {
     Env(String),
     /// A command-line flag.
     Flag,
+    /// drizzle-kit's config file (`drizzle.config.ts`, …), through `process.env.VAR` when
+    /// `var` is set.
+    Drizzle { path: PathBuf, var: Option<String> },
+    /// The default moved off drizzle-orm's own table, which has this name (`public.__drizzle_migrations`).
+    AvoidsDrizzle(String),
 }
 
 impl Origin {
@@ -53,6 +59,13 @@ impl Origin {
             Origin::DotEnv { path, var } => format!("{var} in {}", path.display()),
             Origin::Env(var) => format!("environment variable {var}"),
             Origin::Flag => format!("the command-line flag for {key}"),
+            Origin::Drizzle { path, var: None } => format!("`{key}` in {}", path.display()),
+            Origin::Drizzle { path, var: Some(v) } => {
+                format!("environment variable {v}, named by {}", path.display())
+            }
+            Origin::AvoidsDrizzle(t) => {
+                format!("the default of {key}, moved off drizzle-orm's table {t}")
+            }
         }
     }
 }
@@ -72,6 +85,11 @@ impl fmt::Display for Origin {
             Origin::DotEnv { path, var } => write!(f, "{} ({var})", file_name(path)),
             Origin::Env(var) => write!(f, "env {var}"),
             Origin::Flag => f.write_str("flag"),
+            Origin::Drizzle { path, var: None } => f.write_str(&file_name(path)),
+            Origin::Drizzle { path, var: Some(v) } => {
+                write!(f, "{} (process.env.{v})", file_name(path))
+            }
+            Origin::AvoidsDrizzle(t) => write!(f, "default (not drizzle-orm's {t})"),
         }
     }
 }
@@ -96,6 +114,17 @@ impl Serialize for Origin {
                 m.serialize_entry("var", var)?;
             }
             Origin::Flag => m.serialize_entry("kind", "flag")?,
+            Origin::Drizzle { path, var } => {
+                m.serialize_entry("kind", "drizzle")?;
+                m.serialize_entry("path", path)?;
+                if let Some(v) = var {
+                    m.serialize_entry("var", v)?;
+                }
+            }
+            Origin::AvoidsDrizzle(t) => {
+                m.serialize_entry("kind", "default")?;
+                m.serialize_entry("avoids", t)?;
+            }
         }
         m.end()
     }
@@ -345,6 +374,13 @@ pub struct Settings {
     pub origins: BTreeMap<String, Origin>,
     /// The pgkeel.toml actually read, if any.
     pub config_file: Option<PathBuf>,
+    /// The drizzle config file read, if any ([`drizzle`]).
+    pub drizzle_config: Option<PathBuf>,
+    /// drizzle-kit's `migrations.prefix` (`index`, `timestamp`, `unix`, `supabase`, `none`):
+    /// how `new` names files in a drizzle folder. `None`: drizzle's default, `index`.
+    pub migration_prefix: Option<String>,
+    /// What the configuration files set that pgkeel could not use, to say once (on stderr).
+    pub notes: Vec<String>,
     /// The raw `[monitor]` section of pgkeel.toml (empty when absent); `monitor` reads its
     /// `[monitor.thresholds]` and says what is wrong with it.
     pub monitor: toml::Table,
@@ -412,6 +448,8 @@ pub struct Overrides {
     pub deploy_lock_timeout: Option<Duration>,
     pub reports_dir: Option<PathBuf>,
     pub pool_size: Option<usize>,
+    /// `--drizzle-config FILE` (must exist); else `drizzle.config.*` in the working directory.
+    pub drizzle_config: Option<PathBuf>,
 }
 
 impl fmt::Debug for Overrides {
@@ -485,6 +523,21 @@ impl LoadOptions {
 /// Configuration errors. A secret's value is never part of a message.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error(transparent)]
+    Drizzle(#[from] drizzle::DrizzleConfigError),
+    #[error(
+        "drizzle config {} does not exist: fix the --drizzle-config path, or leave it out to read drizzle.config.ts (or .js, .mjs, .json …) from the working directory",
+        path.display()
+    )]
+    DrizzleConfigNotFound { path: PathBuf },
+    #[error(
+        "pgkeel's ledger is set to {table}, which is drizzle-orm's own migrations table (ledger from {ledger_origin}, drizzle's schema from {drizzle_origin}): their columns differ, so they cannot share it; leave ledger.table unset (pgkeel then uses {LEDGER_BESIDE_DRIZZLE}) or name another table"
+    )]
+    LedgerIsDrizzles {
+        table: String,
+        ledger_origin: Origin,
+        drizzle_origin: Origin,
+    },
     #[error(
         "config file {} does not exist: fix the --config path, or leave --config out to read \
          pgkeel.toml from the working directory",
@@ -715,6 +768,9 @@ impl Settings {
             search_path: Vec::new(),
             origins: BTreeMap::new(),
             config_file: None,
+            drizzle_config: None,
+            migration_prefix: None,
+            notes: Vec::new(),
             monitor: toml::Table::new(),
         };
         s.origins = s
@@ -785,6 +841,12 @@ impl Settings {
             ("drizzle.schema", self.drizzle_schema.clone()),
             ("drizzle.table", self.drizzle_table.clone()),
             (
+                "migration-prefix",
+                self.migration_prefix
+                    .clone()
+                    .unwrap_or_else(|| "index".to_string()),
+            ),
+            (
                 "backup.retention-days",
                 self.backup_retention_days.to_string(),
             ),
@@ -830,6 +892,35 @@ pub struct ConfigEntry {
 /// variable counts as unset. In `.env`, a later line wins over an earlier one.
 pub fn load(opts: &LoadOptions) -> Result<Settings, ConfigError> {
     let mut s = Settings::defaults();
+    let dotenv_path = opts.cwd.join(".env");
+    let dotenv = if opts.dotenv {
+        read_dotenv(&dotenv_path)?
+    } else {
+        HashMap::new()
+    };
+
+    // drizzle.config.*: below pgkeel.toml.
+    let drizzle_path = match &opts.overrides.drizzle_config {
+        Some(p) => {
+            let p = opts.cwd.join(p);
+            if !p.is_file() {
+                return Err(ConfigError::DrizzleConfigNotFound { path: p });
+            }
+            Some(p)
+        }
+        None => drizzle::find(&opts.cwd),
+    };
+    if let Some(path) = drizzle_path {
+        let d = drizzle::read(&path)?;
+        apply_drizzle(&mut s, &d, |var| {
+            opts.env
+                .get(var)
+                .or_else(|| dotenv.get(var))
+                .filter(|v| !v.trim().is_empty())
+                .cloned()
+        });
+        s.drizzle_config = Some(path);
+    }
 
     // pgkeel.toml
     let file = match &opts.config_path {
@@ -856,12 +947,6 @@ pub fn load(opts: &LoadOptions) -> Result<Settings, ConfigError> {
     }
 
     // .env, then the process environment, which wins.
-    let dotenv_path = opts.cwd.join(".env");
-    let dotenv = if opts.dotenv {
-        read_dotenv(&dotenv_path)?
-    } else {
-        HashMap::new()
-    };
     for (var, key) in ENV_VARS {
         let set = |v: &&String| !v.trim().is_empty();
         let (value, origin) = if let Some(v) = opts.env.get(*var).filter(set) {
@@ -879,8 +964,127 @@ pub fn load(opts: &LoadOptions) -> Result<Settings, ConfigError> {
     }
 
     apply_overrides(&mut s, &opts.overrides);
+    avoid_drizzles_table(&mut s)?;
     validate(&s)?;
     Ok(s)
+}
+
+/// The name pgkeel's ledger takes when its default would be drizzle-orm's own table.
+pub const LEDGER_BESIDE_DRIZZLE: &str = "__pgkeel_migrations";
+
+/// drizzle-orm's table and pgkeel's ledger cannot be one table (their columns differ: drizzle's
+/// is `id serial, hash text, created_at bigint`). When drizzle keeps its table where pgkeel's
+/// ledger would be by default (`migrations: { schema: "public" }` in drizzle.config.ts puts it
+/// at `public.__drizzle_migrations`), the ledger moves beside it, to
+/// [`LEDGER_BESIDE_DRIZZLE`]; pgkeel keeps drizzle's table in step and never alters it. Set
+/// to the same table by hand, it is an error.
+fn avoid_drizzles_table(s: &mut Settings) -> Result<(), ConfigError> {
+    if (s.ledger_schema.as_str(), s.ledger_table.as_str())
+        != (s.drizzle_schema.as_str(), s.drizzle_table.as_str())
+    {
+        return Ok(());
+    }
+    let drizzles = format!("{}.{}", s.drizzle_schema, s.drizzle_table);
+    let set_by_hand = ["ledger.schema", "ledger.table"]
+        .iter()
+        .any(|k| !matches!(s.origins.get(*k), None | Some(Origin::Default)));
+    if set_by_hand {
+        return Err(ConfigError::LedgerIsDrizzles {
+            table: drizzles,
+            ledger_origin: s
+                .origins
+                .get("ledger.table")
+                .cloned()
+                .unwrap_or(Origin::Default),
+            drizzle_origin: s
+                .origins
+                .get("drizzle.schema")
+                .cloned()
+                .unwrap_or(Origin::Default),
+        });
+    }
+    s.ledger_table = LEDGER_BESIDE_DRIZZLE.to_string();
+    s.origins
+        .insert("ledger.table".into(), Origin::AvoidsDrizzle(drizzles));
+    Ok(())
+}
+
+/// The values of drizzle-kit's config (see [`drizzle`]); `env` looks up what
+/// `process.env.NAME` names (the process environment, then `.env`).
+fn apply_drizzle(
+    s: &mut Settings,
+    d: &drizzle::DrizzleConfig,
+    env: impl Fn(&str) -> Option<String>,
+) {
+    let origin = Origin::Drizzle {
+        path: d.path.clone(),
+        var: None,
+    };
+    let file = d
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let base = d.path.parent().unwrap_or(Path::new("."));
+    let mark = |s: &mut Settings, key: &str, o: Origin| {
+        s.origins.insert(key.to_string(), o);
+    };
+    if let Some(out) = &d.out {
+        s.migrations_dir = Some(base.join(out));
+        mark(s, "migrations", origin.clone());
+    }
+    if let Some(t) = &d.migrations_table {
+        s.drizzle_table = t.clone();
+        mark(s, "drizzle.table", origin.clone());
+    }
+    if let Some(schema) = &d.migrations_schema {
+        s.drizzle_schema = schema.clone();
+        mark(s, "drizzle.schema", origin.clone());
+    }
+    if let Some(p) = &d.migrations_prefix {
+        s.migration_prefix = Some(p.clone());
+        mark(s, "migration-prefix", origin.clone());
+    }
+    match &d.url {
+        Some(drizzle::UrlSource::Literal(url)) => {
+            s.database_url = Some(url.clone());
+            mark(s, "database-url", origin.clone());
+            s.notes.push(format!(
+                "{file} holds a database URL in the file: keep it in DATABASE_URL (or .env) instead, out of version control"
+            ));
+        }
+        Some(drizzle::UrlSource::Env { name, fallback }) => {
+            let (value, var) = match env(name) {
+                Some(v) => (Some(v), Some(name.clone())),
+                None => (fallback.clone(), None),
+            };
+            if let Some(v) = value {
+                s.database_url = Some(v);
+                mark(
+                    s,
+                    "database-url",
+                    Origin::Drizzle {
+                        path: d.path.clone(),
+                        var,
+                    },
+                );
+            }
+        }
+        None => {}
+    }
+    for u in &d.unreadable {
+        let instead = match u.key.as_str() {
+            "out" => "pass --migrations, or set `migrations` in pgkeel.toml",
+            "migrations.table" => "set `table` under [drizzle] in pgkeel.toml",
+            "migrations.schema" => "set `schema` under [drizzle] in pgkeel.toml",
+            "dbCredentials.url" | "dbCredentials" => "set DATABASE_URL",
+            _ => "set what pgkeel needs of it in pgkeel.toml",
+        };
+        s.notes.push(format!(
+            "{file}:{} sets `{}` from {}, which pgkeel does not evaluate: {instead}",
+            u.line, u.key, u.what
+        ));
+    }
 }
 
 /// The variables of the `.env` file at `path` (none if there is no file), later lines winning.

@@ -216,6 +216,7 @@ fn every_env_var_and_flag_is_applied() {
         deploy_lock_timeout: Some(Duration::from_secs(2)),
         reports_dir: Some("r".into()),
         pool_size: Some(4),
+        drizzle_config: None,
     };
     let s = load(&o).unwrap();
     assert_eq!(s.database_url.as_deref(), Some("postgresql://flag@h/db"));
@@ -800,6 +801,8 @@ fn reference_config_parses_and_documents_every_key() {
         "pgpassword",
         "pgdatabase",
         "backup.encryption-passphrase",
+        // drizzle-kit's own setting, read from drizzle.config.ts only.
+        "migration-prefix",
     ];
     for e in s.entries() {
         if !env_only.contains(&e.key.as_str()) {
@@ -817,4 +820,155 @@ fn reference_config_parses_and_documents_every_key() {
             "docs/pgkeel.toml does not mention {var}"
         );
     }
+}
+
+#[test]
+fn drizzle_config_sets_the_folder_and_drizzles_table_below_pgkeel_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        &dir,
+        "drizzle.config.ts",
+        r#"import { defineConfig } from "drizzle-kit";
+export default defineConfig({
+  out: "./src/db/migrations",
+  dialect: "postgresql",
+  migrations: { table: "app_migrations", schema: "app", prefix: "timestamp" },
+  dbCredentials: { url: process.env.POSTGRES_URL! },
+});
+"#,
+    );
+    let s = load(&in_dir(
+        &dir,
+        &[("POSTGRES_URL", "postgres://u:secret@db/app")],
+    ))
+    .unwrap();
+    assert_eq!(
+        s.migrations_dir,
+        Some(dir.path().join("./src/db/migrations"))
+    );
+    assert_eq!(
+        (s.drizzle_schema.as_str(), s.drizzle_table.as_str()),
+        ("app", "app_migrations")
+    );
+    assert_eq!(s.migration_prefix.as_deref(), Some("timestamp"));
+    assert_eq!(
+        s.database_url.as_deref(),
+        Some("postgres://u:secret@db/app")
+    );
+    assert_eq!(s.drizzle_config.as_deref(), Some(cfg.as_path()));
+    let origin = |key: &str| {
+        s.entries()
+            .into_iter()
+            .find(|e| e.key == key)
+            .unwrap()
+            .origin
+            .to_string()
+    };
+    assert_eq!(origin("migrations"), "drizzle.config.ts");
+    assert_eq!(origin("drizzle.table"), "drizzle.config.ts");
+    assert_eq!(
+        origin("database-url"),
+        "drizzle.config.ts (process.env.POSTGRES_URL)"
+    );
+    assert!(s.notes.is_empty(), "{:?}", s.notes);
+
+    // pgkeel.toml wins over drizzle's config, DATABASE_URL over the variable it names.
+    write(
+        &dir,
+        "pgkeel.toml",
+        "migrations = \"db\"\n[drizzle]\ntable = \"t\"\n",
+    );
+    let s = load(&in_dir(
+        &dir,
+        &[
+            ("POSTGRES_URL", "postgres://a@x/a"),
+            ("DATABASE_URL", "postgres://b@y/b"),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(s.migrations_dir, Some(PathBuf::from("db")));
+    assert_eq!(s.drizzle_table, "t");
+    assert_eq!(s.drizzle_schema, "app");
+    assert_eq!(s.database_url.as_deref(), Some("postgres://b@y/b"));
+}
+
+#[test]
+fn drizzles_table_in_public_moves_the_default_ledger_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir,
+        "drizzle.config.js",
+        "export default { dialect: 'postgresql', migrations: { schema: 'public' } };\n",
+    );
+    let s = load(&in_dir(&dir, &[])).unwrap();
+    assert_eq!(
+        (s.drizzle_schema.as_str(), s.drizzle_table.as_str()),
+        ("public", "__drizzle_migrations")
+    );
+    assert_eq!(
+        (s.ledger_schema.as_str(), s.ledger_table.as_str()),
+        ("public", LEDGER_BESIDE_DRIZZLE)
+    );
+    let e = s
+        .entries()
+        .into_iter()
+        .find(|e| e.key == "ledger.table")
+        .unwrap();
+    assert_eq!(
+        e.origin.to_string(),
+        "default (not drizzle-orm's public.__drizzle_migrations)"
+    );
+    // Named so by hand, the two cannot be one table.
+    write(
+        &dir,
+        "pgkeel.toml",
+        "[ledger]\ntable = \"__drizzle_migrations\"\n",
+    );
+    let err = load(&in_dir(&dir, &[])).unwrap_err();
+    assert!(matches!(err, ConfigError::LedgerIsDrizzles { .. }), "{err}");
+    assert!(err.to_string().contains(LEDGER_BESIDE_DRIZZLE), "{err}");
+}
+
+#[test]
+fn what_a_drizzle_config_computes_is_said_once_and_a_literal_url_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir,
+        "drizzle.config.ts",
+        "export default defineConfig({\n  out: path.join(root, 'drizzle'),\n  dialect: 'postgresql',\n  dbCredentials: { url: 'postgres://app:hunter2@db/app' },\n});\n",
+    );
+    let s = load(&in_dir(&dir, &[])).unwrap();
+    assert_eq!(s.migrations_dir, None);
+    assert_eq!(s.notes.len(), 2, "{:?}", s.notes);
+    assert!(
+        s.notes[0].contains("holds a database URL") && !s.notes[0].contains("hunter2"),
+        "{}",
+        s.notes[0]
+    );
+    assert_eq!(
+        s.notes[1],
+        "drizzle.config.ts:2 sets `out` from a function call, which pgkeel does not evaluate: pass --migrations, or set `migrations` in pgkeel.toml"
+    );
+    let shown = s
+        .entries()
+        .into_iter()
+        .find(|e| e.key == "database-url")
+        .unwrap();
+    assert!(!shown.value.contains("hunter2"), "{}", shown.value);
+    // Another dialect's project, a missing --drizzle-config: errors naming the file.
+    write(
+        &dir,
+        "drizzle.config.ts",
+        "export default { dialect: 'mysql' };\n",
+    );
+    assert!(matches!(
+        load(&in_dir(&dir, &[])).unwrap_err(),
+        ConfigError::Drizzle(drizzle::DrizzleConfigError::NotPostgres { .. })
+    ));
+    let mut o = in_dir(&dir, &[]);
+    o.overrides.drizzle_config = Some("elsewhere/drizzle.config.ts".into());
+    assert!(matches!(
+        load(&o).unwrap_err(),
+        ConfigError::DrizzleConfigNotFound { .. }
+    ));
 }

@@ -86,13 +86,61 @@ pub(super) fn create_new_file(path: &Path, contents: &str) -> Result<(), SourceE
 /// silently skips an entry older than the last applied one). Never overwrites a file, folder or
 /// journal entry.
 pub fn new_migration(dir: &Path, name: &str, now: DateTime<Utc>) -> Result<PathBuf, SourceError> {
+    new_migration_with(dir, name, now, TagPrefix::Index)
+}
+
+/// drizzle-kit's `migrations.prefix`: how a journal folder's file names begin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TagPrefix {
+    /// `0007_name` from the entry's `idx` (drizzle-kit's default).
+    #[default]
+    Index,
+    /// `20261203101500_name`: UTC `YYYYMMDDHHMMSS` (`timestamp`, and `supabase`, which writes
+    /// the same 14 digits Supabase's CLI reads).
+    Timestamp,
+    /// `1764756900_name`: Unix seconds.
+    Unix,
+    /// `name` alone.
+    None,
+}
+
+impl TagPrefix {
+    /// drizzle-kit's names for them; `None` for anything else.
+    pub fn parse(s: &str) -> Option<TagPrefix> {
+        Some(match s {
+            "index" => TagPrefix::Index,
+            "timestamp" | "supabase" => TagPrefix::Timestamp,
+            "unix" => TagPrefix::Unix,
+            "none" => TagPrefix::None,
+            _ => return None,
+        })
+    }
+
+    fn tag(self, idx: usize, at: DateTime<Utc>, slug: &str) -> String {
+        match self {
+            TagPrefix::Index => format!("{idx:04}_{slug}"),
+            TagPrefix::Timestamp => format!("{}_{slug}", at.format("%Y%m%d%H%M%S")),
+            TagPrefix::Unix => format!("{}_{slug}", at.timestamp()),
+            TagPrefix::None => slug.to_string(),
+        }
+    }
+}
+
+/// [`new_migration`], naming a drizzle journal folder's file as drizzle-kit's
+/// `migrations.prefix` says (other layouts have one naming of their own).
+pub fn new_migration_with(
+    dir: &Path,
+    name: &str,
+    now: DateTime<Utc>,
+    prefix: TagPrefix,
+) -> Result<PathBuf, SourceError> {
     let slug = slugify(name)?;
     if !dir.exists() {
         fs::create_dir_all(dir).map_err(write_err(dir))?;
     }
     match detect_layout(dir)? {
         Layout::Native => new_native(dir, &slug, now),
-        Layout::DrizzleJournal => new_journal_entry(dir, &slug, now),
+        Layout::DrizzleJournal => new_journal_entry(dir, &slug, now, prefix),
         Layout::DrizzleFolders => new_folder(dir, &slug, now),
     }
 }
@@ -194,6 +242,7 @@ pub(super) fn new_journal_entry(
     dir: &Path,
     slug: &str,
     now: DateTime<Utc>,
+    prefix: TagPrefix,
 ) -> Result<PathBuf, SourceError> {
     let journal_path = dir.join(JOURNAL_PATH);
     let text = read_journal_text(&journal_path)?;
@@ -208,7 +257,8 @@ pub(super) fn new_journal_entry(
     let when = newest.map_or(now.timestamp_millis(), |w| {
         now.timestamp_millis().max(w + 1)
     });
-    let tag = format!("{idx:04}_{slug}");
+    let at = DateTime::from_timestamp_millis(when).unwrap_or(now);
+    let tag = prefix.tag(idx, at, slug);
     let path = dir.join(format!("{tag}.sql"));
     if doc.entries.iter().any(|e| e.tag == tag) {
         return Err(SourceError::AlreadyExists { path: journal_path });

@@ -1031,3 +1031,36 @@ fn loads_a_thousand_files_quickly() {
     // Generous bound for debug builds on a busy machine; typically a few tens of ms.
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn new_in_a_drizzle_journal_follows_drizzle_kits_prefix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    fs::create_dir_all(d.join("meta")).unwrap();
+    fs::write(
+        d.join(JOURNAL_PATH),
+        r#"{"version":"7","dialect":"postgresql","entries":[{"idx":0,"version":"7","when":1700000000000,"tag":"20231114221320_init","breakpoints":true}]}"#,
+    )
+    .unwrap();
+    fs::write(
+        d.join("20231114221320_init.sql"),
+        "CREATE TABLE a (id int);\n",
+    )
+    .unwrap();
+    let at = now();
+    let p = new_migration_with(d, "add posts", at, TagPrefix::Timestamp).unwrap();
+    let want = format!("{}_add_posts.sql", at.format("%Y%m%d%H%M%S"));
+    assert_eq!(p.file_name().unwrap().to_str().unwrap(), want);
+    let p = new_migration_with(d, "more", at, TagPrefix::Unix).unwrap();
+    let name = p.file_name().unwrap().to_str().unwrap().to_string();
+    assert!(
+        name.ends_with("_more.sql") && name.len() == "1764640981_more.sql".len(),
+        "{name}"
+    );
+    let p = new_migration_with(d, "plain", at, TagPrefix::None).unwrap();
+    assert_eq!(p.file_name().unwrap(), "plain.sql");
+    let set = load(d).unwrap();
+    assert_eq!(set.len(), 4, "every new entry is in the journal");
+    assert_eq!(TagPrefix::parse("supabase"), Some(TagPrefix::Timestamp));
+    assert_eq!(TagPrefix::parse("Index"), None);
+}
