@@ -284,47 +284,41 @@ const COMMENT_BEFORE: &str = "SELECT d.description
 
 /// What the catalog says about `o` now (just before the migration); `None` when there is no
 /// such object.
-/// A view's definition (read with an empty `search_path`, so every name in it is qualified),
-/// owner, privileges, comment and options; `None` when `names` is no view. The name is resolved
-/// with the session's `search_path`, as the statement resolves it; the path is emptied for the
-/// definition only, in the read's own transaction.
+/// [`RELATION_BEFORE`] of a view, with its definition as `pg_get_viewdef` writes it when
+/// `search_path` is empty (every name qualified). The name is resolved first, with the session's
+/// path as the statement resolves it; the subquery then empties the path for the rest of this
+/// one statement (`set_config(…, true)`: a volatile call, so the subquery is not flattened and
+/// runs first). `$1`: the view's name as the statement writes it.
+const VIEW_BEFORE: &str = concat!(
+    "SELECT r.rolname::text, acl.grantees, acl.privileges, acl.grantable,
+       obj_description(c.oid, 'pg_class'), coalesce(c.reloptions, '{}')::text[],
+       pg_get_viewdef(c.oid)
+  FROM (SELECT v.oid, v.relowner, v.relacl, v.reloptions, set_config('search_path', '', true)
+          FROM pg_class v WHERE v.oid = to_regclass($1) AND v.relkind = 'v') c
+  JOIN pg_roles r ON r.oid = c.relowner",
+    acl_exploded!("c.relacl, acldefault('r'::\"char\", c.relowner)")
+);
+
+/// A view's definition, owner, privileges, comment and options ([`VIEW_BEFORE`], one round
+/// trip); `None` when `names` is no view.
 async fn view_before(
     client: &Client,
     names: &[String],
 ) -> Result<Option<crate::invert::ViewBefore>, tokio_postgres::Error> {
-    let name = crate::ident::quote_literal(&quoted_name(names));
-    let sql = format!(
-        "BEGIN READ ONLY; \
-         SELECT set_config('pgkeel.view', coalesce(to_regclass({name})::oid, 0)::text, true); \
-         SET LOCAL search_path = ''; \
-         SELECT pg_get_viewdef(c.oid) AS definition FROM pg_class c \
-          WHERE c.oid = current_setting('pgkeel.view')::oid AND c.relkind = 'v'; \
-         COMMIT;"
-    );
-    let definition = match client.simple_query(&sql).await {
-        Ok(msgs) => msgs.iter().find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => {
-                r.try_get("definition").ok().flatten().map(str::to_string)
-            }
-            _ => None,
-        }),
-        Err(e) => {
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Err(e);
+    let row = client
+        .query_typed(
+            VIEW_BEFORE,
+            &[(&quoted_name(names), tokio_postgres::types::Type::TEXT)],
+        )
+        .await?
+        .into_iter()
+        .next();
+    Ok(row.map(|r| {
+        let definition: String = r.get(6);
+        crate::invert::ViewBefore {
+            definition: definition.trim_end().trim_end_matches(';').to_string(),
+            state: object_state(&r),
         }
-    };
-    let Some(definition) = definition else {
-        return Ok(None);
-    };
-    let state = object_before(
-        client,
-        &crate::invert::CatalogObject::Relation(names.to_vec()),
-    )
-    .await?
-    .unwrap_or_default();
-    Ok(Some(crate::invert::ViewBefore {
-        definition: definition.trim_end().trim_end_matches(';').to_string(),
-        state,
     }))
 }
 
@@ -332,7 +326,7 @@ async fn object_before(
     client: &Client,
     o: &crate::invert::CatalogObject,
 ) -> Result<Option<crate::invert::ObjectBefore>, tokio_postgres::Error> {
-    use crate::invert::{AclItem, CatalogObject, ObjectBefore};
+    use crate::invert::{CatalogObject, ObjectBefore};
     let row = match o {
         CatalogObject::Relation(names) => {
             client
@@ -351,24 +345,28 @@ async fn object_before(
                 }));
         }
     };
-    Ok(row.map(|r| {
-        let grantees: Vec<Option<String>> = r.get(1);
-        let privileges: Vec<String> = r.get(2);
-        let grantable: Vec<bool> = r.get(3);
-        ObjectBefore {
-            owner: r.get(0),
-            acl: grantees
-                .into_iter()
-                .zip(privileges)
-                .zip(grantable)
-                .map(|((grantee, privilege), grantable)| AclItem {
-                    grantee,
-                    privilege,
-                    grantable,
-                })
-                .collect(),
-            comment: r.get(4),
-            options: r.get(5),
-        }
-    }))
+    Ok(row.as_ref().map(object_state))
+}
+
+/// An object's state from a row of [`RELATION_BEFORE`], [`SCHEMA_BEFORE`] or [`VIEW_BEFORE`].
+fn object_state(r: &tokio_postgres::Row) -> crate::invert::ObjectBefore {
+    use crate::invert::{AclItem, ObjectBefore};
+    let grantees: Vec<Option<String>> = r.get(1);
+    let privileges: Vec<String> = r.get(2);
+    let grantable: Vec<bool> = r.get(3);
+    ObjectBefore {
+        owner: r.get(0),
+        acl: grantees
+            .into_iter()
+            .zip(privileges)
+            .zip(grantable)
+            .map(|((grantee, privilege), grantable)| AclItem {
+                grantee,
+                privilege,
+                grantable,
+            })
+            .collect(),
+        comment: r.get(4),
+        options: r.get(5),
+    }
 }
