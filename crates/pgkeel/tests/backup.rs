@@ -623,3 +623,79 @@ async fn incremental_since_last_restores_the_current_state() {
     assert!(dir.path().join("base").join("manifest.json").exists());
     assert!(!dir.path().join("inc").exists());
 }
+
+/// Every drizzle-migrated database has `drizzle.__drizzle_migrations(created_at bigint)` of
+/// epoch milliseconds: an incremental backup used to compare it with a time and fail. Now
+/// pgkeel's and drizzle's own tables are taken whole, an auto-detected `updated_at` of a type
+/// that is no time is compared whole too, and a bigint named with `--column` is read as epoch
+/// milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_on_a_drizzle_database_takes_epoch_ms_and_bookkeeping_tables_right() {
+    let src = TestDb::new("bk_incr_drizzle").await;
+    let c = src.client().await;
+    c.batch_execute(
+        "CREATE SCHEMA drizzle;
+         CREATE TABLE drizzle.__drizzle_migrations (id serial PRIMARY KEY, hash text NOT NULL, created_at bigint);
+         INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES ('h0', 1700000000000);
+         CREATE TABLE events (id int PRIMARY KEY, name text, created_at bigint NOT NULL);
+         CREATE TABLE notes (id int PRIMARY KEY, updated_at text);
+         INSERT INTO events SELECT g, 'e' || g, 1700000000000 + g FROM generate_series(1, 50) g;
+         INSERT INTO notes VALUES (1, 'yesterday');",
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path(), &src);
+    o.name = Some("base".into());
+    backup::full(&src.settings(), &o, Arc::new(Quiet))
+        .await
+        .unwrap();
+    c.batch_execute(
+        "INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES ('h1', 1800000000000);
+         INSERT INTO events VALUES (51, 'now', (extract(epoch FROM now()) * 1000)::bigint + 1000);
+         INSERT INTO notes VALUES (2, 'today');",
+    )
+    .await
+    .unwrap();
+    let mut bo = opts(dir.path(), &src);
+    bo.name = Some("inc".into());
+    let io = backup::IncrementalOptions {
+        backup: bo,
+        since: backup::Since::Last,
+        base: None,
+        columns: [("events".to_string(), "created_at".to_string())].into(),
+    };
+    let m = backup::incremental(&src.settings(), &io, Arc::new(Quiet))
+        .await
+        .unwrap();
+    use backup::manifest::TableMode;
+    let table = |n: &str| m.tables.iter().find(|t| t.name == n).unwrap();
+    assert_eq!(table("__drizzle_migrations").mode, TableMode::Full);
+    assert_eq!(table("notes").mode, TableMode::Full);
+    assert!(matches!(table("events").mode, TableMode::Changed { .. }));
+    assert_eq!(table("events").files.iter().map(|f| f.rows).sum::<u64>(), 1);
+    let dst = TestDb::new("bk_incr_drizzle_dst").await;
+    backup::restore(
+        &dir.path().join("inc"),
+        &target(&dst),
+        &restore_opts(),
+        Arc::new(Quiet),
+    )
+    .await
+    .unwrap();
+    assert_eq!(content(&src).await, content(&dst).await);
+
+    // A column that holds no time, named by hand, is refused with what to name instead.
+    let mut bo = opts(dir.path(), &src);
+    bo.name = Some("inc2".into());
+    let io = backup::IncrementalOptions {
+        backup: bo,
+        since: backup::Since::Last,
+        base: Some("base".into()),
+        columns: [("notes".to_string(), "updated_at".to_string())].into(),
+    };
+    let err = backup::incremental(&src.settings(), &io, Arc::new(Quiet))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackupError::BadChangeColumn { .. }), "{err}");
+}

@@ -113,12 +113,13 @@ pub async fn incremental(
     let mut modes = Vec::new();
     let mut hash_checked = Vec::new();
     let mut counts = HashMap::new();
+    let bookkeeping = settings.bookkeeping_tables();
     for (i, t) in snap.tables.iter().enumerate() {
         let in_base = base
             .tables
             .iter()
             .find(|b| b.schema == t.schema && b.name == t.name && b.columns == t.columns);
-        let column = opts
+        let configured = opts
             .columns
             .get(&t.display_name())
             .or_else(|| {
@@ -126,21 +127,40 @@ pub async fn incremental(
                     .then(|| opts.columns.get(&t.name))
                     .flatten()
             })
-            .cloned()
-            .or_else(|| {
-                TIMESTAMP_COLUMNS
-                    .iter()
-                    .find(|c| t.columns.iter().any(|x| x == *c))
-                    .map(|c| c.to_string())
-            });
+            .cloned();
+        // pgkeel's and drizzle-orm's own tables are always taken whole (drizzle's `created_at`
+        // is epoch milliseconds in a bigint, not a time).
+        let bookkeeping = bookkeeping.contains(&(t.schema.clone(), t.name.clone()));
+        let candidate = match (&configured, bookkeeping) {
+            (Some(c), _) => Some(c.clone()),
+            (None, true) => None,
+            (None, false) => TIMESTAMP_COLUMNS
+                .iter()
+                .find(|c| t.columns.iter().any(|x| x == *c))
+                .map(|c| c.to_string()),
+        };
+        let filter = match &candidate {
+            Some(c) => {
+                let ty = column_type(&snap.leader, &t.schema, &t.name, c).await?;
+                match (since_filter(c, &ty, since), &configured) {
+                    (Some(f), _) => Some((c.clone(), f)),
+                    (None, Some(_)) => {
+                        return Err(BackupError::BadChangeColumn {
+                            table: t.display_name(),
+                            column: c.clone(),
+                            type_name: ty,
+                        })
+                    }
+                    // An `updated_at` of another type (text, an epoch number) tells nothing
+                    // pgkeel can compare safely: the table is compared whole instead.
+                    (None, None) => None,
+                }
+            }
+            None => None,
+        };
         let key = primary_key(&snap.leader, &t.schema, &t.name).await?;
-        match (in_base, column, key.is_empty()) {
-            (Some(_), Some(column), false) => {
-                let filter = format!(
-                    "{} >= {}::timestamptz",
-                    quote_ident(&column),
-                    quote_literal(&since.to_rfc3339())
-                );
+        match (in_base, filter, key.is_empty()) {
+            (Some(_), Some((column, filter)), false) => {
                 jobs.extend(jobs_for(i, t, bo.chunk_bytes, Some(&filter), ext));
                 let n: i64 = snap
                     .leader
@@ -235,6 +255,40 @@ pub async fn incremental(
     manifest.write(&dir)?;
     partial.keep();
     Ok(manifest)
+}
+
+/// `format_type` of `column` of `schema.table`.
+async fn column_type(
+    client: &crate::db::Client,
+    schema: &str,
+    table: &str,
+    column: &str,
+) -> Result<String, DbError> {
+    client
+        .query_opt(
+            "SELECT format_type(a.atttypid, NULL) FROM pg_attribute a
+              WHERE a.attrelid = $1::text::regclass AND a.attname = $2 AND NOT a.attisdropped",
+            &[&qualified(schema, table), &column],
+        )
+        .await
+        .map(|r| r.map(|r| r.get(0)).unwrap_or_default())
+        .map_err(|e| DbError::query(format!("reading the type of {schema}.{table}.{column}"), e))
+}
+
+/// The rows of a table changed at or after `since`, by `column` of type `ty`: a time or date,
+/// or (a column named with `--column` only) a bigint of epoch milliseconds, as drizzle-orm and
+/// JavaScript's `Date.now()` write them. `None` for any other type.
+fn since_filter(column: &str, ty: &str, since: DateTime<Utc>) -> Option<String> {
+    let (col, at) = (quote_ident(column), quote_literal(&since.to_rfc3339()));
+    match ty {
+        "timestamp with time zone" | "timestamp without time zone" | "date" => {
+            Some(format!("{col} >= {at}::timestamptz"))
+        }
+        "bigint" => Some(format!(
+            "{col} >= (extract(epoch FROM {at}::timestamptz) * 1000)::bigint"
+        )),
+        _ => None,
+    }
 }
 
 async fn primary_key(

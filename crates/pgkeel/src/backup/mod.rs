@@ -122,6 +122,12 @@ pub enum BackupError {
     MissingBase { name: String, dir: PathBuf },
     #[error("`{input}` is not a time: use `last`, a date (2024-05-01) or an RFC 3339 time (2024-05-01T12:00:00Z)")]
     BadSince { input: String },
+    #[error("{table}.{column} is {type_name}, which pgkeel cannot compare with a time: name a timestamp, timestamptz, date or bigint (epoch milliseconds) column for {table}, or leave it out to back the table up whole")]
+    BadChangeColumn {
+        table: String,
+        column: String,
+        type_name: String,
+    },
     #[error("backup {name} is not a full backup: an incremental must build on a full one; pass --base with a full backup's name")]
     BaseNotFull { name: String },
     #[error("the backup {} was written but does not verify: {problems}; check the disk and the backup directory, then take a new one", path.display())]
@@ -144,6 +150,7 @@ impl BackupError {
                 | BackupError::UnknownTable { .. }
                 | BackupError::NoBase { .. }
                 | BackupError::BadSince { .. }
+                | BackupError::BadChangeColumn { .. }
                 | BackupError::BaseNotFull { .. }
                 | BackupError::KeysNeeded { .. }
                 | BackupError::ToolTooOld { .. }
@@ -187,6 +194,7 @@ impl crate::outcome::Classify for BackupError {
             | BackupError::UnknownTable { .. }
             | BackupError::NoBase { .. }
             | BackupError::BadSince { .. }
+            | BackupError::BadChangeColumn { .. }
             | BackupError::BaseNotFull { .. }
             | BackupError::KeysNeeded { .. }
             | BackupError::ToolTooOld { .. }
