@@ -820,3 +820,33 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `baseline --to` on a drizzle folder of a database drizzle-orm never saw: drizzle's table is
+/// created and gets the baselined rows, so drizzle-orm then applies exactly the rest.
+#[tokio::test]
+async fn baseline_on_a_drizzle_folder_creates_drizzles_table_and_keeps_it_in_step() {
+    use pgkeel::migrate::Migrator;
+    let db = TestDb::new("drizzle_baseline").await;
+    let client = db.client().await;
+    let full = source::load(&example_dir()).unwrap();
+    // The schema of the first two, built by hand (what a team baselines).
+    for m in &full.migrations[..2] {
+        for chunk in m.chunks().iter().filter(|c| !c.is_blank()) {
+            client.batch_execute(chunk.text).await.unwrap();
+        }
+    }
+    assert_eq!(read_rows(&client, SCHEMA, TABLE).await.unwrap(), None);
+    let settings = support::settings_for(&db.url);
+    let ids = Migrator::new(&settings, &full)
+        .baseline(&client, &full.migrations[1].id)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(count(&client, SCHEMA, TABLE).await, 2);
+    drizzle_migrate(&db.url, &example_dir(), None).await;
+    assert_eq!(
+        count(&client, SCHEMA, TABLE).await,
+        5,
+        "drizzle-orm applied exactly the three after the baseline"
+    );
+}

@@ -40,6 +40,9 @@ impl<'a> Migrator<'a> {
             .await?;
         let result = async {
             self.ledger.ensure(client).await?;
+            // drizzle-orm's table first (created when missing, its rows taken over), so the
+            // rows written below keep drizzle-orm in step with what is baselined.
+            self.take_over_drizzle(client, &mut Silent, false).await?;
             let plan = self.plan(client).await?;
             let mut sql = String::from("BEGIN;\n");
             let mut ids = Vec::new();
