@@ -243,7 +243,19 @@ impl Ledger {
             )
             .await
             .map_err(|e| DbError::query("reading the ledger's columns", e))?;
-        Ok(row.get(0))
+        let cols: Option<Vec<String>> = row.get(0);
+        // drizzle-orm's own table where the ledger should be: never adopted (nor altered).
+        if let Some(c) = &cols {
+            let has = |n: &str| c.iter().any(|x| x == n);
+            if !has("status") && !has("sql_content") && has("hash") && has("created_at") {
+                return Err(DbError::LedgerIsDrizzles {
+                    table: self.table_sql(),
+                    schema: self.schema.clone(),
+                    beside: crate::config::LEDGER_BESIDE_DRIZZLE,
+                });
+            }
+        }
+        Ok(cols)
     }
 
     /// Creates the ledger and audit tables if missing and adds pgkeel's columns to a ledger

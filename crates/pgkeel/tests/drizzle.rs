@@ -850,3 +850,28 @@ async fn baseline_on_a_drizzle_folder_creates_drizzles_table_and_keeps_it_in_ste
         "drizzle-orm applied exactly the three after the baseline"
     );
 }
+
+/// drizzle-orm's table at `public.__drizzle_migrations` (drizzle's `migrationsSchema: "public"`)
+/// is where pgkeel's ledger is by default. Not told so, pgkeel refuses with what to set and
+/// leaves drizzle's table as it is (it used to add columns to it and then fail on `status`).
+#[tokio::test]
+async fn drizzles_table_where_the_ledger_would_be_is_refused_untouched_with_the_fix() {
+    use pgkeel::db::DbError;
+    use pgkeel::migrate::{MigrateError, MigrateOptions, Migrator, Silent};
+    let db = TestDb::new("drizzle_in_public").await;
+    let client = db.client().await;
+    drizzle_migrate(&db.url, example_prefix(3).path(), Some(("public", TABLE))).await;
+    let shape = table_shape(&client, "public", TABLE).await;
+    let full = source::load(&example_dir()).unwrap();
+    let settings = support::settings_for(&db.url);
+    let err = Migrator::new(&settings, &full)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, MigrateError::Db(DbError::LedgerIsDrizzles { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("schema = \"public\""), "{err}");
+    assert_eq!(table_shape(&client, "public", TABLE).await, shape);
+}

@@ -140,6 +140,14 @@ pub enum DbError {
         "{context}: this transaction ran on a server connection that does not hold the deploy lock this session took: the connection goes through a transaction-pooling proxy (PgBouncer pool_mode=transaction?), where session locks do not hold; run migrations over a direct connection (the provider's non-pooled URL) or a session-pooling port"
     )]
     LockNotHeld { context: String },
+    #[error(
+        "{table} is drizzle-orm's own migrations table (id serial, hash, created_at bigint), not pgkeel's ledger, and pgkeel does not alter it: say where drizzle keeps it (`migrations: {{ schema: \"{schema}\" }}` in drizzle.config.ts, which pgkeel reads, or `schema = \"{schema}\"` under [drizzle] in pgkeel.toml), and pgkeel keeps its ledger beside it as {beside} and takes drizzle's rows over"
+    )]
+    LedgerIsDrizzles {
+        table: String,
+        schema: String,
+        beside: &'static str,
+    },
 }
 
 fn hint_suffix(h: &Option<String>) -> String {
@@ -193,7 +201,10 @@ impl DbError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            DbError::NotConfigured | DbError::InvalidUrl { .. } | DbError::RootCert { .. }
+            DbError::NotConfigured
+                | DbError::InvalidUrl { .. }
+                | DbError::RootCert { .. }
+                | DbError::LedgerIsDrizzles { .. }
         )
     }
 
@@ -1140,9 +1151,10 @@ impl crate::outcome::Classify for DbError {
         use crate::outcome::FailureKind as K;
         match self {
             DbError::LockTimeout { .. } => K::LockTimeout,
-            DbError::NotConfigured | DbError::InvalidUrl { .. } | DbError::RootCert { .. } => {
-                K::Usage
-            }
+            DbError::NotConfigured
+            | DbError::InvalidUrl { .. }
+            | DbError::RootCert { .. }
+            | DbError::LedgerIsDrizzles { .. } => K::Usage,
             DbError::TransactionPooler { .. }
             | DbError::SharedBackend { .. }
             | DbError::PoolerLostSession { .. }
