@@ -910,9 +910,10 @@ pub fn load(opts: &LoadOptions) -> Result<Settings, ConfigError> {
         }
         None => drizzle::find(&opts.cwd),
     };
+    let mut drizzle_notes = Vec::new();
     if let Some(path) = drizzle_path {
         let d = drizzle::read(&path)?;
-        apply_drizzle(&mut s, &d, |var| {
+        drizzle_notes = apply_drizzle(&mut s, &d, &opts.cwd, |var| {
             opts.env
                 .get(var)
                 .or_else(|| dotenv.get(var))
@@ -964,6 +965,12 @@ pub fn load(opts: &LoadOptions) -> Result<Settings, ConfigError> {
     }
 
     apply_overrides(&mut s, &opts.overrides);
+    // What drizzle's config computes matters only where nothing above it gave a value.
+    for (key, note) in drizzle_notes {
+        if key.is_empty() || matches!(s.origins.get(key), None | Some(Origin::Default)) {
+            s.notes.push(note);
+        }
+    }
     avoid_drizzles_table(&mut s)?;
     validate(&s)?;
     Ok(s)
@@ -1011,26 +1018,36 @@ fn avoid_drizzles_table(s: &mut Settings) -> Result<(), ConfigError> {
 
 /// The values of drizzle-kit's config (see [`drizzle`]); `env` looks up what
 /// `process.env.NAME` names (the process environment, then `.env`).
+/// Returns the notes about values pgkeel could not read, each with the setting it would have
+/// given (said only when no layer above sets that setting).
 fn apply_drizzle(
     s: &mut Settings,
     d: &drizzle::DrizzleConfig,
+    cwd: &Path,
     env: impl Fn(&str) -> Option<String>,
-) {
+) -> Vec<(&'static str, String)> {
     let origin = Origin::Drizzle {
         path: d.path.clone(),
         var: None,
     };
     let file = d
         .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let base = d.path.parent().unwrap_or(Path::new("."));
+        .strip_prefix(cwd)
+        .unwrap_or(&d.path)
+        .display()
+        .to_string();
+    // drizzle-kit resolves `out` against the working directory it runs in, not the config
+    // file's folder (`drizzle-kit generate --config server/db/drizzle.config.ts`).
     let mark = |s: &mut Settings, key: &str, o: Origin| {
         s.origins.insert(key.to_string(), o);
     };
     if let Some(out) = &d.out {
-        s.migrations_dir = Some(base.join(out));
+        s.migrations_dir = Some(
+            Path::new(out)
+                .components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir))
+                .collect(),
+        );
         mark(s, "migrations", origin.clone());
     }
     if let Some(t) = &d.migrations_table {
@@ -1072,19 +1089,33 @@ fn apply_drizzle(
         }
         None => {}
     }
+    let mut pending = Vec::new();
     for u in &d.unreadable {
-        let instead = match u.key.as_str() {
-            "out" => "pass --migrations, or set `migrations` in pgkeel.toml",
-            "migrations.table" => "set `table` under [drizzle] in pgkeel.toml",
-            "migrations.schema" => "set `schema` under [drizzle] in pgkeel.toml",
-            "dbCredentials.url" | "dbCredentials" => "set DATABASE_URL",
-            _ => "set what pgkeel needs of it in pgkeel.toml",
+        let (key, instead) = match u.key.as_str() {
+            "out" => (
+                "migrations",
+                "pass --migrations, or set `migrations` in pgkeel.toml",
+            ),
+            "migrations.table" => (
+                "drizzle.table",
+                "set `table` under [drizzle] in pgkeel.toml",
+            ),
+            "migrations.schema" => (
+                "drizzle.schema",
+                "set `schema` under [drizzle] in pgkeel.toml",
+            ),
+            "dbCredentials.url" | "dbCredentials" => ("database-url", "set DATABASE_URL"),
+            _ => ("", "set what pgkeel needs of it in pgkeel.toml"),
         };
-        s.notes.push(format!(
-            "{file}:{} sets `{}` from {}, which pgkeel does not evaluate: {instead}",
-            u.line, u.key, u.what
+        pending.push((
+            key,
+            format!(
+                "{file}:{} sets `{}` from {}, which pgkeel does not evaluate: {instead}",
+                u.line, u.key, u.what
+            ),
         ));
     }
+    pending
 }
 
 /// The variables of the `.env` file at `path` (none if there is no file), later lines winning.

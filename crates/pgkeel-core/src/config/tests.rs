@@ -842,10 +842,8 @@ export default defineConfig({
         &[("POSTGRES_URL", "postgres://u:secret@db/app")],
     ))
     .unwrap();
-    assert_eq!(
-        s.migrations_dir,
-        Some(dir.path().join("./src/db/migrations"))
-    );
+    // Against the working directory, as drizzle-kit resolves it, `./` dropped.
+    assert_eq!(s.migrations_dir, Some(PathBuf::from("src/db/migrations")));
     assert_eq!(
         (s.drizzle_schema.as_str(), s.drizzle_table.as_str()),
         ("app", "app_migrations")
@@ -955,6 +953,30 @@ fn what_a_drizzle_config_computes_is_said_once_and_a_literal_url_is_a_warning() 
         .find(|e| e.key == "database-url")
         .unwrap();
     assert!(!shown.value.contains("hunter2"), "{}", shown.value);
+    // Set by a layer above, the value drizzle's config computes does not matter: no note.
+    let s = load(&in_dir(&dir, &[("DATABASE_URL", "postgres://a@b/c")])).unwrap();
+    assert_eq!(s.notes.len(), 2, "{:?}", s.notes);
+    let mut o = in_dir(&dir, &[]);
+    o.overrides.migrations_dir = Some("db".into());
+    assert_eq!(load(&o).unwrap().notes.len(), 1);
+    // A config in a subfolder (`drizzle-kit --config server/db/drizzle.config.ts`): `out` is
+    // still the working directory's, and notes name the file by its path.
+    std::fs::create_dir_all(dir.path().join("server/db")).unwrap();
+    write(
+        &dir,
+        "server/db/drizzle.config.ts",
+        "export default { out: './drizzle', dialect: 'postgresql', dbCredentials: { url: dbUrl } };\n",
+    );
+    let mut o = in_dir(&dir, &[]);
+    o.overrides.drizzle_config = Some("server/db/drizzle.config.ts".into());
+    let s = load(&o).unwrap();
+    assert_eq!(s.migrations_dir, Some(PathBuf::from("drizzle")));
+    assert!(
+        s.notes.iter().any(|n| n
+            .starts_with("server/db/drizzle.config.ts:1 sets `dbCredentials.url` from a variable")),
+        "{:?}",
+        s.notes
+    );
     // Another dialect's project, a missing --drizzle-config: errors naming the file.
     write(
         &dir,

@@ -864,8 +864,9 @@ impl<'a> Migrator<'a> {
         let duration_ms = started.elapsed().as_millis() as u64;
         if let Some((before, scope)) = state_before {
             if let Err(e) = self.store_state_rollback(client, m, &before, &scope).await {
+                // Said once, by the observer (the CLI prints it as a warning).
                 let text = format!("{}: no state-based rollback stored: {e}", m.id);
-                tracing::warn!("{text}");
+                tracing::debug!("{text}");
                 obs.warn(&text);
             }
         }
