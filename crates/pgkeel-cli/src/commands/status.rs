@@ -22,6 +22,9 @@ struct StatusOut<'a> {
     layout: String,
     database: String,
     ledger: String,
+    /// drizzle-orm's own table, kept in step (journal folders only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drizzle_table: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<String>,
     #[serde(flatten)]
@@ -35,6 +38,9 @@ pub async fn run(ctx: Ctx, args: StatusArgs) -> anyhow::Result<i32> {
     let plan = migrator.plan(&client).await?;
     let c = &plan.counts;
     let clean = c.pending + c.failed + c.modified + c.missing_file + c.rolled_back == 0;
+    let drizzle_table = (set.layout == pgkeel::source::Layout::DrizzleJournal).then(|| {
+        pgkeel::ident::qualified(&ctx.settings.drizzle_schema, &ctx.settings.drizzle_table)
+    });
     if ctx.json() {
         ctx.print_json(&StatusOut {
             ok: true,
@@ -42,14 +48,19 @@ pub async fn run(ctx: Ctx, args: StatusArgs) -> anyhow::Result<i32> {
             layout: format!("{:?}", set.layout),
             database: target.to_string(),
             ledger: migrator.ledger.table_sql(),
+            drizzle_table: drizzle_table.clone(),
             warnings: set.warnings.iter().map(|w| w.to_string()).collect(),
             plan: &plan,
         })?;
     } else {
         println!("migrations: {} ({:?})", set.dir.display(), set.layout);
         println!(
-            "database:   {target}  ledger {}",
-            migrator.ledger.table_sql()
+            "database:   {target}  ledger {}{}",
+            migrator.ledger.table_sql(),
+            drizzle_table
+                .as_deref()
+                .map(|t| format!("  drizzle-orm's table {t}"))
+                .unwrap_or_default()
         );
         println!();
         println!(
