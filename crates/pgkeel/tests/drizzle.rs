@@ -767,7 +767,7 @@ async fn a_drizzle_project_migrates_with_no_flags_and_drizzle_sees_nothing_pendi
         )
         .unwrap();
         let out = project.path().join("src/db/migrations");
-        copy_tree(&example_dir(), &out);
+        support::copy_dir(&example_dir(), &out);
         drizzle_migrate(&db.url, example_prefix(3).path(), Some((schema, table))).await;
         assert_eq!(count(&client, schema, table).await, 3);
 
@@ -805,19 +805,6 @@ async fn a_drizzle_project_migrates_with_no_flags_and_drizzle_sees_nothing_pendi
             5,
             "{migrations}: drizzle-orm found nothing to apply"
         );
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
     }
 }
 

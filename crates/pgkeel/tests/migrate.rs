@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use pgkeel::migrate::{MigrateError, MigrateOptions, Migrator, Silent, State};
 use pgkeel::source;
-use support::{ledger_statuses, native, TestDb};
+use support::{copy_dir, ledger_statuses, native, TestDb};
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cfi-handbook/drizzle")
@@ -18,19 +18,6 @@ fn example_copy() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     copy_dir(&example_dir(), tmp.path());
     tmp
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 async fn tables(client: &tokio_postgres::Client) -> Vec<String> {

@@ -379,6 +379,9 @@ pub struct Settings {
     /// drizzle-kit's `migrations.prefix` (`index`, `timestamp`, `unix`, `supabase`, `none`):
     /// how `new` names files in a drizzle folder. `None`: drizzle's default, `index`.
     pub migration_prefix: Option<String>,
+    /// The schemas schema snapshots, `validate --schema` and drift read when none are named:
+    /// drizzle-kit's `schemaFilter`, else `public`.
+    pub schemas: Vec<String>,
     /// What the configuration files set that pgkeel could not use, to say once (on stderr).
     pub notes: Vec<String>,
     /// The raw `[monitor]` section of pgkeel.toml (empty when absent); `monitor` reads its
@@ -770,6 +773,7 @@ impl Settings {
             config_file: None,
             drizzle_config: None,
             migration_prefix: None,
+            schemas: vec!["public".to_string()],
             notes: Vec::new(),
             monitor: toml::Table::new(),
         };
@@ -840,6 +844,7 @@ impl Settings {
             ("ledger.table", self.ledger_table.clone()),
             ("drizzle.schema", self.drizzle_schema.clone()),
             ("drizzle.table", self.drizzle_table.clone()),
+            ("schemas", self.schemas.join(",")),
             (
                 "migration-prefix",
                 self.migration_prefix
@@ -1057,6 +1062,16 @@ fn apply_drizzle(
     if let Some(schema) = &d.migrations_schema {
         s.drizzle_schema = schema.clone();
         mark(s, "drizzle.schema", origin.clone());
+    }
+    if let Some(f) = d.schema_filter.as_ref().filter(|f| !f.is_empty()) {
+        s.schemas = f.clone();
+        mark(s, "schemas", origin.clone());
+    }
+    if d.tables_filter.is_some() {
+        s.notes.push(format!(
+            "{file} sets `tablesFilter`, which pgkeel does not apply: schema snapshots and `validate --schema` read every table of the schemas ({})",
+            s.schemas.join(", ")
+        ));
     }
     if let Some(p) = &d.migrations_prefix {
         s.migration_prefix = Some(p.clone());

@@ -801,8 +801,9 @@ fn reference_config_parses_and_documents_every_key() {
         "pgpassword",
         "pgdatabase",
         "backup.encryption-passphrase",
-        // drizzle-kit's own setting, read from drizzle.config.ts only.
+        // drizzle-kit's own settings, read from drizzle.config.ts only.
         "migration-prefix",
+        "schemas",
     ];
     for e in s.entries() {
         if !env_only.contains(&e.key.as_str()) {
@@ -869,6 +870,7 @@ export default defineConfig({
         "drizzle.config.ts (process.env.POSTGRES_URL)"
     );
     assert!(s.notes.is_empty(), "{:?}", s.notes);
+    assert_eq!(s.schemas, ["public"]);
 
     // pgkeel.toml wins over drizzle's config, DATABASE_URL over the variable it names.
     write(
@@ -993,4 +995,27 @@ fn what_a_drizzle_config_computes_is_said_once_and_a_literal_url_is_a_warning() 
         load(&o).unwrap_err(),
         ConfigError::DrizzleConfigNotFound { .. }
     ));
+}
+
+#[test]
+fn drizzles_schema_filter_is_what_schema_snapshots_read_and_tables_filter_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir,
+        "drizzle.config.mjs",
+        "export default { dialect: 'postgresql', schemaFilter: ['public', 'auth'], tablesFilter: ['app_*'] };\n",
+    );
+    let s = load(&in_dir(&dir, &[])).unwrap();
+    assert_eq!(s.schemas, ["public", "auth"]);
+    let e = s
+        .entries()
+        .into_iter()
+        .find(|e| e.key == "schemas")
+        .unwrap();
+    assert_eq!(
+        (e.value.as_str(), e.origin.to_string().as_str()),
+        ("public,auth", "drizzle.config.mjs")
+    );
+    assert_eq!(s.notes.len(), 1, "{:?}", s.notes);
+    assert!(s.notes[0].contains("tablesFilter"), "{}", s.notes[0]);
 }

@@ -47,11 +47,15 @@ impl Default for IntrospectOptions {
 }
 
 impl IntrospectOptions {
-    /// Default schemas (`public`) with pgkeel's own tables (ledger, audit, drizzle's table, as
-    /// configured) excluded.
+    /// The configured schemas (drizzle-kit's `schemaFilter`, else `public`) with pgkeel's own
+    /// tables (ledger, audit, drizzle's table, as configured) excluded.
     pub fn from_settings(settings: &Settings) -> Self {
+        let schemas = match settings.schemas.is_empty() {
+            true => vec!["public".into()],
+            false => settings.schemas.clone(),
+        };
         IntrospectOptions {
-            schemas: vec!["public".into()],
+            schemas,
             exclude_tables: pgkeel_tables(settings),
             only_tables: None,
         }

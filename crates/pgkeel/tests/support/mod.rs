@@ -114,3 +114,17 @@ pub async fn ledger_statuses(client: &tokio_postgres::Client) -> Vec<(String, St
         .map(|r| (r.get(0), r.get(1)))
         .collect()
 }
+
+/// Copies the folder `from` (and everything below it) to `to`.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
