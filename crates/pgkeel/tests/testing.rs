@@ -223,6 +223,13 @@ async fn forgotten_index_in_a_down_file_and_a_migration_failing_on_data_are_caug
 
     let m3 = by_id("0003_widen");
     assert!(m3.ok, "{m3:#?}");
+    // Skipped with what to write, not `rollback`'s refusal (whose --force means nothing here).
+    let note = m3.note.as_deref().unwrap_or("");
+    assert!(
+        note.starts_with("no rollback: ") && note.contains("0003_widen.down.sql"),
+        "{m3:#?}"
+    );
+    assert!(!note.contains("--force"), "{note}");
     assert_eq!(
         m3.rewrites,
         ["public.items"],

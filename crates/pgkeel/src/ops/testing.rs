@@ -699,9 +699,21 @@ async fn round_trip(
             r.note = Some("marked -- pgkeel:irreversible".into());
             return Ok(());
         }
-        Err(
-            e @ (RollbackError::NoRollback { .. } | RollbackError::NoRollbackMissingFile { .. }),
-        ) => {
+        // Not `rollback`'s refusal text: its `--force` means nothing to a test run.
+        Err(RollbackError::NoRollback {
+            expected, reason, ..
+        }) => {
+            r.rollback = "skipped";
+            r.note = Some(format!(
+                "no rollback: {}; write {} to test its round trip",
+                reason
+                    .as_deref()
+                    .unwrap_or("pgkeel cannot undo every statement of it"),
+                expected.display()
+            ));
+            return Ok(());
+        }
+        Err(e @ RollbackError::NoRollbackMissingFile { .. }) => {
             r.rollback = "skipped";
             r.note = Some(e.to_string());
             return Ok(());
