@@ -376,6 +376,7 @@ fn npm_install() {
             [
                 "node_modules/.package-lock.json",
                 "node_modules/drizzle-orm/package.json",
+                "node_modules/drizzle-kit/package.json",
                 "node_modules/pg/package.json",
             ]
             .iter()
@@ -861,4 +862,115 @@ async fn drizzles_table_where_the_ledger_would_be_is_refused_untouched_with_the_
     );
     assert!(err.to_string().contains("schema = \"public\""), "{err}");
     assert_eq!(table_shape(&client, "public", TABLE).await, shape);
+}
+
+/// Runs the real drizzle-kit CLI in `project` (its drizzle.config.ts and schema.ts resolve
+/// drizzle-kit and drizzle-orm from `tests/drizzle-compat` through NODE_PATH); panics with its
+/// output when it fails.
+fn drizzle_kit(project: &Path, url: &str, args: &[&str]) -> String {
+    npm_install();
+    let modules = compat_dir().join("node_modules");
+    let out = Command::new("node")
+        .arg(modules.join("drizzle-kit/bin.cjs"))
+        .args(args)
+        .current_dir(project)
+        .env("NODE_PATH", &modules)
+        .env("DATABASE_URL", url)
+        .output()
+        .expect("running node");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "drizzle-kit {args:?} failed ({}):\n{text}",
+        out.status
+    );
+    text
+}
+
+/// The whole loop with the real drizzle-kit 0.31: `generate` (timestamp prefix, drizzle's table
+/// in public), `migrate` by drizzle-kit, a second `generate`, then pgkeel from the project
+/// directory with no flags applies only the new one; drizzle-kit `migrate` then finds nothing
+/// pending and `check` is content. `pgkeel new` names its file the way the config says.
+#[tokio::test]
+async fn drizzle_kit_generate_and_migrate_then_pgkeel_with_no_flags_then_drizzle_kit_again() {
+    use pgkeel::config::{self, LoadOptions, Overrides};
+    use pgkeel::migrate::{MigrateOptions, Migrator, Silent};
+    let db = TestDb::new("drizzle_kit_loop").await;
+    let client = db.client().await;
+    let project = tempfile::tempdir().unwrap();
+    let p = project.path();
+    std::fs::create_dir_all(p.join("src/db")).unwrap();
+    std::fs::write(
+        p.join("drizzle.config.ts"),
+        "import { defineConfig } from \"drizzle-kit\";\n\
+         export default defineConfig({\n  schema: \"./src/db/schema.ts\",\n  \
+         out: \"./src/db/migrations\",\n  dialect: \"postgresql\",\n  \
+         migrations: { schema: \"public\", prefix: \"timestamp\" },\n  \
+         dbCredentials: { url: process.env.DATABASE_URL! },\n});\n",
+    )
+    .unwrap();
+    let schema_v1 = "import { pgTable, serial, text, integer } from \"drizzle-orm/pg-core\";\n\
+        export const users = pgTable(\"users\", { id: serial(\"id\").primaryKey(), name: text(\"name\").notNull() });\n";
+    std::fs::write(p.join("src/db/schema.ts"), schema_v1).unwrap();
+    drizzle_kit(p, &db.url, &["generate", "--name", "init"]);
+    drizzle_kit(p, &db.url, &["migrate"]);
+    assert_eq!(count(&client, "public", TABLE).await, 1);
+    std::fs::write(
+        p.join("src/db/schema.ts"),
+        format!(
+            "{schema_v1}export const posts = pgTable(\"posts\", {{ id: serial(\"id\").primaryKey(), \
+             userId: integer(\"user_id\").references(() => users.id), body: text(\"body\") }});\n"
+        ),
+    )
+    .unwrap();
+    // drizzle-kit names files by the second: the two must not share one.
+    std::thread::sleep(Duration::from_millis(1100));
+    drizzle_kit(p, &db.url, &["generate", "--name", "posts"]);
+
+    let settings = config::load(&LoadOptions {
+        cwd: p.to_path_buf(),
+        config_path: None,
+        dotenv: false,
+        env: [("DATABASE_URL".to_string(), db.url.clone())].into(),
+        overrides: Overrides::default(),
+    })
+    .unwrap();
+    let dir = source::resolve_dir(settings.migrations_dir.as_deref(), p);
+    let set = source::load(&dir).unwrap();
+    assert_eq!(set.len(), 2);
+    let report = Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.taken_over.len(), report.applied.len()),
+        (1, 1),
+        "{report:?}"
+    );
+    assert_eq!(count(&client, "public", TABLE).await, 2);
+
+    drizzle_kit(p, &db.url, &["migrate"]);
+    assert_eq!(
+        count(&client, "public", TABLE).await,
+        2,
+        "drizzle-kit migrate found nothing pending"
+    );
+    drizzle_kit(p, &db.url, &["check"]);
+
+    let new = source::new_migration_with(
+        &dir,
+        "add index",
+        chrono::Utc::now(),
+        source::TagPrefix::parse(settings.migration_prefix.as_deref().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let name = new.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.len() == "20261203101500_add_index.sql".len() && name.ends_with("_add_index.sql"),
+        "{name}"
+    );
 }
