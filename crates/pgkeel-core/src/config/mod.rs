@@ -89,7 +89,7 @@ impl fmt::Display for Origin {
             Origin::Drizzle { path, var: Some(v) } => {
                 write!(f, "{} (process.env.{v})", file_name(path))
             }
-            Origin::AvoidsDrizzle(t) => write!(f, "default (not drizzle-orm's {t})"),
+            Origin::AvoidsDrizzle(t) => write!(f, "moved off drizzle-orm's {t}"),
         }
     }
 }

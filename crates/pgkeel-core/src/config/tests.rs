@@ -916,7 +916,7 @@ fn drizzles_table_in_public_moves_the_default_ledger_beside_it() {
         .unwrap();
     assert_eq!(
         e.origin.to_string(),
-        "default (not drizzle-orm's public.__drizzle_migrations)"
+        "moved off drizzle-orm's public.__drizzle_migrations"
     );
     // Named so by hand, the two cannot be one table.
     write(
