@@ -974,3 +974,94 @@ async fn drizzle_kit_generate_and_migrate_then_pgkeel_with_no_flags_then_drizzle
         "{name}"
     );
 }
+
+/// drizzle-kit's own snapshot is the expected schema: after drizzle-kit generates a schema of
+/// many column kinds (serial, varchar, enum, numeric, timestamptz, uuid, jsonb, arrays, an
+/// index, a unique and a foreign key) and pgkeel applies it, the live schema matches the
+/// snapshot exactly; a column dropped by hand is then found, with its unique constraint.
+#[tokio::test]
+async fn drizzle_kits_snapshot_matches_what_pgkeel_applied_and_finds_a_dropped_column() {
+    use pgkeel::config::{self, LoadOptions, Overrides};
+    use pgkeel::migrate::{MigrateOptions, Migrator, Silent};
+    use pgkeel::schema::drizzle_snapshot;
+    let db = TestDb::new("drizzle_snapshot").await;
+    let client = db.client().await;
+    let project = tempfile::tempdir().unwrap();
+    let p = project.path();
+    std::fs::create_dir_all(p.join("src/db")).unwrap();
+    std::fs::write(
+        p.join("drizzle.config.ts"),
+        "export default { schema: './src/db/schema.ts', out: './drizzle', dialect: 'postgresql' };\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("src/db/schema.ts"),
+        r#"import { pgTable, pgEnum, serial, text, integer, varchar, timestamp, boolean, index, numeric, jsonb, uuid, bigint } from "drizzle-orm/pg-core";
+export const role = pgEnum("role", ["admin", "member"]);
+export const users = pgTable("users", {
+  id: serial("id").primaryKey(),
+  name: text("name").notNull(),
+  email: varchar("email", { length: 256 }).notNull().unique(),
+  role: role("role").default("member").notNull(),
+  createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).defaultNow(),
+  seen: timestamp("seen"),
+  price: numeric("price", { precision: 10, scale: 2 }),
+  meta: jsonb("meta"),
+  ext: uuid("ext").defaultRandom(),
+  big: bigint("big", { mode: "number" }),
+  tags: text("tags").array(),
+}, (t) => [index("users_name_idx").on(t.name)]);
+export const posts = pgTable("posts", {
+  id: serial("id").primaryKey(),
+  userId: integer("user_id").references(() => users.id, { onDelete: "cascade" }),
+  body: text("body"),
+  done: boolean("done").default(false),
+});
+"#,
+    )
+    .unwrap();
+    drizzle_kit(p, &db.url, &["generate", "--name", "init"]);
+    let settings = config::load(&LoadOptions {
+        cwd: p.to_path_buf(),
+        config_path: None,
+        dotenv: false,
+        env: [("DATABASE_URL".to_string(), db.url.clone())].into(),
+        overrides: Overrides::default(),
+    })
+    .unwrap();
+    let dir = source::resolve_dir(settings.migrations_dir.as_deref(), p);
+    let set = source::load(&dir).unwrap();
+    Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    let expected =
+        drizzle_snapshot::read(&drizzle_snapshot::path_for_tag(&dir, &set.migrations[0].id))
+            .unwrap();
+    let live = || async {
+        pgkeel::schema::introspect(
+            &client,
+            &pgkeel::schema::IntrospectOptions::from_settings(&settings),
+        )
+        .await
+        .unwrap()
+    };
+    let ignore = settings.bookkeeping_tables();
+    let drift = drizzle_snapshot::compare(&expected, &live().await, &ignore);
+    assert!(drift.is_empty(), "{drift:#?}");
+
+    client
+        .batch_execute("ALTER TABLE users DROP COLUMN email")
+        .await
+        .unwrap();
+    let drift = drizzle_snapshot::compare(&expected, &live().await, &ignore);
+    let objects: Vec<&str> = drift.iter().map(|d| d.object.as_str()).collect();
+    assert_eq!(
+        objects,
+        [
+            "column public.users.email",
+            "constraint users_email_unique on public.users"
+        ],
+        "{drift:#?}"
+    );
+}

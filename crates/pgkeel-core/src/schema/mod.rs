@@ -5,6 +5,7 @@
 
 pub mod ddl;
 pub mod diff;
+pub mod drizzle_snapshot;
 pub mod model;
 
 pub use diff::{diff, Action, Change, Diff, Hazard, ObjectKind, Phase};

@@ -23,7 +23,7 @@ pub use introspect::{
     Introspector,
 };
 pub use pgkeel_core::schema::Snapshot;
-pub use pgkeel_core::schema::{ddl, diff, model};
+pub use pgkeel_core::schema::{ddl, diff, drizzle_snapshot, model};
 pub use pgkeel_core::schema::{Action, Change, Diff, Hazard, ObjectKind, Phase};
 
 use std::path::PathBuf;
