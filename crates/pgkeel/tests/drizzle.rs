@@ -1064,4 +1064,45 @@ export const posts = pgTable("posts", {
         ],
         "{drift:#?}"
     );
+
+    // `validate --schema` finds it from the snapshot alone, as a role that may not create
+    // databases (no scratch database is made; none could be).
+    let role = format!("{}_ro", db.name());
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN NOCREATEDB; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};"
+        ))
+        .await
+        .unwrap();
+    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    let ro = support::settings_for(&url);
+    let mut opts = pgkeel::validate::ValidateOptions::from_settings(&ro);
+    (opts.data, opts.performance) = (false, false);
+    opts.scratch.no_embedded = true;
+    let target = pgkeel::db::Target::from_settings(&ro).unwrap();
+    let r = pgkeel::validate::run(&target, &ro, Some(&set), &opts)
+        .await
+        .unwrap();
+    let found: Vec<(&str, &str)> = r
+        .findings
+        .iter()
+        .map(|f| (f.id.as_str(), f.object.as_str()))
+        .collect();
+    assert!(
+        found.contains(&("missing-column", "column public.users.email")),
+        "{found:?} {:#?}",
+        r.checks
+    );
+    let drift = r.checks.iter().find(|c| c.name == "drift").unwrap();
+    assert!(
+        drift.data["expected"]
+            .as_str()
+            .unwrap()
+            .starts_with("drizzle-kit's snapshot"),
+        "{drift:?}"
+    );
+    client
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role};"))
+        .await
+        .unwrap();
 }

@@ -251,6 +251,9 @@ fn time_type(word: &str, args: &Option<String>, zone: bool) -> String {
 /// One way the live schema differs from drizzle-kit's snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Drift {
+    /// `missing-column`, `extra-table`, `changed-column`, `changed-primary-key`, …: what is
+    /// missing from the database, extra in it, or different.
+    pub id: String,
     /// `table public.users`, `column public.users.email`, `enum public.role`, …
     pub object: String,
     pub message: String,
@@ -260,7 +263,21 @@ pub struct Drift {
 /// `ignore`d tables (pgkeel's and drizzle's bookkeeping) are left out.
 pub fn compare(expected: &Expected, live: &Snapshot, ignore: &[(String, String)]) -> Vec<Drift> {
     let mut out = Vec::new();
-    let mut drift = |object: String, message: String| out.push(Drift { object, message });
+    let mut drift = |object: String, message: String| {
+        let kind = object.split(' ').next().unwrap_or("object").to_string();
+        let how = if message.starts_with("is in drizzle's snapshot but not") {
+            "missing"
+        } else if message.starts_with("is in the database but not") {
+            "extra"
+        } else {
+            "changed"
+        };
+        out.push(Drift {
+            id: format!("{how}-{kind}"),
+            object,
+            message,
+        })
+    };
     let q = |s: &str, n: &str| format!("{}.{}", quote_ident(s), quote_ident(n));
     let schemas: std::collections::BTreeSet<&str> = expected
         .tables

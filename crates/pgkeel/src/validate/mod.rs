@@ -149,6 +149,9 @@ pub enum CheckError {
     /// The scratch database the expected schema is built in could not be made.
     #[error("no scratch database for the expected schema")]
     Scratch(#[source] crate::scratch::ScratchError),
+    /// drizzle-kit's snapshot of the last applied migration could not be read.
+    #[error(transparent)]
+    DrizzleSnapshot(#[from] crate::schema::drizzle_snapshot::DrizzleSnapshotError),
 }
 
 impl CheckError {

@@ -71,6 +71,41 @@ pub(crate) async fn run(
         out.push((run, Vec::new()));
         return out;
     }
+    // A drizzle-kit folder carries the expected schema itself: the snapshot drizzle-kit wrote
+    // with the last applied migration. No scratch database (no CREATE DATABASE) needed. A last
+    // migration without one (written by hand) falls back to the scratch database.
+    if let (Expected::Folder, Some(set)) = (expected, set) {
+        let snapshot = match set.layout {
+            crate::source::Layout::DrizzleJournal => last_applied(client, settings, set)
+                .await
+                .ok()
+                .flatten()
+                .map(|i| {
+                    let id = &set.migrations[i].id;
+                    (schema::drizzle_snapshot::path_for_tag(&set.dir, id), id)
+                })
+                .filter(|(p, _)| p.is_file()),
+            _ => None,
+        };
+        if let Some((path, after)) = snapshot {
+            let drift = super::timed("schema", "drift".into(), async {
+                let want = schema::drizzle_snapshot::read(&path)?;
+                let what = format!("drizzle-kit's snapshot {} (after {after})", path.display());
+                let drift =
+                    schema::drizzle_snapshot::compare(&want, &live, &settings.bookkeeping_tables());
+                let findings: Vec<Finding> =
+                    drift.iter().map(|d| snapshot_finding(d, &what)).collect();
+                Ok::<_, CheckError>(Outcome {
+                    data: serde_json::json!({ "expected": what, "differences": findings.len() }),
+                    findings,
+                    note: None,
+                })
+            })
+            .await;
+            out.push(drift);
+            return out;
+        }
+    }
     let drift = super::timed("schema", "drift".into(), async {
         let (want, what) =
             expected_snapshot(client, settings, set, expected, scratch, &opts).await?;
@@ -108,24 +143,7 @@ async fn expected_snapshot(
             let Some(set) = set else {
                 return Err(CheckError::Expected(SnapshotInputError::NoFolder));
             };
-            let plan = Migrator::new(settings, set)
-                .plan(client)
-                .await
-                .map_err(CheckError::Ledger)?;
-            let last_applied = plan
-                .migrations
-                .iter()
-                .filter(|e| {
-                    e.index.is_some()
-                        && matches!(
-                            e.state,
-                            crate::migrate::State::Applied
-                                | crate::migrate::State::Baselined
-                                | crate::migrate::State::Modified { .. }
-                        )
-                })
-                .filter_map(|e| e.index)
-                .max();
+            let last_applied = last_applied(client, settings, set).await?;
             let what = match last_applied {
                 Some(i) => format!(
                     "{} applied up to {}",
@@ -175,6 +193,47 @@ async fn expected_snapshot(
             Ok((snap, what))
         }
     }
+}
+
+/// The index in `set` of the last migration the live ledger has applied.
+async fn last_applied(
+    client: &tokio_postgres::Client,
+    settings: &Settings,
+    set: &MigrationSet,
+) -> Result<Option<usize>, CheckError> {
+    let plan = Migrator::new(settings, set)
+        .plan(client)
+        .await
+        .map_err(CheckError::Ledger)?;
+    Ok(plan
+        .migrations
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.state,
+                crate::migrate::State::Applied
+                    | crate::migrate::State::Baselined
+                    | crate::migrate::State::Modified { .. }
+            )
+        })
+        .filter_map(|e| e.index)
+        .max())
+}
+
+/// A difference from drizzle-kit's snapshot as a finding: missing objects and changed columns
+/// are critical, extra ones a warning (a manual change, or a table drizzle does not manage).
+fn snapshot_finding(d: &schema::drizzle_snapshot::Drift, expected: &str) -> Finding {
+    let severity = match d.id.as_str() {
+        "missing-index" => Severity::Warning,
+        id if id.starts_with("extra-") => Severity::Warning,
+        _ => Severity::Critical,
+    };
+    Finding::new(
+        d.id.clone(),
+        severity,
+        d.object.clone(),
+        format!("{} {} ({expected})", d.object, d.message),
+    )
 }
 
 fn kind_name(k: ObjectKind) -> &'static str {
