@@ -1106,3 +1106,76 @@ export const posts = pgTable("posts", {
         .await
         .unwrap();
 }
+
+/// A migration edited by hand after drizzle-kit generated it: the database has what the SQL
+/// made, the snapshot what the schema code says. Where a scratch database can be made, the
+/// folder applied there shows it is the folder, not a change by hand, and says so.
+#[tokio::test]
+async fn a_migration_edited_after_drizzle_kit_wrote_it_is_named_as_such() {
+    use pgkeel::config::{self, LoadOptions, Overrides};
+    use pgkeel::migrate::{MigrateOptions, Migrator, Silent};
+    let db = TestDb::new("drizzle_edited").await;
+    let client = db.client().await;
+    let project = tempfile::tempdir().unwrap();
+    let p = project.path();
+    std::fs::create_dir_all(p.join("src/db")).unwrap();
+    std::fs::write(
+        p.join("drizzle.config.ts"),
+        "export default { schema: './src/db/schema.ts', out: './drizzle', dialect: 'postgresql' };\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("src/db/schema.ts"),
+        "import { pgTable, serial, text } from \"drizzle-orm/pg-core\";\n\
+         export const notes = pgTable(\"notes\", { id: serial(\"id\").primaryKey(), body: text(\"body\") });\n",
+    )
+    .unwrap();
+    drizzle_kit(p, &db.url, &["generate", "--name", "init"]);
+    let settings = config::load(&LoadOptions {
+        cwd: p.to_path_buf(),
+        config_path: None,
+        dotenv: false,
+        env: [("DATABASE_URL".to_string(), db.url.clone())].into(),
+        overrides: Overrides::default(),
+    })
+    .unwrap();
+    let dir = source::resolve_dir(settings.migrations_dir.as_deref(), p);
+    let sql_path = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "sql"))
+        .unwrap();
+    let mut sql = std::fs::read_to_string(&sql_path).unwrap();
+    sql.push_str("\n--> statement-breakpoint\nALTER TABLE \"notes\" ADD COLUMN \"by_hand\" text;");
+    std::fs::write(&sql_path, sql).unwrap();
+    let set = source::load(&dir).unwrap();
+    Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+
+    let mut opts = pgkeel::validate::ValidateOptions::from_settings(&settings);
+    (opts.data, opts.performance) = (false, false);
+    opts.scratch.no_embedded = true;
+    let target = pgkeel::db::Target::from_settings(&settings).unwrap();
+    let r = pgkeel::validate::run(&target, &settings, Some(&set), &opts)
+        .await
+        .unwrap();
+    let found: Vec<(&str, &str)> = r
+        .findings
+        .iter()
+        .map(|f| (f.id.as_str(), f.object.as_str()))
+        .collect();
+    assert!(
+        found.contains(&("extra-column", "column public.notes.by_hand")),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(
+            "snapshot-disagrees-with-folder",
+            "column public.notes.by_hand"
+        )),
+        "{found:?} {:#?}",
+        r.checks
+    );
+}

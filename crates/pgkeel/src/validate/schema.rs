@@ -93,10 +93,48 @@ pub(crate) async fn run(
                 let what = format!("drizzle-kit's snapshot {} (after {after})", path.display());
                 let drift =
                     schema::drizzle_snapshot::compare(&want, &live, &settings.bookkeeping_tables());
-                let findings: Vec<Finding> =
+                let mut findings: Vec<Finding> =
                     drift.iter().map(|d| snapshot_finding(d, &what)).collect();
+                // Drift from the snapshot is either a change made by hand or a migration edited
+                // after drizzle-kit wrote it. Where a scratch database can be made, the folder
+                // applied there tells them apart: what the folder itself makes differently from
+                // the snapshot is its own finding.
+                let mut folder_check = serde_json::Value::Null;
+                if !drift.is_empty() {
+                    match expected_snapshot(client, settings, Some(set), &Expected::Folder, scratch, &opts).await {
+                        Ok((folder, _)) => {
+                            let disagree = schema::drizzle_snapshot::compare(
+                                &want,
+                                &folder,
+                                &settings.bookkeeping_tables(),
+                            );
+                            folder_check = serde_json::json!({ "disagreements": disagree.len() });
+                            findings.extend(disagree.iter().map(|d| {
+                                Finding::new(
+                                    "snapshot-disagrees-with-folder",
+                                    Severity::Warning,
+                                    d.object.clone(),
+                                    format!(
+                                        "{} {} when the migrations folder itself is applied ({what} says otherwise): a migration was edited by hand after drizzle-kit generated it; make the schema code and the SQL agree (drizzle-kit generate --custom for hand-written SQL)",
+                                        d.object,
+                                        d.message.replace("the database", "the folder's schema"),
+                                    ),
+                                )
+                            }));
+                        }
+                        Err(e) => {
+                            folder_check = serde_json::json!({
+                                "skipped": format!("the folder could not be applied to a scratch database, so drift and hand-edited migrations are not told apart: {e}")
+                            });
+                        }
+                    }
+                }
                 Ok::<_, CheckError>(Outcome {
-                    data: serde_json::json!({ "expected": what, "differences": findings.len() }),
+                    data: serde_json::json!({
+                        "expected": what,
+                        "differences": drift.len(),
+                        "folder_check": folder_check,
+                    }),
                     findings,
                     note: None,
                 })
