@@ -42,6 +42,12 @@ pub struct Expected {
     pub tables: BTreeMap<(String, String), ExpectedTable>,
     /// By (schema, name): the labels in order.
     pub enums: BTreeMap<(String, String), Vec<String>>,
+    /// Views drizzle manages (not `.existing()`), by (schema, name): whether materialized.
+    pub views: BTreeMap<(String, String), bool>,
+    /// Sequences declared with `pgSequence` (a serial's own sequence is the column's).
+    pub sequences: std::collections::BTreeSet<(String, String)>,
+    /// Schemas declared with `pgSchema`.
+    pub schemas: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,6 +59,8 @@ pub struct ExpectedTable {
     /// Unique, foreign-key and check constraints, by name.
     pub constraints: BTreeMap<String, ConstraintKind>,
     pub indexes: Vec<String>,
+    /// Row-level security policies, by name.
+    pub policies: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +77,31 @@ struct Doc {
     tables: BTreeMap<String, DocTable>,
     #[serde(default)]
     enums: BTreeMap<String, DocEnum>,
+    #[serde(default)]
+    views: BTreeMap<String, DocView>,
+    #[serde(default)]
+    sequences: BTreeMap<String, DocNamed>,
+    #[serde(default)]
+    schemas: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DocView {
+    name: String,
+    #[serde(default)]
+    schema: String,
+    #[serde(default)]
+    materialized: bool,
+    #[serde(default)]
+    is_existing: bool,
+}
+
+#[derive(Deserialize)]
+struct DocNamed {
+    name: String,
+    #[serde(default)]
+    schema: String,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +122,8 @@ struct DocTable {
     unique_constraints: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     check_constraints: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    policies: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -118,6 +153,23 @@ struct DocEnum {
     values: Vec<String>,
 }
 
+impl Expected {
+    /// Every schema the snapshot puts something in (and the ones it declares).
+    pub fn schema_names(&self) -> Vec<String> {
+        let mut out: std::collections::BTreeSet<String> = self.schemas.clone();
+        for (s, _) in self
+            .tables
+            .keys()
+            .chain(self.enums.keys())
+            .chain(self.views.keys())
+            .chain(self.sequences.iter())
+        {
+            out.insert(s.clone());
+        }
+        out.into_iter().collect()
+    }
+}
+
 /// Reads the snapshot at `path`.
 pub fn read(path: &Path) -> Result<Expected, DrizzleSnapshotError> {
     let text = std::fs::read_to_string(path).map_err(|error| DrizzleSnapshotError::Read {
@@ -138,6 +190,14 @@ pub fn parse(text: &str) -> Result<Expected, String> {
         "" => "public".to_string(),
         s => s.to_string(),
     };
+    for v in doc.views.into_values().filter(|v| !v.is_existing) {
+        out.views
+            .insert((schema_or_public(&v.schema), v.name), v.materialized);
+    }
+    for q in doc.sequences.into_values() {
+        out.sequences.insert((schema_or_public(&q.schema), q.name));
+    }
+    out.schemas = doc.schemas.into_keys().collect();
     for e in doc.enums.into_values() {
         out.enums
             .insert((schema_or_public(&e.schema), e.name), e.values);
@@ -176,6 +236,7 @@ pub fn parse(text: &str) -> Result<Expected, String> {
                 primary_key,
                 constraints,
                 indexes: t.indexes.into_keys().collect(),
+                policies: t.policies.into_keys().collect(),
             },
         );
     }
@@ -366,6 +427,14 @@ pub fn compare(expected: &Expected, live: &Snapshot, ignore: &[(String, String)]
                 );
             }
         }
+        for pol in &want.policies {
+            if !have.policies.iter().any(|x| &x.name == pol) {
+                drift(
+                    format!("policy {} on {}", quote_ident(pol), q(schema, name)),
+                    "is in drizzle's snapshot but not in the database".into(),
+                );
+            }
+        }
         for i in &want.indexes {
             if !have.indexes.iter().any(|x| &x.name == i) {
                 drift(
@@ -384,6 +453,70 @@ pub fn compare(expected: &Expected, live: &Snapshot, ignore: &[(String, String)]
             drift(
                 format!("table {}", q(&t.schema, &t.name)),
                 "is in the database but not in drizzle's snapshot".into(),
+            );
+        }
+    }
+    for ((schema, name), materialized) in &expected.views {
+        let word = if *materialized {
+            "materialized view"
+        } else {
+            "view"
+        };
+        let object = format!("{} {}", word.replace(' ', "-"), q(schema, name));
+        match live
+            .views
+            .iter()
+            .find(|v| &v.schema == schema && &v.name == name)
+        {
+            None => drift(
+                object,
+                "is in drizzle's snapshot but not in the database".into(),
+            ),
+            Some(v) if v.materialized != *materialized => drift(
+                object,
+                format!(
+                    "is a {} in the database",
+                    if v.materialized {
+                        "materialized view"
+                    } else {
+                        "view"
+                    }
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    for v in &live.views {
+        let key = (v.schema.clone(), v.name.clone());
+        if schemas.contains(v.schema.as_str()) && !expected.views.contains_key(&key) {
+            let word = if v.materialized {
+                "materialized-view"
+            } else {
+                "view"
+            };
+            drift(
+                format!("{word} {}", q(&v.schema, &v.name)),
+                "is in the database but not in drizzle's snapshot".into(),
+            );
+        }
+    }
+    for (schema, name) in &expected.sequences {
+        if !live
+            .sequences
+            .iter()
+            .any(|x| &x.schema == schema && &x.name == name)
+        {
+            drift(
+                format!("sequence {}", q(schema, name)),
+                "is in drizzle's snapshot but not in the database".into(),
+            );
+        }
+    }
+    for schema in &expected.schemas {
+        if !live.schemas.iter().any(|x| &x.name == schema) {
+            drift(
+                format!("schema {}", quote_ident(schema)),
+                "is in drizzle's snapshot but not in the database".into(),
             );
         }
     }
@@ -481,5 +614,32 @@ mod tests {
             ["admin", "member"]
         );
         assert!(parse("{\"tables\": 3}").is_err());
+    }
+
+    #[test]
+    fn views_sequences_schemas_and_policies_are_compared_by_name() {
+        let e = parse(
+            r#"{"tables":{"auth.t":{"name":"t","schema":"auth","columns":{},"policies":{"own_rows":{}}}},
+              "views":{"public.v":{"name":"v","schema":"public","materialized":false},
+                       "public.old":{"name":"old","schema":"public","isExisting":true}},
+              "sequences":{"public.counter":{"name":"counter","schema":"public"}},
+              "schemas":{"auth":"auth"}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.schema_names(), ["auth", "public"]);
+        let live = Snapshot::default();
+        let objects: Vec<String> = compare(&e, &live, &[])
+            .into_iter()
+            .map(|d| format!("{} {}", d.id, d.object))
+            .collect();
+        assert_eq!(
+            objects,
+            [
+                "missing-table table auth.t",
+                "missing-view view public.v",
+                "missing-sequence sequence public.counter",
+                "missing-schema schema auth"
+            ]
+        );
     }
 }

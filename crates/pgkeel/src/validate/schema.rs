@@ -91,8 +91,24 @@ pub(crate) async fn run(
             let drift = super::timed("schema", "drift".into(), async {
                 let want = schema::drizzle_snapshot::read(&path)?;
                 let what = format!("drizzle-kit's snapshot {} (after {after})", path.display());
+                // The snapshot may name schemas beyond those read so far (a `pgSchema`).
+                let needed = want.schema_names();
+                let wide = needed.iter().all(|s| opts.schemas.contains(s));
+                let mut all = opts.schemas.clone();
+                all.extend(needed);
+                let opts = opts.clone().with_schemas(&all);
+                let wider;
+                let live = match wide {
+                    true => &live,
+                    false => {
+                        wider = schema::introspect(client, &opts)
+                            .await
+                            .map_err(CheckError::Schema)?;
+                        &wider
+                    }
+                };
                 let drift =
-                    schema::drizzle_snapshot::compare(&want, &live, &settings.bookkeeping_tables());
+                    schema::drizzle_snapshot::compare(&want, live, &settings.bookkeeping_tables());
                 let mut findings: Vec<Finding> =
                     drift.iter().map(|d| snapshot_finding(d, &what)).collect();
                 // Drift from the snapshot is either a change made by hand or a migration edited
