@@ -382,6 +382,9 @@ pub struct Settings {
     /// The schemas schema snapshots, `validate --schema` and drift read when none are named:
     /// drizzle-kit's `schemaFilter`, else `public`.
     pub schemas: Vec<String>,
+    /// drizzle-kit's `tablesFilter`: globs of the table names drizzle manages (`!` excludes);
+    /// empty = every table.
+    pub tables_filter: Vec<String>,
     /// What the configuration files set that pgkeel could not use, to say once (on stderr).
     pub notes: Vec<String>,
     /// The raw `[monitor]` section of pgkeel.toml (empty when absent); `monitor` reads its
@@ -774,6 +777,7 @@ impl Settings {
             drizzle_config: None,
             migration_prefix: None,
             schemas: vec!["public".to_string()],
+            tables_filter: Vec::new(),
             notes: Vec::new(),
             monitor: toml::Table::new(),
         };
@@ -845,6 +849,13 @@ impl Settings {
             ("drizzle.schema", self.drizzle_schema.clone()),
             ("drizzle.table", self.drizzle_table.clone()),
             ("schemas", self.schemas.join(",")),
+            (
+                "tables-filter",
+                match self.tables_filter.is_empty() {
+                    true => "(every table)".to_string(),
+                    false => self.tables_filter.join(","),
+                },
+            ),
             (
                 "migration-prefix",
                 self.migration_prefix
@@ -1067,11 +1078,9 @@ fn apply_drizzle(
         s.schemas = f.clone();
         mark(s, "schemas", origin.clone());
     }
-    if d.tables_filter.is_some() {
-        s.notes.push(format!(
-            "{file} sets `tablesFilter`, which pgkeel does not apply: schema snapshots and `validate --schema` read every table of the schemas ({})",
-            s.schemas.join(", ")
-        ));
+    if let Some(f) = &d.tables_filter {
+        s.tables_filter = f.clone();
+        mark(s, "tables-filter", origin.clone());
     }
     if let Some(p) = &d.migrations_prefix {
         s.migration_prefix = Some(p.clone());

@@ -320,9 +320,24 @@ pub struct Drift {
     pub message: String,
 }
 
+/// Whether drizzle-kit's `tablesFilter` (globs; `!` excludes; empty: all) covers `table`.
+pub fn managed(tables_filter: &[String], table: &str) -> bool {
+    let matches = |p: &str| glob::Pattern::new(p).is_ok_and(|g| g.matches(table));
+    let (exclude, include): (Vec<&String>, Vec<&String>) =
+        tables_filter.iter().partition(|p| p.starts_with('!'));
+    (include.is_empty() || include.iter().any(|p| matches(p)))
+        && !exclude.iter().any(|p| matches(&p[1..]))
+}
+
 /// How `live` differs from `expected`, in the schemas the snapshot names (and `public`).
-/// `ignore`d tables (pgkeel's and drizzle's bookkeeping) are left out.
-pub fn compare(expected: &Expected, live: &Snapshot, ignore: &[(String, String)]) -> Vec<Drift> {
+/// `ignore`d tables (pgkeel's and drizzle's bookkeeping) and tables outside drizzle-kit's
+/// `tables_filter` ([`managed`]) are left out.
+pub fn compare(
+    expected: &Expected,
+    live: &Snapshot,
+    ignore: &[(String, String)],
+    tables_filter: &[String],
+) -> Vec<Drift> {
     let mut out = Vec::new();
     let mut drift = |object: String, message: String| {
         let kind = object.split(' ').next().unwrap_or("object").to_string();
@@ -449,6 +464,7 @@ pub fn compare(expected: &Expected, live: &Snapshot, ignore: &[(String, String)]
         if schemas.contains(t.schema.as_str())
             && !expected.tables.contains_key(&key)
             && !ignore.contains(&key)
+            && managed(tables_filter, &t.name)
         {
             drift(
                 format!("table {}", q(&t.schema, &t.name)),
@@ -578,6 +594,17 @@ mod tests {
     }
 
     #[test]
+    fn tables_filter_globs_include_and_exclude() {
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(managed(&[], "anything"));
+        assert!(managed(&f(&["app_*"]), "app_users"));
+        assert!(!managed(&f(&["app_*"]), "audit"));
+        assert!(!managed(&f(&["app_*", "!app_tmp*"]), "app_tmp1"));
+        assert!(!managed(&f(&["!legacy_*"]), "legacy_x"));
+        assert!(managed(&f(&["!legacy_*"]), "users"));
+    }
+
+    #[test]
     fn snapshot_paths_follow_the_tags_prefix() {
         let d = Path::new("/m");
         assert_eq!(
@@ -628,7 +655,7 @@ mod tests {
         .unwrap();
         assert_eq!(e.schema_names(), ["auth", "public"]);
         let live = Snapshot::default();
-        let objects: Vec<String> = compare(&e, &live, &[])
+        let objects: Vec<String> = compare(&e, &live, &[], &[])
             .into_iter()
             .map(|d| format!("{} {}", d.id, d.object))
             .collect();

@@ -108,7 +108,12 @@ pub(crate) async fn run(
                     }
                 };
                 let drift =
-                    schema::drizzle_snapshot::compare(&want, live, &settings.bookkeeping_tables());
+                    schema::drizzle_snapshot::compare(
+                    &want,
+                    live,
+                    &settings.bookkeeping_tables(),
+                    &settings.tables_filter,
+                );
                 let mut findings: Vec<Finding> =
                     drift.iter().map(|d| snapshot_finding(d, &what)).collect();
                 // Drift from the snapshot is either a change made by hand or a migration edited
@@ -123,6 +128,7 @@ pub(crate) async fn run(
                                 &want,
                                 &folder,
                                 &settings.bookkeeping_tables(),
+                                &settings.tables_filter,
                             );
                             folder_check = serde_json::json!({ "disagreements": disagree.len() });
                             findings.extend(disagree.iter().map(|d| {
