@@ -739,13 +739,12 @@ async fn entry_drizzle_skipped_is_held_back_with_a_warning() {
 /// pgkeel.toml (re-applying nothing), and drizzle-orm then finds nothing pending.
 #[tokio::test]
 async fn a_drizzle_project_migrates_with_no_flags_and_drizzle_sees_nothing_pending() {
-    use pgkeel::config::{self, LoadOptions, Overrides};
     use pgkeel::migrate::{MigrateOptions, Migrator, Silent};
     let cases: [(&str, (&str, &str), &str); 2] = [
         (
             "{ schema: \"public\" }",
             ("public", TABLE),
-            config::LEDGER_BESIDE_DRIZZLE,
+            pgkeel::config::LEDGER_BESIDE_DRIZZLE,
         ),
         (
             "{ table: \"app_migrations\", schema: \"public\" }",
@@ -772,14 +771,7 @@ async fn a_drizzle_project_migrates_with_no_flags_and_drizzle_sees_nothing_pendi
         drizzle_migrate(&db.url, example_prefix(3).path(), Some((schema, table))).await;
         assert_eq!(count(&client, schema, table).await, 3);
 
-        let settings = config::load(&LoadOptions {
-            cwd: project.path().to_path_buf(),
-            config_path: None,
-            dotenv: false,
-            env: [("DATABASE_URL".to_string(), db.url.clone())].into(),
-            overrides: Overrides::default(),
-        })
-        .unwrap();
+        let settings = project_settings(project.path(), &db.url);
         assert_eq!(
             (
                 settings.ledger_schema.as_str(),
@@ -897,7 +889,6 @@ fn drizzle_kit(project: &Path, url: &str, args: &[&str]) -> String {
 /// pending and `check` is content. `pgkeel new` names its file the way the config says.
 #[tokio::test]
 async fn drizzle_kit_generate_and_migrate_then_pgkeel_with_no_flags_then_drizzle_kit_again() {
-    use pgkeel::config::{self, LoadOptions, Overrides};
     use pgkeel::migrate::{MigrateOptions, Migrator, Silent};
     let db = TestDb::new("drizzle_kit_loop").await;
     let client = db.client().await;
@@ -931,14 +922,7 @@ async fn drizzle_kit_generate_and_migrate_then_pgkeel_with_no_flags_then_drizzle
     std::thread::sleep(Duration::from_millis(1100));
     drizzle_kit(p, &db.url, &["generate", "--name", "posts"]);
 
-    let settings = config::load(&LoadOptions {
-        cwd: p.to_path_buf(),
-        config_path: None,
-        dotenv: false,
-        env: [("DATABASE_URL".to_string(), db.url.clone())].into(),
-        overrides: Overrides::default(),
-    })
-    .unwrap();
+    let settings = project_settings(p, &db.url);
     let dir = source::resolve_dir(settings.migrations_dir.as_deref(), p);
     let set = source::load(&dir).unwrap();
     assert_eq!(set.len(), 2);
@@ -981,7 +965,6 @@ async fn drizzle_kit_generate_and_migrate_then_pgkeel_with_no_flags_then_drizzle
 /// snapshot exactly; a column dropped by hand is then found, with its unique constraint.
 #[tokio::test]
 async fn drizzle_kits_snapshot_matches_what_pgkeel_applied_and_finds_a_dropped_column() {
-    use pgkeel::config::{self, LoadOptions, Overrides};
     use pgkeel::migrate::{MigrateOptions, Migrator, Silent};
     use pgkeel::schema::drizzle_snapshot;
     let db = TestDb::new("drizzle_snapshot").await;
@@ -1021,14 +1004,7 @@ export const posts = pgTable("posts", {
     )
     .unwrap();
     drizzle_kit(p, &db.url, &["generate", "--name", "init"]);
-    let settings = config::load(&LoadOptions {
-        cwd: p.to_path_buf(),
-        config_path: None,
-        dotenv: false,
-        env: [("DATABASE_URL".to_string(), db.url.clone())].into(),
-        overrides: Overrides::default(),
-    })
-    .unwrap();
+    let settings = project_settings(p, &db.url);
     let dir = source::resolve_dir(settings.migrations_dir.as_deref(), p);
     let set = source::load(&dir).unwrap();
     Migrator::new(&settings, &set)
@@ -1112,7 +1088,6 @@ export const posts = pgTable("posts", {
 /// folder applied there shows it is the folder, not a change by hand, and says so.
 #[tokio::test]
 async fn a_migration_edited_after_drizzle_kit_wrote_it_is_named_as_such() {
-    use pgkeel::config::{self, LoadOptions, Overrides};
     use pgkeel::migrate::{MigrateOptions, Migrator, Silent};
     let db = TestDb::new("drizzle_edited").await;
     let client = db.client().await;
@@ -1131,14 +1106,7 @@ async fn a_migration_edited_after_drizzle_kit_wrote_it_is_named_as_such() {
     )
     .unwrap();
     drizzle_kit(p, &db.url, &["generate", "--name", "init"]);
-    let settings = config::load(&LoadOptions {
-        cwd: p.to_path_buf(),
-        config_path: None,
-        dotenv: false,
-        env: [("DATABASE_URL".to_string(), db.url.clone())].into(),
-        overrides: Overrides::default(),
-    })
-    .unwrap();
+    let settings = project_settings(p, &db.url);
     let dir = source::resolve_dir(settings.migrations_dir.as_deref(), p);
     let sql_path = std::fs::read_dir(&dir)
         .unwrap()
@@ -1178,4 +1146,17 @@ async fn a_migration_edited_after_drizzle_kit_wrote_it_is_named_as_such() {
         "{found:?} {:#?}",
         r.checks
     );
+}
+
+/// The settings pgkeel resolves in a project directory with no flags and no pgkeel.toml: its
+/// drizzle.config.ts, and `DATABASE_URL` = `url` as the only environment.
+fn project_settings(dir: &Path, url: &str) -> pgkeel::config::Settings {
+    pgkeel::config::load(&pgkeel::config::LoadOptions {
+        cwd: dir.to_path_buf(),
+        config_path: None,
+        dotenv: false,
+        env: [("DATABASE_URL".to_string(), url.to_string())].into(),
+        overrides: pgkeel::config::Overrides::default(),
+    })
+    .unwrap()
 }
