@@ -224,6 +224,12 @@ async fn dry_run_changes_nothing_and_shows_the_sql() {
     assert!(sql.contains("DROP TABLE \"user_progress\""), "{sql}");
     assert!(sql.contains("SET LOCAL lock_timeout"), "{sql}");
     assert!(sql.contains("rolled_back"), "{sql}");
+    // What a dry run shows runs as it is: the guard is a DO block, not the session function
+    // a real run installs (a dry run installs nothing).
+    assert!(
+        sql.contains("DO $pgkeel$") && !sql.contains("pg_temp."),
+        "{sql}"
+    );
     assert_eq!(schema(&db), before);
     let rows = statuses(&db).await;
     assert!(rows.iter().all(|(_, s)| s == "applied"), "{rows:?}");

@@ -279,10 +279,8 @@ pub async fn rollback(
         let rows = ledger.rows(client).await?;
         let units = resolve(settings, set, &rows, id, opts.cascade, opts.force)?;
         let drizzle = drizzle_table_exists(client, settings, set).await?;
+        // The shown SQL must run as it is: the guard stays a DO block, nothing is installed.
         let runner = Runner::new(settings, &ledger, drizzle);
-        if !units.is_empty() {
-            runner.sender.install_guard(client, &ledger).await;
-        }
         return Ok(RollbackReport {
             dry_run: true,
             rolled_back: units
@@ -336,6 +334,9 @@ pub async fn rollback(
         }
         let drizzle = drizzle_table_exists(client, settings, set).await?;
         let runner = Runner::new(settings, &ledger, drizzle);
+        if !units.is_empty() {
+            runner.sender.install_guard(client, &ledger).await;
+        }
         let mut done: Vec<RolledBack> = Vec::with_capacity(units.len());
         for u in &units {
             let before: Vec<String> = done.iter().map(|d| d.id.clone()).collect();
