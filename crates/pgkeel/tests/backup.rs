@@ -639,6 +639,8 @@ async fn incremental_on_a_drizzle_database_takes_epoch_ms_and_bookkeeping_tables
          INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES ('h0', 1700000000000);
          CREATE TABLE events (id int PRIMARY KEY, name text, created_at bigint NOT NULL);
          CREATE TABLE notes (id int PRIMARY KEY, updated_at text);
+         CREATE TABLE clicks (id int PRIMARY KEY, created_at bigint NOT NULL);
+         INSERT INTO clicks VALUES (1, 1700000000);
          INSERT INTO events SELECT g, 'e' || g, 1700000000000 + g FROM generate_series(1, 50) g;
          INSERT INTO notes VALUES (1, 'yesterday');",
     )
@@ -653,7 +655,8 @@ async fn incremental_on_a_drizzle_database_takes_epoch_ms_and_bookkeeping_tables
     c.batch_execute(
         "INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES ('h1', 1800000000000);
          INSERT INTO events VALUES (51, 'now', (extract(epoch FROM now()) * 1000)::bigint + 1000);
-         INSERT INTO notes VALUES (2, 'today');",
+         INSERT INTO notes VALUES (2, 'today');
+         INSERT INTO clicks VALUES (2, 1800000000);",
     )
     .await
     .unwrap();
@@ -672,6 +675,8 @@ async fn incremental_on_a_drizzle_database_takes_epoch_ms_and_bookkeeping_tables
     let table = |n: &str| m.tables.iter().find(|t| t.name == n).unwrap();
     assert_eq!(table("__drizzle_migrations").mode, TableMode::Full);
     assert_eq!(table("notes").mode, TableMode::Full);
+    // A bigint found by its name alone may hold seconds: compared whole, never read as ms.
+    assert_eq!(table("clicks").mode, TableMode::Full);
     assert!(matches!(table("events").mode, TableMode::Changed { .. }));
     assert_eq!(table("events").files.iter().map(|f| f.rows).sum::<u64>(), 1);
     let dst = TestDb::new("bk_incr_drizzle_dst").await;

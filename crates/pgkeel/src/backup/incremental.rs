@@ -142,7 +142,10 @@ pub async fn incremental(
         let filter = match &candidate {
             Some(c) => {
                 let ty = column_type(&snap.leader, &t.schema, &t.name, c).await?;
-                match (since_filter(c, &ty, since), &configured) {
+                match (
+                    since_filter(c, &ty, since, configured.is_some()),
+                    &configured,
+                ) {
                     (Some(f), _) => Some((c.clone(), f)),
                     (None, Some(_)) => {
                         return Err(BackupError::BadChangeColumn {
@@ -276,15 +279,17 @@ async fn column_type(
 }
 
 /// The rows of a table changed at or after `since`, by `column` of type `ty`: a time or date,
-/// or (a column named with `--column` only) a bigint of epoch milliseconds, as drizzle-orm and
-/// JavaScript's `Date.now()` write them. `None` for any other type.
-fn since_filter(column: &str, ty: &str, since: DateTime<Utc>) -> Option<String> {
+/// or, for a column named with `--column` (`named`), a bigint of epoch milliseconds, as
+/// drizzle-orm and JavaScript's `Date.now()` write them: a bigint found by name alone may hold
+/// seconds, and reading those as milliseconds would leave every change out. `None` for any
+/// other type.
+fn since_filter(column: &str, ty: &str, since: DateTime<Utc>, named: bool) -> Option<String> {
     let (col, at) = (quote_ident(column), quote_literal(&since.to_rfc3339()));
     match ty {
         "timestamp with time zone" | "timestamp without time zone" | "date" => {
             Some(format!("{col} >= {at}::timestamptz"))
         }
-        "bigint" => Some(format!(
+        "bigint" if named => Some(format!(
             "{col} >= (extract(epoch FROM {at}::timestamptz) * 1000)::bigint"
         )),
         _ => None,
