@@ -312,12 +312,50 @@ fn time_type(word: &str, args: &Option<String>, zone: bool) -> String {
 /// One way the live schema differs from drizzle-kit's snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Drift {
-    /// `missing-column`, `extra-table`, `changed-column`, `changed-primary-key`, …: what is
-    /// missing from the database, extra in it, or different.
-    pub id: String,
+    /// `table`, `column`, `constraint`, `policy`, `index`, `view`, `materialized-view`,
+    /// `sequence`, `schema`, `enum`.
+    pub kind: &'static str,
     /// `table public.users`, `column public.users.email`, `enum public.role`, …
     pub object: String,
-    pub message: String,
+    pub how: How,
+}
+
+/// Whether the object is missing from the live schema, extra in it, or different.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum How {
+    Missing,
+    Extra,
+    /// `{what} {live} in the live schema, {want} in drizzle's snapshot` (`is`, `has values`).
+    Changed {
+        what: &'static str,
+        live: String,
+        want: String,
+    },
+}
+
+impl Drift {
+    /// `missing-column`, `extra-table`, `changed-enum`, …
+    pub fn id(&self) -> String {
+        let how = match self.how {
+            How::Missing => "missing",
+            How::Extra => "extra",
+            How::Changed { .. } => "changed",
+        };
+        format!("{how}-{}", self.kind)
+    }
+
+    /// What differs, `live` naming the schema compared with the snapshot (`the database`).
+    pub fn message(&self, live: &str) -> String {
+        match &self.how {
+            How::Missing => format!("is in drizzle's snapshot but not in {live}"),
+            How::Extra => format!("is in {live} but not in drizzle's snapshot"),
+            How::Changed {
+                what,
+                live: have,
+                want,
+            } => format!("{what} {have} in {live}, {want} in drizzle's snapshot"),
+        }
+    }
 }
 
 /// Whether drizzle-kit's `tablesFilter` (globs; `!` excludes; empty: all) covers `table`.
@@ -339,22 +377,11 @@ pub fn compare(
     tables_filter: &[String],
 ) -> Vec<Drift> {
     let mut out = Vec::new();
-    let mut drift = |object: String, message: String| {
-        let kind = object.split(' ').next().unwrap_or("object").to_string();
-        let how = if message.starts_with("is in drizzle's snapshot but not") {
-            "missing"
-        } else if message.starts_with("is in the database but not") {
-            "extra"
-        } else {
-            "changed"
-        };
-        out.push(Drift {
-            id: format!("{how}-{kind}"),
-            object,
-            message,
-        })
-    };
+    let mut drift =
+        |kind: &'static str, object: String, how: How| out.push(Drift { kind, object, how });
+    let changed = |what, live: String, want: String| How::Changed { what, live, want };
     let q = |s: &str, n: &str| format!("{}.{}", quote_ident(s), quote_ident(n));
+    let view_word = |m: bool| if m { "materialized-view" } else { "view" };
     let schemas: std::collections::BTreeSet<&str> = expected
         .tables
         .keys()
@@ -363,55 +390,38 @@ pub fn compare(
         .chain(["public"])
         .collect();
     for ((schema, name), want) in &expected.tables {
-        let object = format!("table {}", q(schema, name));
+        let table = q(schema, name);
         let Some(have) = live
             .tables
             .iter()
             .find(|t| &t.schema == schema && &t.name == name)
         else {
-            drift(
-                object,
-                "is in drizzle's snapshot but not in the database".into(),
-            );
+            drift("table", format!("table {table}"), How::Missing);
             continue;
         };
         for c in &want.columns {
-            let object = format!("column {}.{}", q(schema, name), quote_ident(&c.name));
-            match have.columns.iter().find(|x| x.name == c.name) {
-                None => drift(
+            let object = format!("column {table}.{}", quote_ident(&c.name));
+            let Some(x) = have.columns.iter().find(|x| x.name == c.name) else {
+                drift("column", object, How::Missing);
+                continue;
+            };
+            if x.type_name != c.type_name {
+                let how = changed("is", x.type_name.clone(), c.type_name.clone());
+                drift("column", object.clone(), how);
+            }
+            if x.not_null != c.not_null {
+                let says = |n: bool| if n { "NOT NULL" } else { "nullable" }.to_string();
+                drift(
+                    "column",
                     object,
-                    "is in drizzle's snapshot but not in the database".into(),
-                ),
-                Some(x) => {
-                    if x.type_name != c.type_name {
-                        drift(
-                            object.clone(),
-                            format!(
-                                "is {} in the database, {} in drizzle's snapshot",
-                                x.type_name, c.type_name
-                            ),
-                        );
-                    }
-                    if x.not_null != c.not_null {
-                        let says = |n: bool| if n { "NOT NULL" } else { "nullable" };
-                        drift(
-                            object,
-                            format!(
-                                "is {} in the database, {} in drizzle's snapshot",
-                                says(x.not_null),
-                                says(c.not_null)
-                            ),
-                        );
-                    }
-                }
+                    changed("is", says(x.not_null), says(c.not_null)),
+                );
             }
         }
         for x in &have.columns {
             if !want.columns.iter().any(|c| c.name == x.name) {
-                drift(
-                    format!("column {}.{}", q(schema, name), quote_ident(&x.name)),
-                    "is in the database but not in drizzle's snapshot".into(),
-                );
+                let object = format!("column {table}.{}", quote_ident(&x.name));
+                drift("column", object, How::Extra);
             }
         }
         let live_pk = have
@@ -421,14 +431,9 @@ pub fn compare(
             .map(|k| k.columns.clone())
             .unwrap_or_default();
         if live_pk != want.primary_key {
-            drift(
-                object.clone(),
-                format!(
-                    "has primary key ({}) in the database, ({}) in drizzle's snapshot",
-                    live_pk.join(", "),
-                    want.primary_key.join(", ")
-                ),
-            );
+            let cols = |c: &[String]| format!("({})", c.join(", "));
+            let how = changed("has primary key", cols(&live_pk), cols(&want.primary_key));
+            drift("table", format!("table {table}"), how);
         }
         for (cname, kind) in &want.constraints {
             if !have
@@ -436,26 +441,19 @@ pub fn compare(
                 .iter()
                 .any(|k| &k.name == cname && k.kind == *kind)
             {
-                drift(
-                    format!("constraint {} on {}", quote_ident(cname), q(schema, name)),
-                    "is in drizzle's snapshot but not in the database".into(),
-                );
+                let object = format!("constraint {} on {table}", quote_ident(cname));
+                drift("constraint", object, How::Missing);
             }
         }
         for pol in &want.policies {
             if !have.policies.iter().any(|x| &x.name == pol) {
-                drift(
-                    format!("policy {} on {}", quote_ident(pol), q(schema, name)),
-                    "is in drizzle's snapshot but not in the database".into(),
-                );
+                let object = format!("policy {} on {table}", quote_ident(pol));
+                drift("policy", object, How::Missing);
             }
         }
         for i in &want.indexes {
             if !have.indexes.iter().any(|x| &x.name == i) {
-                drift(
-                    format!("index {}", q(schema, i)),
-                    "is in drizzle's snapshot but not in the database".into(),
-                );
+                drift("index", format!("index {}", q(schema, i)), How::Missing);
             }
         }
     }
@@ -467,52 +465,37 @@ pub fn compare(
             && managed(tables_filter, &t.name)
         {
             drift(
+                "table",
                 format!("table {}", q(&t.schema, &t.name)),
-                "is in the database but not in drizzle's snapshot".into(),
+                How::Extra,
             );
         }
     }
     for ((schema, name), materialized) in &expected.views {
-        let word = if *materialized {
-            "materialized view"
-        } else {
-            "view"
-        };
-        let object = format!("{} {}", word.replace(' ', "-"), q(schema, name));
+        let kind = view_word(*materialized);
+        let object = format!("{kind} {}", q(schema, name));
         match live
             .views
             .iter()
             .find(|v| &v.schema == schema && &v.name == name)
         {
-            None => drift(
-                object,
-                "is in drizzle's snapshot but not in the database".into(),
-            ),
-            Some(v) if v.materialized != *materialized => drift(
-                object,
-                format!(
-                    "is a {} in the database",
-                    if v.materialized {
-                        "materialized view"
-                    } else {
-                        "view"
-                    }
-                ),
-            ),
+            None => drift(kind, object, How::Missing),
+            Some(v) if v.materialized != *materialized => {
+                let word = |m: bool| if m { "materialized view" } else { "view" }.to_string();
+                let how = changed("is a", word(v.materialized), word(*materialized));
+                drift(kind, object, how);
+            }
             Some(_) => {}
         }
     }
     for v in &live.views {
         let key = (v.schema.clone(), v.name.clone());
         if schemas.contains(v.schema.as_str()) && !expected.views.contains_key(&key) {
-            let word = if v.materialized {
-                "materialized-view"
-            } else {
-                "view"
-            };
+            let kind = view_word(v.materialized);
             drift(
-                format!("{word} {}", q(&v.schema, &v.name)),
-                "is in the database but not in drizzle's snapshot".into(),
+                kind,
+                format!("{kind} {}", q(&v.schema, &v.name)),
+                How::Extra,
             );
         }
     }
@@ -523,16 +506,18 @@ pub fn compare(
             .any(|x| &x.schema == schema && &x.name == name)
         {
             drift(
+                "sequence",
                 format!("sequence {}", q(schema, name)),
-                "is in drizzle's snapshot but not in the database".into(),
+                How::Missing,
             );
         }
     }
     for schema in &expected.schemas {
         if !live.schemas.iter().any(|x| &x.name == schema) {
             drift(
+                "schema",
                 format!("schema {}", quote_ident(schema)),
-                "is in drizzle's snapshot but not in the database".into(),
+                How::Missing,
             );
         }
     }
@@ -543,18 +528,15 @@ pub fn compare(
             _ => None,
         });
         match have {
-            None => drift(
-                object,
-                "is in drizzle's snapshot but not in the database".into(),
-            ),
-            Some(h) if h != labels => drift(
-                object,
-                format!(
-                    "has values ({}) in the database, ({}) in drizzle's snapshot",
-                    h.join(", "),
-                    labels.join(", ")
-                ),
-            ),
+            None => drift("enum", object, How::Missing),
+            Some(h) if h != labels => {
+                let values = |v: &[String]| format!("({})", v.join(", "));
+                drift(
+                    "enum",
+                    object,
+                    changed("has values", values(h), values(labels)),
+                );
+            }
             Some(_) => {}
         }
     }
@@ -657,7 +639,7 @@ mod tests {
         let live = Snapshot::default();
         let objects: Vec<String> = compare(&e, &live, &[], &[])
             .into_iter()
-            .map(|d| format!("{} {}", d.id, d.object))
+            .map(|d| format!("{} {}", d.id(), d.object))
             .collect();
         assert_eq!(
             objects,

@@ -93,12 +93,12 @@ pub(crate) async fn run(
                 let what = format!("drizzle-kit's snapshot {} (after {after})", path.display());
                 // The snapshot may name schemas beyond those read so far (a `pgSchema`).
                 let needed = want.schema_names();
-                let wide = needed.iter().all(|s| opts.schemas.contains(s));
+                let covered = needed.iter().all(|s| opts.schemas.contains(s));
                 let mut all = opts.schemas.clone();
                 all.extend(needed);
                 let opts = opts.clone().with_schemas(&all);
                 let wider;
-                let live = match wide {
+                let live = match covered {
                     true => &live,
                     false => {
                         wider = schema::introspect(client, &opts)
@@ -139,7 +139,7 @@ pub(crate) async fn run(
                                     format!(
                                         "{} {} when the migrations folder itself is applied ({what} says otherwise): a migration was edited by hand after drizzle-kit generated it; make the schema code and the SQL agree (drizzle-kit generate --custom for hand-written SQL)",
                                         d.object,
-                                        d.message.replace("the database", "the folder's schema"),
+                                        d.message("the folder's schema"),
                                     ),
                                 )
                             }));
@@ -283,16 +283,16 @@ async fn last_applied(
 /// A difference from drizzle-kit's snapshot as a finding: missing objects and changed columns
 /// are critical, extra ones a warning (a manual change, or a table drizzle does not manage).
 fn snapshot_finding(d: &schema::drizzle_snapshot::Drift, expected: &str) -> Finding {
-    let severity = match d.id.as_str() {
-        "missing-index" => Severity::Warning,
-        id if id.starts_with("extra-") => Severity::Warning,
+    use schema::drizzle_snapshot::How;
+    let severity = match (&d.how, d.kind) {
+        (How::Extra, _) | (How::Missing, "index") => Severity::Warning,
         _ => Severity::Critical,
     };
     Finding::new(
-        d.id.clone(),
+        d.id(),
         severity,
         d.object.clone(),
-        format!("{} {} ({expected})", d.object, d.message),
+        format!("{} {} ({expected})", d.object, d.message("the database")),
     )
 }
 
