@@ -892,21 +892,17 @@ async fn drizzle_kit_generate_and_migrate_then_pgkeel_with_no_flags_then_drizzle
     use pgkeel::migrate::{MigrateOptions, Migrator, Silent};
     let db = TestDb::new("drizzle_kit_loop").await;
     let client = db.client().await;
-    let project = tempfile::tempdir().unwrap();
-    let p = project.path();
-    std::fs::create_dir_all(p.join("src/db")).unwrap();
-    std::fs::write(
-        p.join("drizzle.config.ts"),
+    let schema_v1 = "import { pgTable, serial, text, integer } from \"drizzle-orm/pg-core\";\n\
+        export const users = pgTable(\"users\", { id: serial(\"id\").primaryKey(), name: text(\"name\").notNull() });\n";
+    let project = drizzle_project(
         "import { defineConfig } from \"drizzle-kit\";\n\
          export default defineConfig({\n  schema: \"./src/db/schema.ts\",\n  \
          out: \"./src/db/migrations\",\n  dialect: \"postgresql\",\n  \
          migrations: { schema: \"public\", prefix: \"timestamp\" },\n  \
          dbCredentials: { url: process.env.DATABASE_URL! },\n});\n",
-    )
-    .unwrap();
-    let schema_v1 = "import { pgTable, serial, text, integer } from \"drizzle-orm/pg-core\";\n\
-        export const users = pgTable(\"users\", { id: serial(\"id\").primaryKey(), name: text(\"name\").notNull() });\n";
-    std::fs::write(p.join("src/db/schema.ts"), schema_v1).unwrap();
+        schema_v1,
+    );
+    let p = project.path();
     drizzle_kit(p, &db.url, &["generate", "--name", "init"]);
     drizzle_kit(p, &db.url, &["migrate"]);
     assert_eq!(count(&client, "public", TABLE).await, 1);
@@ -969,16 +965,8 @@ async fn drizzle_kits_snapshot_matches_what_pgkeel_applied_and_finds_a_dropped_c
     use pgkeel::schema::drizzle_snapshot;
     let db = TestDb::new("drizzle_snapshot").await;
     let client = db.client().await;
-    let project = tempfile::tempdir().unwrap();
-    let p = project.path();
-    std::fs::create_dir_all(p.join("src/db")).unwrap();
-    std::fs::write(
-        p.join("drizzle.config.ts"),
+    let project = drizzle_project(
         "export default { schema: './src/db/schema.ts', out: './drizzle', dialect: 'postgresql' };\n",
-    )
-    .unwrap();
-    std::fs::write(
-        p.join("src/db/schema.ts"),
         r#"import { pgTable, pgEnum, serial, text, integer, varchar, timestamp, boolean, index, numeric, jsonb, uuid, bigint } from "drizzle-orm/pg-core";
 export const role = pgEnum("role", ["admin", "member"]);
 export const users = pgTable("users", {
@@ -1001,8 +989,8 @@ export const posts = pgTable("posts", {
   done: boolean("done").default(false),
 });
 "#,
-    )
-    .unwrap();
+    );
+    let p = project.path();
     drizzle_kit(p, &db.url, &["generate", "--name", "init"]);
     let settings = project_settings(p, &db.url);
     let dir = source::resolve_dir(settings.migrations_dir.as_deref(), p);
@@ -1091,20 +1079,12 @@ async fn a_migration_edited_after_drizzle_kit_wrote_it_is_named_as_such() {
     use pgkeel::migrate::{MigrateOptions, Migrator, Silent};
     let db = TestDb::new("drizzle_edited").await;
     let client = db.client().await;
-    let project = tempfile::tempdir().unwrap();
-    let p = project.path();
-    std::fs::create_dir_all(p.join("src/db")).unwrap();
-    std::fs::write(
-        p.join("drizzle.config.ts"),
+    let project = drizzle_project(
         "export default { schema: './src/db/schema.ts', out: './drizzle', dialect: 'postgresql' };\n",
-    )
-    .unwrap();
-    std::fs::write(
-        p.join("src/db/schema.ts"),
         "import { pgTable, serial, text } from \"drizzle-orm/pg-core\";\n\
          export const notes = pgTable(\"notes\", { id: serial(\"id\").primaryKey(), body: text(\"body\") });\n",
-    )
-    .unwrap();
+    );
+    let p = project.path();
     drizzle_kit(p, &db.url, &["generate", "--name", "init"]);
     let settings = project_settings(p, &db.url);
     let dir = source::resolve_dir(settings.migrations_dir.as_deref(), p);
@@ -1159,4 +1139,13 @@ fn project_settings(dir: &Path, url: &str) -> pgkeel::config::Settings {
         overrides: pgkeel::config::Overrides::default(),
     })
     .unwrap()
+}
+
+/// A drizzle project in a temporary folder: `drizzle.config.ts` and `src/db/schema.ts`.
+fn drizzle_project(config_ts: &str, schema_ts: &str) -> tempfile::TempDir {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("src/db")).unwrap();
+    std::fs::write(project.path().join("drizzle.config.ts"), config_ts).unwrap();
+    std::fs::write(project.path().join("src/db/schema.ts"), schema_ts).unwrap();
+    project
 }

@@ -1052,11 +1052,11 @@ fn apply_drizzle(
         .unwrap_or(&d.path)
         .display()
         .to_string();
-    // drizzle-kit resolves `out` against the working directory it runs in, not the config
-    // file's folder (`drizzle-kit generate --config server/db/drizzle.config.ts`).
     let mark = |s: &mut Settings, key: &str, o: Origin| {
         s.origins.insert(key.to_string(), o);
     };
+    // drizzle-kit resolves `out` against the working directory it runs in, not the config
+    // file's folder (`drizzle-kit generate --config server/db/drizzle.config.ts`).
     if let Some(out) = &d.out {
         s.migrations_dir = Some(
             Path::new(out)

@@ -307,10 +307,11 @@ impl GuardFunction {
         let lock = DeployLock::for_ledger(&ledger.schema, &ledger.table);
         let name = format!("pg_temp.{}{:x}", Self::PREFIX, lock.key());
         let mut create = String::new();
-        for (suffix, expect) in [("_apply", Expect::NotApplied), ("_revert", Expect::Applied)] {
+        for expect in [Expect::NotApplied, Expect::Applied] {
             create.push_str(&format!(
-                "CREATE OR REPLACE FUNCTION {name}{suffix}(mid text) RETURNS void \
+                "CREATE OR REPLACE FUNCTION {name}{}(mid text) RETURNS void \
                  LANGUAGE plpgsql AS $pgkeel$ BEGIN {} END $pgkeel$;\n",
+                Self::suffix(expect),
                 guard_body(ledger, expect)
             ));
         }
@@ -325,15 +326,20 @@ impl GuardFunction {
 
     /// The call that opens a migration transaction.
     pub(crate) fn call(&self, id: &str, expect: Expect) -> String {
-        let suffix = match expect {
-            Expect::NotApplied => "_apply",
-            Expect::Applied => "_revert",
-        };
         format!(
-            "SELECT {}{suffix}({});\n",
+            "SELECT {}{}({});\n",
             self.name,
+            Self::suffix(expect),
             crate::ident::quote_literal(id)
         )
+    }
+
+    /// The function of the pair that guards `expect`.
+    fn suffix(expect: Expect) -> &'static str {
+        match expect {
+            Expect::NotApplied => "_apply",
+            Expect::Applied => "_revert",
+        }
     }
 
     /// Whether `pg` says the guard function does not exist on the server connection that ran

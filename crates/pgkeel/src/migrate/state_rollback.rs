@@ -282,8 +282,6 @@ const COMMENT_BEFORE: &str = "SELECT d.description
   LEFT JOIN pg_description d
     ON d.classoid = o.classid AND d.objoid = o.objid AND d.objsubid = o.objsubid";
 
-/// What the catalog says about `o` now (just before the migration); `None` when there is no
-/// such object.
 /// [`RELATION_BEFORE`] of a view, with its definition as `pg_get_viewdef` writes it when
 /// `search_path` is empty (every name qualified). The name is resolved first, with the session's
 /// path as the statement resolves it; the subquery then empties the path for the rest of this
@@ -322,6 +320,8 @@ async fn view_before(
     }))
 }
 
+/// What the catalog says about `o` now (just before the migration); `None` when there is no
+/// such object.
 async fn object_before(
     client: &Client,
     o: &crate::invert::CatalogObject,
