@@ -9,8 +9,7 @@
 #     --prelude FILE        SQL applied to both databases before migrating (roles, schemas, extensions)
 #     --until ID            stop after this migration (its tool id: drizzle tag, folder or file stem)
 #     --native              always hand pgkeel a converted native folder, even for a layout it reads
-#     --direct              prisma/supabase: hand pgkeel the original folder even when some names
-#                           do not fit the layout pgkeel would read it as
+#     --direct              accepted for old run lists: the original folder is the default now
 #     --drizzle-single-tx   psql side: every drizzle migration in ONE transaction (drizzle-orm's
 #                           migrate()); default is one transaction per migration file
 #     --drop-stray          drizzle: hand pgkeel a copy of the folder without the .sql files the
@@ -249,20 +248,8 @@ if not migs:
 def native_ok(stem):
     return re.match(r"^\d{4,}_[a-z0-9_]+$", stem) is not None
 
-if layout == "drizzle":
-    keel_mode = "direct"
-elif layout == "drizzle-v1":
-    keel_mode = "direct"
-elif layout == "prisma":
-    # pgkeel reads YYYYMMDDHHMMSS_name/migration.sql folders (drizzle v1), which is prisma's shape.
-    keel_mode = "direct" if all(re.match(r"^\d{14}_.", m["id"]) for m in migs) else "native"
-elif layout == "supabase":
-    every = sorted(f for f in os.listdir(src) if f.lower().endswith(".sql"))
-    keel_mode = "direct" if all(native_ok(f[: -len(".sql")]) for f in every) else "native"
-else:
-    keel_mode = "native"
-if force_direct and layout in ("prisma", "supabase"):
-    keel_mode = "direct"
+# pgkeel reads every one of these layouts as it is (since 2026-12-03); --native converts.
+keel_mode = "direct"
 if force_native or (stripped and layout != "drizzle"):
     keel_mode = "native"
 

@@ -34,9 +34,25 @@ pub struct ConfigOpts {
 /// Where the migrations are.
 #[derive(Debug, Clone, Args, Default)]
 pub struct MigrationsOpts {
-    /// Migrations folder (default: drizzle/ when it has meta/_journal.json, else migrations/).
+    /// Migrations folder (default: drizzle/ when it has meta/_journal.json, else the first of
+    /// migrations/, prisma/migrations/, supabase/migrations/, db/migrations/ that exists).
     #[arg(long, short = 'm', global = true, value_name = "DIR")]
     pub migrations: Option<PathBuf>,
+    /// Read the folder as this tool's layout instead of detecting it: drizzle-journal,
+    /// drizzle-folders, native, golang-migrate, prisma, supabase, sqlx, dbmate, goose, flyway
+    /// (env PGKEEL_LAYOUT).
+    #[arg(long, global = true, value_name = "NAME", value_parser = parse_layout)]
+    pub layout: Option<pgkeel::layout::Layout>,
+    /// Also write the folder's tool's own ledger (schema_migrations, _prisma_migrations,
+    /// goose_db_version, _sqlx_migrations, flyway_schema_history, Supabase's) on every
+    /// migrate and rollback, so the team can switch back (env PGKEEL_KEEP_LEDGER_IN_STEP).
+    #[arg(long, global = true)]
+    pub keep_ledger_in_step: bool,
+}
+
+fn parse_layout(s: &str) -> Result<pgkeel::layout::Layout, String> {
+    s.parse()
+        .map_err(|e: pgkeel::layout::UnknownLayout| e.to_string())
 }
 
 /// Output format.

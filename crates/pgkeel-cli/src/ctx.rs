@@ -39,6 +39,8 @@ impl Ctx {
         let overrides = Overrides {
             database_url: connect.database_url.clone(),
             migrations_dir: migrations.migrations.clone(),
+            layout: migrations.layout,
+            keep_ledger_in_step: migrations.keep_ledger_in_step,
             sslmode,
             drizzle_config: cfg.drizzle_config.clone(),
             ..Overrides::default()
@@ -101,7 +103,7 @@ impl Ctx {
     }
 
     pub fn load_set(&self) -> Result<MigrationSet, source::SourceError> {
-        source::load(&self.migrations_dir())
+        source::load_as(&self.migrations_dir(), self.settings.layout)
     }
 
     pub fn target(&self) -> Result<Target, pgkeel::db::DbError> {

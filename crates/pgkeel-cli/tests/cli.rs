@@ -62,7 +62,7 @@ async fn migrate_and_status_json_have_the_documented_fields() {
         .stdout
         .clone();
     let doc = json(&out);
-    assert_eq!(doc["layout"], "DrizzleJournal");
+    assert_eq!(doc["layout"], "drizzle-journal");
     let ms = doc["migrations"].as_array().unwrap();
     assert_eq!(ms.len(), 5);
     assert!(ms.iter().all(|m| m["state"] == "applied"
@@ -177,6 +177,32 @@ fn missing_folder_is_a_clear_error() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("nope"));
+}
+
+#[test]
+fn an_ambiguous_folder_names_the_candidates_and_layout_chooses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("migrations/20240101000000_init");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("migration.sql"), "CREATE TABLE t (a int);").unwrap();
+    pgkeel(tmp.path())
+        .args(["migrate", "validate", "--offline"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("drizzle-folders")
+                .and(predicate::str::contains("prisma"))
+                .and(predicate::str::contains("--layout")),
+        );
+    pgkeel(tmp.path())
+        .args(["migrate", "validate", "--offline", "--layout", "prisma"])
+        .assert()
+        .success();
+    pgkeel(tmp.path())
+        .args(["migrate", "validate", "--offline", "--layout", "rails"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("golang-migrate"));
 }
 
 #[test]

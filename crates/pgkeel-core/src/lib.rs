@@ -8,7 +8,7 @@
 //! [`schema`] is the snapshot model, its diff and its DDL; [`report`] holds findings and writes
 //! the JSON reports; [`outcome`] is the one failure classification every error maps to.
 //! Leaves: [`ident`] (quoting), [`duration`] (`5s`, `2min`, `off`), [`location`]
-//! (`file:line:col` with a caret).
+//! (`file:line:col` with a caret), [`layout`] (the folder layouts' names).
 //!
 //! This crate depends on no async runtime and no PostgreSQL client: running anything against a
 //! database is the `pgkeel` crate's, which re-exports these modules at the same paths.
@@ -17,6 +17,7 @@ pub mod config;
 pub mod duration;
 pub mod ident;
 pub mod invert;
+pub mod layout;
 pub mod lint;
 pub mod location;
 pub mod outcome;

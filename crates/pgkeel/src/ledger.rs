@@ -231,6 +231,32 @@ impl Ledger {
         qualified(&self.schema, &self.audit_table)
     }
 
+    /// Appends one row to the audit table when the database has one (a restored database has
+    /// it when the backup did); creates nothing.
+    pub async fn audit_if_present(
+        &self,
+        client: &Client,
+        operation: &str,
+        outcome: &str,
+        detail: &serde_json::Value,
+    ) -> Result<bool, DbError> {
+        let present: bool = client
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&self.audit_sql_name()],
+            )
+            .await
+            .map_err(|e| DbError::query("looking for pgkeel's audit table", e))?
+            .get(0);
+        if present {
+            client
+                .batch_execute(&self.audit_sql(operation, None, outcome, Some(detail)))
+                .await
+                .map_err(|e| DbError::query("recording the operation in the audit table", e))?;
+        }
+        Ok(present)
+    }
+
     /// The columns of the ledger table, or `None` when it does not exist. One round trip: the
     /// parameter's type is given, so nothing is prepared first (the test suite reads the ledger
     /// five times per migration).

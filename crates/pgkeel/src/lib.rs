@@ -24,7 +24,7 @@
 //! `tests/layering.rs` keeps the module graph from growing new back-edges.
 
 pub use pgkeel_core::{
-    config, duration, ident, invert, lint, location, outcome, report, source, sql,
+    config, duration, ident, invert, layout, lint, location, outcome, report, source, sql,
 };
 
 pub mod backup;
@@ -32,6 +32,7 @@ pub mod db;
 pub mod demo;
 pub mod drizzle;
 pub mod embedded;
+pub mod foreign;
 pub mod ledger;
 pub mod migrate;
 pub mod monitor;

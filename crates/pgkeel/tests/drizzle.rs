@@ -33,6 +33,7 @@ fn mig(id: &str, when: i64, sql: &str) -> Migration {
         layout: Layout::DrizzleJournal,
         down: None,
         directives: Directives::default(),
+        repeatable: false,
     }
 }
 
@@ -862,25 +863,14 @@ async fn drizzles_table_where_the_ledger_would_be_is_refused_untouched_with_the_
 fn drizzle_kit(project: &Path, url: &str, args: &[&str]) -> String {
     npm_install();
     let modules = compat_dir().join("node_modules");
-    let out = Command::new("node")
-        .arg(modules.join("drizzle-kit/bin.cjs"))
-        .args(args)
-        .current_dir(project)
-        .env("NODE_PATH", &modules)
-        .env("DATABASE_URL", url)
-        .output()
-        .expect("running node");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "drizzle-kit {args:?} failed ({}):\n{text}",
-        out.status
-    );
-    text
+    support::run_tool(
+        Command::new("node")
+            .arg(modules.join("drizzle-kit/bin.cjs"))
+            .args(args)
+            .current_dir(project)
+            .env("NODE_PATH", &modules)
+            .env("DATABASE_URL", url),
+    )
 }
 
 /// The whole loop with the real drizzle-kit 0.31: `generate` (timestamp prefix, drizzle's table

@@ -13,13 +13,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Leaf modules: anything may use them, and they use nothing of the crate.
-const LEAVES: &[&str] = &["duration", "ident", "location", "outcome"];
+const LEAVES: &[&str] = &["duration", "ident", "layout", "location", "outcome"];
 
 /// The modules of `pgkeel-core`, re-exported by `pgkeel` at the same paths. Every engine module
 /// may use them; they use only each other.
 const CORE: &[&str] = &[
-    "config", "duration", "ident", "invert", "lint", "location", "outcome", "report", "source",
-    "sql",
+    "config", "duration", "ident", "invert", "layout", "lint", "location", "outcome", "report",
+    "source", "sql",
 ];
 
 /// The policy layer: it may use anything, and nothing in the crate may use it.
@@ -36,6 +36,9 @@ const EDGES: &[(&str, &str)] = &[
     ("ops", "scratch"),
     ("ops", "validate"),
     ("drizzle", "db"),
+    ("foreign", "db"),
+    ("migrate", "foreign"),
+    ("rollback", "foreign"),
     ("ledger", "db"),
     ("invert", "sql"),
     ("lint", "invert"),

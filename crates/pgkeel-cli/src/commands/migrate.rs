@@ -77,7 +77,7 @@ pub async fn run(mut ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
     let mut obs = HumanObserver::new(ctx.json());
     if !ctx.json() {
         eprintln!(
-            "pgkeel: {} migrations in {} ({:?}) → {target}",
+            "pgkeel: {} migrations in {} ({}) → {target}",
             set.migrations.len(),
             set.dir.display(),
             set.layout
@@ -92,13 +92,7 @@ pub async fn run(mut ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
             report: &report,
         })?;
     } else if report.dry_run {
-        if !report.taken_over.is_empty() {
-            println!(
-                "dry run: would take over {} migration(s) drizzle-orm applied (recorded, not run): {}",
-                report.taken_over.len(),
-                report.taken_over.join(", ")
-            );
-        }
+        print_taken_over(&report);
         if report.applied.is_empty() {
             println!(
                 "dry run: nothing to apply ({} already applied)",
@@ -123,25 +117,13 @@ pub async fn run(mut ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
             );
         }
     } else if report.applied.is_empty() {
-        if !report.taken_over.is_empty() {
-            println!(
-                "took over {} migration(s) drizzle-orm had applied: {}",
-                report.taken_over.len(),
-                report.taken_over.join(", ")
-            );
-        }
+        print_taken_over(&report);
         println!(
             "nothing to do: {} migration(s) already applied",
             report.already_applied
         );
     } else {
-        if !report.taken_over.is_empty() {
-            println!(
-                "took over {} migration(s) drizzle-orm had applied: {}",
-                report.taken_over.len(),
-                report.taken_over.join(", ")
-            );
-        }
+        print_taken_over(&report);
         println!(
             "applied {} migration(s) in {} ({} were already applied)",
             report.applied.len(),
@@ -175,7 +157,7 @@ async fn run_fleet(ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
     };
     if !ctx.json() {
         eprintln!(
-            "pgkeel: {} migrations in {} ({:?}) → {} target(s), {} at a time{}",
+            "pgkeel: {} migrations in {} ({}) → {} target(s), {} at a time{}",
             set.migrations.len(),
             set.dir.display(),
             set.layout,
@@ -256,7 +238,7 @@ async fn validate(ctx: Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
         ctx.print_json(&ValidateOut {
             ok,
             migrations_dir: set.dir.display().to_string(),
-            layout: format!("{:?}", set.layout),
+            layout: set.layout.to_string(),
             files: set.migrations.len(),
             checked_database: !args.offline,
             problems,
@@ -402,5 +384,22 @@ impl Observer for HumanObserver {
         if let Some(b) = &self.bar {
             b.inc(1);
         }
+    }
+}
+
+/// The migrations another tool had applied, recorded without running them.
+fn print_taken_over(report: &pgkeel::migrate::MigrateReport) {
+    if !report.taken_over.is_empty() {
+        println!(
+            "{} {} migration(s) {} had applied (recorded as baselined, not run): {}",
+            if report.dry_run {
+                "dry run: would take over"
+            } else {
+                "took over"
+            },
+            report.taken_over.len(),
+            report.taken_over_from.as_deref().unwrap_or("another tool"),
+            report.taken_over.join(", ")
+        );
     }
 }

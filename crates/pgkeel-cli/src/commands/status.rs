@@ -25,6 +25,9 @@ struct StatusOut<'a> {
     /// drizzle-orm's own table, kept in step (journal folders only).
     #[serde(skip_serializing_if = "Option::is_none")]
     drizzle_table: Option<String>,
+    /// The folder's own tool's ledger (golang-migrate, Prisma, ...), when the database has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    other_ledger: Option<pgkeel::migrate::OtherLedger>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<String>,
     #[serde(flatten)]
@@ -36,6 +39,7 @@ pub async fn run(ctx: Ctx, args: StatusArgs) -> anyhow::Result<i32> {
     let (target, client) = ctx.connect().await?;
     let migrator = Migrator::new(&ctx.settings, &set);
     let plan = migrator.plan(&client).await?;
+    let other = migrator.other_ledger(&client).await?;
     let c = &plan.counts;
     let clean = c.pending + c.failed + c.modified + c.missing_file + c.rolled_back == 0;
     let drizzle_table = (set.layout == pgkeel::source::Layout::DrizzleJournal).then(|| {
@@ -45,15 +49,20 @@ pub async fn run(ctx: Ctx, args: StatusArgs) -> anyhow::Result<i32> {
         ctx.print_json(&StatusOut {
             ok: true,
             migrations_dir: set.dir.display().to_string(),
-            layout: format!("{:?}", set.layout),
+            layout: set.layout.to_string(),
             database: target.to_string(),
             ledger: migrator.ledger.table_sql(),
             drizzle_table: drizzle_table.clone(),
+            other_ledger: other.clone(),
             warnings: set.warnings.iter().map(|w| w.to_string()).collect(),
             plan: &plan,
         })?;
     } else {
-        println!("migrations: {} ({:?})", set.dir.display(), set.layout);
+        println!(
+            "migrations: {} ({})",
+            set.dir.display(),
+            layout_name(set.layout)
+        );
         println!(
             "database:   {target}  ledger {}{}",
             migrator.ledger.table_sql(),
@@ -62,6 +71,22 @@ pub async fn run(ctx: Ctx, args: StatusArgs) -> anyhow::Result<i32> {
                 .map(|t| format!("  drizzle-orm's table {t}"))
                 .unwrap_or_default()
         );
+        if let Some(o) = &other {
+            match &o.problem {
+                Some(p) => println!("other ledger: {p}"),
+                None if o.to_take_over.is_empty() => println!(
+                    "other ledger: {}'s {}: {} applied, all recorded in pgkeel's ledger",
+                    o.tool, o.table, o.applied
+                ),
+                None => println!(
+                    "other ledger: {}'s {}: {} applied; the next migrate records {} of them as baselined without running them",
+                    o.tool,
+                    o.table,
+                    o.applied,
+                    o.to_take_over.len()
+                ),
+            }
+        }
         println!();
         println!(
             "  {:<12} {:<40} {:<20} {:>9}",
@@ -110,4 +135,13 @@ pub async fn run(ctx: Ctx, args: StatusArgs) -> anyhow::Result<i32> {
     } else {
         exit_codes::SUCCESS
     })
+}
+
+/// `golang-migrate`, or `drizzle-journal, drizzle-kit` when the tool's name says more.
+pub(crate) fn layout_name(layout: pgkeel::layout::Layout) -> String {
+    if layout.tool() == layout.as_str() {
+        layout.to_string()
+    } else {
+        format!("{layout}, {}", layout.tool())
+    }
 }

@@ -348,6 +348,12 @@ pub struct Settings {
     pub readiness_check_timeout: Duration,
     /// `PGKEEL_MIGRATIONS`; `None` = detect (`source` decides).
     pub migrations_dir: Option<PathBuf>,
+    /// `PGKEEL_LAYOUT`: read the folder as this tool's layout; `None` = detect.
+    pub layout: Option<crate::layout::Layout>,
+    /// `PGKEEL_KEEP_LEDGER_IN_STEP`: also write the folder's tool's own ledger (golang-migrate's
+    /// `schema_migrations`, Prisma's `_prisma_migrations`, ...) on every apply and rollback, so
+    /// the team can switch back to that tool.
+    pub keep_ledger_in_step: bool,
     /// `PGKEEL_REPORTS_DIR`, relative to the working directory unless absolute.
     pub reports_dir: PathBuf,
     /// Schema of pgkeel's ledger (the spec's migration table).
@@ -447,6 +453,10 @@ impl fmt::Debug for Settings {
 pub struct Overrides {
     pub database_url: Option<String>,
     pub migrations_dir: Option<PathBuf>,
+    /// `--layout NAME`.
+    pub layout: Option<crate::layout::Layout>,
+    /// `--keep-ledger-in-step` (only ever turns it on).
+    pub keep_ledger_in_step: bool,
     pub sslmode: Option<SslMode>,
     pub lock_timeout: Option<Duration>,
     pub statement_timeout: Option<Duration>,
@@ -565,6 +575,17 @@ pub enum ConfigError {
     )]
     Toml { path: PathBuf, message: String },
 
+    /// A secret in pgkeel.toml: refused, never used (the value is not echoed).
+    #[error(
+        "{} sets {key}, a secret, which pgkeel never reads from a file (files get committed and copied): remove it and set {var} in the environment instead",
+        path.display()
+    )]
+    SecretInFile {
+        path: PathBuf,
+        key: &'static str,
+        var: &'static str,
+    },
+
     #[error("cannot read {}: check that it is a readable UTF-8 file, or pass --no-dotenv", path.display())]
     ReadDotEnv {
         path: PathBuf,
@@ -613,6 +634,8 @@ const ENV_VARS: &[(&str, &str)] = &[
     ("HEALTH_CHECK_TIMEOUT", "health-check-timeout"),
     ("READINESS_CHECK_TIMEOUT", "readiness-check-timeout"),
     ("PGKEEL_MIGRATIONS", "migrations"),
+    ("PGKEEL_LAYOUT", "layout"),
+    ("PGKEEL_KEEP_LEDGER_IN_STEP", "keep-ledger-in-step"),
     ("PGKEEL_REPORTS_DIR", "reports-dir"),
     ("PGKEEL_LOCK_TIMEOUT", "lock-timeout"),
     ("PGKEEL_STATEMENT_TIMEOUT", "statement-timeout"),
@@ -634,6 +657,8 @@ const ENV_VARS: &[(&str, &str)] = &[
 
 /// Settings whose value is a secret: never echoed in errors.
 const SECRET_KEYS: &[&str] = &["database-url", "pgpassword", "backup.encryption-passphrase"];
+
+const FLAG_EXPECTED: &str = "true, 1, yes, on, or false, 0, no, off";
 
 const DURATION_EXPECTED: &str =
     "milliseconds, or a duration such as 500ms, 5s, 2min, 1h (0 or off to disable)";
@@ -676,16 +701,18 @@ struct TomlTableName {
     table: Option<String>,
 }
 
-/// `[backup]`. Unknown keys are ignored on purpose (no `deny_unknown_fields`): the section is
-/// reserved for the backup commands, so older binaries must read newer files.
+/// `[backup]`. Unknown keys are errors: a typo must not leave backups unencrypted or in the
+/// wrong place.
 #[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 struct TomlBackup {
     retention_days: Option<u32>,
     compression_level: Option<CompressionLevel>,
     dir: Option<PathBuf>,
     encryption_recipients: Option<Vec<String>>,
     identity_file: Option<PathBuf>,
+    /// Read only to refuse it: a secret never belongs in a file ([`ConfigError::SecretInFile`]).
+    encryption_passphrase: Option<toml::Value>,
 }
 
 /// The layout of pgkeel.toml (see docs/pgkeel.toml).
@@ -703,6 +730,8 @@ struct TomlFile {
     health_check_timeout: Option<TomlDuration>,
     readiness_check_timeout: Option<TomlDuration>,
     migrations: Option<PathBuf>,
+    layout: Option<crate::layout::Layout>,
+    keep_ledger_in_step: Option<bool>,
     reports_dir: Option<PathBuf>,
     lock_timeout: Option<TomlDuration>,
     statement_timeout: Option<TomlDuration>,
@@ -711,13 +740,42 @@ struct TomlFile {
     ledger: TomlTableName,
     drizzle: TomlTableName,
     backup: TomlBackup,
-    // Sections reserved for later features: accepted and ignored, so that a file written for a
-    // newer pgkeel still loads.
+    // `[monitor]` holds `[monitor.thresholds]` (checked by the monitor); the other sections are
+    // reserved and must be empty: a key pgkeel does not read is an error, never ignored.
     monitor: Option<toml::Table>,
     validate: Option<toml::Table>,
     lint: Option<toml::Table>,
     test: Option<toml::Table>,
     deploy: Option<toml::Table>,
+}
+
+/// The first key pgkeel does not read in the sections it reserves (`[validate]`, `[lint]`,
+/// `[test]`, `[deploy]`, and `[monitor]` but for `thresholds`).
+fn reserved_keys(t: &TomlFile) -> Option<String> {
+    let sections = [
+        ("monitor", &t.monitor),
+        ("validate", &t.validate),
+        ("lint", &t.lint),
+        ("test", &t.test),
+        ("deploy", &t.deploy),
+    ];
+    for (name, table) in sections {
+        let Some(table) = table else { continue };
+        if let Some(key) = table
+            .keys()
+            .find(|k| !(name == "monitor" && k.as_str() == "thresholds"))
+        {
+            return Some(format!(
+                "unknown key `{key}` in [{name}]: pgkeel reads {}",
+                if name == "monitor" {
+                    "only [monitor.thresholds] there"
+                } else {
+                    "no settings there yet"
+                }
+            ));
+        }
+    }
+    None
 }
 
 /// pgkeel's audit table, beside the ledger.
@@ -762,6 +820,8 @@ impl Settings {
             health_check_timeout: Duration::from_millis(30_000),
             readiness_check_timeout: Duration::from_millis(30_000),
             migrations_dir: None,
+            layout: None,
+            keep_ledger_in_step: false,
             reports_dir: PathBuf::from("reports"),
             ledger_schema: "public".into(),
             ledger_table: "__drizzle_migrations".into(),
@@ -836,6 +896,8 @@ impl Settings {
                 format_duration(self.readiness_check_timeout),
             ),
             ("migrations", opt(self.migrations_dir.as_deref().map(path))),
+            ("layout", opt(self.layout.map(|l| l.as_str()))),
+            ("keep-ledger-in-step", self.keep_ledger_in_step.to_string()),
             ("reports-dir", path(&self.reports_dir)),
             ("lock-timeout", format_duration(self.lock_timeout)),
             ("statement-timeout", format_duration(self.statement_timeout)),
@@ -959,6 +1021,29 @@ pub fn load(opts: &LoadOptions) -> Result<Settings, ConfigError> {
             path: path.clone(),
             message: redact_text(e.to_string().trim_end()),
         })?;
+        if let Some(problem) = reserved_keys(&t) {
+            return Err(ConfigError::Toml {
+                path,
+                message: problem,
+            });
+        }
+        if t.backup.encryption_passphrase.is_some() {
+            return Err(ConfigError::SecretInFile {
+                path,
+                key: "backup.encryption-passphrase",
+                var: "BACKUP_ENCRYPTION_PASSPHRASE",
+            });
+        }
+        if t.database_url
+            .as_deref()
+            .is_some_and(|u| redact_url(u) != u)
+        {
+            return Err(ConfigError::SecretInFile {
+                path,
+                key: "database-url",
+                var: "DATABASE_URL (or PGPASSWORD, or ~/.pgpass)",
+            });
+        }
         apply_file(&mut s, t, &path);
         s.config_file = Some(path);
     }
@@ -1216,6 +1301,12 @@ fn apply_file(s: &mut Settings, t: TomlFile, path: &Path) {
         "readiness-check-timeout"
     );
     take!(t.migrations.map(Some), s.migrations_dir, "migrations");
+    take!(t.layout.map(Some), s.layout, "layout");
+    take!(
+        t.keep_ledger_in_step,
+        s.keep_ledger_in_step,
+        "keep-ledger-in-step"
+    );
     take!(t.reports_dir, s.reports_dir, "reports-dir");
     take!(t.lock_timeout.map(|d| d.0), s.lock_timeout, "lock-timeout");
     take!(
@@ -1271,14 +1362,23 @@ fn apply_env(s: &mut Settings, key: &str, value: &str, origin: Origin) -> Result
         value.trim().parse::<u64>().map_err(|_| invalid(expected))
     };
     let duration = || parse_duration_value(value).ok_or_else(|| invalid(DURATION_EXPECTED));
+    let flag = || match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    };
     match key {
         "database-url" => s.database_url = Some(value.to_string()),
-        "ssl" => {
-            s.ssl = match value.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => true,
-                "false" | "0" | "no" | "off" => false,
-                _ => return Err(invalid("true, 1, yes, on, or false, 0, no, off")),
-            }
+        "ssl" => s.ssl = flag().ok_or_else(|| invalid(FLAG_EXPECTED))?,
+        "keep-ledger-in-step" => {
+            s.keep_ledger_in_step = flag().ok_or_else(|| invalid(FLAG_EXPECTED))?
+        }
+        "layout" => {
+            s.layout = Some(
+                value
+                    .parse()
+                    .map_err(|_| invalid(&crate::layout::Layout::names()))?,
+            )
         }
         "sslmode" => s.sslmode = Some(value.parse().map_err(|_| invalid(SSLMODES))?),
         "sslrootcert" => s.sslrootcert = Some(PathBuf::from(value)),
@@ -1358,6 +1458,12 @@ fn apply_overrides(s: &mut Settings, o: &Overrides) {
         o.migrations_dir.clone().map(Some),
         s.migrations_dir,
         "migrations"
+    );
+    take!(o.layout.map(Some), s.layout, "layout");
+    take!(
+        o.keep_ledger_in_step.then_some(true),
+        s.keep_ledger_in_step,
+        "keep-ledger-in-step"
     );
     take!(o.sslmode.map(Some), s.sslmode, "sslmode");
     take!(o.lock_timeout, s.lock_timeout, "lock-timeout");

@@ -150,6 +150,8 @@ fn every_env_var_and_flag_is_applied() {
         ("HEALTH_CHECK_TIMEOUT", "4000"),
         ("READINESS_CHECK_TIMEOUT", "5000"),
         ("PGKEEL_MIGRATIONS", "db/migrations"),
+        ("PGKEEL_LAYOUT", "dbmate"),
+        ("PGKEEL_KEEP_LEDGER_IN_STEP", "yes"),
         ("PGKEEL_REPORTS_DIR", "out"),
         ("PGKEEL_LOCK_TIMEOUT", "500ms"),
         ("PGKEEL_STATEMENT_TIMEOUT", "2min"),
@@ -184,6 +186,8 @@ fn every_env_var_and_flag_is_applied() {
     assert_eq!(s.health_check_timeout, Duration::from_millis(4000));
     assert_eq!(s.readiness_check_timeout, Duration::from_millis(5000));
     assert_eq!(s.migrations_dir, Some(PathBuf::from("db/migrations")));
+    assert_eq!(s.layout, Some(crate::layout::Layout::Dbmate));
+    assert!(s.keep_ledger_in_step);
     assert_eq!(s.reports_dir, PathBuf::from("out"));
     assert_eq!(s.lock_timeout, Duration::from_millis(500));
     assert_eq!(s.statement_timeout, Duration::from_secs(120));
@@ -209,6 +213,8 @@ fn every_env_var_and_flag_is_applied() {
     o.overrides = Overrides {
         database_url: Some("postgresql://flag@h/db".into()),
         migrations_dir: Some("m".into()),
+        layout: Some(crate::layout::Layout::Goose),
+        keep_ledger_in_step: true,
         sslmode: Some(SslMode::Disable),
         lock_timeout: Some(Duration::ZERO),
         statement_timeout: Some(Duration::from_secs(1)),
@@ -221,6 +227,8 @@ fn every_env_var_and_flag_is_applied() {
     let s = load(&o).unwrap();
     assert_eq!(s.database_url.as_deref(), Some("postgresql://flag@h/db"));
     assert_eq!(s.migrations_dir, Some(PathBuf::from("m")));
+    assert_eq!(s.layout, Some(crate::layout::Layout::Goose));
+    assert!(s.keep_ledger_in_step);
     assert_eq!(s.sslmode, Some(SslMode::Disable));
     assert_eq!(s.lock_timeout, Duration::ZERO);
     assert_eq!(s.statement_timeout, Duration::from_secs(1));
@@ -234,7 +242,7 @@ fn every_env_var_and_flag_is_applied() {
         .filter(|(_, o)| **o == Origin::Flag)
         .map(|(k, _)| k.as_str())
         .collect();
-    assert_eq!(flagged.len(), 9, "{flagged:?}");
+    assert_eq!(flagged.len(), 11, "{flagged:?}");
 }
 
 #[test]
@@ -414,10 +422,9 @@ table = "migs"
 retention-days = 3
 compression-level = "zstd:22"
 dir = "/var/backups"
-encrypt-with = "key"  # a key from a newer pgkeel: ignored
 
-[monitor]
-anything = { goes = [1, 2] }
+[monitor.thresholds]
+replication-lag = "30s"
 "#,
     );
     let s = load(&in_dir(&dir, &[])).unwrap();
@@ -452,6 +459,14 @@ anything = { goes = [1, 2] }
         ),
         ("[backup]\ncompression-level = 30\n", "zstd:1 to zstd:22"),
         ("[ledger]\nname = \"x\"\n", "name"),
+        // Keys in the reserved sections were accepted and ignored.
+        ("[lint]\nfail-on = \"warning\"\n", "fail-on"),
+        ("[monitor]\ninterval = 30\n", "interval"),
+        // A typo under [backup] used to be ignored, leaving backups unencrypted.
+        (
+            "[backup]\nencryption-recipient = \"age1x\"\n",
+            "encryption-recipient",
+        ),
     ] {
         write(&dir, "pgkeel.toml", text);
         let err = load(&in_dir(&dir, &[])).unwrap_err();
@@ -1019,4 +1034,36 @@ fn drizzles_schema_and_tables_filters_are_read() {
     );
     assert_eq!(s.tables_filter, ["app_*"]);
     assert!(s.notes.is_empty(), "{:?}", s.notes);
+}
+
+/// A passphrase in pgkeel.toml used to be ignored silently (backups written unencrypted); a
+/// password in its database-url sat in a committed file. Both are refused, naming the variable.
+#[test]
+fn secrets_in_the_config_file_are_refused_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, var) in [
+        (
+            "[backup]\nencryption-passphrase = \"hunter2\"\n",
+            "BACKUP_ENCRYPTION_PASSPHRASE",
+        ),
+        (
+            "database-url = \"postgresql://app:hunter2@db/app\"\n",
+            "DATABASE_URL",
+        ),
+    ] {
+        write(&dir, "pgkeel.toml", text);
+        let err = load(&in_dir(&dir, &[])).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, ConfigError::SecretInFile { .. }), "{msg}");
+        assert!(msg.contains(var) && !msg.contains("hunter2"), "{msg}");
+    }
+    write(
+        &dir,
+        "pgkeel.toml",
+        "database-url = \"postgresql://app@db/app\"\n",
+    );
+    assert!(
+        load(&in_dir(&dir, &[])).is_ok(),
+        "a URL without a password is fine"
+    );
 }

@@ -3,8 +3,10 @@
 //!
 //! This module owns:
 //! - layout detection ([`Layout`]): a drizzle-kit journal (`meta/_journal.json` + `NNNN_tag.sql`),
-//!   drizzle v1 folders (`YYYYMMDDHHMMSS_name/migration.sql`) or pgkeel's native
-//!   `NNNN_descriptive_name.sql` files;
+//!   drizzle v1 folders (`YYYYMMDDHHMMSS_name/migration.sql`), pgkeel's native
+//!   `NNNN_descriptive_name.sql` files, and the folders of golang-migrate, Prisma, Supabase
+//!   CLI, sqlx, dbmate, goose and Flyway (the `layouts` submodule), each read with its tool's
+//!   naming, order, sections and transaction directives;
 //! - ordering, ids and the folder's consistency (journal entry without file, stray files,
 //!   duplicate ids, rollback files without their migration);
 //! - hashing: drizzle-orm's exact hash ([`Migration::hash`]) and a normalised one that ignores
@@ -36,6 +38,11 @@ pub use new::*;
 
 mod directives;
 pub use directives::*;
+
+mod layouts;
+pub use layouts::{flyway_version_key, PRISMA_LOCK};
+
+pub use crate::layout::Layout;
 
 /// The line drizzle writes between statements. drizzle-orm splits a file on every occurrence of
 /// this text (not only on whole lines: drizzle-kit writes `...;--> statement-breakpoint`).
@@ -160,7 +167,7 @@ pub enum SourceError {
 
     /// A `.sql` file in a native folder that does not follow the naming rule.
     #[error(
-        "{} does not follow the migration naming rule {rule}; rename it, or create migrations with `pgkeel new NAME`",
+        "{} does not follow the migration naming rule {rule}; rename it, or create migrations with `pgkeel new NAME`; a folder another tool wrote is read with --layout NAME (golang-migrate, prisma, supabase, sqlx, dbmate, goose, flyway)",
         .path.display(), rule = NATIVE_RULE
     )]
     BadFileName { path: PathBuf },
@@ -204,6 +211,55 @@ pub enum SourceError {
         .path.display(), .down.display()
     )]
     IrreversibleWithDown { path: PathBuf, down: PathBuf },
+
+    /// A folder whose files fit more than one tool's layout in ways that change what runs.
+    #[error(
+        "cannot tell which tool wrote {}: {why}; it could be {}; pass --layout NAME (or set layout = \"NAME\" in pgkeel.toml)",
+        .dir.display(), candidates.iter().map(|l| format!("{l} ({})", l.tool())).collect::<Vec<_>>().join(" or ")
+    )]
+    AmbiguousLayout {
+        dir: PathBuf,
+        candidates: Vec<Layout>,
+        why: String,
+    },
+
+    /// A version too large for the integer the folder's tool keeps it in.
+    #[error(
+        "{}: version {version} is larger than {max}, the largest its tool accepts; rename the file with a smaller version",
+        .path.display()
+    )]
+    BadVersion {
+        path: PathBuf,
+        version: String,
+        max: u64,
+    },
+
+    /// A dbmate or goose file without its up section.
+    #[error(
+        "{} has no `{marker}` line: {} needs one before the migration's SQL; add it",
+        .path.display(), .layout.tool()
+    )]
+    MissingSection {
+        path: PathBuf,
+        layout: Layout,
+        marker: &'static str,
+    },
+
+    /// A tool directive pgkeel cannot honour (goose `ENVSUB ON`, an unknown dbmate option).
+    #[error("{}:{line}: `{text}`: {why}", .path.display())]
+    UnsupportedDirective {
+        path: PathBuf,
+        line: usize,
+        text: String,
+        why: String,
+    },
+
+    /// `pgkeel new` in a folder another tool writes.
+    #[error(
+        "pgkeel new writes pgkeel's and drizzle-kit's layouts, and {} is a {} folder; create the migration with {}'s own command, or move to pgkeel's layout (docs/switching.md)",
+        .dir.display(), .layout, .layout.tool()
+    )]
+    NewNotSupported { dir: PathBuf, layout: Layout },
 
     /// `pgkeel new NAME` with an unusable name.
     #[error(
@@ -298,40 +354,6 @@ fn write_err(path: &Path) -> impl FnOnce(io::Error) -> SourceError + '_ {
 // Types
 // ---------------------------------------------------------------------------------------------
 
-/// How a migration folder is organised. Detected by [`detect_layout`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Layout {
-    /// drizzle-kit: `meta/_journal.json` lists `NNNN_tag.sql` files beside it.
-    DrizzleJournal,
-    /// drizzle v1: one folder per migration, `YYYYMMDDHHMMSS_name/migration.sql`.
-    DrizzleFolders,
-    /// pgkeel's own: `NNNN_descriptive_name.sql` with optional `NNNN_descriptive_name.down.sql`.
-    Native,
-}
-
-impl Layout {
-    /// The kebab-case name used in JSON and config (`drizzle-journal`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::DrizzleJournal => "drizzle-journal",
-            Self::DrizzleFolders => "drizzle-folders",
-            Self::Native => "native",
-        }
-    }
-
-    /// Whether files are split on [`BREAKPOINT`] like drizzle-orm does (the drizzle layouts).
-    pub fn splits_on_breakpoints(self) -> bool {
-        matches!(self, Self::DrizzleJournal | Self::DrizzleFolders)
-    }
-}
-
-impl fmt::Display for Layout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A rollback file: `NNNN_name.down.sql` (native), `<tag>.down.sql` beside a drizzle journal
 /// (pgkeel extension) or `down.sql` in a drizzle v1 folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -368,8 +390,13 @@ pub struct Migration {
     pub layout: Layout,
     /// The rollback file, if any.
     pub down: Option<DownFile>,
-    /// The leading `-- pgkeel:` directives.
+    /// The leading `-- pgkeel:` directives, with the tool's own "no transaction" directive
+    /// (sqlx `-- no-transaction`, dbmate `transaction:false`, goose `NO TRANSACTION`, Flyway
+    /// `executeInTransaction=false`) folded into `no_transaction`.
     pub directives: Directives,
+    /// A Flyway `R__` migration: applied again whenever its file changes.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repeatable: bool,
 }
 
 /// A piece of a migration file that is sent to the server as one query string.
@@ -443,6 +470,49 @@ impl Migration {
     pub fn has_down(&self) -> bool {
         self.down.is_some()
     }
+
+    /// Where this migration's rollback belongs in its layout: `<id>.down.sql` beside it, a
+    /// drizzle v1 or Prisma folder's `down.sql`, a Flyway `U<version>__…` file, or (dbmate,
+    /// goose) the file itself, whose down section holds it.
+    pub fn down_path(&self) -> PathBuf {
+        let beside = |name: String| self.path.with_file_name(name);
+        match self.layout {
+            Layout::DrizzleFolders | Layout::Prisma => beside("down.sql".into()),
+            Layout::Dbmate | Layout::Goose => self.path.clone(),
+            Layout::Flyway => beside(format!(
+                "U{}.sql",
+                self.id.strip_prefix('V').unwrap_or(&self.id)
+            )),
+            _ => beside(format!("{}.down.sql", self.id)),
+        }
+    }
+
+    /// How to give this migration a rollback, for messages: "write X" or "add a down section".
+    pub fn down_hint(&self) -> String {
+        match self.layout {
+            Layout::Dbmate => format!("add a `-- migrate:down` section to {}", self.path.display()),
+            Layout::Goose => format!("add a `-- +goose Down` section to {}", self.path.display()),
+            _ => format!("write {}", self.down_path().display()),
+        }
+    }
+
+    /// The version its tool keys the migration by in its own ledger: the leading digits of a
+    /// numbered file (golang-migrate, sqlx, Supabase, dbmate, goose, native), the version of a
+    /// Flyway `V` file (`None` for `R__`), the tag or folder name otherwise.
+    pub fn version(&self) -> Option<&str> {
+        match self.layout {
+            Layout::DrizzleJournal | Layout::DrizzleFolders | Layout::Prisma => Some(&self.id),
+            Layout::Flyway => self
+                .id
+                .strip_prefix('V')
+                .and_then(|r| r.split_once("__"))
+                .map(|(v, _)| v),
+            _ => {
+                let digits = self.id.bytes().take_while(u8::is_ascii_digit).count();
+                (digits > 0).then(|| &self.id[..digits])
+            }
+        }
+    }
 }
 
 /// A migration folder, read and ordered.
@@ -468,6 +538,7 @@ pub struct FolderWarning {
 /// Why a [`FolderWarning`]'s file never runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum FolderWarningKind {
     /// A `NNNN_*.sql` file the drizzle journal does not list.
     NotInJournal,
@@ -475,6 +546,12 @@ pub enum FolderWarningKind {
     DownNotInJournal,
     /// A folder with a `migration.sql` whose name does not start with `YYYYMMDDHHMMSS_`.
     FolderNameNotATimestamp,
+    /// A `.sql` file another tool's layout skips because its name does not fit `rule`.
+    NotALayoutFile { layout: Layout, rule: &'static str },
+    /// A goose migration written in Go: compiled into the team's binary, never run by pgkeel.
+    GoMigration,
+    /// A rollback (`.down.sql`, Flyway `U` file) whose migration is not in the folder.
+    DownWithoutUp,
 }
 
 impl fmt::Display for FolderWarning {
@@ -496,6 +573,23 @@ impl fmt::Display for FolderWarning {
                 f,
                 "{} holds a migration.sql but its name does not start with a 14-digit \
                  YYYYMMDDHHMMSS_ timestamp: pgkeel never runs it; rename the folder",
+                self.path.display()
+            ),
+            FolderWarningKind::NotALayoutFile { layout, rule } => write!(
+                f,
+                "{} does not fit {}'s naming ({rule}): {} skips it, and so does pgkeel; rename it if it should run",
+                self.path.display(),
+                layout,
+                layout.tool()
+            ),
+            FolderWarningKind::GoMigration => write!(
+                f,
+                "{} is a goose migration written in Go: pgkeel cannot run it; port it to a .sql migration, or apply it with goose first",
+                self.path.display()
+            ),
+            FolderWarningKind::DownWithoutUp => write!(
+                f,
+                "{} is a rollback whose migration is not in the folder: it is never used; rename it to match its migration or delete it",
                 self.path.display()
             ),
         }
@@ -566,18 +660,33 @@ pub fn normalized_hash(text: &str) -> String {
 // Loading
 // ---------------------------------------------------------------------------------------------
 
+/// Where the tools keep their folders by default, after `drizzle/`: the first that exists is
+/// the one pgkeel works on.
+const DEFAULT_DIRS: &[&str] = &[
+    "migrations",
+    "prisma/migrations",
+    "supabase/migrations",
+    "db/migrations",
+    "src/main/resources/db/migration",
+];
+
 /// The folder `pgkeel` works on: `explicit` (relative to `cwd`) when given; else `drizzle/`
-/// when `drizzle/meta/_journal.json` exists; else `migrations/`.
+/// when `drizzle/meta/_journal.json` exists; else the first of `migrations/`,
+/// `prisma/migrations/`, `supabase/migrations/`, `db/migrations/` (dbmate) and
+/// `src/main/resources/db/migration/` (Flyway) that exists; else `migrations/`.
 pub fn resolve_dir(explicit: Option<&Path>, cwd: &Path) -> PathBuf {
     if let Some(dir) = explicit {
         return cwd.join(dir);
     }
     let drizzle = cwd.join("drizzle");
     if drizzle.join(JOURNAL_PATH).is_file() {
-        drizzle
-    } else {
-        cwd.join("migrations")
+        return drizzle;
     }
+    DEFAULT_DIRS
+        .iter()
+        .map(|d| cwd.join(d))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| cwd.join("migrations"))
 }
 
 struct Entry {
@@ -629,39 +738,44 @@ fn v1_timestamp(name: &str) -> Option<&str> {
     (b.len() > 15 && b[..14].iter().all(u8::is_ascii_digit) && b[14] == b'_').then(|| &name[..14])
 }
 
-/// Which layout `dir` uses: a journal makes it [`Layout::DrizzleJournal`]; else any
-/// `YYYYMMDDHHMMSS_name/` subfolder makes it [`Layout::DrizzleFolders`]; else
-/// [`Layout::Native`].
+/// Which layout `dir` uses. A drizzle journal, Prisma's `migration_lock.toml` or drizzle-kit's
+/// per-folder `snapshot.json`, Flyway's `V<version>__` names, golang-migrate's `.up.sql`
+/// files, and dbmate's or goose's section markers each name their tool; plain numbered files
+/// are pgkeel's when every name fits its rule, else Supabase's (inside a `supabase` folder or
+/// with 14-digit versions) or sqlx's. Files that fit two tools differently are
+/// [`SourceError::AmbiguousLayout`].
 pub fn detect_layout(dir: &Path) -> Result<Layout, SourceError> {
     check_dir(dir)?;
-    Ok(detect_in(dir, &list(dir)?))
-}
-
-fn detect_in(dir: &Path, entries: &[Entry]) -> Layout {
-    if dir.join(JOURNAL_PATH).is_file() {
-        return Layout::DrizzleJournal;
-    }
-    if entries
-        .iter()
-        .any(|e| e.is_dir && v1_timestamp(&e.name).is_some())
-    {
-        return Layout::DrizzleFolders;
-    }
-    Layout::Native
+    layouts::detect(dir, &list(dir)?)
 }
 
 /// Reads the migration folder `dir`: detects its layout, reads every migration and rollback,
 /// hashes them, parses their directives and checks the folder's consistency. Never touches the
 /// database.
 pub fn load(dir: &Path) -> Result<MigrationSet, SourceError> {
+    load_as(dir, None)
+}
+
+/// [`load`], reading the folder as `layout` when given (`--layout`) instead of detecting it.
+pub fn load_as(dir: &Path, layout: Option<Layout>) -> Result<MigrationSet, SourceError> {
     check_dir(dir)?;
     let entries = list(dir)?;
-    let layout = detect_in(dir, &entries);
+    let layout = match layout {
+        Some(l) => l,
+        None => layouts::detect(dir, &entries)?,
+    };
     let mut warnings = Vec::new();
     let mut migrations = match layout {
         Layout::DrizzleJournal => load_journal(dir, &entries, &mut warnings)?,
         Layout::DrizzleFolders => load_folders(&entries, &mut warnings)?,
         Layout::Native => load_native(&entries)?,
+        Layout::Prisma => layouts::load_prisma(dir, &entries)?,
+        Layout::Flyway => layouts::load_flyway(&entries, &mut warnings)?,
+        Layout::GolangMigrate
+        | Layout::Supabase
+        | Layout::Sqlx
+        | Layout::Dbmate
+        | Layout::Goose => layouts::load_numbered(layout, &entries, &mut warnings)?,
     };
     for (i, m) in migrations.iter_mut().enumerate() {
         m.index = i;
@@ -735,6 +849,7 @@ fn read_migration(found: Found, layout: Layout) -> Result<Migration, SourceError
         layout,
         down,
         directives,
+        repeatable: false,
     })
 }
 
@@ -891,6 +1006,26 @@ fn parse_v1_when(folder: &Path, stamp: &str) -> Result<i64, SourceError> {
         })
 }
 
+/// The migration of a one-folder-per-migration layout (drizzle v1, Prisma): the folder's
+/// `migration.sql`, which must exist, and its optional `down.sql`.
+fn folder_migration(e: &Entry, when: Option<i64>) -> Result<Found, SourceError> {
+    let path = e.path.join("migration.sql");
+    if !path.is_file() {
+        return Err(SourceError::MissingFolderMigration {
+            folder: e.path.clone(),
+            expected: path,
+        });
+    }
+    let down = e.path.join("down.sql");
+    Ok(Found {
+        id: e.name.clone(),
+        path,
+        when,
+        breakpoints: true,
+        down: down.is_file().then_some(down),
+    })
+}
+
 fn load_folders(
     entries: &[Entry],
     warnings: &mut Vec<FolderWarning>,
@@ -908,22 +1043,10 @@ fn load_folders(
             continue;
         };
         let when = parse_v1_when(&e.path, stamp)?;
-        let path = e.path.join("migration.sql");
-        if !path.is_file() {
-            return Err(SourceError::MissingFolderMigration {
-                folder: e.path.clone(),
-                expected: path,
-            });
-        }
-        let down = e.path.join("down.sql");
-        let found = Found {
-            id: e.name.clone(),
-            path,
-            when: Some(when),
-            breakpoints: true,
-            down: down.is_file().then_some(down),
-        };
-        migrations.push(read_migration(found, Layout::DrizzleFolders)?);
+        migrations.push(read_migration(
+            folder_migration(e, Some(when))?,
+            Layout::DrizzleFolders,
+        )?);
     }
     Ok(migrations)
 }
@@ -1008,3 +1131,7 @@ fn load_native(entries: &[Entry]) -> Result<Vec<Migration>, SourceError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "layouts_tests.rs"]
+mod layouts_tests;

@@ -142,6 +142,10 @@ pub fn new_migration_with(
         Layout::Native => new_native(dir, &slug, now),
         Layout::DrizzleJournal => new_journal_entry(dir, &slug, now, prefix),
         Layout::DrizzleFolders => new_folder(dir, &slug, now),
+        layout => Err(SourceError::NewNotSupported {
+            dir: dir.to_path_buf(),
+            layout,
+        }),
     }
 }
 

@@ -126,6 +126,7 @@ fn migration_folder_with_a_short_timestamp_is_reported_not_skipped_silently() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     write(d, "20240101000000_first/migration.sql", "SELECT 1;");
+    write(d, "20240101000000_first/snapshot.json", "{}");
     // A real Prisma folder name: 8 digits, which Prisma orders by name and runs.
     let short = write(d, "20250625_add_pivot/migration.sql", "SELECT 2;");
     let set = load(d).unwrap();
@@ -374,6 +375,7 @@ fn trailing_breakpoint_gives_blank_last_chunk() {
         layout: Layout::DrizzleJournal,
         down: None,
         directives: Directives::default(),
+        repeatable: false,
     };
     let chunks = m.chunks();
     assert_eq!(chunks.len(), 2);
@@ -808,6 +810,7 @@ fn v1_folder_without_migration_sql() {
 fn v1_folder_with_impossible_timestamp() {
     let tmp = tempfile::tempdir().unwrap();
     write(tmp.path(), "20241301000000_a/migration.sql", "SELECT 1;");
+    write(tmp.path(), "20241301000000_a/snapshot.json", "{}");
     assert!(matches!(
         load(tmp.path()).unwrap_err(),
         SourceError::BadFolderTimestamp { timestamp, .. } if timestamp == "20241301000000"
@@ -983,6 +986,7 @@ fn new_in_drizzle_folders() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     write(d, "20240101000000_init/migration.sql", "SELECT 1;");
+    write(d, "20240101000000_init/snapshot.json", "{}");
     let path = new_migration(d, "Add Posts", now()).unwrap();
     assert_eq!(path, d.join("20250304050607_add_posts/migration.sql"));
     let set = load(d).unwrap();

@@ -26,6 +26,30 @@ pub(super) async fn drop_invalid_index(client: &Client, index: &str) -> Result<(
 }
 
 impl<'a> Migrator<'a> {
+    /// The ledger row that records `m` as applied without running it (`baseline`, and the
+    /// takeovers of what drizzle-orm or another tool applied), ending in `;\n`. `ran_as`: the
+    /// hash of the text that really ran when the file was edited since, so the plan shows it
+    /// modified instead of trusting the edited file.
+    pub(super) fn baselined_sql(&self, m: &Migration, ran_as: Option<&str>) -> String {
+        let mut sql = self.ledger.record_sql(
+            m,
+            "baselined",
+            self.rollback_for(m, None, &Before::default()).as_deref(),
+            None,
+            None,
+        );
+        sql.push_str(";\n");
+        if let Some(hash) = ran_as {
+            sql.push_str(&format!(
+                "UPDATE {} SET hash = {}, normalized_hash = NULL WHERE id = {};\n",
+                self.ledger.table_sql(),
+                crate::ident::quote_literal(hash),
+                crate::ident::quote_literal(&m.id)
+            ));
+        }
+        sql
+    }
+
     /// `pgkeel baseline --to ID`: records migrations up to ID as applied without running them.
     pub async fn baseline(&self, client: &Client, to: &str) -> Result<Vec<String>, MigrateError> {
         let Some(last) = self.set.migrations.iter().position(|m| m.id == to) else {
@@ -42,22 +66,15 @@ impl<'a> Migrator<'a> {
             self.ledger.ensure(client).await?;
             // drizzle-orm's table first (created when missing, its rows taken over), so the
             // rows written below keep drizzle-orm in step with what is baselined.
-            self.take_over_drizzle(client, &mut Silent, false).await?;
+            self.take_over(client, &mut Silent, false).await?;
             let plan = self.plan(client).await?;
             let mut sql = String::from("BEGIN;\n");
             let mut ids = Vec::new();
             for e in &plan.migrations[..=last] {
-                if matches!(e.state, State::Pending | State::Failed | State::RolledBack) {
+                if e.state.is_runnable() {
                     let m = &self.set.migrations[e.index.expect("file-backed entry")];
-                    sql.push_str(&self.drizzle_row_sql(m));
-                    sql.push_str(&self.ledger.record_sql(
-                        m,
-                        "baselined",
-                        self.rollback_for(m, None, &Before::default()).as_deref(),
-                        None,
-                        None,
-                    ));
-                    sql.push_str(";\n");
+                    sql.push_str(&self.side_rows_sql(m, &[]));
+                    sql.push_str(&self.baselined_sql(m, None));
                     ids.push(m.id.clone());
                 }
             }

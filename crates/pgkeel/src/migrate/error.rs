@@ -9,6 +9,10 @@ pub enum MigrateError {
     Source(#[from] source::SourceError),
     #[error(transparent)]
     Db(#[from] DbError),
+    /// Another tool's ledger that cannot be adopted as it stands (dirty, or naming a migration
+    /// the folder lacks).
+    #[error(transparent)]
+    Foreign(#[from] crate::foreign::ForeignError),
     #[error("syntax error in {id}: {message}\n{location}")]
     Syntax {
         id: String,
@@ -157,6 +161,15 @@ impl MigrateError {
     }
 }
 
+impl From<crate::foreign::FindError> for MigrateError {
+    fn from(e: crate::foreign::FindError) -> Self {
+        match e {
+            crate::foreign::FindError::Db(d) => MigrateError::Db(d),
+            crate::foreign::FindError::Foreign(f) => MigrateError::Foreign(f),
+        }
+    }
+}
+
 impl crate::outcome::Classify for MigrateError {
     fn kind(&self) -> crate::outcome::FailureKind {
         use crate::outcome::FailureKind as K;
@@ -172,6 +185,7 @@ impl crate::outcome::Classify for MigrateError {
             | MigrateError::TransactionControl { .. }
             | MigrateError::SingleTransactionImpossible { .. }
             | MigrateError::CommittedChanged { .. }
+            | MigrateError::Foreign(_)
             | MigrateError::HeldBack { .. } => K::Findings,
         }
     }

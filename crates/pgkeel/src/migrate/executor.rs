@@ -608,6 +608,14 @@ impl<'a> Migrator<'a> {
 
     /// The guard of every migration transaction (see [`guard_sql`]).
     pub(super) fn guard_sql(&self, m: &Migration) -> String {
+        if m.repeatable {
+            // A Flyway `R__` migration runs again once applied: the guard checks the lock, and
+            // "not applied yet" of this text of it (an id no row has), not of the id.
+            let this_text = format!("{}@{}", m.id, m.hash);
+            return self
+                .sender
+                .guard_sql(&self.ledger, &this_text, Expect::NotApplied);
+        }
         self.sender
             .guard_sql(&self.ledger, &m.id, Expect::NotApplied)
     }
@@ -629,7 +637,7 @@ impl<'a> Migrator<'a> {
         flush: Flush,
     ) -> Vec<Group> {
         let start = resume.unwrap_or(0).min(stmts.len());
-        let drizzle_row = self.drizzle_row_sql(m);
+        let drizzle_row = self.side_rows_sql(m, stmts);
         let record = |done: usize| {
             format!(
                 "{};\n{};\n{drizzle_row}",
@@ -935,7 +943,7 @@ impl<'a> Migrator<'a> {
             for (k, s) in stmts.iter().enumerate() {
                 b.push_statement(s, k);
             }
-            b.push_raw(&self.drizzle_row_sql(m));
+            b.push_raw(&self.side_rows_sql(m, stmts));
             b.push_raw(&format!(
                 "{};\n{};\n",
                 self.ledger.record_sql(

@@ -29,6 +29,7 @@ mod plan;
 mod prepared;
 mod state_rollback;
 mod takeover;
+pub use takeover::OtherLedger;
 
 use baseline::*;
 pub use error::*;
@@ -103,9 +104,13 @@ pub struct MigrateReport {
     /// Migrations drizzle-orm silently skipped: reported, never applied blindly.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub held_back: Vec<String>,
-    /// Migrations drizzle-orm had applied, recorded in the ledger without running them.
+    /// Migrations drizzle-orm or the folder's own tool had applied, recorded in the ledger
+    /// as baselined without running them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub taken_over: Vec<String>,
+    /// Whose ledger `taken_over` came from (`drizzle-orm`, `golang-migrate`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taken_over_from: Option<String>,
     pub applied: Vec<Applied>,
     pub already_applied: usize,
     pub duration_ms: u64,
@@ -132,6 +137,11 @@ pub struct Migrator<'a> {
     /// connection the first time one is taken: preparing them afresh was most of what each
     /// scoped snapshot cost (bench/apply_cost.sh, views).
     introspector: tokio::sync::OnceCell<crate::schema::Introspector>,
+    /// The other tool's ledger kept in step (`--keep-ledger-in-step`), set by the takeover.
+    in_step: std::sync::OnceLock<Option<crate::foreign::Found>>,
+    /// Set once another tool's ledger was looked at and written (not in a dry run): the test
+    /// suite runs `migrate` thousands of times on one migrator, and pays for the look once.
+    foreign_done: std::sync::OnceLock<()>,
 }
 
 impl<'a> Migrator<'a> {
@@ -146,6 +156,8 @@ impl<'a> Migrator<'a> {
             cache: None,
             prepared: Prepared::for_set(set),
             introspector: tokio::sync::OnceCell::new(),
+            in_step: std::sync::OnceLock::new(),
+            foreign_done: std::sync::OnceLock::new(),
         }
     }
 
@@ -248,6 +260,7 @@ impl<'a> Migrator<'a> {
                 warnings: self.folder_warnings(),
                 held_back: Vec::new(),
                 taken_over: Vec::new(),
+                taken_over_from: None,
                 already_applied: plan.counts.applied,
                 applied: Vec::new(),
                 duration_ms: started.elapsed().as_millis() as u64,
@@ -281,7 +294,7 @@ impl<'a> Migrator<'a> {
         let plan = self.plan(client).await?;
         self.refuse_modified(&plan)?;
         // What a real run would first record from drizzle-orm's table, and hold back.
-        let takeover = self.take_over_drizzle(client, &mut Silent, true).await?;
+        let takeover = self.take_over(client, &mut Silent, true).await?;
         let mut applied = Vec::new();
         let last = self.last_index(opts);
         for (entry, m) in plan.pending(self.set) {
@@ -316,6 +329,7 @@ impl<'a> Migrator<'a> {
             warnings: [self.folder_warnings(), takeover.warnings].concat(),
             held_back: takeover.held_back,
             taken_over: takeover.taken_over,
+            taken_over_from: takeover.from,
             applied,
             duration_ms: started.elapsed().as_millis() as u64,
             counts: plan.counts,
@@ -357,7 +371,7 @@ impl<'a> Migrator<'a> {
         if self.session.is_none() {
             self.ledger.ensure(client).await?;
         }
-        let takeover = self.take_over_drizzle(client, obs, false).await?;
+        let takeover = self.take_over(client, obs, false).await?;
         if let (false, Some(c)) = (takeover.taken_over.is_empty(), &self.cache) {
             c.forget();
         }
@@ -438,6 +452,7 @@ impl<'a> Migrator<'a> {
             warnings: [self.folder_warnings(), takeover.warnings].concat(),
             held_back: takeover.held_back,
             taken_over: takeover.taken_over,
+            taken_over_from: takeover.from,
             already_applied: plan.counts.applied + elsewhere,
             applied,
             duration_ms: started.elapsed().as_millis() as u64,

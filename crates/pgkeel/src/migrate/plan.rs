@@ -47,6 +47,14 @@ pub struct Entry {
     pub index: Option<usize>,
 }
 
+impl State {
+    /// Whether the next `migrate` runs a migration in this state (pending, failed, rolled
+    /// back), and so whether a takeover or baseline may record it.
+    pub fn is_runnable(&self) -> bool {
+        matches!(self, State::Pending | State::Failed | State::RolledBack)
+    }
+}
+
 impl Entry {
     /// The error that refuses to go on with this changed file.
     pub(super) fn modified_error(&self) -> MigrateError {
@@ -85,8 +93,8 @@ impl Plan {
         set: &'a MigrationSet,
     ) -> impl Iterator<Item = (&'a Entry, &'a Migration)> {
         self.migrations.iter().filter_map(move |e| {
-            let runnable = matches!(e.state, State::Pending | State::Failed | State::RolledBack);
-            runnable
+            e.state
+                .is_runnable()
                 .then(|| e.index.map(|i| (e, &set.migrations[i])))
                 .flatten()
         })
@@ -110,6 +118,8 @@ pub fn plan(set: &MigrationSet, rows: &[LedgerRow]) -> Plan {
         let row = by_id.get(m.id.as_str()).copied();
         let state = match row {
             None => State::Pending,
+            // A repeatable migration (Flyway `R__`) is applied again whenever its file changes.
+            Some(r) if m.repeatable && r.hash != m.hash => State::Pending,
             Some(r) => match &r.status {
                 RowStatus::Applied | RowStatus::Baselined | RowStatus::Other(_)
                     if r.hash != m.hash =>
@@ -226,12 +236,12 @@ pub fn check_folder(set: &MigrationSet) -> Vec<Problem> {
                     severity: Severity::Warning,
                     id: m.id.clone(),
                     message: format!(
-                        "{}:{}: {} — `pgkeel rollback` will refuse it; write {}.down.sql or \
+                        "{}:{}: {} — `pgkeel rollback` will refuse it; {} or \
                          mark the file `-- pgkeel:irreversible`",
                         l.path.display(),
                         l.line,
                         r.reason,
-                        m.id
+                        m.down_hint()
                     ),
                 });
             }
@@ -254,9 +264,9 @@ pub fn check_folder(set: &MigrationSet) -> Vec<Problem> {
             id: m.id.clone(),
             message: format!(
                 "loses data{what} and has no rollback file: `pgkeel rollback` cannot undo it; \
-                 write {}.down.sql (restoring the data from a backup) or mark the file \
+                 {} (restoring the data from a backup) or mark the file \
                  `-- pgkeel: irreversible`",
-                m.id
+                m.down_hint()
             ),
         });
     }

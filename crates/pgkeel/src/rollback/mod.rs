@@ -28,7 +28,7 @@ use crate::db::{DbError, DeployLock, PgError};
 use crate::ledger::{Held, Ledger, LedgerRow};
 use crate::location::Location;
 use crate::migrate::{session_sql, Expect, Group, SendError, Sender};
-use crate::source::{Layout, Migration, MigrationSet, SourceError};
+use crate::source::{Migration, MigrationSet, SourceError};
 use crate::sql::{Batch, Statement};
 
 pub use crate::invert::{
@@ -280,7 +280,8 @@ pub async fn rollback(
         let units = resolve(settings, set, &rows, id, opts.cascade, opts.force)?;
         let drizzle = drizzle_table_exists(client, settings, set).await?;
         // The shown SQL must run as it is: the guard stays a DO block, nothing is installed.
-        let runner = Runner::new(settings, &ledger, drizzle);
+        let mut runner = Runner::new(settings, &ledger, drizzle);
+        runner.in_step = in_step_ledger(client, settings, set).await?;
         return Ok(RollbackReport {
             dry_run: true,
             rolled_back: units
@@ -333,7 +334,8 @@ pub async fn rollback(
             ledger.ensure(client).await?;
         }
         let drizzle = drizzle_table_exists(client, settings, set).await?;
-        let runner = Runner::new(settings, &ledger, drizzle);
+        let mut runner = Runner::new(settings, &ledger, drizzle);
+        runner.in_step = in_step_ledger(client, settings, set).await?;
         if !units.is_empty() {
             runner.sender.install_guard(client, &ledger).await;
         }
@@ -523,7 +525,7 @@ fn unit<'a>(
                 }
                 Some(m) => RollbackError::NoRollback {
                     id: row.id.clone(),
-                    expected: expected_down_path(m),
+                    expected: m.down_path(),
                     reason: reason.or_else(|| refusal(m)),
                 },
                 None => RollbackError::NoRollbackMissingFile { id: row.id.clone() },
@@ -579,18 +581,6 @@ fn stored_no_transaction(sql: &str) -> bool {
         .any(|l| l == "-- pgkeel:no-transaction")
 }
 
-/// Where the rollback file of `m` belongs.
-fn expected_down_path(m: &Migration) -> PathBuf {
-    match m.layout {
-        Layout::DrizzleFolders => m
-            .path
-            .parent()
-            .map(|d| d.join("down.sql"))
-            .unwrap_or_else(|| PathBuf::from("down.sql")),
-        _ => m.path.with_file_name(format!("{}.down.sql", m.id)),
-    }
-}
-
 /// Whether drizzle-orm's own table must be kept in step (as `migrate` does for journal
 /// folders): then a rollback deletes the migration's row there too, or drizzle's migrator and
 /// pgkeel's takeover would take the migration for applied.
@@ -613,12 +603,33 @@ async fn drizzle_table_exists(
     Ok(row.get(0))
 }
 
+/// The folder's own tool's ledger, when `--keep-ledger-in-step` keeps it and it exists: a
+/// rollback then removes the migration there too, with the migration before it (which
+/// golang-migrate's one row names then).
+async fn in_step_ledger<'s>(
+    client: &Client,
+    settings: &Settings,
+    set: &'s MigrationSet,
+) -> Result<Option<(crate::foreign::Found, &'s MigrationSet)>, DbError> {
+    if !settings.keep_ledger_in_step {
+        return Ok(None);
+    }
+    for &tool in crate::foreign::Tool::for_layout(set.layout) {
+        if let Some(found) = crate::foreign::locate(client, tool).await? {
+            return Ok(Some((found, set)));
+        }
+    }
+    Ok(None)
+}
+
 /// Reverts migrations through the executor `migrate` applies them with.
 #[derive(Debug)]
 struct Runner<'a> {
     settings: &'a Settings,
     ledger: &'a Ledger,
     drizzle: bool,
+    /// The other tool's ledger kept in step, with the folder.
+    in_step: Option<(crate::foreign::Found, &'a MigrationSet)>,
     sender: Sender<'a>,
 }
 
@@ -628,6 +639,7 @@ impl<'a> Runner<'a> {
             settings,
             ledger,
             drizzle,
+            in_step: None,
             sender: Sender::new(settings),
         }
     }
@@ -661,6 +673,10 @@ impl<'a> Runner<'a> {
                 m,
             ));
             sql.push_str(";\n");
+        }
+        if let (Some((found, set)), Some(m)) = (&self.in_step, u.migration) {
+            let before = m.index.checked_sub(1).and_then(|i| set.migrations.get(i));
+            sql.push_str(&found.reverted_sql(m, before));
         }
         sql
     }
