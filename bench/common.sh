@@ -1,4 +1,4 @@
-# Shared setup of bench/validate.sh and bench/testsuite.sh (sourced, not run). The same
+# Shared setup of bench/validate.sh, bench/testsuite.sh and bench/bucket.sh (sourced, not run). The same
 # conventions as bench/migrate.sh: admin URL, fresh databases named pgkeel_bench_<pid>_*,
 # dropped on exit (also on failure and Ctrl-C), timings through bench_helper.py, median of reps.
 #
@@ -32,6 +32,8 @@ cleanup() {
     done
     # pgkeel test drops its scratch databases itself; a killed run may leave a
     # pgkeel_scratch_* database behind.
+    # A script's own servers (bench/bucket.sh's moto) are stopped by its bench_stop, if any.
+    if declare -F bench_stop >/dev/null; then bench_stop; fi
     rm -rf "$TMP"
     exit "$rc"
 }

@@ -50,6 +50,29 @@ if ! psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1;
   $SUDO pg_ctlcluster --skip-systemctl-redirect "$(pg_lsclusters -h | awk 'NR==1{print $1}')" main reload
   sleep 1
 fi
+# The other runners whose ledgers pgkeel adopts (tests/other_runners.rs): dbmate, the Supabase CLI
+# and Prisma from npm, sqlx-cli from crates.io (a 6-7 minute build on 2 cores, once per machine).
+runners="$(cd "$(dirname "$0")/.." && pwd)/crates/pgkeel/tests/other-runners"
+if [ ! -x "$runners/node_modules/.bin/dbmate" ] || [ ! -x "$runners/node_modules/.bin/supabase" ] \
+   || [ ! -x "$runners/node_modules/.bin/prisma" ]; then
+  # `npm install`, not `npm ci`: dbmate's other platforms' optional packages are not in the lock.
+  echo "setup: installing dbmate, supabase and prisma into $runners (npm install)"
+  (cd "$runners" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+sqlx_version=0.9.0
+if ! "${CARGO_HOME:-$HOME/.cargo}/bin/sqlx" --version 2>/dev/null | grep -qx "sqlx-cli $sqlx_version"; then
+  echo "setup: building sqlx-cli $sqlx_version (cargo install, several minutes)"
+  cargo install sqlx-cli --version "=$sqlx_version" --no-default-features --features postgres,rustls \
+    --locked --quiet
+fi
+# Backups in buckets are tested against a real S3-compatible server: moto's, from PyPI
+# (tests/support starts `python3 -m moto.server` on a free port and stops it).
+moto_version=5.2.1
+if ! python3 -m pip show moto 2>/dev/null | grep -qx "Version: $moto_version"; then
+  echo "setup: installing moto[server] $moto_version (S3-compatible server for the backup tests)"
+  python3 -m pip install --quiet --disable-pip-version-check "moto[server]==$moto_version"
+fi
+
 psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null \
   || { echo "setup: PostgreSQL does not answer on 127.0.0.1:5432 as postgres" >&2; exit 1; }
 echo "setup: ok ($(psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'show server_version'))"

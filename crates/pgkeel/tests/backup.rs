@@ -144,6 +144,10 @@ fn restore_opts() -> RestoreOptions {
         workers: 2,
         filter: Default::default(),
         keys: KeyConfig::default(),
+        verify: true,
+        // The tests restore one test database's backups into another.
+        from_other_database: true,
+        audit: None,
     }
 }
 
@@ -154,7 +158,7 @@ async fn round_trip_keeps_every_type_partitions_sequences_views_and_fks() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = opts(dir.path(), &src);
     // Tiny chunks: posts and the partitions are split into ctid ranges.
-    o.chunk_bytes = 16 * 1024;
+    o.chunk_bytes = Some(16 * 1024);
     o.name = Some("b1".into());
     let m = backup::full(&src.settings(), &o, Arc::new(Quiet))
         .await
@@ -220,6 +224,8 @@ async fn restore_refuses_a_non_empty_target_unless_clean() {
         .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2);")
         .await
         .unwrap();
+    let ledger = pgkeel::ledger::Ledger::from_settings(&src.settings());
+    ledger.ensure(&src.client().await).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut o = opts(dir.path(), &src);
     o.name = Some("b".into());
@@ -242,9 +248,22 @@ async fn restore_refuses_a_non_empty_target_unless_clean() {
     assert!(matches!(err, BackupError::TargetNotEmpty { .. }), "{err}");
     let mut ro = restore_opts();
     ro.clean = true;
-    backup::restore(&dir.path().join("b"), &target(&src), &ro, Arc::new(Quiet))
+    ro.from_other_database = false; // its own backup
+    ro.audit = Some(ledger);
+    // A session of the application, connected to the database being replaced.
+    let app = src.client().await;
+    let s = backup::restore(&dir.path().join("b"), &target(&src), &ro, Arc::new(Quiet))
         .await
         .unwrap();
+    // Restored into a fresh database and swapped in: the previous one is kept, renamed.
+    let replaced = s
+        .replaced
+        .expect("a database with data is replaced by a swap");
+    assert!(replaced.starts_with("pgkeel_t_bk_nonempty"), "{replaced}");
+    assert!(
+        app.simple_query("SELECT 1").await.is_err(),
+        "its sessions were ended"
+    );
     let c = src.client().await;
     let n: i64 = c
         .query_one("SELECT count(*) FROM t", &[])
@@ -257,6 +276,30 @@ async fn restore_refuses_a_non_empty_target_unless_clean() {
         .await
         .unwrap()
         .is_none());
+    let audit: String = c
+        .query_one(
+            "SELECT detail->>'replaced' FROM __pgkeel_audit WHERE operation = 'restore'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audit, replaced, "the restore is in the audit log");
+    let admin = Target::from_settings(&support::settings_for(&support::admin_url())).unwrap();
+    let old = admin.with_dbname(&replaced).connect().await.unwrap();
+    let extra = old
+        .query_opt("SELECT 1 FROM pg_class WHERE relname = 'extra'", &[])
+        .await
+        .unwrap();
+    assert!(extra.is_some(), "the previous database is kept as it was");
+    drop(old);
+    admin
+        .connect()
+        .await
+        .unwrap()
+        .batch_execute(&format!("DROP DATABASE \"{replaced}\" WITH (FORCE)"))
+        .await
+        .unwrap();
 }
 
 /// Runs `sql` on `url` from inside a synchronous progress callback.
@@ -330,19 +373,9 @@ async fn writes_committed_during_the_backup_are_not_in_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_byte_fails_verify_naming_the_file() {
     let src = TestDb::new("bk_flip").await;
-    src.client().await.batch_execute("CREATE TABLE t (id int, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g;").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut o = opts(dir.path(), &src);
-    o.name = Some("b".into());
-    let m = backup::full(&src.settings(), &o, Arc::new(Quiet))
-        .await
-        .unwrap();
+    let m = flipped_backup(&src, dir.path()).await;
     let file = &m.tables[0].files[0].path;
-    let path = dir.path().join("b").join(file);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x01;
-    std::fs::write(&path, bytes).unwrap();
     let vo = VerifyOptions {
         keys: KeyConfig::default(),
         restore_test: None,
@@ -365,6 +398,170 @@ async fn a_flipped_byte_fails_verify_naming_the_file() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains(file.as_str()), "{err}");
+}
+
+/// A full backup `b` in `dir` of a 5000-row table of `src`, with one byte of its first data
+/// file flipped.
+async fn flipped_backup(src: &TestDb, dir: &Path) -> backup::Manifest {
+    src.client().await.batch_execute("CREATE TABLE t (id int, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g;").await.unwrap();
+    let mut o = opts(dir, src);
+    o.name = Some("b".into());
+    let m = backup::full(&src.settings(), &o, Arc::new(Quiet))
+        .await
+        .unwrap();
+    let path = dir.join("b").join(&m.tables[0].files[0].path);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    m
+}
+
+/// `restore --clean` of a damaged backup used to drop everything in the target first and then
+/// fail halfway, leaving it empty and half-restored. Now the backup is checked first and the
+/// target is left exactly as it was; another database's backup is refused before anything is
+/// dropped; and even unverified, the restore goes into a fresh database, so the target stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_clean_of_a_damaged_backup_leaves_the_target_untouched() {
+    let src = TestDb::new("bk_safe_src").await;
+    let dir = tempfile::tempdir().unwrap();
+    flipped_backup(&src, dir.path()).await;
+
+    let live = TestDb::new("bk_safe_live").await;
+    live.client()
+        .await
+        .batch_execute("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 42);")
+        .await
+        .unwrap();
+    let before = content(&live).await;
+    let mut ro = restore_opts();
+    ro.clean = true;
+    let err = backup::restore(&dir.path().join("b"), &target(&live), &ro, Arc::new(Quiet))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BackupError::DamagedBeforeRestore { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("nothing was written"), "{err}");
+    assert_eq!(
+        content(&live).await,
+        before,
+        "the live database is as it was"
+    );
+
+    // Another database's backup over live data needs saying so.
+    ro.from_other_database = false;
+    let err = backup::restore(&dir.path().join("b"), &target(&live), &ro, Arc::new(Quiet)).await;
+    assert!(
+        matches!(err, Err(BackupError::DamagedBeforeRestore { .. })),
+        "verified first"
+    );
+    ro.verify = false;
+    let err = backup::restore(&dir.path().join("b"), &target(&live), &ro, Arc::new(Quiet))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackupError::OtherDatabase { .. }), "{err}");
+    assert!(
+        err.to_string().contains("bk_safe_src")
+            && err.to_string().contains("--from-other-database"),
+        "{err}"
+    );
+    assert_eq!(
+        content(&live).await,
+        before,
+        "refused before anything was dropped"
+    );
+
+    // Unverified and damaged, it fails in the fresh database it goes into first: the live one
+    // is untouched even so.
+    ro.from_other_database = true;
+    let err = backup::restore(&dir.path().join("b"), &target(&live), &ro, Arc::new(Quiet))
+        .await
+        .unwrap_err();
+    assert!(
+        !matches!(err, BackupError::FailedAfterClean { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        content(&live).await,
+        before,
+        "the live database is as it was"
+    );
+}
+
+/// `latest` used to be the newest backup in the folder whatever database it came from, so a
+/// staging backup could be restored over production.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_is_the_newest_backup_of_the_same_database() {
+    let prod = TestDb::new("bk_latest_prod").await;
+    let staging = TestDb::new("bk_latest_staging").await;
+    for db in [&prod, &staging] {
+        db.client()
+            .await
+            .batch_execute("CREATE TABLE t (id int);")
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (db, name) in [(&prod, "a-prod"), (&staging, "b-staging")] {
+        let mut o = opts(dir.path(), db);
+        o.name = Some(name.into());
+        backup::full(&db.settings(), &o, Arc::new(Quiet))
+            .await
+            .unwrap();
+    }
+    let source = backup::SourceDb::of(&prod.client().await).await.unwrap();
+    let latest = backup::latest(dir.path(), Some(&source), None)
+        .await
+        .unwrap();
+    assert_eq!(latest.name, "a-prod");
+    let err = backup::latest(dir.path(), None, None).await.unwrap_err();
+    assert!(matches!(err, BackupError::SeveralSources { .. }), "{err}");
+}
+
+/// Backup files were `0644` in `0755` directories (every local user could read the data), and
+/// `backup list` called a backup with a deleted or truncated file valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_are_private_and_list_names_a_missing_or_truncated_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let src = TestDb::new("bk_private").await;
+    src.client()
+        .await
+        .batch_execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100);")
+        .await
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("backups");
+    let mut o = opts(&dir, &src);
+    o.name = Some("b".into());
+    let m = backup::full(&src.settings(), &o, Arc::new(Quiet))
+        .await
+        .unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("b")), 0o700);
+    assert_eq!(mode(&dir.join("b/manifest.json")), 0o600);
+    for (_, f) in m.files() {
+        assert_eq!(mode(&dir.join("b").join(&f.path)), 0o600, "{}", f.path);
+    }
+    assert!(backup::list(&dir).await.unwrap()[0].is_valid());
+    let data = dir.join("b").join(&m.tables[0].files[0].path);
+    let bytes = std::fs::read(&data).unwrap();
+    std::fs::write(&data, &bytes[..bytes.len() / 2]).unwrap();
+    let listed = &backup::list(&dir).await.unwrap()[0];
+    assert!(
+        matches!(&listed.status, backup::BackupStatus::Damaged(r) if r.contains("bytes")),
+        "{:?}",
+        listed.status
+    );
+    std::fs::remove_file(&data).unwrap();
+    let listed = &backup::list(&dir).await.unwrap()[0];
+    assert!(
+        matches!(&listed.status, backup::BackupStatus::Damaged(r) if r.contains("missing")),
+        "{:?}",
+        listed.status
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -531,7 +728,7 @@ async fn a_backend_killed_mid_backup_fails_it_and_leaves_no_valid_backup() {
     .await
     .unwrap_err();
     assert!(matches!(err, BackupError::Db(_)), "{err}");
-    let listed = backup::list(dir.path()).unwrap();
+    let listed = backup::list(dir.path()).await.unwrap();
     assert!(listed.iter().all(|b| !b.is_valid()), "{listed:?}");
     assert!(!dir.path().join("killed").join("manifest.json").exists());
 }
@@ -602,7 +799,7 @@ async fn incremental_since_last_restores_the_current_state() {
     assert_eq!(schema(&src), schema(&dst));
 
     // Cleanup keeps the base an incremental needs, and the listing shows the chain.
-    let listed = backup::list(dir.path()).unwrap();
+    let listed = backup::list(dir.path()).await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[1].base.as_deref(), Some("base"));
     std::fs::create_dir_all(dir.path().join("interrupted/data")).unwrap();
@@ -612,6 +809,7 @@ async fn incremental_since_last_restores_the_current_state() {
         false,
         chrono::Utc::now() + chrono::Duration::days(1),
     )
+    .await
     .unwrap();
     let deleted: Vec<&str> = plan
         .decisions

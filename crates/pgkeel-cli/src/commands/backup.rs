@@ -44,8 +44,11 @@ enum BackupCommand {
 
 #[derive(Debug, Args)]
 pub struct DirArgs {
-    /// Directory holding the backups (default: PGKEEL_BACKUP_DIR / backup.dir, `backups/`).
-    #[arg(long, value_name = "DIR")]
+    /// Directory holding the backups, or an S3-compatible bucket: s3://BUCKET/PREFIX (AWS S3,
+    /// Railway buckets, R2, MinIO, B2; endpoint and credentials from AWS_ENDPOINT_URL,
+    /// AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; AWS_ALLOW_HTTP=true for plain http).
+    /// Default: PGKEEL_BACKUP_DIR / backup.dir, `backups/`.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     dir: Option<PathBuf>,
 }
 
@@ -60,9 +63,10 @@ pub struct FullArgs {
     /// free connections and the number of tables and ranges).
     #[arg(long, short = 'j', value_name = "N")]
     jobs: Option<usize>,
-    /// Split tables larger than this many MiB into ctid ranges copied in parallel.
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
-    chunk_mib: u64,
+    /// Split tables larger than this many MiB into ctid ranges copied in parallel [default: 64;
+    /// 16 into a bucket, so the upload overlaps the backup].
+    #[arg(long, value_name = "MIB")]
+    chunk_mib: Option<u64>,
     /// 1–9 on gzip's scale, as the spec's BACKUP_COMPRESSION_LEVEL=6 and pg_dump -Z (6 is
     /// zstd level 3), or zstd:N for an exact zstd level 1–22 [default: BACKUP_COMPRESSION_LEVEL]
     #[arg(long, value_name = "LEVEL")]
@@ -136,15 +140,27 @@ pub struct RestoreArgs {
     #[arg(value_name = "PATH")]
     path: String,
     /// Restore into this database instead of DATABASE_URL. It must be empty unless --clean.
+    /// `latest` still means the newest backup of DATABASE_URL's database.
     #[arg(long, value_name = "URL", hide_env_values = true)]
     target_url: Option<String>,
     /// Restore only these tables' rows (schema.table or table, comma-separated or repeated) into
     /// tables that already exist; they must be empty unless --clean (which empties them).
     #[arg(long, value_name = "TABLE", value_delimiter = ',')]
     tables: Vec<String>,
-    /// Drop everything in the target database first (with --tables: empty those tables).
+    /// Replace what the target database holds: the backup goes into a fresh database that is
+    /// swapped in by name at the end (the old one is kept, renamed), or, for a role that may
+    /// not create databases, everything is dropped first. With --tables: empty those tables.
+    /// The backup is verified before anything changes.
     #[arg(long)]
     clean: bool,
+    /// Skip checking every file's size and SHA-256 before the target is touched. Dangerous: a
+    /// damaged backup then fails halfway, with --clean after the target was emptied.
+    #[arg(long)]
+    no_verify: bool,
+    /// With --clean: allow replacing the target's data with a backup taken of another database
+    /// (the backup's manifest names its database; without this, that is refused).
+    #[arg(long)]
+    from_other_database: bool,
     /// Parallel COPY sessions and pg_restore jobs.
     #[arg(long, short = 'j', value_name = "N", default_value_t = 2)]
     jobs: usize,
@@ -168,9 +184,9 @@ pub async fn run(ctx: Ctx, args: BackupArgs) -> anyhow::Result<i32> {
     match args.command {
         BackupCommand::Full(a) => full(ctx, a).await,
         BackupCommand::Incremental(a) => incremental(ctx, a).await,
-        BackupCommand::List(a) => list(ctx, a),
+        BackupCommand::List(a) => list(ctx, a).await,
         BackupCommand::Verify(a) => verify(ctx, a).await,
-        BackupCommand::Cleanup(a) => cleanup(ctx, a),
+        BackupCommand::Cleanup(a) => cleanup(ctx, a).await,
     }
 }
 
@@ -179,24 +195,36 @@ fn backup_dir(ctx: &Ctx, d: &DirArgs) -> PathBuf {
         .dir
         .clone()
         .unwrap_or_else(|| ctx.settings.backup_dir.clone());
-    if dir.is_absolute() {
-        dir
-    } else {
-        ctx.cwd.join(dir)
-    }
+    backup::locate(&dir, &ctx.cwd)
 }
 
-/// A directory, a name inside the backup directory, or `latest` (newest valid backup).
-fn resolve(ctx: &Ctx, d: &DirArgs, path: &str) -> anyhow::Result<PathBuf> {
+/// A directory, a name inside the backup directory, or `latest`: the newest valid backup of the
+/// configured database (`backup::latest`; when it cannot be reached, of the only database the
+/// folder has backups of).
+async fn resolve(ctx: &Ctx, d: &DirArgs, path: &str) -> anyhow::Result<PathBuf> {
     let dir = backup_dir(ctx, d);
     if path == "latest" {
-        let newest = backup::list(&dir)?
-            .into_iter()
-            .rfind(|b| b.is_valid())
-            .ok_or(backup::BackupError::NoBase { dir: dir.clone() })?;
-        return Ok(newest.path);
+        // A quick look only: in an emergency the database may be down.
+        let mut quick = ctx.settings.clone();
+        quick.connect_timeout = quick.connect_timeout.min(std::time::Duration::from_secs(5));
+        let source = match Target::from_settings(&quick) {
+            Ok(t) => match t.connect().await {
+                Ok(client) => backup::SourceDb::of(&client).await.ok(),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
+        return Ok(backup::latest(&dir, source.as_ref(), None).await?.path);
     }
     let p = Path::new(path);
+    if backup::bucket::is_bucket(p) || backup::bucket::is_bucket(&dir) {
+        // In a bucket a backup is named (or given as its full s3:// path).
+        return Ok(if backup::bucket::is_bucket(p) {
+            p.to_path_buf()
+        } else {
+            dir.join(path)
+        });
+    }
     let p = if p.is_absolute() {
         p.to_path_buf()
     } else {
@@ -346,7 +374,7 @@ async fn full(ctx: Ctx, a: FullArgs) -> anyhow::Result<i32> {
     opts.dir = dir.clone();
     opts.name = a.name;
     opts.workers = a.jobs;
-    opts.chunk_bytes = a.chunk_mib.max(1) << 20;
+    opts.chunk_bytes = a.chunk_mib.map(|m| m.max(1) << 20);
     if let Some(l) = a.compression_level {
         opts.level = l.zstd();
     }
@@ -416,9 +444,9 @@ async fn incremental(ctx: Ctx, a: IncrementalArgs) -> anyhow::Result<i32> {
     Ok(exit_codes::SUCCESS)
 }
 
-fn list(ctx: Ctx, a: DirArgs) -> anyhow::Result<i32> {
+async fn list(ctx: Ctx, a: DirArgs) -> anyhow::Result<i32> {
     let dir = backup_dir(&ctx, &a);
-    let all = backup::list(&dir)?;
+    let all = backup::list(&dir).await?;
     if ctx.json() {
         #[derive(Serialize)]
         struct Out<'a> {
@@ -466,7 +494,7 @@ fn list(ctx: Ctx, a: DirArgs) -> anyhow::Result<i32> {
 }
 
 async fn verify(ctx: Ctx, a: VerifyArgs) -> anyhow::Result<i32> {
-    let path = resolve(&ctx, &a.dir, &a.path)?;
+    let path = resolve(&ctx, &a.dir, &a.path).await?;
     let restore_test = if a.restore_test {
         Some(Target::from_settings(&ctx.settings)?)
     } else {
@@ -528,12 +556,12 @@ async fn verify(ctx: Ctx, a: VerifyArgs) -> anyhow::Result<i32> {
     })
 }
 
-fn cleanup(ctx: Ctx, a: CleanupArgs) -> anyhow::Result<i32> {
+async fn cleanup(ctx: Ctx, a: CleanupArgs) -> anyhow::Result<i32> {
     let dir = backup_dir(&ctx, &a.dir);
     let days = a
         .retention_days
         .unwrap_or(ctx.settings.backup_retention_days);
-    let plan = backup::cleanup(&dir, days, a.dry_run, chrono::Utc::now())?;
+    let plan = backup::cleanup(&dir, days, a.dry_run, chrono::Utc::now()).await?;
     if ctx.json() {
         #[derive(Serialize)]
         struct Out<'a> {
@@ -565,7 +593,7 @@ fn cleanup(ctx: Ctx, a: CleanupArgs) -> anyhow::Result<i32> {
 }
 
 pub async fn restore(ctx: Ctx, a: RestoreArgs) -> anyhow::Result<i32> {
-    let path = resolve(&ctx, &a.dir, &a.path)?;
+    let path = resolve(&ctx, &a.dir, &a.path).await?;
     let target = match &a.target_url {
         Some(url) => {
             let mut s = ctx.settings.clone();
@@ -584,6 +612,9 @@ pub async fn restore(ctx: Ctx, a: RestoreArgs) -> anyhow::Result<i32> {
             skip_event_triggers: !a.event_triggers,
         },
         keys: keys(&ctx, &a.keys),
+        verify: !a.no_verify,
+        from_other_database: a.from_other_database,
+        audit: Some(pgkeel::ledger::Ledger::from_settings(&ctx.settings)),
     };
     if !ctx.json() {
         eprintln!("pgkeel: restoring {} → {target}", path.display());
@@ -617,6 +648,11 @@ pub async fn restore(ctx: Ctx, a: RestoreArgs) -> anyhow::Result<i32> {
             size(s.raw_bytes),
             ms(s.duration_ms)
         );
+        if let Some(old) = &s.replaced {
+            println!(
+                "the database as it was before is kept as {old}: drop it (DROP DATABASE \"{old}\") once the restore is checked"
+            );
+        }
     }
     Ok(exit_codes::SUCCESS)
 }

@@ -52,8 +52,9 @@ pub struct DeployArgs {
     /// Skip the pre-deploy backup, also in production (e.g. the host takes snapshots).
     #[arg(long)]
     no_backup: bool,
-    /// Directory for the pre-deploy backup (default: PGKEEL_BACKUP_DIR / backup.dir).
-    #[arg(long, value_name = "DIR")]
+    /// Directory or s3://BUCKET/PREFIX for the pre-deploy backup (default: PGKEEL_BACKUP_DIR /
+    /// backup.dir).
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     backup_dir: Option<PathBuf>,
     /// Lint findings at or above this level stop the deploy: info, warning, critical, or never.
     /// Default: critical in production, never elsewhere.
@@ -110,9 +111,7 @@ pub async fn run(mut ctx: Ctx, args: DeployArgs) -> anyhow::Result<i32> {
     if let Some(d) = &args.backup_dir {
         opts.backup_options.dir = d.clone();
     }
-    if !opts.backup_options.dir.is_absolute() {
-        opts.backup_options.dir = ctx.cwd.join(&opts.backup_options.dir);
-    }
+    opts.backup_options.dir = pgkeel::backup::locate(&opts.backup_options.dir, &ctx.cwd);
     if let Some(level) = &args.lint_fail_on {
         opts.lint_fail_on = match level.as_str() {
             "never" | "none" | "off" => None,

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
+pub mod s3;
+
 /// `pgkeel` in `cwd` with a clean environment: no inherited DATABASE_URL/PG*, no colour.
 pub fn pgkeel(cwd: &Path) -> Command {
     let mut cmd = Command::cargo_bin("pgkeel").unwrap();

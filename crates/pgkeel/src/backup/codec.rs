@@ -171,11 +171,7 @@ impl SealedWriter {
         } else {
             None
         };
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(io_err)?;
+        let file = super::private_file(path).map_err(io_err)?;
         let sink = HashingFile {
             out: BufWriter::with_capacity(1 << 20, file),
             hasher: Sha256::new(),

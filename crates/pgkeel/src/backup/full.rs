@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use tokio::io::AsyncReadExt;
 
+use super::bucket::{Bucket, Staging};
 use super::codec::{combine, SealedWriter, Sealing};
 use super::keys::KeyConfig;
 use super::manifest::{
@@ -24,6 +25,12 @@ use crate::db::{Client, DbError, Target};
 use crate::ident::{qualified, quote_literal};
 use crate::ledger::Ledger;
 
+/// The default size of a table's pieces: tables larger than this are copied as ctid ranges.
+pub const CHUNK_BYTES: u64 = 64 << 20;
+/// The default into a bucket: smaller pieces finish sooner, so more of the upload overlaps the
+/// backup (measured in bench/bucket.sh: 1.35x the local time with 64 MiB, 1.24x with 16 MiB).
+pub const BUCKET_CHUNK_BYTES: u64 = 16 << 20;
+
 /// What a backup run may change from the settings.
 #[derive(Debug, Clone)]
 pub struct BackupOptions {
@@ -33,13 +40,17 @@ pub struct BackupOptions {
     pub name: Option<String>,
     /// Parallel COPY sessions (default: the pool size, bounded by free connections).
     pub workers: Option<usize>,
-    /// Tables larger than this are split into ctid ranges of about this size.
-    pub chunk_bytes: u64,
+    /// Tables larger than this are split into ctid ranges of about this size. `None`:
+    /// [`CHUNK_BYTES`], or [`BUCKET_CHUNK_BYTES`] into a bucket.
+    pub chunk_bytes: Option<u64>,
     /// zstd level, 1–22 (from `BACKUP_COMPRESSION_LEVEL`, see [`crate::config::CompressionLevel`]).
     pub level: i32,
     /// zstd worker threads per file (0 = compress on the writing thread).
     pub zstd_threads: u32,
     pub keys: KeyConfig,
+    /// Told each data file's path as soon as the file is complete (the bucket upload streams
+    /// them while the backup still runs).
+    pub finished: Option<tokio::sync::mpsc::UnboundedSender<PathBuf>>,
 }
 
 impl BackupOptions {
@@ -48,12 +59,33 @@ impl BackupOptions {
             dir: settings.backup_dir.clone(),
             name: None,
             workers: None,
-            chunk_bytes: 64 << 20,
+            chunk_bytes: None,
             level: settings.backup_compression_level.zstd(),
             zstd_threads: 0,
             keys: KeyConfig::from_settings(settings),
+            finished: None,
         }
     }
+}
+
+/// Refuses a backup name that is not one directory name: empty, hidden, a path, or with control
+/// characters.
+pub(crate) fn check_name(name: &str) -> Result<(), BackupError> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name == "." || name == ".." || name.starts_with('.') {
+        "it starts with `.`"
+    } else if name.contains(['/', '\\']) {
+        "it is a path, not a name"
+    } else if name.chars().any(char::is_control) {
+        "it holds a control character (a newline, a tab, …)"
+    } else {
+        return Ok(());
+    };
+    Err(BackupError::BadName {
+        name: name.escape_debug().to_string(),
+        reason,
+    })
 }
 
 /// A backup directory that is removed when dropped unless [`PartialDir::keep`] was called.
@@ -63,18 +95,15 @@ pub(crate) struct PartialDir {
 
 impl PartialDir {
     pub(crate) fn create(parent: &Path, name: &str) -> Result<Self, BackupError> {
-        if name.is_empty()
-            || name.starts_with('.')
-            || name.contains(['/', '\\'])
-            || name.chars().any(char::is_control)
-        {
-            return Err(BackupError::Exists {
-                path: parent.join(name),
-            });
+        check_name(name)?;
+        if !parent.is_dir() {
+            super::private_dir_builder()
+                .recursive(true)
+                .create(parent)
+                .map_err(io_err(parent))?;
         }
-        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
         let path = parent.join(name);
-        match std::fs::create_dir(&path) {
+        match super::private_dir_builder().create(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(BackupError::Exists { path })
@@ -82,7 +111,9 @@ impl PartialDir {
             Err(e) => return Err(io_err(&path)(e)),
         }
         let data = path.join("data");
-        std::fs::create_dir(&data).map_err(io_err(&data))?;
+        super::private_dir_builder()
+            .create(&data)
+            .map_err(io_err(&data))?;
         Ok(PartialDir { path: Some(path) })
     }
 
@@ -113,6 +144,7 @@ pub(crate) struct Snapshot {
     pub sequences: Vec<SequenceValue>,
     pub ledger: Vec<LedgerEntry>,
     pub free_connections: i64,
+    pub source: super::manifest::SourceDb,
 }
 
 pub(crate) async fn open_snapshot(
@@ -138,6 +170,7 @@ pub(crate) async fn open_snapshot(
     let (server_version, server_version_num): (String, i32) = (row.get(0), row.get(1));
     let free_connections: i64 = row.get(2);
     pgtools::check_version("pg_dump", &server_version, server_version_num).await?;
+    let source = super::manifest::SourceDb::of(&leader).await?;
     leader
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await
@@ -181,6 +214,7 @@ pub(crate) async fn open_snapshot(
         sequences,
         ledger,
         free_connections,
+        source,
     })
 }
 
@@ -315,6 +349,7 @@ pub(crate) async fn run_jobs(
         let progress = progress.clone();
         let remaining = remaining.clone();
         let started = started.clone();
+        let finished = opts.finished.clone();
         set.spawn(async move {
             let client = target.connect().await?;
             client
@@ -339,6 +374,9 @@ pub(crate) async fn run_jobs(
                     &progress,
                 )
                 .await?;
+                if let Some(tx) = &finished {
+                    let _ = tx.send(dir.join(&entry.path));
+                }
                 if remaining[job.table].fetch_sub(1, Ordering::SeqCst) == 1 {
                     progress.table_done(&job.name);
                 }
@@ -448,8 +486,26 @@ pub(crate) fn extension(sealing: &Sealing) -> &'static str {
     }
 }
 
-/// Takes a full backup of the database `settings` point at. Returns the written manifest.
+/// Takes a full backup of the database `settings` point at into `opts.dir` (a directory or an
+/// `s3://` bucket prefix). Returns the written manifest.
 pub async fn full(
+    settings: &Settings,
+    opts: &BackupOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<Manifest, BackupError> {
+    match Bucket::open(&opts.dir)? {
+        Some(bucket) => {
+            to_bucket(&bucket, opts, Kind::Full, |local| async move {
+                full_local(settings, &local, progress).await
+            })
+            .await
+        }
+        None => full_local(settings, opts, progress).await,
+    }
+}
+
+/// [`full`] into a local directory.
+async fn full_local(
     settings: &Settings,
     opts: &BackupOptions,
     progress: Arc<dyn Progress>,
@@ -468,7 +524,13 @@ pub async fn full(
     let snap = open_snapshot(&target, settings).await?;
     let mut jobs = Vec::new();
     for (i, t) in snap.tables.iter().enumerate() {
-        jobs.extend(jobs_for(i, t, opts.chunk_bytes, None, ext));
+        jobs.extend(jobs_for(
+            i,
+            t,
+            opts.chunk_bytes.unwrap_or(CHUNK_BYTES),
+            None,
+            ext,
+        ));
     }
     let workers = worker_count(opts.workers, settings, snap.free_connections, jobs.len());
     tracing::info!(
@@ -518,10 +580,55 @@ pub async fn full(
         ledger: snap.ledger,
         base: None,
         since: None,
+        source: Some(snap.source),
         manifest_sha256: String::new(),
     };
     manifest.write(&dir)?;
     partial.keep();
+    Ok(manifest)
+}
+
+/// Takes a backup of `kind` for the bucket: `take` writes it into a staging directory (the
+/// options it gets name it there), then it is uploaded, manifest last.
+pub(crate) async fn to_bucket<F, Fut>(
+    bucket: &Bucket,
+    opts: &BackupOptions,
+    kind: Kind,
+    take: F,
+) -> Result<Manifest, BackupError>
+where
+    F: FnOnce(BackupOptions) -> Fut,
+    Fut: std::future::Future<Output = Result<Manifest, BackupError>>,
+{
+    let name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(kind, Utc::now()));
+    check_name(&name)?;
+    if bucket.has(&name).await? {
+        return Err(BackupError::Exists {
+            path: bucket.backup_path(&name),
+        });
+    }
+    let staging = Staging::new()?;
+    let dir = staging.path().join(&name);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut local = opts.clone();
+    local.dir = staging.path().to_path_buf();
+    local.name = Some(name.clone());
+    local.finished = Some(tx);
+    local.chunk_bytes = Some(opts.chunk_bytes.unwrap_or(BUCKET_CHUNK_BYTES));
+    // Data files go up while the backup runs (and leave staging once up); the rest and the
+    // manifest after it. A failure on either side stops both and deletes what was uploaded.
+    let taken = tokio::try_join!(take(local), bucket.upload_as_finished(&dir, &name, rx));
+    let manifest = match taken {
+        Ok((manifest, ())) => manifest,
+        Err(e) => {
+            let _ = bucket.delete(&name).await;
+            return Err(e);
+        }
+    };
+    bucket.upload(&dir, &name).await?;
     Ok(manifest)
 }
 

@@ -12,10 +12,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use super::bucket::Bucket;
 use super::catalog;
 use super::full::{
     assemble_tables, default_name, dump_schema, extension, jobs_for, open_snapshot, run_jobs,
-    worker_count, BackupOptions, PartialDir,
+    to_bucket, worker_count, BackupOptions, PartialDir, CHUNK_BYTES,
 };
 use super::manifest::{BaseRef, Kind, Manifest, TableMode, FORMAT_VERSION};
 use super::{BackupError, Progress};
@@ -63,7 +64,8 @@ impl Since {
 pub struct IncrementalOptions {
     pub backup: BackupOptions,
     pub since: Since,
-    /// The base's name (default: the newest valid full backup in `backup.dir`).
+    /// The base's name (default: the newest valid full backup of the same database in
+    /// `backup.dir`).
     pub base: Option<String>,
     /// `table` or `schema.table` → timestamp column.
     pub columns: HashMap<String, String>,
@@ -76,19 +78,46 @@ pub async fn incremental(
     progress: Arc<dyn Progress>,
 ) -> Result<Manifest, BackupError> {
     let bo = &opts.backup;
-    let base_dir = match &opts.base {
-        Some(name) => bo.dir.join(name),
+    let base_name = match &opts.base {
+        Some(name) => name.clone(),
         None => {
-            catalog::list(&bo.dir)?
-                .into_iter()
-                .rfind(|b| b.is_valid() && b.kind == Some(Kind::Full))
-                .ok_or_else(|| BackupError::NoBase {
-                    dir: bo.dir.clone(),
-                })?
-                .path
+            let client = Target::from_settings(settings)?.connect().await?;
+            let source = super::manifest::SourceDb::of(&client).await?;
+            catalog::latest(&bo.dir, Some(&source), Some(Kind::Full))
+                .await?
+                .name
         }
     };
-    let base = Manifest::read(&base_dir)?;
+    let Some(bucket) = Bucket::open(&bo.dir)? else {
+        return incremental_local(settings, opts, &base_name, progress).await;
+    };
+    // In a bucket: the base's manifest (all an incremental reads of it) goes to staging beside
+    // the new backup.
+    let from = &bucket;
+    to_bucket(&bucket, bo, Kind::Incremental, |mut local| async move {
+        // Files are not streamed up as they finish: a table found unchanged afterwards has its
+        // file deleted again. The whole backup goes up at the end.
+        local.finished = None;
+        from.download_manifest(&base_name, &local.dir).await?;
+        let opts = IncrementalOptions {
+            backup: local,
+            base: Some(base_name.clone()),
+            ..opts.clone()
+        };
+        incremental_local(settings, &opts, &base_name, progress).await
+    })
+    .await
+}
+
+/// [`incremental`] into a local directory, over the base `base_name` there.
+async fn incremental_local(
+    settings: &Settings,
+    opts: &IncrementalOptions,
+    base_name: &str,
+    progress: Arc<dyn Progress>,
+) -> Result<Manifest, BackupError> {
+    let bo = &opts.backup;
+    let base = Manifest::read(&bo.dir.join(base_name))?;
     if base.kind != Kind::Full {
         return Err(BackupError::BaseNotFull { name: base.name });
     }
@@ -164,7 +193,13 @@ pub async fn incremental(
         let key = primary_key(&snap.leader, &t.schema, &t.name).await?;
         match (in_base, filter, key.is_empty()) {
             (Some(_), Some((column, filter)), false) => {
-                jobs.extend(jobs_for(i, t, bo.chunk_bytes, Some(&filter), ext));
+                jobs.extend(jobs_for(
+                    i,
+                    t,
+                    bo.chunk_bytes.unwrap_or(CHUNK_BYTES),
+                    Some(&filter),
+                    ext,
+                ));
                 let n: i64 = snap
                     .leader
                     .query_one(
@@ -181,7 +216,13 @@ pub async fn incremental(
                 modes.push(TableMode::Changed { column, key, since });
             }
             (in_base, _, _) => {
-                jobs.extend(jobs_for(i, t, bo.chunk_bytes, None, ext));
+                jobs.extend(jobs_for(
+                    i,
+                    t,
+                    bo.chunk_bytes.unwrap_or(CHUNK_BYTES),
+                    None,
+                    ext,
+                ));
                 if in_base.is_some() {
                     hash_checked.push(i);
                 }
@@ -253,6 +294,7 @@ pub async fn incremental(
             manifest_sha256: base.manifest_sha256.clone(),
         }),
         since: Some(since),
+        source: Some(snap.source.clone()),
         manifest_sha256: String::new(),
     };
     manifest.write(&dir)?;

@@ -118,6 +118,62 @@ pub struct EncryptionInfo {
     pub passphrase_key_file: Option<String>,
 }
 
+/// The database a backup was taken of: `latest`, incremental bases and retention keep to one
+/// source, and a restore over another database's data must be asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceDb {
+    /// The cluster's `pg_control_system().system_identifier`; `None` when the role may not read
+    /// it (then the name alone identifies the database).
+    pub system_identifier: Option<String>,
+    pub name: String,
+    pub oid: u32,
+}
+
+impl SourceDb {
+    /// Reads the identity of the database `client` is connected to.
+    pub async fn of(client: &crate::db::Client) -> Result<SourceDb, crate::db::DbError> {
+        let row = client
+            .query_one(
+                "SELECT current_database()::text, (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .await
+            .map_err(|e| crate::db::DbError::query("reading the database's identity", e))?;
+        // pg_control_system() is for superusers and pg_monitor members only: best effort.
+        let system_identifier = client
+            .query_one(
+                "SELECT system_identifier::text FROM pg_control_system()",
+                &[],
+            )
+            .await
+            .ok()
+            .map(|r| r.get(0));
+        Ok(SourceDb {
+            system_identifier,
+            name: row.get(0),
+            oid: row.get(1),
+        })
+    }
+
+    /// The same database: the same name on the same cluster (when both clusters are known).
+    pub fn same_as(&self, other: &SourceDb) -> bool {
+        self.name == other.name
+            && match (&self.system_identifier, &other.system_identifier) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
+impl std::fmt::Display for SourceDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.system_identifier {
+            Some(id) => write!(f, "database {} of cluster {id}", self.name),
+            None => write!(f, "database {}", self.name),
+        }
+    }
+}
+
 /// The base an incremental backup builds on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BaseRef {
@@ -150,6 +206,9 @@ pub struct Manifest {
     pub base: Option<BaseRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<Utc>>,
+    /// Which database this is a backup of (`None` in backups of pgkeel before 2026-12-03).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceDb>,
     /// SHA-256 of this document with this field empty.
     pub manifest_sha256: String,
 }
@@ -200,7 +259,8 @@ impl Manifest {
         let tmp = dir.join(".manifest.json.tmp");
         let text = serde_json::to_vec_pretty(self).expect("a manifest always serializes");
         {
-            let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+            let _ = std::fs::remove_file(&tmp); // a leftover of an interrupted write
+            let mut f = super::private_file(&tmp).map_err(io_err(&tmp))?;
             f.write_all(&text).map_err(io_err(&tmp))?;
             f.sync_all().map_err(io_err(&tmp))?;
         }
@@ -224,23 +284,29 @@ impl Manifest {
             }
             Err(e) => return Err(io_err(&path)(e)),
         };
+        Manifest::parse(&text, &path)
+    }
+
+    /// Parses and checks a manifest's bytes (format version and its own hash); `path` names it
+    /// in errors.
+    pub fn parse(text: &[u8], path: &Path) -> Result<Self, BackupError> {
         #[derive(Deserialize)]
         struct Version {
             format_version: u32,
         }
         let bad = |reason: String| BackupError::BadManifest {
-            path: path.clone(),
+            path: path.to_path_buf(),
             reason,
         };
-        let v: Version = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+        let v: Version = serde_json::from_slice(text).map_err(|e| bad(e.to_string()))?;
         if v.format_version > FORMAT_VERSION {
             return Err(BackupError::UnsupportedFormat {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 found: v.format_version,
                 supported: FORMAT_VERSION,
             });
         }
-        let m: Manifest = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+        let m: Manifest = serde_json::from_slice(text).map_err(|e| bad(e.to_string()))?;
         let want = m.digest();
         if want != m.manifest_sha256 {
             return Err(bad(format!(

@@ -9,10 +9,12 @@
 //! sequences and post-data; [`verify`] re-reads everything; [`catalog`] lists backups and
 //! [`retention`] decides what cleanup may delete; [`incremental`] stores only what changed since
 //! a base backup. [`keys`] turns the encryption settings into age recipients and identities.
-//! [`verified`] takes and verifies the backup a production change relies on.
+//! [`verified`] takes and verifies the backup a production change relies on. [`bucket`] keeps
+//! backups in an S3-compatible bucket (`s3://bucket/prefix` wherever a directory is taken).
 //!
 //! This module must not print: progress goes through [`Progress`], results are returned.
 
+pub mod bucket;
 pub mod catalog;
 pub mod codec;
 pub mod full;
@@ -28,11 +30,11 @@ pub mod verify;
 
 use std::path::PathBuf;
 
-pub use catalog::{list, BackupStatus, BackupSummary};
+pub use catalog::{latest, list, BackupStatus, BackupSummary};
 pub use full::{full, BackupOptions};
 pub use incremental::{incremental, IncrementalOptions, Since};
 pub use keys::KeyConfig;
-pub use manifest::{Kind, Manifest};
+pub use manifest::{Kind, Manifest, SourceDb};
 pub use restore::{restore, RestoreOptions, RestoreSummary};
 pub use retention::{cleanup, CleanupPlan};
 pub use verified::{full_verified, VerifiedBackup};
@@ -90,6 +92,18 @@ pub enum BackupError {
     },
     #[error("backup {} already exists: choose another --name or delete it", path.display())]
     Exists { path: PathBuf },
+    #[error("`{name}` is not a backup name: {reason}; use letters, digits, `-`, `_` and `.` (not first)")]
+    BadName { name: String, reason: &'static str },
+    #[error("{url} is not a bucket location: {reason}")]
+    BadBucketUrl { url: String, reason: String },
+    #[error("{url}: {doing} failed: {reason}\ncheck AWS_ENDPOINT_URL, AWS_REGION and the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), that the bucket exists, and AWS_ALLOW_HTTP=true for a plain-http server")]
+    Bucket {
+        url: String,
+        doing: String,
+        reason: String,
+    },
+    #[error("no backup {name} in {url}: see `pgkeel backup list --dir {url}`")]
+    NotInBucket { url: String, name: String },
     #[error("{} is not a pgkeel backup (no manifest.json): it is incomplete (interrupted or still running) or not a backup directory", path.display())]
     NoManifest { path: PathBuf },
     #[error("manifest {} is damaged: {reason}; this backup cannot be trusted, use another one", path.display())]
@@ -132,44 +146,60 @@ pub enum BackupError {
     BaseNotFull { name: String },
     #[error("the backup {} was written but does not verify: {problems}; check the disk and the backup directory, then take a new one", path.display())]
     NotVerified { path: PathBuf, problems: String },
+    #[error("backup {backup} is damaged, so nothing was written to the target: {problems}; restore another backup (`pgkeel backup list`), or pass --no-verify to restore what is readable (dangerous: the target may end up half-restored)")]
+    DamagedBeforeRestore { backup: String, problems: String },
+    #[error("{source}\nthe target {target} was emptied by --clean before this failure and now holds only part of the backup: restore a backup that verifies (`pgkeel backup verify NAME`) into it again")]
+    FailedAfterClean {
+        target: String,
+        source: Box<BackupError>,
+    },
+    #[error("{} holds backups of {}: `latest` cannot tell which is meant while the database is unreachable; name the backup (`pgkeel backup list`)", dir.display(), sources.join(" and "))]
+    SeveralSources { dir: PathBuf, sources: Vec<String> },
+    #[error("backup {backup} is of {source_db}, not of {target_db}, whose data --clean would replace: check that this is the backup you mean, then pass --from-other-database")]
+    OtherDatabase {
+        backup: String,
+        source_db: String,
+        target_db: String,
+    },
+    #[error("{source}\nthe backup was restored completely into database {restored}, but it could not be swapped in for {target}, which is unchanged: rename them yourself (ALTER DATABASE … RENAME, with no sessions connected), or drop {restored}")]
+    SwapFailed {
+        target: String,
+        restored: String,
+        source: Box<BackupError>,
+    },
     #[error("the backup was interrupted")]
     Interrupted,
     #[error("a backup worker stopped unexpectedly: {reason}")]
     Worker { reason: String },
 }
 
-impl BackupError {
-    /// True when the command line or configuration is wrong (nothing was tried).
-    pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            BackupError::Exists { .. }
-                | BackupError::BadRecipient { .. }
-                | BackupError::BadIdentityFile { .. }
-                | BackupError::TargetNotEmpty { .. }
-                | BackupError::UnknownTable { .. }
-                | BackupError::NoBase { .. }
-                | BackupError::BadSince { .. }
-                | BackupError::BadChangeColumn { .. }
-                | BackupError::BaseNotFull { .. }
-                | BackupError::KeysNeeded { .. }
-                | BackupError::ToolTooOld { .. }
-                | BackupError::ToolMissing { .. }
-        )
-    }
+/// Creates `path` (which must not exist) readable and writable by its owner only (`0600`):
+/// backup files hold table data.
+pub(crate) fn private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::File::options();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+}
 
-    /// True when a backup's files are damaged or cannot be opened with the given keys.
-    pub fn is_integrity(&self) -> bool {
-        matches!(
-            self,
-            BackupError::NoManifest { .. }
-                | BackupError::BadManifest { .. }
-                | BackupError::Corrupt { .. }
-                | BackupError::NotVerified { .. }
-                | BackupError::WrongKey { .. }
-                | BackupError::MissingBase { .. }
-        )
+/// Where backups given as `dir` live, seen from `cwd`: a relative directory is taken from `cwd`,
+/// an absolute one and an `s3://` bucket as they are.
+pub fn locate(dir: &std::path::Path, cwd: &std::path::Path) -> PathBuf {
+    if dir.is_absolute() || bucket::is_bucket(dir) {
+        dir.to_path_buf()
+    } else {
+        cwd.join(dir)
     }
+}
+
+/// A directory builder for backup directories: owner only (`0700`).
+pub(crate) fn private_dir_builder() -> std::fs::DirBuilder {
+    #[allow(unused_mut)]
+    let mut b = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b
 }
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> BackupError {
@@ -187,7 +217,16 @@ impl crate::outcome::Classify for BackupError {
                 k => k,
             },
             BackupError::Interrupted => K::Interrupted,
+            BackupError::SwapFailed { source, .. } => {
+                crate::outcome::Classify::kind(source.as_ref())
+            }
+            BackupError::FailedAfterClean { source, .. } => {
+                crate::outcome::Classify::kind(source.as_ref())
+            }
             BackupError::Exists { .. }
+            | BackupError::BadName { .. }
+            | BackupError::BadBucketUrl { .. }
+            | BackupError::NotInBucket { .. }
             | BackupError::BadRecipient { .. }
             | BackupError::BadIdentityFile { .. }
             | BackupError::TargetNotEmpty { .. }
@@ -199,13 +238,17 @@ impl crate::outcome::Classify for BackupError {
             | BackupError::KeysNeeded { .. }
             | BackupError::ToolTooOld { .. }
             | BackupError::ToolMissing { .. }
+            | BackupError::SeveralSources { .. }
+            | BackupError::OtherDatabase { .. }
             | BackupError::UnsupportedFormat { .. } => K::Usage,
             BackupError::NoManifest { .. }
             | BackupError::BadManifest { .. }
             | BackupError::Corrupt { .. }
+            | BackupError::DamagedBeforeRestore { .. }
             | BackupError::WrongKey { .. }
             | BackupError::MissingBase { .. } => K::Findings,
             BackupError::Io { .. }
+            | BackupError::Bucket { .. }
             | BackupError::ToolFailed { .. }
             | BackupError::Encrypt { .. }
             | BackupError::NotVerified { .. }

@@ -3,6 +3,7 @@
 //! constraints, triggers) with `pg_restore --jobs`, so indexes are built once, after the data.
 //! An incremental backup restores its base's files for the tables it did not store, then
 //! applies its changed rows by primary key. A non-empty target is refused unless `clean` is set.
+//! Every file's size and SHA-256 is checked before the target is touched.
 //! Defaults fit managed hosts: no owners, no ACLs, no event triggers.
 
 use std::collections::VecDeque;
@@ -34,6 +35,16 @@ pub struct RestoreOptions {
     pub workers: usize,
     pub filter: SchemaFilter,
     pub keys: KeyConfig,
+    /// Check every file's size and SHA-256 (and the manifest's hash) before anything is
+    /// written to the target, so a damaged backup never touches it. `false` only with
+    /// `--no-verify`, or for a scratch database.
+    pub verify: bool,
+    /// Allow `clean` to replace a database's data with a backup of another database
+    /// (`--from-other-database`).
+    pub from_other_database: bool,
+    /// Where the restored database keeps pgkeel's audit table: the restore is recorded there
+    /// when it has one.
+    pub audit: Option<crate::ledger::Ledger>,
 }
 
 /// What a restore did.
@@ -49,6 +60,10 @@ pub struct RestoreSummary {
     pub sequences: usize,
     pub raw_bytes: u64,
     pub duration_ms: u64,
+    /// A whole `--clean` restore over a non-empty database went into a fresh database that was
+    /// then swapped in: the previous database, kept under this name (drop it once satisfied).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<String>,
 }
 
 /// A backup opened for reading: its manifest, directory and keys.
@@ -103,12 +118,205 @@ fn copy_in_sql(t: &TableEntry, into: &str) -> String {
     format!("COPY {into} ({}) FROM STDIN", column_list(&t.columns))
 }
 
-/// Restores the backup in `dir` into `target`.
+/// Restores the backup in `dir` (a directory, or `s3://bucket/prefix/NAME`) into `target`. Verifies it first (unless told not to): a
+/// damaged backup fails with the target untouched; a failure after `--clean` emptied the
+/// target says so.
 pub async fn restore(
     dir: &Path,
     target: &Target,
     opts: &RestoreOptions,
     progress: Arc<dyn Progress>,
+) -> Result<RestoreSummary, BackupError> {
+    // From a bucket: downloaded (with its base) into staging, then verified like any backup.
+    let fetched = super::bucket::fetch(dir).await?;
+    let dir = fetched.as_ref().map_or(dir, |f| f.path());
+    if opts.verify {
+        verify_chain(&open_chain(dir, &opts.keys)?, &progress).await?;
+    }
+    let opts = &RestoreOptions {
+        verify: false,
+        ..opts.clone()
+    };
+    let mut swap = false;
+    if opts.clean && opts.tables.is_empty() {
+        let client = target.connect().await?;
+        swap = user_objects(&client).await? > 0 && may_create_databases(&client).await?;
+    }
+    let summary = if swap {
+        restore_by_swap(dir, target, opts, progress).await?
+    } else {
+        let mut cleaned = false;
+        restore_into(dir, target, opts, progress, &mut cleaned)
+            .await
+            .map_err(|source| match cleaned {
+                true => BackupError::FailedAfterClean {
+                    target: target.to_string(),
+                    source: Box::new(source),
+                },
+                false => source,
+            })?
+    };
+    if let Some(ledger) = &opts.audit {
+        let detail = serde_json::json!({
+            "backup": summary.backup,
+            "chain": summary.chain,
+            "tables": summary.tables,
+            "rows": summary.rows,
+            "replaced": summary.replaced,
+            "clean": opts.clean,
+        });
+        let client = target.connect().await?;
+        ledger
+            .audit_if_present(&client, "restore", "restored", &detail)
+            .await?;
+    }
+    Ok(summary)
+}
+
+/// Checks the stored size and SHA-256 of every file of the chain (the manifests' hashes were
+/// checked when they were read) before the target is touched: a flipped byte or a missing file
+/// must cost nothing.
+async fn verify_chain(chain: &[Opened], progress: &Arc<dyn Progress>) -> Result<(), BackupError> {
+    progress.phase("verify");
+    for o in chain {
+        let (dir, manifest) = (o.dir.clone(), o.manifest.clone());
+        let problems =
+            tokio::task::spawn_blocking(move || super::verify::verify_stored(&dir, &manifest))
+                .await
+                .map_err(|e| BackupError::Worker {
+                    reason: e.to_string(),
+                })?;
+        if !problems.is_empty() {
+            return Err(BackupError::DamagedBeforeRestore {
+                backup: o.manifest.name.clone(),
+                problems: problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.subject, p.problem))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses to replace the data of the database `client` is connected to with a backup of
+/// another database ([`BackupError::OtherDatabase`]); a backup that names no source passes.
+async fn check_source(m: &Manifest, client: &Client) -> Result<(), BackupError> {
+    let Some(source) = &m.source else {
+        return Ok(());
+    };
+    let here = super::manifest::SourceDb::of(client).await?;
+    if source.same_as(&here) {
+        return Ok(());
+    }
+    Err(BackupError::OtherDatabase {
+        backup: m.name.clone(),
+        source_db: source.to_string(),
+        target_db: here.to_string(),
+    })
+}
+
+/// Whether the restoring role may `CREATE DATABASE` (superuser or CREATEDB).
+async fn may_create_databases(client: &Client) -> Result<bool, DbError> {
+    client
+        .query_one(
+            "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| DbError::query("checking whether the role may create databases", e))
+}
+
+/// A whole `--clean` restore over a database with data in it: the backup goes into a fresh
+/// database beside it, and only once that succeeded are the names swapped (in one transaction,
+/// from the server's `postgres` database, after disconnecting the target's sessions). A failure
+/// before the swap drops the fresh database and leaves the target exactly as it was.
+async fn restore_by_swap(
+    dir: &Path,
+    target: &Target,
+    opts: &RestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreSummary, BackupError> {
+    let name = target.dbname().to_owned();
+    // The source check runs against the target itself, before anything is created.
+    if !opts.from_other_database {
+        check_source(&Manifest::read(dir)?, &target.connect().await?).await?;
+    }
+    let fresh =
+        crate::db::ScratchDatabase::create(target, &format!("{name}_pgkeel_restore")).await?;
+    let inner = RestoreOptions {
+        clean: false,
+        from_other_database: true,
+        ..opts.clone()
+    };
+    let mut cleaned = false;
+    let mut summary =
+        match restore_into(dir, fresh.target(), &inner, progress.clone(), &mut cleaned).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = fresh.drop_now().await;
+                return Err(e);
+            }
+        };
+    progress.phase("swap");
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let mut replaced = format!("{name}_pgkeel_replaced_{stamp}");
+    replaced.truncate(63);
+    let new_name = fresh.keep();
+    let admin = target.with_dbname("postgres");
+    let swap = async {
+        let c = admin.connect().await?;
+        let (t, n, r) = (quote_ident(&name), quote_ident(&new_name), quote_ident(&replaced));
+        let mut last = None;
+        for _ in 0..5 {
+            // Sessions reconnecting between the two steps make the rename fail (55006): again.
+            let _ = c
+                .query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                      WHERE datname = ANY($1) AND pid <> pg_backend_pid()",
+                    &[&vec![name.clone(), new_name.clone()]],
+                )
+                .await;
+            match c
+                .batch_execute(&format!(
+                    "BEGIN; ALTER DATABASE {t} RENAME TO {r}; ALTER DATABASE {n} RENAME TO {t}; COMMIT;"
+                ))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let _ = c.batch_execute("ROLLBACK").await;
+                    last = Some(e);
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        }
+        Err(DbError::query(
+            format!("swapping the restored database {new_name} in for {name}"),
+            last.expect("five tries failed"),
+        ))
+    }
+    .await;
+    if let Err(e) = swap {
+        return Err(BackupError::SwapFailed {
+            target: name,
+            restored: new_name,
+            source: Box::new(e.into()),
+        });
+    }
+    summary.target = target.to_string();
+    summary.replaced = Some(replaced);
+    Ok(summary)
+}
+
+async fn restore_into(
+    dir: &Path,
+    target: &Target,
+    opts: &RestoreOptions,
+    progress: Arc<dyn Progress>,
+    cleaned: &mut bool,
 ) -> Result<RestoreSummary, BackupError> {
     let started = Instant::now();
     let chain = open_chain(dir, &opts.keys)?;
@@ -141,11 +349,15 @@ pub async fn restore(
         out
     };
     let whole = opts.tables.is_empty();
+    if opts.clean && !opts.from_other_database {
+        check_source(m, &client).await?;
+    }
 
     let schema_file = if whole {
         if opts.clean {
             progress.phase("clean");
             clean_database(&client).await?;
+            *cleaned = true;
         } else {
             let objects = user_objects(&client).await?;
             if objects > 0 {
@@ -285,6 +497,7 @@ pub async fn restore(
         sequences,
         raw_bytes,
         duration_ms: started.elapsed().as_millis() as u64,
+        replaced: None,
     })
 }
 

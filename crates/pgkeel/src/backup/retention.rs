@@ -8,6 +8,7 @@ use std::path::Path;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
+use super::bucket::Bucket;
 use super::catalog::{list, BackupStatus, BackupSummary};
 use super::manifest::Kind;
 use super::{io_err, BackupError};
@@ -31,11 +32,23 @@ pub struct CleanupPlan {
 /// Decides for every backup in `backups` (as [`list`] returns them).
 pub fn plan(backups: &[BackupSummary], now: DateTime<Utc>, retention_days: u32) -> Vec<Decision> {
     let cutoff = now - Duration::days(i64::from(retention_days));
-    let newest_full = backups
+    // The newest valid full backup of each database (backups that do not name theirs count as
+    // one database).
+    let mut newest_full: std::collections::HashMap<String, (Option<DateTime<Utc>>, String)> =
+        std::collections::HashMap::new();
+    for b in backups
         .iter()
         .filter(|b| b.is_valid() && b.kind == Some(Kind::Full))
-        .max_by_key(|b| b.created_at)
-        .map(|b| b.name.clone());
+    {
+        let key = b.source.as_ref().map(|s| s.to_string()).unwrap_or_default();
+        let newer = newest_full
+            .get(&key)
+            .is_none_or(|(at, _)| b.created_at >= *at);
+        if newer {
+            newest_full.insert(key, (b.created_at, b.name.clone()));
+        }
+    }
+    let is_newest_full = |b: &BackupSummary| newest_full.values().any(|(_, n)| *n == b.name);
     let old = |b: &BackupSummary| b.created_at.is_some_and(|t| t < cutoff);
     // Bases of incrementals that are kept.
     let kept_bases: Vec<String> = backups
@@ -46,8 +59,11 @@ pub fn plan(backups: &[BackupSummary], now: DateTime<Utc>, retention_days: u32) 
     backups
         .iter()
         .map(|b| {
-            let (delete, reason) = if Some(&b.name) == newest_full.as_ref() {
-                (false, "newest valid full backup: always kept".to_string())
+            let (delete, reason) = if is_newest_full(b) {
+                (
+                    false,
+                    "newest valid full backup of its database: always kept".to_string(),
+                )
             } else if kept_bases.contains(&b.name) {
                 (false, "base of an incremental that is kept".to_string())
             } else if let BackupStatus::Damaged(why) = &b.status {
@@ -67,21 +83,28 @@ pub fn plan(backups: &[BackupSummary], now: DateTime<Utc>, retention_days: u32) 
         .collect()
 }
 
-/// Deletes (unless `dry_run`) what [`plan`] says in `dir`.
-pub fn cleanup(
+/// Deletes (unless `dry_run`) what [`plan`] says in `dir` (a local directory or a bucket).
+pub async fn cleanup(
     dir: &Path,
     retention_days: u32,
     dry_run: bool,
     now: DateTime<Utc>,
 ) -> Result<CleanupPlan, BackupError> {
-    let backups = list(dir)?;
+    let bucket = Bucket::open(dir)?;
+    let backups = list(dir).await?;
     let decisions = plan(&backups, now, retention_days);
     let mut freed = 0;
     for d in decisions.iter().filter(|d| d.delete) {
         freed += d.stored_bytes;
-        if !dry_run {
-            let p = dir.join(&d.name);
-            std::fs::remove_dir_all(&p).map_err(io_err(&p))?;
+        if dry_run {
+            continue;
+        }
+        match &bucket {
+            Some(b) => b.delete(&d.name).await?,
+            None => {
+                let p = dir.join(&d.name);
+                std::fs::remove_dir_all(&p).map_err(io_err(&p))?;
+            }
         }
     }
     Ok(CleanupPlan {
@@ -95,6 +118,7 @@ pub fn cleanup(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::manifest::SourceDb;
 
     fn b(
         name: &str,
@@ -114,7 +138,29 @@ mod tests {
             tables: 1,
             encrypted: false,
             base: base.map(str::to_string),
+            source: None,
         }
+    }
+
+    fn of(mut b: BackupSummary, db: &str) -> BackupSummary {
+        b.source = Some(SourceDb {
+            system_identifier: Some("7300000000000000001".into()),
+            name: db.into(),
+            oid: 16384,
+        });
+        b
+    }
+
+    /// The newest valid full backup used to be kept across databases: a staging backup taken
+    /// after production's let production's only full backup expire.
+    #[test]
+    fn the_newest_full_of_each_database_is_kept() {
+        let now = Utc::now();
+        let all = vec![
+            of(b("prod-full", 40, Kind::Full, None, now), "prod"),
+            of(b("staging-full", 35, Kind::Full, None, now), "staging"),
+        ];
+        assert!(plan(&all, now, 30).iter().all(|d| !d.delete));
     }
 
     #[test]

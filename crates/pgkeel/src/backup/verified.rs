@@ -68,7 +68,9 @@ pub async fn full_verified(
         };
         verify(&path, &verify_opts, Arc::new(Quiet)).await?.problems
     } else {
-        super::verify::verify_stored(&path, &manifest)
+        let fetched = super::bucket::fetch(&path).await?;
+        let local = fetched.as_ref().map_or(path.as_path(), |f| f.path());
+        super::verify::verify_stored(local, &manifest)
     };
     if !problems.is_empty() {
         let first: Vec<String> = problems

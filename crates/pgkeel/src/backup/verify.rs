@@ -59,6 +59,8 @@ pub async fn verify(
     opts: &VerifyOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<VerifyReport, BackupError> {
+    let fetched = super::bucket::fetch(dir).await?;
+    let dir = fetched.as_ref().map_or(dir, |f| f.path());
     let chain = open_chain(dir, &opts.keys)?;
     let top = chain.last().expect("chain has the backup itself");
     let m = top.manifest.clone();
@@ -234,6 +236,10 @@ async fn restore_and_compare(
         workers: opts.workers,
         filter: SchemaFilter::default(),
         keys: opts.keys.clone(),
+        // The files were just checked, and the target is a scratch database.
+        verify: false,
+        from_other_database: true,
+        audit: None,
     };
     restore(dir, target, &ropts, progress).await?;
     let client = target.connect().await?;

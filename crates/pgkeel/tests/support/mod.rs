@@ -128,3 +128,20 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Runs a real tool (drizzle-kit, dbmate, sqlx, ...); panics with its output when it fails.
+/// Returns its stdout and stderr.
+pub fn run_tool(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().expect("running the tool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{text}",
+        out.status
+    );
+    text
+}
