@@ -123,3 +123,9 @@ pub struct FleetOpts {
     #[arg(long)]
     pub no_report: bool,
 }
+
+/// `--env` / `PGKEEL_ENV` for every command that takes it: one parser, so `prod`, `PRODUCTION`
+/// and a typo mean the same everywhere (the typo is refused before anything runs).
+pub fn parse_environment(s: &str) -> Result<pgkeel::ops::environment::Environment, String> {
+    s.parse()
+}

@@ -195,3 +195,58 @@ async fn production_migrate_backs_up_before_retrying_a_failed_migration() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_is_one_enum_typos_and_empty_values_are_refused_before_anything_runs() {
+    let db = TestDb::new("cli_env_enum").await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("migrations")).unwrap();
+    std::fs::write(
+        tmp.path().join("migrations/0001_init.sql"),
+        "CREATE TABLE t (id int);\n",
+    )
+    .unwrap();
+    let c = db.client().await;
+    let created = || async {
+        c.query_opt("SELECT 1 FROM pg_class WHERE relname = 't'", &[])
+            .await
+            .unwrap()
+            .is_some()
+    };
+    // A typo, an empty PGKEEL_ENV, a made-up name: refused, exit 2, nothing migrated.
+    for (flag, env) in [
+        (Some("prodution"), None),
+        (None, Some("")),
+        (None, Some("qa")),
+    ] {
+        let mut cmd = pgkeel(tmp.path());
+        cmd.env("DATABASE_URL", &db.url).arg("migrate");
+        if let Some(f) = flag {
+            cmd.args(["--env", f]);
+        }
+        if let Some(e) = env {
+            cmd.env("PGKEEL_ENV", e);
+        }
+        let out = cmd.assert().code(2).get_output().clone();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains("production, staging or development"),
+            "{text}"
+        );
+        assert!(!created().await, "{flag:?} {env:?} migrated");
+    }
+    // `PRODUCTION` and `prod` are production: the backup comes first.
+    pgkeel(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .env("PGKEEL_ENV", "PRODUCTION")
+        .arg("migrate")
+        .assert()
+        .success();
+    assert!(created().await);
+    let names: Vec<String> = std::fs::read_dir(tmp.path().join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with("pre-migrate-"), "{names:?}");
+}

@@ -589,3 +589,57 @@ async fn a_backup_name_taken_in_the_same_second_gets_a_suffix() {
     let name = doc["backup"]["name"].as_str().unwrap();
     assert!(name.ends_with("-2"), "{name}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_after_a_failed_deploy_retries_the_failed_migration_after_its_backup() {
+    let db = TestDb::new("cli_deploy_retry").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("migrations");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("0001_users.sql"), "CREATE TABLE users (id int);\n").unwrap();
+    std::fs::write(
+        dir.join("0002_broken.sql"),
+        "CREATE TABLE tags (id int);\nSELECT 1 / 0;\n",
+    )
+    .unwrap();
+    pgkeel(tmp.path(), &db.url)
+        .args(["deploy", "--env", "production", "--no-report"])
+        .assert()
+        .code(4);
+    // The file is fixed; with --no-retry-failed the failed row still stops the deploy.
+    std::fs::write(dir.join("0002_broken.sql"), "CREATE TABLE tags (id int);\n").unwrap();
+    let out = pgkeel(tmp.path(), &db.url)
+        .args([
+            "deploy",
+            "--env",
+            "production",
+            "--no-report",
+            "--no-retry-failed",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("check-migrations"), "{text}");
+    assert!(!table_exists(&db, "tags").await);
+    // By default the next deploy retries it, backing up first.
+    let out = pgkeel(tmp.path(), &db.url)
+        .args([
+            "deploy",
+            "--env",
+            "production",
+            "--format",
+            "json",
+            "--no-report",
+        ])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let report = json(&out.stdout);
+    assert_eq!(report["applied"], serde_json::json!(["0002_broken"]));
+    assert_eq!(step(&report, "check-migrations")["status"], "warning");
+    assert_eq!(step(&report, "backup")["status"], "ok", "{report}");
+    assert!(table_exists(&db, "tags").await);
+}

@@ -115,6 +115,20 @@ async fn long_query_idle_transaction_and_lock_wait_each_alert_as_warning() {
         "{:#?}",
         calm.alerts
     );
+    // …but what is there is reported, with its age: the waiting session is a lock wait and the
+    // holder is idle in a transaction, below the thresholds or not.
+    let calm_perf = calm.performance.as_ref().unwrap();
+    assert!(
+        calm_perf
+            .lock_waits
+            .iter()
+            .any(|w| w.blocked.pid == waiter_pid && w.waiting_seconds >= 0.0),
+        "{calm_perf:#?}"
+    );
+    assert!(calm_perf
+        .idle_in_transaction
+        .iter()
+        .any(|s| s.pid == holder_pid && s.state_seconds.is_some()));
 
     setup
         .execute(

@@ -230,7 +230,55 @@ async fn metrics_pass_promtool_and_are_collected_once_per_interval() {
     );
     assert!(out.status.success(), "promtool: {said}\n{body}");
     assert!(said.trim().is_empty(), "promtool lint: {said}");
+
+    // The shipped alerting rules and Grafana dashboard parse, and name only metrics that exist.
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    let rules = docs.join("prometheus/pgkeel-rules.yml");
+    let out = tokio::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dashboard = std::fs::read_to_string(docs.join("grafana/pgkeel-dashboard.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&dashboard).expect("the dashboard is JSON");
+    let known: Vec<&str> = families
+        .iter()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    for text in [std::fs::read_to_string(&rules).unwrap(), dashboard] {
+        for name in metric_names(&text) {
+            assert!(
+                known.contains(&name.as_str()),
+                "{name} is not a metric of /metrics"
+            );
+        }
+    }
     srv.stop().await;
+}
+
+/// The `pgkeel_*` metric names a rules file or dashboard uses.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("pgkeel_") {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        // Not a metric: the rules group and the dashboard's uid.
+        if name != "pgkeel_" && !out.contains(&name) {
+            out.push(name.clone());
+        }
+        rest = &rest[i + name.len().max(1)..];
+    }
+    out
 }
 
 #[tokio::test]

@@ -40,7 +40,7 @@ Examples:
 pub struct DeployArgs {
     /// production: full verified backup first, lint errors stop the deploy. staging and
     /// development: no backup unless --backup, lint findings are reported only.
-    #[arg(long = "env", env = "PGKEEL_ENV", value_name = "ENV", value_parser = parse_env)]
+    #[arg(long = "env", env = "PGKEEL_ENV", value_name = "ENV", value_parser = crate::args::parse_environment)]
     environment: Environment,
     /// Go on when the schema drifted from the migrations folder before migrating (the drift is
     /// still reported).
@@ -52,6 +52,11 @@ pub struct DeployArgs {
     /// Skip the pre-deploy backup, also in production (e.g. the host takes snapshots).
     #[arg(long)]
     no_backup: bool,
+    /// Stop at check-migrations when a migration is recorded failed (a failed or interrupted
+    /// earlier deploy) instead of retrying it. By default it is retried: after the backup in
+    /// production, resuming where it stopped when its file is unchanged.
+    #[arg(long)]
+    no_retry_failed: bool,
     /// Directory or s3://BUCKET/PREFIX for the pre-deploy backup (default: PGKEEL_BACKUP_DIR /
     /// backup.dir).
     #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
@@ -93,10 +98,6 @@ pub struct DeployArgs {
     fleet: FleetOpts,
 }
 
-fn parse_env(s: &str) -> Result<Environment, String> {
-    s.parse()
-}
-
 pub async fn run(mut ctx: Ctx, args: DeployArgs) -> anyhow::Result<i32> {
     ctx.with_safety(&args.safety)?;
     let set = ctx.load_set()?;
@@ -108,6 +109,7 @@ pub async fn run(mut ctx: Ctx, args: DeployArgs) -> anyhow::Result<i32> {
     if args.no_backup {
         opts.backup = false;
     }
+    opts.retry_failed = !args.no_retry_failed;
     if let Some(d) = &args.backup_dir {
         opts.backup_options.dir = d.clone();
     }
@@ -140,6 +142,9 @@ pub async fn run(mut ctx: Ctx, args: DeployArgs) -> anyhow::Result<i32> {
             })?;
     }
     opts.migrate.target = args.target;
+    if let Some(why) = opts.refusal() {
+        anyhow::bail!(why);
+    }
     if args.fleet.targets.is_some() {
         return run_fleet(ctx, &args.fleet, opts, set).await;
     }

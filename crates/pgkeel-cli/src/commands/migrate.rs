@@ -29,10 +29,12 @@ pub struct MigrateArgs {
     single_transaction: bool,
     #[command(flatten)]
     safety: SafetyOpts,
-    /// Deployment environment. `production` takes a full backup (into the backup directory)
-    /// before applying anything and refuses to migrate if the backup fails.
-    #[arg(long = "env", env = "PGKEEL_ENV", value_name = "ENV")]
-    environment: Option<String>,
+    /// Deployment environment: production, staging or development (prod, stage, dev; any
+    /// case). production takes a verified full backup (into the backup directory or bucket)
+    /// before applying anything pending, failed or rolled back, and migrates nothing if it
+    /// fails. Anything else is refused.
+    #[arg(long = "env", env = "PGKEEL_ENV", value_name = "ENV", value_parser = crate::args::parse_environment)]
+    environment: Option<pgkeel::ops::environment::Environment>,
     #[command(flatten)]
     fleet: FleetOpts,
 }
@@ -71,7 +73,7 @@ pub async fn run(mut ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
         single_transaction: args.single_transaction,
     };
     let migrator = Migrator::new(&ctx.settings, &set).with_interrupt(ctx.interrupt.clone());
-    if args.environment.as_deref() == Some("production") && !opts.dry_run {
+    if args.environment.is_some_and(|e| e.is_production()) && !opts.dry_run {
         super::backup::before_production_migration(&ctx, &migrator, &client).await?;
     }
     let mut obs = HumanObserver::new(ctx.json());
@@ -142,7 +144,7 @@ pub async fn run(mut ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
 
 /// `migrate --targets FILE`: the normal migrate on every target of the file.
 async fn run_fleet(ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
-    if args.environment.as_deref() == Some("production") && !args.dry_run {
+    if args.environment.is_some_and(|e| e.is_production()) && !args.dry_run {
         anyhow::bail!(
             "--env production (a backup before migrating) is not supported with --targets yet: \
              back up each database with `pgkeel backup full` first and run without --env"

@@ -327,7 +327,7 @@ pub fn print_report(r: &MonitorReport, saved: Option<&std::path::Path>) {
                 bytes(k.temp_bytes as f64)
             );
             println!(
-                "  sessions     {} long-running · {} idle in transaction · {} lock waits",
+                "  sessions     {} active · {} idle in transaction · {} lock waits",
                 p.long_running.len(),
                 p.idle_in_transaction.len(),
                 p.lock_waits.len()

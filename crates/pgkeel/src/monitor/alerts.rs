@@ -303,7 +303,12 @@ pub fn evaluate(r: &MonitorReport, t: &Thresholds) -> Vec<Finding> {
                 format!("performance metrics incomplete: {err}"),
             ));
         }
-        for s in &p.long_running {
+        let over = |secs: Option<f64>, limit: Duration| secs.unwrap_or(0.0) >= limit.as_secs_f64();
+        for s in p
+            .long_running
+            .iter()
+            .filter(|s| over(s.query_seconds, t.long_query_warning))
+        {
             out.push(
                 Finding::new(
                     "long-running-query",
@@ -320,7 +325,11 @@ pub fn evaluate(r: &MonitorReport, t: &Thresholds) -> Vec<Finding> {
                 .with_fix(format!("SELECT pg_cancel_backend({});", s.pid)),
             );
         }
-        for s in &p.idle_in_transaction {
+        for s in p
+            .idle_in_transaction
+            .iter()
+            .filter(|s| over(s.state_seconds, t.idle_in_transaction_warning))
+        {
             out.push(
                 Finding::new(
                     "idle-in-transaction",
@@ -337,15 +346,20 @@ pub fn evaluate(r: &MonitorReport, t: &Thresholds) -> Vec<Finding> {
                 .with_fix(format!("SELECT pg_terminate_backend({});", s.pid)),
             );
         }
-        for w in &p.lock_waits {
+        for w in p
+            .lock_waits
+            .iter()
+            .filter(|w| over(Some(w.waiting_seconds), t.lock_wait_warning))
+        {
             out.push(
                 Finding::new(
                     "lock-wait",
                     Severity::Warning,
                     format!("pid {}", w.blocked.pid),
                     format!(
-                        "waiting {:.0} s for a lock held by pid {:?}: {}",
+                        "waiting {:.0} s (threshold {} s) for a lock held by pid {:?}: {}",
                         w.waiting_seconds,
+                        t.lock_wait_warning.as_secs(),
                         w.blocked_by,
                         one_line(w.blocked.query.as_deref())
                     ),

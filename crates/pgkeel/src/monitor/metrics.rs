@@ -246,20 +246,37 @@ pub fn render(r: &MonitorReport, collections: u64) -> String {
                 hit / 100.0,
             );
         }
+        // What is there and how old the oldest is; Prometheus rules (docs/prometheus) judge.
+        let oldest = |ages: &mut dyn Iterator<Item = f64>| ages.fold(0.0_f64, f64::max);
         o.gauge(
-            "pgkeel_long_running_queries",
-            "Active queries running longer than the long-query threshold.",
+            "pgkeel_active_queries",
+            "Active queries in this database (the monitoring session excluded, 50 at most).",
             p.long_running.len() as f64,
         );
         o.gauge(
+            "pgkeel_longest_query_seconds",
+            "Age of the longest-running active query, 0 when none.",
+            oldest(&mut p.long_running.iter().filter_map(|s| s.query_seconds)),
+        );
+        o.gauge(
             "pgkeel_idle_in_transaction_sessions",
-            "Sessions idle in a transaction longer than the threshold.",
+            "Sessions idle in a transaction (50 at most).",
             p.idle_in_transaction.len() as f64,
         );
         o.gauge(
+            "pgkeel_longest_idle_in_transaction_seconds",
+            "How long the oldest idle-in-transaction session has been idle, 0 when none.",
+            oldest(&mut p.idle_in_transaction.iter().filter_map(|s| s.state_seconds)),
+        );
+        o.gauge(
             "pgkeel_lock_waits",
-            "Statements waiting for a lock longer than the threshold.",
+            "Statements waiting for a lock held by another session.",
             p.lock_waits.len() as f64,
+        );
+        o.gauge(
+            "pgkeel_longest_lock_wait_seconds",
+            "How long the longest lock wait has waited, 0 when none.",
+            oldest(&mut p.lock_waits.iter().map(|w| w.waiting_seconds)),
         );
         o.gauge(
             "pgkeel_autovacuum_lagging_tables",

@@ -174,8 +174,12 @@ impl Monitor {
             }
         })?;
         let mut target = Target::from_settings(settings)?;
-        let timeout = settings.health_check_timeout.max(Duration::from_millis(1));
-        let connect = settings.connect_timeout.min(timeout);
+        // HEALTH_CHECK_TIMEOUT=0 means no limit (statement_timeout 0 is PostgreSQL's "none").
+        let limit = probe::limit(settings.health_check_timeout);
+        let connect = match limit {
+            Some(t) => settings.connect_timeout.min(t),
+            None => settings.connect_timeout,
+        };
         target.config.connect_timeout(connect);
         let mut options = target.config.get_options().unwrap_or("").to_string();
         if !options.is_empty() {
@@ -185,7 +189,7 @@ impl Monitor {
         // behind the monitor too): give up after LOCK_TIMEOUT_MS and use what needs no lock.
         options.push_str(&format!(
             "-c statement_timeout={} -c lock_timeout={LOCK_TIMEOUT_MS}",
-            timeout.as_millis()
+            limit.map_or(0, |t| t.as_millis())
         ));
         target.config.options(&options);
         Ok(Monitor {
@@ -205,7 +209,9 @@ impl Monitor {
     /// with the time until it failed.
     pub async fn connect(&self) -> Result<(Client, f64), (DbError, f64)> {
         let started = Instant::now();
-        let bound = self.settings.health_check_timeout + Duration::from_millis(500);
+        let bound = probe::limit(self.settings.health_check_timeout)
+            .unwrap_or(self.settings.connect_timeout)
+            + Duration::from_millis(500);
         match tokio::time::timeout(bound, self.target.connect()).await {
             Ok(Ok(c)) => Ok((c, probe::ms(started.elapsed()))),
             Ok(Err(e)) => Err((e, probe::ms(started.elapsed()))),
@@ -262,8 +268,10 @@ impl Monitor {
         sections: Sections,
         record_history: bool,
     ) -> MonitorReport {
-        let limit = self.settings.health_check_timeout;
         let work = self.collect_unbounded(client, connect_ms, sections, record_history);
+        let Some(limit) = probe::limit(self.settings.health_check_timeout) else {
+            return work.await;
+        };
         match tokio::time::timeout(limit, work).await {
             Ok(r) => r,
             Err(_) => self.unreachable(
@@ -316,7 +324,7 @@ impl Monitor {
                 Some(migrations::collect(&probe, &self.settings, &self.migrations_dir).await);
         }
         if sections.performance {
-            let perf = match performance::collect(&probe, &activity, &self.thresholds).await {
+            let perf = match performance::collect(&probe, &activity).await {
                 Ok(p) => p,
                 Err(e) => Performance {
                     error: Some(e.to_string()),

@@ -7,7 +7,6 @@
 use serde::Serialize;
 
 use super::activity::{Activity, LockWait, Session};
-use super::alerts::Thresholds;
 use super::probe::Probe;
 use crate::db::DbError;
 use crate::ident::quote_ident;
@@ -89,10 +88,12 @@ pub struct Performance {
     pub largest_tables: Vec<Relation>,
     pub largest_indexes: Vec<Relation>,
     pub autovacuum_lag: Vec<VacuumLag>,
-    /// Active queries running longer than the long-query threshold.
+    /// Active queries in this database, longest first (at most [`LISTED`]), each with its age.
+    /// What is there, not what is too long: `alerts` judges them against the thresholds.
     pub long_running: Vec<Session>,
-    /// Sessions idle in a transaction longer than that threshold.
+    /// Every session idle in a transaction, longest first (at most [`LISTED`]).
     pub idle_in_transaction: Vec<Session>,
+    /// Every statement waiting for a lock, with its blockers and how long it has waited.
     pub lock_waits: Vec<LockWait>,
     pub statements: Statements,
 }
@@ -157,12 +158,11 @@ SELECT * FROM (
  WHERE n_dead_tup > trigger_at
  ORDER BY n_dead_tup DESC LIMIT 10";
 
+/// How many active queries and idle-in-transaction sessions the section lists at most.
+pub const LISTED: usize = 50;
+
 /// Reads the performance section.
-pub async fn collect(
-    probe: &Probe<'_>,
-    activity: &Activity,
-    thresholds: &Thresholds,
-) -> Result<Performance, DbError> {
+pub async fn collect(probe: &Probe<'_>, activity: &Activity) -> Result<Performance, DbError> {
     let rows = probe
         .query("reading database statistics", DATABASE_SQL, &[])
         .await?;
@@ -232,14 +232,13 @@ pub async fn collect(
             last_vacuum: r.get(5),
         })
         .collect();
-    p.long_running = activity.long_running(thresholds.long_query_warning.as_secs_f64());
-    p.idle_in_transaction =
-        activity.idle_in_transaction(thresholds.idle_in_transaction_warning.as_secs_f64());
-    p.lock_waits = activity
-        .lock_waits()
-        .into_iter()
-        .filter(|w| w.waiting_seconds >= thresholds.lock_wait_warning.as_secs_f64())
-        .collect();
+    // Everything there is, with its age: a session waiting 2 s for a lock is a lock wait even
+    // while the alert threshold is 5 s. The thresholds are applied in `alerts` only.
+    p.long_running = activity.long_running(0.0);
+    p.long_running.truncate(LISTED);
+    p.idle_in_transaction = activity.idle_in_transaction(0.0);
+    p.idle_in_transaction.truncate(LISTED);
+    p.lock_waits = activity.lock_waits();
     p.statements = statements(probe, pgss_schema.as_deref()).await;
     Ok(p)
 }

@@ -25,16 +25,18 @@ pub struct Cost {
 #[derive(Debug)]
 pub struct Probe<'a> {
     client: &'a Client,
-    timeout: Duration,
+    /// `None`: no limit (`HEALTH_CHECK_TIMEOUT=0`).
+    timeout: Option<Duration>,
     queries: AtomicU32,
     micros: AtomicU64,
 }
 
 impl<'a> Probe<'a> {
+    /// A zero `timeout` means no limit, as `HEALTH_CHECK_TIMEOUT=0` is documented.
     pub fn new(client: &'a Client, timeout: Duration) -> Self {
         Probe {
             client,
-            timeout,
+            timeout: limit(timeout),
             queries: AtomicU32::new(0),
             micros: AtomicU64::new(0),
         }
@@ -52,15 +54,19 @@ impl<'a> Probe<'a> {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, DbError> {
         let started = Instant::now();
-        let res = tokio::time::timeout(self.timeout, self.client.query(sql, params)).await;
+        let query = self.client.query(sql, params);
+        let res = match self.timeout {
+            Some(t) => tokio::time::timeout(t, query).await.map_err(|_| t),
+            None => Ok(query.await),
+        };
         self.add(1, started.elapsed());
         match res {
             Ok(r) => r.map_err(|e| DbError::query(what.to_string(), e)),
-            Err(_) => Err(DbError::ConnectionLost {
+            Err(t) => Err(DbError::ConnectionLost {
                 context: what.to_string(),
                 reason: format!(
                     "no answer within {} ms (HEALTH_CHECK_TIMEOUT)",
-                    self.timeout.as_millis()
+                    t.as_millis()
                 ),
             }),
         }
@@ -83,6 +89,11 @@ impl<'a> Probe<'a> {
 }
 
 /// Milliseconds of a duration, with microsecond precision.
+/// A configured time limit: zero means none (`HEALTH_CHECK_TIMEOUT=0`, `READINESS_CHECK_TIMEOUT=0`).
+pub fn limit(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
 pub fn ms(d: Duration) -> f64 {
     (d.as_micros() as f64 / 1000.0 * 1000.0).round() / 1000.0
 }

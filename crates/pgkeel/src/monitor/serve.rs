@@ -298,7 +298,12 @@ async fn healthz() -> Response {
 
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     let timeout = s.monitor.settings.readiness_check_timeout;
-    let snap = match tokio::time::timeout(timeout, s.snapshot()).await {
+    // READINESS_CHECK_TIMEOUT=0: no limit.
+    let snap = match super::probe::limit(timeout) {
+        Some(t) => tokio::time::timeout(t, s.snapshot()).await,
+        None => Ok(s.snapshot().await),
+    };
+    let snap = match snap {
         Ok(snap) => snap,
         Err(_) => {
             return json(

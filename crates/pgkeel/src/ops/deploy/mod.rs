@@ -49,39 +49,7 @@ mod steps;
 use compare::*;
 pub use health::*;
 
-/// The deployment environment: decides the defaults of what protects the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Environment {
-    Production,
-    Staging,
-    Development,
-}
-
-impl std::str::FromStr for Environment {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "production" | "prod" => Ok(Environment::Production),
-            "staging" | "stage" => Ok(Environment::Staging),
-            "development" | "dev" => Ok(Environment::Development),
-            other => Err(format!(
-                "unknown environment {other:?}: use production, staging or development"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Environment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Environment::Production => "production",
-            Environment::Staging => "staging",
-            Environment::Development => "development",
-        })
-    }
-}
+pub use super::environment::Environment;
 
 /// What a deploy does; [`DeployOptions::for_env`] gives each environment's defaults.
 #[derive(Debug, Clone)]
@@ -113,6 +81,11 @@ pub struct DeployOptions {
     /// Pause between two health polls.
     pub health_interval: Duration,
     pub migrate: MigrateOptions,
+    /// Retry a migration the ledger records as failed (a failed or interrupted earlier run):
+    /// it is applied again, after the backup in production, resuming where it stopped when its
+    /// file is unchanged. Off (`--no-retry-failed`): such a migration stops the deploy at
+    /// `check-migrations`, as `migrate validate` reports it.
+    pub retry_failed: bool,
 }
 
 impl DeployOptions {
@@ -135,7 +108,21 @@ impl DeployOptions {
             health_timeout: settings.health_check_timeout,
             health_interval: Duration::from_secs(1),
             migrate: MigrateOptions::default(),
+            retry_failed: true,
         }
+    }
+}
+
+impl DeployOptions {
+    /// Why these options cannot run, before anything is tried: a health URL with a zero
+    /// timeout would wait forever in a pre-deploy step (elsewhere a zero HEALTH_CHECK_TIMEOUT
+    /// means "no limit").
+    pub fn refusal(&self) -> Option<String> {
+        (self.health_url.is_some() && self.health_timeout.is_zero()).then(|| {
+            "the health URL needs a time limit, but HEALTH_CHECK_TIMEOUT / --health-timeout is 0: \
+             give one (e.g. --health-timeout 60s), or drop the health URL"
+                .to_string()
+        })
     }
 }
 

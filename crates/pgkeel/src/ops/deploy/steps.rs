@@ -95,6 +95,22 @@ impl<O: DeployObserver> Run<'_, O> {
         };
         let mut problems = migrate::check_folder(self.set);
         problems.extend(migrate::check_plan(&plan));
+        if self.opts.retry_failed {
+            // A failed or interrupted earlier deploy must not block every later one: the
+            // migration is in what this deploy applies (after its backup in production).
+            for p in problems.iter_mut().filter(|p| p.kind == "failed") {
+                p.severity = Severity::Warning;
+                p.message = format!(
+                    "{}; this deploy retries it{}",
+                    p.message,
+                    if self.opts.backup {
+                        " after the backup"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
         let blocking: Vec<&migrate::Problem> = problems
             .iter()
             .filter(|p| p.severity >= Severity::Critical)
