@@ -244,3 +244,91 @@ async fn serve_on_a_taken_port_is_a_clear_error() {
         .code(2)
         .stderr(predicate::str::contains("--token-env"));
 }
+
+/// `/healthz` on `port` within one second: true when it answered 200.
+async fn healthz_answers(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        Some(buf.starts_with(b"HTTP/1.1 200"))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), attempt).await,
+        Ok(Some(true))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_cannot_starve_healthz_and_are_closed_within_30_seconds() {
+    use tokio::io::AsyncReadExt;
+    let db = TestDb::new("cli_serve_idle").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("pgkeel");
+    // The server gets 256 file descriptors, as a small container would.
+    let mut server = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 256 && exec '{}' serve --listen 127.0.0.1:{port}",
+            bin.display()
+        ))
+        .current_dir(tmp.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !healthz_answers(port).await {
+        assert!(std::time::Instant::now() < deadline, "serve did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // 400 connections that never send a request, held open.
+    let mut idle = Vec::new();
+    for _ in 0..400 {
+        if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            idle.push(s);
+        }
+    }
+    // /healthz keeps answering (within a few seconds, while the crowd is shed).
+    let started = std::time::Instant::now();
+    let mut answered = false;
+    while started.elapsed() < Duration::from_secs(10) {
+        if healthz_answers(port).await {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        answered,
+        "/healthz did not answer with 400 idle connections held"
+    );
+    // Every idle connection is closed by the server within 30 s (EOF or reset on read).
+    let closed_by = std::time::Instant::now() + Duration::from_secs(30);
+    for mut s in idle {
+        let left = closed_by.saturating_duration_since(std::time::Instant::now());
+        let mut b = [0u8; 1];
+        let read = tokio::time::timeout(left, s.read(&mut b)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "an idle connection was still open after 30 s"
+        );
+    }
+    assert!(healthz_answers(port).await);
+    server.kill().await.unwrap();
+}

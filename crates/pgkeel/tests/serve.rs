@@ -446,15 +446,26 @@ async fn dashboard_charts_render_in_headless_chromium() {
         )
         .await
         .unwrap();
+    // With a token, as a dashboard reachable from elsewhere must have: the browser logs in with
+    // HTTP Basic (any user, the token as password), and the page's script still runs under the
+    // strict Content-Security-Policy (it sets data-rendered-width, read below).
+    let token = "dash-token-7f3a";
     let srv = start(
         &settings,
         &example_dir(),
         Duration::from_secs(60),
-        None,
+        Some(token),
         "127.0.0.1:0",
     )
     .await;
-    let url = format!("http://127.0.0.1:{}/", srv.addr.port());
+    let port = srv.addr.port();
+    let denied = chromium(&["--dump-dom".into(), format!("http://127.0.0.1:{port}/")]).await;
+    let denied = String::from_utf8_lossy(&denied.stdout).to_string();
+    assert!(
+        !denied.contains("chart-size"),
+        "no dashboard without the token: {denied}"
+    );
+    let url = format!("http://ops:{token}@127.0.0.1:{port}/");
 
     let out = chromium(&["--dump-dom".into(), url.clone()]).await;
     let dom = String::from_utf8_lossy(&out.stdout).to_string();
@@ -488,4 +499,127 @@ async fn dashboard_charts_render_in_headless_chromium() {
         bytes.len()
     );
     srv.stop().await;
+}
+
+/// A GET with raw request headers; returns the status line, the response headers (lowercased
+/// names) and the body.
+async fn get_raw(
+    addr: SocketAddr,
+    path: &str,
+    headers: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", addr.port()))
+        .await
+        .unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let hs = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, hs, body.to_string())
+}
+
+#[tokio::test]
+async fn every_answer_is_uncached_unframed_and_the_token_also_works_as_a_basic_password() {
+    let db = TestDb::new("serve_headers").await;
+    let settings = db.settings();
+    let srv = start(
+        &settings,
+        &example_dir(),
+        Duration::from_secs(60),
+        Some("s3cr3t-token"),
+        "127.0.0.1:0",
+    )
+    .await;
+    let header = |hs: &[(String, String)], name: &str| {
+        hs.iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    // Without credentials: 401 with both challenges, so a browser offers its login prompt.
+    let (status, hs, _) = get_raw(srv.addr, "/", "").await;
+    assert_eq!(status, 401);
+    let challenges = header(&hs, "www-authenticate");
+    assert!(
+        challenges.iter().any(|c| c.starts_with("Basic")),
+        "{challenges:?}"
+    );
+    assert!(
+        challenges.iter().any(|c| c.starts_with("Bearer")),
+        "{challenges:?}"
+    );
+    // Basic with any user and the token as password: the dashboard.
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("anyone:s3cr3t-token");
+    let (status, hs, body) =
+        get_raw(srv.addr, "/", &format!("Authorization: Basic {basic}\r\n")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("pgkeel monitor"));
+    let csp = header(&hs, "content-security-policy").join("");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'sha256-"),
+        "{csp}"
+    );
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    let wrong = base64::engine::general_purpose::STANDARD.encode("anyone:s3cr3t-tokeN");
+    let (status, _, _) = get_raw(srv.addr, "/", &format!("Authorization: Basic {wrong}\r\n")).await;
+    assert_eq!(status, 401);
+    // Every endpoint, /healthz and the 401 included: no-store, nosniff, DENY.
+    for (path, auth) in [
+        ("/healthz", String::new()),
+        (
+            "/metrics",
+            "Authorization: Bearer s3cr3t-token\r\n".to_string(),
+        ),
+        ("/api/report", String::new()),
+    ] {
+        let (_, hs, _) = get_raw(srv.addr, path, &auth).await;
+        assert_eq!(header(&hs, "cache-control"), ["no-store"], "{path}");
+        assert_eq!(header(&hs, "x-content-type-options"), ["nosniff"], "{path}");
+        assert_eq!(header(&hs, "x-frame-options"), ["DENY"], "{path}");
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn listen_takes_host_names_and_the_platforms_port() {
+    let local = serve::listen_address(Some("localhost:9187"), None)
+        .await
+        .unwrap();
+    assert!(local.ip().is_loopback() && local.port() == 9187, "{local}");
+    let v6 = serve::listen_address(Some("[::1]:80"), None).await.unwrap();
+    assert_eq!(v6.to_string(), "[::1]:80");
+    // PORT (Railway, Render, Heroku) when --listen is not given; --listen wins over it.
+    let port = serve::listen_address(None, Some("8080")).await.unwrap();
+    assert_eq!(port.to_string(), "0.0.0.0:8080");
+    let given = serve::listen_address(Some("127.0.0.1:7000"), Some("8080"))
+        .await
+        .unwrap();
+    assert_eq!(given.port(), 7000);
+    let default = serve::listen_address(None, None).await.unwrap();
+    assert_eq!(default.to_string(), "127.0.0.1:9187");
+    for bad in ["localhost", "9187", ":9187", "no-such-host.invalid:9187"] {
+        let err = serve::listen_address(Some(bad), None).await.unwrap_err();
+        assert!(err.to_string().contains("HOST:PORT"), "{bad}: {err}");
+    }
+    assert!(serve::listen_address(None, Some("http")).await.is_err());
 }

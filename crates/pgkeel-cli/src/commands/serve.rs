@@ -1,7 +1,6 @@
 //! `pgkeel serve`: health and readiness checks, Prometheus metrics and the dashboard over HTTP
 //! (the library's `monitor::serve`), until Ctrl-C / SIGTERM.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -13,11 +12,14 @@ use crate::exit_codes;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on. Loopback by default; any other address needs --token-env.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9187")]
-    pub listen: SocketAddr,
-    /// Name of an environment variable holding a bearer token; every endpoint but /healthz then
-    /// requires `Authorization: Bearer <token>` (Prometheus: `authorization: {credentials: …}`).
+    /// Address to listen on: HOST:PORT, a host name (localhost:9187) or an address
+    /// ([::]:9187). Default 127.0.0.1:9187, or 0.0.0.0:$PORT when the platform sets PORT
+    /// (Railway, Render, Heroku). Any address but loopback needs --token-env.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Name of an environment variable holding a token; every endpoint but /healthz then
+    /// requires it: `Authorization: Bearer <token>` (Prometheus: `authorization: {credentials:
+    /// …}`), or, in a browser, the login prompt with any user name and the token as password.
     #[arg(long, value_name = "VAR")]
     pub token_env: Option<String>,
     /// Collect from the database at most once per this many seconds, however often /metrics,
@@ -33,12 +35,17 @@ pub async fn run(ctx: Ctx, args: ServeArgs) -> anyhow::Result<i32> {
         })?),
         None => None,
     };
+    let listen = serve::listen_address(
+        args.listen.as_deref(),
+        std::env::var("PORT").ok().as_deref(),
+    )
+    .await?;
     let monitor = Monitor::new(&ctx.settings, ctx.migrations_dir())?;
     let db = monitor.target().to_string();
     let server = serve::bind(
         monitor,
         ServeOptions {
-            listen: args.listen,
+            listen,
             token,
             interval: Duration::from_secs(args.interval.max(1)),
         },

@@ -152,6 +152,10 @@ fn sev_class(s: Severity) -> &'static str {
     }
 }
 
+/// The page's one script (it records each chart's rendered width, which the browser test reads).
+/// The Content-Security-Policy of `serve` allows exactly this script, by its hash.
+pub const SCRIPT: &str = "for(const s of document.querySelectorAll('svg.chart')){const l=s.querySelector('polyline');s.dataset.renderedWidth=l?Math.round(l.getBBox().width):0;}";
+
 /// Renders the dashboard for `r` (its history samples feed the charts). `refresh_secs` is the
 /// page's auto-refresh.
 pub fn render(r: &MonitorReport, refresh_secs: u64) -> String {
@@ -299,7 +303,7 @@ pub fn render(r: &MonitorReport, refresh_secs: u64) -> String {
     }
     let _ = write!(
         o,
-        r#"</main><footer class="muted">{} queries, {:.1} ms of database time · <a href="/metrics">/metrics</a> · <a href="/readyz">/readyz</a> · <a href="/api/report">report JSON</a></footer><script>for(const s of document.querySelectorAll('svg.chart')){{const l=s.querySelector('polyline');s.dataset.renderedWidth=l?Math.round(l.getBBox().width):0;}}</script></body></html>"#,
+        r#"</main><footer class="muted">{} queries, {:.1} ms of database time · <a href="/metrics">/metrics</a> · <a href="/readyz">/readyz</a> · <a href="/api/report">report JSON</a></footer><script>{SCRIPT}</script></body></html>"#,
         r.cost.queries, r.cost.db_time_ms
     );
     o

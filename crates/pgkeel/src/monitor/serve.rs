@@ -60,6 +60,51 @@ pub enum ServeError {
     TokenRequired { addr: SocketAddr },
     #[error("the HTTP server stopped: {0}")]
     Io(#[source] std::io::Error),
+    #[error("--listen {given}: {reason}; give HOST:PORT, e.g. 127.0.0.1:9187, localhost:9187, [::]:9187 or 0.0.0.0:9187")]
+    BadListen { given: String, reason: String },
+}
+
+/// The default address: `127.0.0.1:9187`, or, when the platform names the port in `PORT`
+/// (Railway, Heroku, Render, Cloud Run), every interface on that port (which then needs a
+/// token, as any address but loopback does).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9187";
+
+/// Where to listen: `given` (`HOST:PORT`, a host name resolved, its first address taken),
+/// else `0.0.0.0:$PORT` when `port` (the `PORT` variable) is set, else [`DEFAULT_LISTEN`].
+pub async fn listen_address(
+    given: Option<&str>,
+    port: Option<&str>,
+) -> Result<SocketAddr, ServeError> {
+    let text = match (given, port.map(str::trim).filter(|p| !p.is_empty())) {
+        (Some(g), _) => g.trim().to_string(),
+        (None, Some(p)) => {
+            let n: u16 = p.parse().map_err(|_| ServeError::BadListen {
+                given: format!("(from PORT={p})"),
+                reason: "PORT is not a port number".into(),
+            })?;
+            format!("0.0.0.0:{n}")
+        }
+        (None, None) => DEFAULT_LISTEN.to_string(),
+    };
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bad = |reason: String| ServeError::BadListen {
+        given: text.clone(),
+        reason,
+    };
+    if text
+        .rsplit_once(':')
+        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+    {
+        return Err(bad("no port".into()));
+    }
+    let mut addrs = tokio::net::lookup_host(text.as_str())
+        .await
+        .map_err(|e| bad(format!("cannot resolve the host: {e}")))?;
+    addrs
+        .next()
+        .ok_or_else(|| bad("the host resolves to no address".into()))
 }
 
 fn bind_hint(e: &std::io::Error) -> &'static str {
@@ -227,16 +272,116 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes, then lets the requests in flight finish (5 s at most).
+    ///
+    /// Connections are bounded so that idle or slow clients cannot starve `/healthz` (a liveness
+    /// probe would then restart the container): at most [`Limits::max_connections`] are open
+    /// (beyond, a new connection is closed at once, before it costs a file descriptor for long);
+    /// a client must send its request headers within [`Limits::header_timeout`], or
+    /// [`Limits::crowded_header_timeout`] once half the connections are taken; headers are
+    /// limited to 16 KiB.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        let limits = Limits::for_this_process();
         let app = router(self.shared);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ServeError::Io)
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (closing, closed) = tokio::sync::watch::channel(false);
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut shutdown => break,
+                a = self.listener.accept() => a,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors (EMFILE) or a connection reset before accept:
+                    // wait a little instead of spinning.
+                    tracing::warn!("serve: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let now_open = open.load(Ordering::Acquire);
+            if now_open >= limits.max_connections {
+                drop(stream);
+                continue;
+            }
+            let header_timeout = if now_open >= limits.max_connections / 2 {
+                limits.crowded_header_timeout
+            } else {
+                limits.header_timeout
+            };
+            open.fetch_add(1, Ordering::AcqRel);
+            let slot = OpenSlot(open.clone());
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            let mut closed = closed.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                let _ = stream.set_nodelay(true);
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .max_buf_size(16 * 1024)
+                    .keep_alive(true);
+                let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = closed.changed() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                    }
+                }
+            });
+        }
+        let _ = closing.send(true);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while open.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+}
+
+/// How many connections `serve` keeps open and how long a client may take to send a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub crowded_header_timeout: Duration,
+}
+
+impl Limits {
+    /// From this process's open-file limit (`/proc/self/limits`; 1024 when unknown): 64 file
+    /// descriptors stay for the database connection, logs and the listener; at most 1024.
+    pub fn for_this_process() -> Limits {
+        let files = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .and_then(|l| l.split_whitespace().nth(3))
+                    .and_then(|n| n.parse::<usize>().ok())
+            })
+            .unwrap_or(1024);
+        Limits {
+            max_connections: files.saturating_sub(64).clamp(16, 1024),
+            header_timeout: Duration::from_secs(10),
+            crowded_header_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One open connection, counted until dropped.
+struct OpenSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -250,18 +395,72 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(guarded)
+        .layer(axum::middleware::map_response(secure_headers))
         .with_state(shared)
+}
+
+/// The dashboard's Content-Security-Policy: nothing from anywhere but its own inline styles and
+/// its one script (by hash), no framing, no forms, no plug-ins.
+fn content_security_policy() -> &'static str {
+    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CSP.get_or_init(|| {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let hash = base64::engine::general_purpose::STANDARD
+            .encode(sha2::Sha256::digest(super::dashboard::SCRIPT.as_bytes()));
+        format!(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{hash}'; img-src 'self' data:; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        )
+    })
+}
+
+/// Headers on every answer: nothing is cached (each answer is the database's state now, and
+/// some are behind a token), nothing sniffed or framed, no referrer leaves the page.
+async fn secure_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if let Ok(v) = HeaderValue::from_str(content_security_policy()) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    r
+}
+
+/// The token a request presents: `Authorization: Bearer <token>` (Prometheus, scripts), or
+/// HTTP Basic with the token as the password and any user name (what a browser sends after its
+/// login prompt, on every link of the dashboard).
+fn presented_token(header: Option<&HeaderValue>) -> Option<String> {
+    use base64::Engine as _;
+    let h = header?.to_str().ok()?.trim();
+    if let Some(t) = h.strip_prefix("Bearer ") {
+        return Some(t.trim().to_string());
+    }
+    let encoded = h
+        .strip_prefix("Basic ")
+        .or_else(|| h.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':')
+        .map(|(_, password)| password.to_string())
 }
 
 /// Constant-time comparison of the presented token.
 fn token_matches(expected: &str, header: Option<&HeaderValue>) -> bool {
-    let Some(given) = header
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-    else {
+    let Some(given) = presented_token(header) else {
         return false;
     };
-    let (a, b) = (expected.as_bytes(), given.trim().as_bytes());
+    let (a, b) = (expected.as_bytes(), given.as_bytes());
     let mut diff = a.len() ^ b.len();
     for (i, x) in a.iter().enumerate() {
         diff |= (*x ^ b.get(i).copied().unwrap_or(0)) as usize;
@@ -272,12 +471,23 @@ fn token_matches(expected: &str, header: Option<&HeaderValue>) -> bool {
 async fn auth(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     if let Some(expected) = &s.token {
         if !token_matches(expected, req.headers().get(header::AUTHORIZATION)) {
-            return (
+            // Two challenges: a browser shows its login prompt for Basic (password: the
+            // token); scripts and Prometheus send the Bearer header.
+            let mut r = (
                 StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                "a bearer token is required: send Authorization: Bearer <token>\n",
+                "a token is required: send Authorization: Bearer <token>, or log in with any user name and the token as the password\n",
             )
                 .into_response();
+            let h = r.headers_mut();
+            h.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"pgkeel\""),
+            );
+            h.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"pgkeel\", charset=\"UTF-8\""),
+            );
+            return r;
         }
     }
     next.run(req).await
