@@ -643,3 +643,35 @@ async fn deploy_after_a_failed_deploy_retries_the_failed_migration_after_its_bac
     assert_eq!(step(&report, "backup")["status"], "ok", "{report}");
     assert!(table_exists(&db, "tags").await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_deploy_fires_its_alert_and_the_next_good_one_resolves_it() {
+    let db = TestDb::new("cli_deploy_alert").await;
+    let (port, got) = support::receiver(vec![]).await;
+    let hook = format!("http://127.0.0.1:{port}/alerts");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("migrations");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("0001_broken.sql"), "SELECT 1 / 0;\n").unwrap();
+    pgkeel(tmp.path(), &db.url)
+        .env("PGKEEL_ALERT_WEBHOOK", &hook)
+        .args(["deploy", "--env", "staging", "--no-report"])
+        .assert()
+        .code(4);
+    std::fs::write(dir.join("0001_broken.sql"), "SELECT 1;\n").unwrap();
+    pgkeel(tmp.path(), &db.url)
+        .env("PGKEEL_ALERT_WEBHOOK", &hook)
+        .args(["deploy", "--env", "staging", "--no-report"])
+        .assert()
+        .code(0);
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let first: serde_json::Value = serde_json::from_str(&got[0].1).unwrap();
+    assert_eq!(first["firing"][0]["id"], "deploy-failed");
+    assert_eq!(first["firing"][0]["severity"], "critical");
+    let message = first["firing"][0]["message"].as_str().unwrap();
+    assert!(message.contains("failed at migrate"), "{message}");
+    let second: serde_json::Value = serde_json::from_str(&got[1].1).unwrap();
+    assert_eq!(second["resolved"][0]["id"], "deploy-failed");
+    assert_eq!(second["firing"], serde_json::json!([]));
+}

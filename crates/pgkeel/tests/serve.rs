@@ -47,6 +47,7 @@ async fn start(
             listen: listen.parse().unwrap(),
             token: token.map(str::to_string),
             interval,
+            alerts: None,
         },
     )
     .await
@@ -337,6 +338,7 @@ async fn a_taken_port_is_a_clear_error() {
             listen: addr,
             token: None,
             interval: Duration::from_secs(5),
+            alerts: None,
         },
     )
     .await
@@ -359,6 +361,7 @@ async fn non_loopback_binds_need_a_token_that_then_guards_all_but_healthz() {
             listen: "0.0.0.0:0".parse().unwrap(),
             token: None,
             interval: Duration::from_secs(5),
+            alerts: None,
         },
     )
     .await

@@ -149,6 +149,7 @@ async fn demo(ctx: &mut Ctx, server: &EmbeddedServer, args: &DemoArgs) -> anyhow
             listen: ([127, 0, 0, 1], 9187).into(),
             token: None,
             interval: std::time::Duration::from_secs(5),
+            alerts: None,
         };
         let server = match pgkeel::monitor::serve::bind(monitor.clone(), opts.clone()).await {
             Ok(s) => s,

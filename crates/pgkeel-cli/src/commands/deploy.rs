@@ -145,6 +145,7 @@ pub async fn run(mut ctx: Ctx, args: DeployArgs) -> anyhow::Result<i32> {
     if let Some(why) = opts.refusal() {
         anyhow::bail!(why);
     }
+    let alert_targets = pgkeel::monitor::notify::AlertTargets::from_env()?;
     if args.fleet.targets.is_some() {
         return run_fleet(ctx, &args.fleet, opts, set).await;
     }
@@ -172,6 +173,18 @@ pub async fn run(mut ctx: Ctx, args: DeployArgs) -> anyhow::Result<i32> {
     )
     .await;
     obs.migrate.finish();
+    // A failed deploy fires `deploy-failed` at PGKEEL_ALERT_WEBHOOK / _SLACK_WEBHOOK; a good one
+    // resolves it. Delivery waits at most 15 s: the platform is waiting for this exit.
+    if let Some(n) = pgkeel::monitor::notify::Notifier::new(alert_targets, report.database.clone())
+    {
+        let alert = report.alert();
+        if report.failure.is_some() {
+            n.announce(&[alert], &[]);
+        } else {
+            n.announce(&[], &[alert]);
+        }
+        n.flush(std::time::Duration::from_secs(15)).await;
+    }
     let written = if args.fleet.no_report {
         None
     } else {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 use pgkeel::monitor::dashboard::{bytes, duration};
+use pgkeel::monitor::notify::{AlertTargets, Notifier};
 use pgkeel::monitor::{Monitor, MonitorReport, Sections};
 use pgkeel::report::{Finding, Severity};
 use serde_json::json;
@@ -51,8 +52,16 @@ pub async fn run(mut ctx: Ctx, args: MonitorArgs) -> anyhow::Result<i32> {
     let monitor = Monitor::new(&ctx.settings, ctx.migrations_dir())?;
     let reports_dir = ctx.cwd.join(&ctx.settings.reports_dir);
     let mut previous: Option<MonitorReport> = None;
+    // --watch sends alerts that appear or resolve to PGKEEL_ALERT_WEBHOOK / _SLACK_WEBHOOK.
+    let notifier = match args.watch {
+        Some(_) => Notifier::new(AlertTargets::from_env()?, monitor.target().to_string()),
+        None => None,
+    };
     loop {
         let r = monitor.run(sections).await;
+        if let Some(n) = &notifier {
+            n.observe(&r.alerts);
+        }
         let alerts_changed = previous
             .as_ref()
             .is_none_or(|p| alert_keys(&p.alerts) != alert_keys(&r.alerts));
@@ -77,7 +86,12 @@ pub async fn run(mut ctx: Ctx, args: MonitorArgs) -> anyhow::Result<i32> {
         previous = Some(r);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(every.max(1))) => {}
-            _ = ctx.interrupt.changed() => return Ok(code),
+            _ = ctx.interrupt.changed() => {
+                if let Some(n) = &notifier {
+                    n.flush(Duration::from_secs(5)).await;
+                }
+                return Ok(code);
+            }
         }
     }
 }

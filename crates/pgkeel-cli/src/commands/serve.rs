@@ -42,12 +42,17 @@ pub async fn run(ctx: Ctx, args: ServeArgs) -> anyhow::Result<i32> {
     .await?;
     let monitor = Monitor::new(&ctx.settings, ctx.migrations_dir())?;
     let db = monitor.target().to_string();
+    let alerts = pgkeel::monitor::notify::Notifier::new(
+        pgkeel::monitor::notify::AlertTargets::from_env()?,
+        db.clone(),
+    );
     let server = serve::bind(
         monitor,
         ServeOptions {
             listen,
             token,
             interval: Duration::from_secs(args.interval.max(1)),
+            alerts,
         },
     )
     .await?;

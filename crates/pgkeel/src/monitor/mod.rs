@@ -7,7 +7,8 @@
 //! [`probe::Probe`]: [`activity`] (pg_stat_activity), [`health`], [`migrations`] (the migration
 //! plan), [`performance`], [`history`] (samples for growth). [`alerts`] judges the result with
 //! [`alerts::Thresholds`] into [`Finding`]s. [`metrics`] renders Prometheus text, [`dashboard`]
-//! the HTML page and [`serve`] the axum service with its collection cache. An unreachable
+//! the HTML page and [`serve`] the axum service with its collection cache; [`notify`] sends
+//! alerts that appear or resolve to webhooks. An unreachable
 //! database is a report with a critical alert, never an error or a hang.
 
 pub mod activity;
@@ -17,6 +18,7 @@ pub mod health;
 pub mod history;
 pub mod metrics;
 pub mod migrations;
+pub mod notify;
 pub mod performance;
 pub mod probe;
 pub mod serve;

@@ -36,6 +36,9 @@ pub struct ServeOptions {
     pub token: Option<String>,
     /// At most one collection per interval.
     pub interval: Duration,
+    /// Where alerts that appear or resolve are sent; with it, serve also collects once per
+    /// interval by itself, so alerts go out when nobody is looking.
+    pub alerts: Option<Arc<super::notify::Notifier>>,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -44,6 +47,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("interval", &self.interval)
+            .field("alerts", &self.alerts.is_some())
             .finish()
     }
 }
@@ -142,6 +146,7 @@ struct Shared {
     collections: AtomicU64,
     /// A background refresh is running (at most one).
     refreshing: AtomicBool,
+    notifier: Option<Arc<super::notify::Notifier>>,
 }
 
 impl Shared {
@@ -163,6 +168,9 @@ impl Shared {
             return s;
         }
         let report = self.collect(&mut c).await;
+        if let Some(n) = &self.notifier {
+            n.observe(&report.alerts);
+        }
         let n = self.collections.fetch_add(1, Ordering::Relaxed) + 1;
         let snap = Arc::new(Snapshot {
             metrics: super::metrics::render(&report, n),
@@ -261,6 +269,7 @@ pub async fn bind(monitor: Monitor, opts: ServeOptions) -> Result<Server, ServeE
             collector: tokio::sync::Mutex::new(Collector::default()),
             refreshing: AtomicBool::new(false),
             collections: AtomicU64::new(0),
+            notifier: opts.alerts,
         }),
     })
 }
@@ -285,6 +294,16 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let limits = Limits::for_this_process();
+        // With alert delivery, collect on a timer too: alerts must not wait for a scrape.
+        let ticker = self.shared.notifier.is_some().then(|| {
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                loop {
+                    shared.snapshot().await;
+                    tokio::time::sleep(shared.interval).await;
+                }
+            })
+        });
         let app = router(self.shared);
         let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (closing, closed) = tokio::sync::watch::channel(false);
@@ -337,6 +356,9 @@ impl Server {
                     }
                 }
             });
+        }
+        if let Some(t) = ticker {
+            t.abort();
         }
         let _ = closing.send(true);
         let deadline = Instant::now() + Duration::from_secs(5);

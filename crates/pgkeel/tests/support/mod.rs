@@ -145,3 +145,59 @@ pub fn run_tool(cmd: &mut std::process::Command) -> String {
     );
     text
 }
+
+/// What the receiver got: (path, body), in arrival order.
+pub type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// A webhook receiver for alert tests: a plain HTTP/1.1 server on a free port. Answers the n-th request with `statuses[n]` (200
+/// once they run out).
+pub async fn receiver(statuses: Vec<u16>) -> (u16, Received) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Received = Default::default();
+    let seen = got.clone();
+    tokio::spawn(async move {
+        let mut n = 0usize;
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head, body) = loop {
+                let k = tokio::io::AsyncReadExt::read(&mut s, &mut chunk)
+                    .await
+                    .unwrap_or(0);
+                if k == 0 {
+                    break (String::new(), String::new());
+                }
+                buf.extend_from_slice(&chunk[..k]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break (head.to_string(), body[..len].to_string());
+                    }
+                }
+            };
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+            seen.lock().unwrap().push((path, body));
+            let status = statuses.get(n).copied().unwrap_or(200);
+            n += 1;
+            let _ = tokio::io::AsyncWriteExt::write_all(
+                &mut s,
+                format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await;
+        }
+    });
+    (port, got)
+}

@@ -113,6 +113,34 @@ impl DeployOptions {
     }
 }
 
+impl DeployReport {
+    /// The deploy's alert: `deploy-failed` (critical) naming the step, why, and the first
+    /// recovery command. Sent as firing when the deploy failed and as resolved when it
+    /// succeeded, so a receiver that tracks alerts sees a later good deploy close it.
+    pub fn alert(&self) -> crate::report::Finding {
+        let (message, fix) = match &self.failure {
+            Some(f) => (
+                format!(
+                    "deploy ({}) failed at {}: {}",
+                    self.environment,
+                    f.step,
+                    f.message.lines().next().unwrap_or_default()
+                ),
+                self.recovery.first().cloned(),
+            ),
+            None => (format!("deploy ({}) succeeded", self.environment), None),
+        };
+        let mut f = crate::report::Finding::new(
+            "deploy-failed",
+            crate::report::Severity::Critical,
+            self.database.clone(),
+            message,
+        );
+        f.fix = fix;
+        f
+    }
+}
+
 impl DeployOptions {
     /// Why these options cannot run, before anything is tried: a health URL with a zero
     /// timeout would wait forever in a pre-deploy step (elsewhere a zero HEALTH_CHECK_TIMEOUT
