@@ -12,6 +12,7 @@
 #   PGKEEL_BENCH_TABLES    extra tables for the query-count check (default 300)
 #   PGKEEL_BENCH_SECONDS   length of each wrk run (default 15)
 #   PGKEEL_BENCH_INTERVAL  serve's collection interval in seconds (default 5)
+#   PGKEEL_BENCH_IDLE      idle connections held during the third wrk run (default 300)
 #   PGKEEL_BIN             binary (default target/release/pgkeel, built when missing)
 #
 # Needs psql, createdb, dropdb, python3, wrk (Debian package wrk). Prints a table and writes
@@ -106,6 +107,32 @@ before_c=$(curl -fs "http://127.0.0.1:$PORT/metrics" | awk '/^pgkeel_collections
 log "wrk: /metrics for ${SECS}s (collection interval ${INTERVAL}s)"
 wrk_run /metrics metrics
 after_c=$(curl -fs "http://127.0.0.1:$PORT/metrics" | awk '/^pgkeel_collections_total/ {print $2}')
+# The same with IDLE connections held open that never send a request (reopened when serve
+# closes them, as a misbehaving client or a port scan would): they must not slow the scrape.
+IDLE=${PGKEEL_BENCH_IDLE:-300}
+python3 - "$PORT" "$IDLE" "$((SECS + 3))" >"$TMP/idle.log" 2>&1 <<'PY' &
+import select, socket, sys, time
+port, n, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+def open_one():
+    s = socket.create_connection(("127.0.0.1", port)); s.setblocking(False); return s
+socks, reopened, end = [open_one() for _ in range(n)], 0, time.time() + secs
+while time.time() < end:
+    r, _, _ = select.select(socks, [], [], 0.2)
+    for s in r:
+        try:
+            closed = s.recv(1) == b""
+        except OSError:
+            closed = True
+        if closed:
+            socks.remove(s); s.close(); socks.append(open_one()); reopened += 1
+print(f"held {n} idle connections for {secs:.0f}s; serve closed and the client reopened {reopened}")
+PY
+IDLE_PID=$!
+sleep 1
+log "wrk: /metrics for ${SECS}s with $IDLE idle connections held"
+wrk_run /metrics metrics_idle
+wait "$IDLE_PID" || true
+log "$(cat "$TMP/idle.log")"
 kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=""
 sleep 1   # the closed session's statistics reach pg_stat_database
 after_x=$(xacts)
@@ -139,7 +166,7 @@ def wrk(label):
             "non_2xx": int(errs.group(1)) if errs else 0}
 
 ex, many = runs("example"), runs("many")
-hz, mx = wrk("healthz"), wrk("metrics")
+hz, mx, mi = wrk("healthz"), wrk("metrics"), wrk("metrics_idle")
 collections = ac - bc
 per_collection = ex["queries"][0]
 res = {
@@ -148,6 +175,8 @@ res = {
     "query_count_constant": ex["queries"] == many["queries"],
     "wrk_healthz": hz,
     "wrk_metrics": mx,
+    "wrk_metrics_with_idle_connections": mi,
+    "idle_connections": open(f"{tmp}/idle.log").read().strip(),
     "window_seconds": secs,
     "interval_seconds": interval,
     "collections_in_window": collections,
@@ -164,13 +193,14 @@ print(f"| queries                               | {ex['queries']}    | {many['qu
 print(f"| SELECT 1 round trip (baseline)        | {ex['roundtrip_p50_ms']:.2f} ms | {many['roundtrip_p50_ms']:.2f} ms |")
 print(f"| database time / round trip            | {ex['db_ms_median']/ex['roundtrip_p50_ms']:.0f}x | {many['db_ms_median']/many['roundtrip_p50_ms']:.0f}x |")
 print()
-print(f"| wrk, {secs}s, 2 connections, 10 ms apart | /healthz (baseline) | /metrics |")
-print(f"|---|---|---|")
-print(f"| requests/s                            | {hz['rps']:.0f} | {mx['rps']:.0f} |")
-print(f"| latency p50                           | {hz['p50_ms']:.3f} ms | {mx['p50_ms']:.3f} ms |")
-print(f"| latency p99                           | {hz['p99_ms']:.3f} ms | {mx['p99_ms']:.3f} ms (goal < 5) |")
-print(f"| p99 ratio to /healthz                 | 1.00 | {mx['p99_ms']/hz['p99_ms']:.2f} |")
-print(f"| non-2xx                               | {hz['non_2xx']} | {mx['non_2xx']} |")
+print(f"| wrk, {secs}s, 2 connections, 10 ms apart | /healthz (baseline) | /metrics | /metrics, idle connections held |")
+print(f"|---|---|---|---|")
+print(f"| requests/s                            | {hz['rps']:.0f} | {mx['rps']:.0f} | {mi['rps']:.0f} |")
+print(f"| latency p50                           | {hz['p50_ms']:.3f} ms | {mx['p50_ms']:.3f} ms | {mi['p50_ms']:.3f} ms |")
+print(f"| latency p99                           | {hz['p99_ms']:.3f} ms | {mx['p99_ms']:.3f} ms (goal < 5) | {mi['p99_ms']:.3f} ms |")
+print(f"| p99 ratio to /healthz                 | 1.00 | {mx['p99_ms']/hz['p99_ms']:.2f} | {mi['p99_ms']/hz['p99_ms']:.2f} |")
+print(f"| non-2xx                               | {hz['non_2xx']} | {mx['non_2xx']} | {mi['non_2xx']} |")
+print(open(f"{tmp}/idle.log").read().strip())
 print()
 print(f"collections during the /metrics window: {collections:.0f} (at most {secs // interval + 1} allowed at one per {interval}s)")
 print(f"database transactions in that window: {ax - bx:.0f} (uncached, {mx['requests']} scrapes x {per_collection} queries = {mx['requests'] * per_collection})")
