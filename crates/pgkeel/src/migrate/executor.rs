@@ -343,9 +343,12 @@ impl GuardFunction {
     }
 
     /// Whether `pg` says the guard function does not exist on the server connection that ran
-    /// the transaction: not the session that took the deploy lock.
+    /// the transaction: not the session that took the deploy lock. A server connection that
+    /// never made a temporary object has no `pg_temp` schema at all (3F000), one that did has
+    /// no such function in it (42883); behind a transaction pooler either can happen.
     pub(crate) fn is_missing(pg: &PgError) -> bool {
-        pg.code == "42883" && pg.message.contains(Self::PREFIX)
+        (pg.code == "42883" && pg.message.contains(Self::PREFIX))
+            || (pg.code == "3F000" && pg.message.contains("pg_temp"))
     }
 }
 
@@ -997,5 +1000,42 @@ impl<'a> Migrator<'a> {
             obs.done(a);
         }
         Ok(applied)
+    }
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+
+    fn pg(code: &str, message: &str) -> PgError {
+        PgError {
+            severity: "ERROR".into(),
+            code: code.into(),
+            message: message.into(),
+            detail: None,
+            hint: None,
+            position: None,
+            context: None,
+        }
+    }
+
+    #[test]
+    fn a_missing_pg_temp_schema_is_a_missing_guard_as_behind_a_transaction_pooler() {
+        assert!(GuardFunction::is_missing(&pg(
+            "3F000",
+            "schema \"pg_temp\" does not exist"
+        )));
+        assert!(GuardFunction::is_missing(&pg(
+            "42883",
+            "function pg_temp.pgkeel_guard_1a_apply(text) does not exist"
+        )));
+        assert!(!GuardFunction::is_missing(&pg(
+            "3F000",
+            "schema \"app\" does not exist"
+        )));
+        assert!(!GuardFunction::is_missing(&pg(
+            "42883",
+            "function f() does not exist"
+        )));
     }
 }
