@@ -24,6 +24,9 @@ pub const BACKUP_FAILED: i32 = 6;
 /// `deploy`: the migrations were applied but the post-migration checks (schema, new critical
 /// findings) or the health URL failed; the report names the rollback and restore commands.
 pub const DEPLOY_UNHEALTHY: i32 = 7;
+/// An encrypted backup that the given identity file or passphrase does not open: the key is
+/// wrong, not (necessarily) the backup.
+pub const WRONG_KEY: i32 = 8;
 /// A bug in pgkeel: please report it.
 pub const INTERNAL: i32 = 70;
 /// Interrupted by Ctrl-C or SIGTERM; the current transaction was rolled back.
@@ -42,6 +45,7 @@ pub fn for_kind(kind: pgkeel::outcome::FailureKind) -> i32 {
         K::Backup => BACKUP_FAILED,
         K::PostCheck | K::Unhealthy => DEPLOY_UNHEALTHY,
         K::Interrupted => INTERRUPTED,
+        K::Keys => WRONG_KEY,
         K::Internal => INTERNAL,
     }
 }
@@ -62,6 +66,7 @@ mod tests {
             (K::Backup, 6),
             (K::PostCheck, 7),
             (K::Unhealthy, 7),
+            (K::Keys, 8),
             (K::Internal, 70),
             (K::Interrupted, 130),
         ] {

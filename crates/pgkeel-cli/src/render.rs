@@ -133,6 +133,15 @@ pub fn error(err: &anyhow::Error, format: Format) -> i32 {
 }
 
 /// `12 ms`, `1.4 s`.
+/// `1 statement`, `3 statements`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 pub fn ms(ms: u64) -> String {
     if ms < 1000 {
         format!("{ms} ms")

@@ -54,11 +54,31 @@ async fn backup_verify_restore_and_exit_codes() {
         .args(["backup", "verify", "b1"])
         .assert()
         .code(2);
-    pgkeel(tmp.path())
+    // A wrong passphrase is a wrong key (exit 8), not a damaged backup; an identity file that
+    // cannot be read is a usage error (exit 2), not a failed backup.
+    let out = pgkeel(tmp.path())
         .env("BACKUP_ENCRYPTION_PASSPHRASE", "wrong")
         .args(["backup", "verify", "b1"])
         .assert()
-        .code(1);
+        .code(8)
+        .get_output()
+        .clone();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("wrong identity or passphrase"), "{text}");
+    assert!(!text.contains("DAMAGED"), "{text}");
+    pgkeel(tmp.path())
+        .args([
+            "backup",
+            "verify",
+            "b1",
+            "--identity",
+            "/nonexistent/key.txt",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "cannot read the age identity file",
+        ));
     pgkeel(tmp.path())
         .env("BACKUP_ENCRYPTION_PASSPHRASE", "s3cret-pass")
         .args(["backup", "verify", "latest"])

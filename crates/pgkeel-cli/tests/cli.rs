@@ -825,3 +825,40 @@ fn the_cli_sends_no_sql_of_its_own() {
         offenders.join("\n")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_a_rolled_back_migration_as_to_apply_as_migrate_does() {
+    let db = TestDb::new("cli_status_to_apply").await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("migrations")).unwrap();
+    std::fs::write(
+        tmp.path().join("migrations/0001_t.sql"),
+        "CREATE TABLE t (id int);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("migrations/0001_t.down.sql"),
+        "DROP TABLE t;\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        pgkeel(tmp.path())
+            .env("DATABASE_URL", &db.url)
+            .args(args)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone()
+    };
+    run(&["migrate"]);
+    run(&["rollback", "0001_t"]);
+    let out = String::from_utf8(run(&["status"])).unwrap();
+    assert!(
+        out.contains("0 applied, 1 to apply (0 pending, 0 failed, 1 rolled back)"),
+        "{out}"
+    );
+    // The same notion as migrate's: the rolled-back migration is what it applies next.
+    let out = String::from_utf8(run(&["migrate", "--dry-run"])).unwrap();
+    assert!(out.contains("0001_t (1 statement)"), "{out}");
+}

@@ -30,6 +30,9 @@ pub enum FailureKind {
     Interrupted,
     /// Bad options or configuration; nothing was tried.
     Usage,
+    /// An encrypted backup that the given identity or passphrase does not open (the backup may
+    /// be fine: the key is wrong).
+    Keys,
     /// A bug in pgkeel, or the machine failing under it (a worker died, a report cannot be
     /// serialised).
     Internal,

@@ -902,3 +902,37 @@ async fn incremental_on_a_drizzle_database_takes_epoch_ms_and_bookkeeping_tables
         .unwrap_err();
     assert!(matches!(err, BackupError::BadChangeColumn { .. }), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_names_are_whole_seconds_and_two_in_one_second_both_succeed() {
+    let src = TestDb::new("bk_names").await;
+    src.client()
+        .await
+        .batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1);")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(dir.path(), &src);
+    let settings = src.settings();
+    let (a, b) = tokio::join!(
+        backup::full(&settings, &o, Arc::new(Quiet)),
+        backup::full(&settings, &o, Arc::new(Quiet))
+    );
+    let (a, b) = (a.unwrap().name, b.unwrap().name);
+    // `full-YYYYMMDDTHHMMSSZ`, the README's and pre-deploy's format; `-2` for the second.
+    let shape = |n: &str| {
+        let rest = n.strip_prefix("full-").unwrap_or("");
+        let (stamp, suffix) = rest.split_at(rest.len().min(16));
+        stamp.len() == 16
+            && stamp.as_bytes()[8] == b'T'
+            && stamp.ends_with('Z')
+            && stamp[..8].bytes().all(|c| c.is_ascii_digit())
+            && (suffix.is_empty()
+                || suffix
+                    .strip_prefix('-')
+                    .is_some_and(|d| d.parse::<u32>().is_ok()))
+    };
+    assert!(shape(&a) && shape(&b), "{a} {b}");
+    assert_ne!(a, b);
+    assert_eq!(backup::list(dir.path()).await.unwrap().len(), 2);
+}

@@ -626,3 +626,52 @@ async fn listen_takes_host_names_and_the_platforms_port() {
     }
     assert!(serve::listen_address(None, Some("http")).await.is_err());
 }
+
+#[tokio::test]
+async fn a_hanging_database_never_holds_the_first_request_and_readyz_keeps_its_fields() {
+    // A "server" that accepts and never answers: the connection hangs for HEALTH_CHECK_TIMEOUT.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = hole.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut keep = Vec::new();
+        while let Ok((s, _)) = hole.accept().await {
+            keep.push(s);
+        }
+    });
+    let mut settings = support::settings_for(&format!(
+        "postgresql://postgres:s3cret@127.0.0.1:{port}/postgres"
+    ));
+    settings.health_check_timeout = Duration::from_secs(30);
+    settings.connect_timeout = Duration::from_secs(30);
+    settings.readiness_check_timeout = Duration::from_secs(2);
+    let dir = native(&[]);
+    let srv = start(
+        &settings,
+        dir.path(),
+        Duration::from_secs(5),
+        None,
+        "127.0.0.1:0",
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let (status, body) = get(srv.addr, "/metrics", None).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the first request waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("collecting"), "{body}");
+    let (status, body) = get(srv.addr, "/readyz", None).await;
+    assert_eq!(status, 503);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["ready"], false);
+    assert!(
+        doc["database"].as_str().unwrap().contains("127.0.0.1"),
+        "{doc}"
+    );
+    assert!(!body.contains("s3cret"), "{body}");
+    assert!(doc["checked_at"].is_string(), "{doc}");
+    held.abort();
+    srv.stop().await;
+}

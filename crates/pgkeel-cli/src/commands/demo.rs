@@ -95,7 +95,11 @@ async fn demo(ctx: &mut Ctx, server: &EmbeddedServer, args: &DemoArgs) -> anyhow
         )
         .await?;
     for a in &dry.applied {
-        println!("  would apply {} ({} statements)", a.id, a.statements);
+        println!(
+            "  would apply {} ({})",
+            a.id,
+            crate::render::count(a.statements, "statement")
+        );
     }
     println!();
 

@@ -103,9 +103,9 @@ pub async fn run(mut ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
         }
         for a in &report.applied {
             println!(
-                "-- {} ({} statements{})",
+                "-- {} ({}{})",
                 a.id,
-                a.statements,
+                crate::render::count(a.statements, "statement"),
                 a.resumed_at
                     .map(|r| format!(", resumes at statement {}", r + 1))
                     .unwrap_or_default()

@@ -71,8 +71,10 @@ pub async fn run(mut ctx: Ctx, args: RollbackArgs) -> anyhow::Result<i32> {
     if report.dry_run {
         for r in &report.rolled_back {
             println!(
-                "-- rollback of {} ({}, {} statements)",
-                r.id, r.source, r.statements
+                "-- rollback of {} ({}, {})",
+                r.id,
+                r.source,
+                crate::render::count(r.statements, "statement")
             );
             println!("{}\n", r.sql.as_deref().unwrap_or(""));
         }

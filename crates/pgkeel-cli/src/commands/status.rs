@@ -41,7 +41,7 @@ pub async fn run(ctx: Ctx, args: StatusArgs) -> anyhow::Result<i32> {
     let plan = migrator.plan(&client).await?;
     let other = migrator.other_ledger(&client).await?;
     let c = &plan.counts;
-    let clean = c.pending + c.failed + c.modified + c.missing_file + c.rolled_back == 0;
+    let clean = c.to_apply() + c.modified + c.missing_file == 0;
     let drizzle_table = (set.layout == pgkeel::source::Layout::DrizzleJournal).then(|| {
         pgkeel::ident::qualified(&ctx.settings.drizzle_schema, &ctx.settings.drizzle_table)
     });
@@ -118,8 +118,14 @@ pub async fn run(ctx: Ctx, args: StatusArgs) -> anyhow::Result<i32> {
         }
         println!();
         println!(
-            "{} applied, {} pending, {} failed, {} rolled back, {} modified, {} missing on disk",
-            c.applied, c.pending, c.failed, c.rolled_back, c.modified, c.missing_file
+            "{} applied, {} to apply ({} pending, {} failed, {} rolled back), {} modified, {} missing on disk",
+            c.applied,
+            c.to_apply(),
+            c.pending,
+            c.failed,
+            c.rolled_back,
+            c.modified,
+            c.missing_file
         );
         if c.modified > 0 {
             println!(

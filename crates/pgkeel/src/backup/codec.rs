@@ -75,7 +75,7 @@ impl Keys {
 
     /// Reads an age identity file (`AGE-SECRET-KEY-1…` lines; `#` comments ignored).
     pub fn from_identity_file(path: &Path) -> Result<Self, BackupError> {
-        let text = std::fs::read_to_string(path).map_err(|e| BackupError::Io {
+        let text = std::fs::read_to_string(path).map_err(|e| BackupError::IdentityUnreadable {
             path: path.to_path_buf(),
             source: e,
         })?;

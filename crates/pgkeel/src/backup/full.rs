@@ -117,6 +117,29 @@ impl PartialDir {
         Ok(PartialDir { path: Some(path) })
     }
 
+    /// Creates `parent/name`, or, with no name, the default name of `kind` at `at` with the
+    /// next free `-N` (two backups in one second both succeed). Returns it with its name.
+    pub(crate) fn create_named(
+        parent: &Path,
+        name: Option<&str>,
+        kind: Kind,
+        at: DateTime<Utc>,
+    ) -> Result<(Self, String), BackupError> {
+        if let Some(n) = name {
+            return Ok((PartialDir::create(parent, n)?, n.to_string()));
+        }
+        let base = default_name(kind, at);
+        let mut nth = 1;
+        loop {
+            let n = nth_name(&base, nth);
+            match PartialDir::create(parent, &n) {
+                Ok(p) => return Ok((p, n)),
+                Err(BackupError::Exists { .. }) if nth < NAME_TRIES => nth += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     pub(crate) fn path(&self) -> &Path {
         self.path.as_deref().expect("not kept yet")
     }
@@ -472,9 +495,22 @@ pub(crate) async fn dump_schema(
     })
 }
 
-/// The default name of a backup of `kind` started at `at`.
+/// The default name of a backup of `kind` started at `at`: `full-YYYYMMDDTHHMMSSZ`, the one
+/// format of every backup name (a second backup in the same second gets `-2`, see [`nth_name`]).
 pub fn default_name(kind: Kind, at: DateTime<Utc>) -> String {
-    format!("{kind}-{}", at.format("%Y%m%dT%H%M%S%.3fZ"))
+    format!("{kind}-{}", at.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// How many `-N` names a default-named backup tries before giving up.
+pub(crate) const NAME_TRIES: u32 = 100;
+
+/// `base` for the first try, `base-N` after.
+pub(crate) fn nth_name(base: &str, nth: u32) -> String {
+    if nth <= 1 {
+        base.to_string()
+    } else {
+        format!("{base}-{nth}")
+    }
 }
 
 /// The extension of data files: `.zst`, or `.zst.age` when encrypted.
@@ -512,11 +548,8 @@ async fn full_local(
 ) -> Result<Manifest, BackupError> {
     let target = Target::from_settings(settings)?;
     let started_at = Utc::now();
-    let name = opts
-        .name
-        .clone()
-        .unwrap_or_else(|| default_name(Kind::Full, started_at));
-    let partial = PartialDir::create(&opts.dir, &name)?;
+    let (partial, name) =
+        PartialDir::create_named(&opts.dir, opts.name.as_deref(), Kind::Full, started_at)?;
     let dir = partial.path().to_path_buf();
     let (sealing, encryption) = opts.keys.sealing_for_new_backup(&dir)?;
     let ext = extension(&sealing);
@@ -600,15 +633,22 @@ where
     F: FnOnce(BackupOptions) -> Fut,
     Fut: std::future::Future<Output = Result<Manifest, BackupError>>,
 {
-    let name = opts
-        .name
-        .clone()
-        .unwrap_or_else(|| default_name(kind, Utc::now()));
-    check_name(&name)?;
-    if bucket.has(&name).await? {
-        return Err(BackupError::Exists {
-            path: bucket.backup_path(&name),
-        });
+    // A chosen name must be free; a default one takes the next free `-N`.
+    let mut name = String::new();
+    for nth in 1..=NAME_TRIES {
+        name = match &opts.name {
+            Some(n) => n.clone(),
+            None => nth_name(&default_name(kind, Utc::now()), nth),
+        };
+        check_name(&name)?;
+        if !bucket.has(&name).await? {
+            break;
+        }
+        if opts.name.is_some() || nth == NAME_TRIES {
+            return Err(BackupError::Exists {
+                path: bucket.backup_path(&name),
+            });
+        }
     }
     let staging = Staging::new()?;
     let dir = staging.path().join(&name);

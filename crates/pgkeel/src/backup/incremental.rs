@@ -15,8 +15,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::bucket::Bucket;
 use super::catalog;
 use super::full::{
-    assemble_tables, default_name, dump_schema, extension, jobs_for, open_snapshot, run_jobs,
-    to_bucket, worker_count, BackupOptions, PartialDir, CHUNK_BYTES,
+    assemble_tables, dump_schema, extension, jobs_for, open_snapshot, run_jobs, to_bucket,
+    worker_count, BackupOptions, PartialDir, CHUNK_BYTES,
 };
 use super::manifest::{BaseRef, Kind, Manifest, TableMode, FORMAT_VERSION};
 use super::{BackupError, Progress};
@@ -127,11 +127,8 @@ async fn incremental_local(
     };
     let target = Target::from_settings(settings)?;
     let started_at = Utc::now();
-    let name = bo
-        .name
-        .clone()
-        .unwrap_or_else(|| default_name(Kind::Incremental, started_at));
-    let partial = PartialDir::create(&bo.dir, &name)?;
+    let (partial, name) =
+        PartialDir::create_named(&bo.dir, bo.name.as_deref(), Kind::Incremental, started_at)?;
     let dir = partial.path().to_path_buf();
     let (sealing, encryption) = bo.keys.sealing_for_new_backup(&dir)?;
     let ext = extension(&sealing);

@@ -118,7 +118,7 @@ pub enum BackupError {
     Corrupt { path: PathBuf, reason: String },
     #[error("cannot encrypt {}: {reason}; nothing was written in plaintext", path.display())]
     Encrypt { path: PathBuf, reason: String },
-    #[error("{} is encrypted and none of the given keys opens it: wrong identity file or passphrase (check BACKUP_ENCRYPTION_IDENTITY_FILE / BACKUP_ENCRYPTION_PASSPHRASE)", path.display())]
+    #[error("cannot decrypt {}: wrong identity or passphrase (the backup may be fine: check --identity / BACKUP_ENCRYPTION_IDENTITY_FILE / BACKUP_ENCRYPTION_PASSPHRASE)", path.display())]
     WrongKey { path: PathBuf },
     #[error("{} is encrypted: set BACKUP_ENCRYPTION_IDENTITY_FILE (age identity) or BACKUP_ENCRYPTION_PASSPHRASE, or pass --identity", path.display())]
     KeysNeeded { path: PathBuf },
@@ -126,6 +126,12 @@ pub enum BackupError {
     BadRecipient { recipient: String },
     #[error("{} holds no age identity (AGE-SECRET-KEY-1…): point BACKUP_ENCRYPTION_IDENTITY_FILE at the key file made by age-keygen", path.display())]
     BadIdentityFile { path: PathBuf },
+    #[error("cannot read the age identity file {}: {source}; check --identity / BACKUP_ENCRYPTION_IDENTITY_FILE", path.display())]
+    IdentityUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("target database {target} is not empty ({objects} tables, views or sequences): restore into an empty database, or pass --clean to drop everything in it first")]
     TargetNotEmpty { target: String, objects: i64 },
     #[error("table {table} is not in backup {backup}: check the name (schema.table) against `pgkeel backup verify`")]
@@ -229,6 +235,7 @@ impl crate::outcome::Classify for BackupError {
             | BackupError::NotInBucket { .. }
             | BackupError::BadRecipient { .. }
             | BackupError::BadIdentityFile { .. }
+            | BackupError::IdentityUnreadable { .. }
             | BackupError::TargetNotEmpty { .. }
             | BackupError::UnknownTable { .. }
             | BackupError::NoBase { .. }
@@ -245,8 +252,8 @@ impl crate::outcome::Classify for BackupError {
             | BackupError::BadManifest { .. }
             | BackupError::Corrupt { .. }
             | BackupError::DamagedBeforeRestore { .. }
-            | BackupError::WrongKey { .. }
             | BackupError::MissingBase { .. } => K::Findings,
+            BackupError::WrongKey { .. } => K::Keys,
             BackupError::Io { .. }
             | BackupError::Bucket { .. }
             | BackupError::ToolFailed { .. }

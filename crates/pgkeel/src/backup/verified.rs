@@ -43,14 +43,10 @@ pub async fn full_verified(
     };
     let mut nth = 1;
     let manifest = loop {
-        opts.name = Some(if nth == 1 {
-            base.clone()
-        } else {
-            format!("{base}-{nth}")
-        });
+        opts.name = Some(super::full::nth_name(&base, nth));
         match full(settings, &opts, progress.clone()).await {
             Ok(m) => break m,
-            Err(BackupError::Exists { .. }) if ours && nth < 100 => nth += 1,
+            Err(BackupError::Exists { .. }) if ours && nth < super::full::NAME_TRIES => nth += 1,
             Err(e) => return Err(e),
         }
     };

@@ -67,6 +67,9 @@ pub async fn verify(
     let dir_buf = top.dir.clone();
     let keys = top.keys.clone();
     let encrypted = m.is_encrypted();
+    if encrypted {
+        wrong_key_check(&dir_buf, &m.schema, &keys)?;
+    }
     progress.phase("files");
     let files: Vec<(Option<String>, super::manifest::FileEntry)> = m
         .files()
@@ -117,6 +120,28 @@ pub async fn verify(
         report.problems.extend(problems);
     }
     Ok(report)
+}
+
+/// An intact file (its bytes match the manifest's SHA-256) that the keys do not open means the
+/// keys are wrong, not the backup: [`BackupError::WrongKey`], instead of calling every file
+/// damaged.
+fn wrong_key_check(
+    dir: &Path,
+    f: &super::manifest::FileEntry,
+    keys: &super::codec::Keys,
+) -> Result<(), BackupError> {
+    use sha2::{Digest, Sha256};
+    let path = dir.join(&f.path);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(()); // missing: reported as a problem below
+    };
+    if hex::encode(Sha256::digest(&bytes)) != f.sha256 {
+        return Ok(());
+    }
+    match OpenedReader::open(&path, true, keys) {
+        Err(e @ BackupError::WrongKey { .. }) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Checks the stored bytes of every file of `manifest` (in `dir`) against the manifest's size

@@ -79,6 +79,15 @@ pub struct Counts {
     pub missing_file: usize,
 }
 
+impl Counts {
+    /// What the next `migrate` runs: pending, failed and rolled-back migrations (the one notion
+    /// of "to apply", as [`State::is_runnable`] says, shared by `status`, `migrate`, `deploy`
+    /// and the production backup).
+    pub fn to_apply(&self) -> usize {
+        self.pending + self.failed + self.rolled_back
+    }
+}
+
 /// The folder compared with the ledger.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {

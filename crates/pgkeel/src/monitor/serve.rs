@@ -213,12 +213,28 @@ impl Shared {
     }
 }
 
+/// How long the very first request waits for the first collection before it is told to retry
+/// (an unreachable database takes HEALTH_CHECK_TIMEOUT to say so).
+const FIRST_WAIT: Duration = Duration::from_secs(5);
+
+/// A collection, waited for at most `limit` (`None`: no limit); the collection goes on in the
+/// background when the wait ends, so the next request finds it.
+async fn collect_within(s: &Arc<Shared>, limit: Option<Duration>) -> Option<Arc<Snapshot>> {
+    let bg = s.clone();
+    let task = tokio::spawn(async move { bg.snapshot().await });
+    match limit {
+        Some(l) => tokio::time::timeout(l, task).await.ok()?.ok(),
+        None => task.await.ok(),
+    }
+}
+
 /// The cached snapshot, stale or not; when it is stale, one background refresh is started. Only
-/// the very first request (nothing cached yet) waits for a collection.
-async fn cached(s: &Arc<Shared>) -> Arc<Snapshot> {
+/// the very first request (nothing cached yet) waits for a collection, [`FIRST_WAIT`] at most:
+/// `None` then.
+async fn cached(s: &Arc<Shared>) -> Option<Arc<Snapshot>> {
     let current = s.current.read().ok().and_then(|c| c.clone());
     let Some(snap) = current else {
-        return s.snapshot().await;
+        return collect_within(s, Some(FIRST_WAIT)).await;
     };
     if snap.collected_at.elapsed() >= s.interval
         && s.refreshing
@@ -231,7 +247,25 @@ async fn cached(s: &Arc<Shared>) -> Arc<Snapshot> {
             bg.refreshing.store(false, Ordering::Release);
         });
     }
-    snap
+    Some(snap)
+}
+
+/// The answer while the first collection is still running.
+fn not_yet(s: &Shared) -> Response {
+    let mut r = json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &serde_json::json!({
+            "status": "collecting",
+            "reason": format!(
+                "the first collection from the database has not finished within {} s (it is slow or unreachable); retry shortly",
+                FIRST_WAIT.as_secs()
+            ),
+            "database": s.monitor.target().to_string(),
+        }),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
 }
 
 /// A bound, not yet running server.
@@ -531,18 +565,16 @@ async fn healthz() -> Response {
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     let timeout = s.monitor.settings.readiness_check_timeout;
     // READINESS_CHECK_TIMEOUT=0: no limit.
-    let snap = match super::probe::limit(timeout) {
-        Some(t) => tokio::time::timeout(t, s.snapshot()).await,
-        None => Ok(s.snapshot().await),
-    };
-    let snap = match snap {
-        Ok(snap) => snap,
-        Err(_) => {
+    let snap = match collect_within(&s, super::probe::limit(timeout)).await {
+        Some(snap) => snap,
+        None => {
             return json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &serde_json::json!({
                     "ready": false,
                     "reasons": [format!("no answer from the database within {} ms (READINESS_CHECK_TIMEOUT)", timeout.as_millis())],
+                    "database": s.monitor.target().to_string(),
+                    "checked_at": chrono::Utc::now(),
                 }),
             )
         }
@@ -573,7 +605,9 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
-    let snap = cached(&s).await;
+    let Some(snap) = cached(&s).await else {
+        return not_yet(&s);
+    };
     (
         [(
             header::CONTENT_TYPE,
@@ -585,7 +619,9 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn dashboard(State(s): State<Arc<Shared>>) -> Response {
-    let snap = cached(&s).await;
+    let Some(snap) = cached(&s).await else {
+        return not_yet(&s);
+    };
     let refresh = s.interval.as_secs().max(5);
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -595,7 +631,9 @@ async fn dashboard(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn report_json(State(s): State<Arc<Shared>>) -> Response {
-    let snap = cached(&s).await;
+    let Some(snap) = cached(&s).await else {
+        return not_yet(&s);
+    };
     json(
         StatusCode::OK,
         &serde_json::to_value(&snap.report).unwrap_or_default(),

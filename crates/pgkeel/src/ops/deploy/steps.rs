@@ -466,10 +466,11 @@ impl<O: DeployObserver> Run<'_, O> {
                 before: Some(b),
                 after: Some(a),
             }) => format!(
-                "database size {} → {} bytes ({:+}); performance findings {} → {}",
-                b,
-                a,
-                a - b,
+                "database size {} → {} ({}{}); performance findings {} → {}",
+                crate::monitor::dashboard::bytes(b as f64),
+                crate::monitor::dashboard::bytes(a as f64),
+                if a >= b { "+" } else { "-" },
+                crate::monitor::dashboard::bytes((a - b).unsigned_abs() as f64),
                 delta.performance_findings.before.unwrap_or(0),
                 delta.performance_findings.after.unwrap_or(0)
             ),
