@@ -93,6 +93,28 @@ impl Ctx {
         self.format == Format::Json
     }
 
+    /// Where reports go (`PGKEEL_REPORTS_DIR` / `reports-dir`), from the working directory: one
+    /// absolute path in every command's output.
+    pub fn reports_dir(&self) -> PathBuf {
+        self.cwd.join(&self.settings.reports_dir)
+    }
+
+    /// Writes a report with `write`; a failure (a read-only directory) is a warning on stderr,
+    /// not the command's failure: its results are still printed and its exit code stays the
+    /// findings'.
+    pub fn save_report(
+        &self,
+        write: impl FnOnce(&std::path::Path) -> Result<PathBuf, pgkeel::report::ReportError>,
+    ) -> Option<PathBuf> {
+        match write(&self.reports_dir()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("warning: the report was not written: {e}");
+                None
+            }
+        }
+    }
+
     pub fn migrations_dir(&self) -> PathBuf {
         let dir = source::resolve_dir(self.settings.migrations_dir.as_deref(), &self.cwd);
         if dir.is_absolute() {

@@ -332,3 +332,32 @@ async fn idle_connections_cannot_starve_healthz_and_are_closed_within_30_seconds
     assert!(healthz_answers(port).await);
     server.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_unwritable_reports_directory_is_a_warning_and_the_results_still_count() {
+    let db = TestDb::new("cli_mon_noreports").await;
+    let tmp = tempfile::tempdir().unwrap();
+    // A directory cannot be created under a file.
+    std::fs::write(tmp.path().join("a-file"), "").unwrap();
+    let out = pgkeel(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .env("PGKEEL_REPORTS_DIR", tmp.path().join("a-file/reports"))
+        .args(["monitor", "--format", "json", "--migrations"])
+        .arg(example_dir())
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let doc = json(&out.stdout);
+    assert_eq!(
+        doc["summary"]["status"], "info",
+        "results printed, exit by findings"
+    );
+    assert!(doc["report_file"].is_null());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning: the report was not written"), "{err}");
+    assert!(
+        err.contains("PGKEEL_REPORTS_DIR") && !err.contains("--reports-dir"),
+        "{err}"
+    );
+}

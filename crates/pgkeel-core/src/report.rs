@@ -128,13 +128,13 @@ impl SeverityCounts {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("cannot create the reports directory {}: {source}; set `reports-dir` in pgkeel.toml or pass --reports-dir to a writable place", dir.display())]
+    #[error("cannot create the reports directory {}: {source}; point PGKEEL_REPORTS_DIR (or `reports-dir` in pgkeel.toml) at a writable directory, or pass --no-report", dir.display())]
     CreateDir {
         dir: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot write report {}: {source}", path.display())]
+    #[error("cannot write report {}: {source}; point PGKEEL_REPORTS_DIR (or `reports-dir` in pgkeel.toml) at a writable directory, or pass --no-report", path.display())]
     Write {
         path: PathBuf,
         #[source]

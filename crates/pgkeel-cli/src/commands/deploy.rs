@@ -189,11 +189,7 @@ pub async fn run(mut ctx: Ctx, args: DeployArgs) -> anyhow::Result<i32> {
         None
     } else {
         let name = format!("deploy-{}", report.started_at.format("%Y-%m-%d-%H%M%S"));
-        Some(report::write_report_named(
-            &ctx.settings.reports_dir,
-            &name,
-            &report,
-        )?)
+        ctx.save_report(|dir| report::write_report_named(dir, &name, &report))
     };
     if ctx.json() {
         ctx.print_json(&report)?;

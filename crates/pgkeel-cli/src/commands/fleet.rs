@@ -103,11 +103,7 @@ where
             "fleet-{command}-{}",
             report.started_at.format("%Y-%m-%d-%H%M%S")
         );
-        Some(pgkeel::report::write_report_named(
-            &ctx.cwd.join(&ctx.settings.reports_dir),
-            &name,
-            &report,
-        )?)
+        ctx.save_report(|dir| pgkeel::report::write_report_named(dir, &name, &report))
     };
     if json {
         ctx.print_json(&JsonOut {

@@ -50,7 +50,6 @@ pub fn exit_code(worst: Option<Severity>) -> i32 {
 pub async fn run(mut ctx: Ctx, args: MonitorArgs) -> anyhow::Result<i32> {
     let sections = Sections::from_flags(args.health, args.migration_status, args.performance);
     let monitor = Monitor::new(&ctx.settings, ctx.migrations_dir())?;
-    let reports_dir = ctx.cwd.join(&ctx.settings.reports_dir);
     let mut previous: Option<MonitorReport> = None;
     // --watch sends alerts that appear or resolve to PGKEEL_ALERT_WEBHOOK / _SLACK_WEBHOOK.
     let notifier = match args.watch {
@@ -66,7 +65,7 @@ pub async fn run(mut ctx: Ctx, args: MonitorArgs) -> anyhow::Result<i32> {
             .as_ref()
             .is_none_or(|p| alert_keys(&p.alerts) != alert_keys(&r.alerts));
         let saved = if !args.no_report && alerts_changed {
-            Some(r.save(&reports_dir)?)
+            ctx.save_report(|dir| r.save(dir))
         } else {
             None
         };

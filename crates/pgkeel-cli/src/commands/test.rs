@@ -81,11 +81,7 @@ pub async fn run(ctx: Ctx, args: TestArgs) -> anyhow::Result<i32> {
     let written = if args.no_report {
         None
     } else {
-        Some(report::write_report(
-            &ctx.settings.reports_dir,
-            "migration-test",
-            &report,
-        )?)
+        ctx.save_report(|dir| report::write_report(dir, "migration-test", &report))
     };
     if ctx.json() {
         ctx.print_json(&report)?;

@@ -101,11 +101,7 @@ pub async fn run(ctx: Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
     let written = if args.no_report {
         None
     } else {
-        Some(report::write_report(
-            &ctx.settings.reports_dir,
-            "validation",
-            &report,
-        )?)
+        ctx.save_report(|dir| report::write_report(dir, "validation", &report))
     };
     if ctx.json() {
         ctx.print_json(&report)?;
