@@ -261,16 +261,24 @@ async fn edited_applied_file_is_refused_and_cosmetic_edit_can_be_repaired() {
         "{repair:?}"
     );
 
-    // A CRLF-only edit: reported cosmetic, repair records it, migrate is happy again.
+    // A CRLF-only edit: reported cosmetic; migrate goes on with a warning naming repair
+    // (it refused before), repair records it, and the warning is gone.
     std::fs::write(&file, original.replace('\n', "\r\n")).unwrap();
     let set = source::load(dir.path()).unwrap();
     let plan = Migrator::new(&settings, &set).plan(&client).await.unwrap();
     assert_eq!(plan.migrations[1].state, State::Modified { cosmetic: true });
-    let err = Migrator::new(&settings, &set)
+    let report = Migrator::new(&settings, &set)
         .migrate(&client, &MigrateOptions::default(), &mut Silent)
         .await
-        .unwrap_err();
-    assert!(err.to_string().contains("pgkeel repair"), "{err}");
+        .unwrap();
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("pgkeel repair") && w.contains(&set.migrations[1].id)),
+        "{:?}",
+        report.warnings
+    );
     let fixed = Migrator::new(&settings, &set)
         .repair(&client, false)
         .await
@@ -281,6 +289,37 @@ async fn edited_applied_file_is_refused_and_cosmetic_edit_can_be_repaired() {
         .await
         .unwrap();
     assert!(again.applied.is_empty());
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+
+    // An applied migration's file removed from a native folder: migrate goes on (it applies
+    // what is pending) and says which file is gone (it said nothing before).
+    let native = support::native(&[("0001_a.sql", "CREATE TABLE gone_a (id int);\n")]);
+    let set = source::load(native.path()).unwrap();
+    let db2 = TestDb::new("edited_gone").await;
+    let c2 = db2.client().await;
+    Migrator::new(&db2.settings(), &set)
+        .migrate(&c2, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    std::fs::remove_file(native.path().join("0001_a.sql")).unwrap();
+    std::fs::write(
+        native.path().join("0002_b.sql"),
+        "CREATE TABLE gone_b (id int);\n",
+    )
+    .unwrap();
+    let set = source::load(native.path()).unwrap();
+    let r = Migrator::new(&db2.settings(), &set)
+        .migrate(&c2, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    assert_eq!(r.applied.len(), 1);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("0001_a") && w.contains("not in the folder")),
+        "{:?}",
+        r.warnings
+    );
 }
 
 #[tokio::test]

@@ -254,10 +254,14 @@ impl<'a> Migrator<'a> {
         // stop there. `migrate` never removes an applied row, so a plan with nothing pending and
         // nothing modified cannot be made stale by a concurrent run.
         let plan = self.plan(client).await?;
-        if plan.pending(self.set).next().is_none() && plan.modified().next().is_none() {
+        if plan.pending(self.set).next().is_none() && plan.modified().all(Entry::is_cosmetic) {
+            let ledger = ledger_warnings(&plan);
+            for w in &ledger {
+                obs.warn(w);
+            }
             return Ok(MigrateReport {
                 dry_run: false,
-                warnings: self.folder_warnings(),
+                warnings: [self.folder_warnings(), ledger].concat(),
                 held_back: Vec::new(),
                 taken_over: Vec::new(),
                 taken_over_from: None,
@@ -350,8 +354,10 @@ impl<'a> Migrator<'a> {
         self.set.warnings.iter().map(|w| w.to_string()).collect()
     }
 
+    /// Refuses to go on over an applied file whose SQL changed; a cosmetic-only change (line
+    /// endings, BOM, trailing whitespace) is a warning ([`ledger_warnings`]), not a stop.
     fn refuse_modified(&self, plan: &Plan) -> Result<(), MigrateError> {
-        let modified: Vec<&Entry> = plan.modified().collect();
+        let modified: Vec<&Entry> = plan.modified().filter(|e| !e.is_cosmetic()).collect();
         match modified.as_slice() {
             [] => Ok(()),
             [e] => Err(e.modified_error()),
@@ -377,6 +383,10 @@ impl<'a> Migrator<'a> {
         }
         let plan = self.plan(client).await?;
         self.refuse_modified(&plan)?;
+        let ledger = ledger_warnings(&plan);
+        for w in &ledger {
+            obs.warn(w);
+        }
         if let Some(t) = opts
             .target
             .as_deref()
@@ -449,7 +459,7 @@ impl<'a> Migrator<'a> {
         };
         Ok(MigrateReport {
             dry_run: false,
-            warnings: [self.folder_warnings(), takeover.warnings].concat(),
+            warnings: [self.folder_warnings(), takeover.warnings, ledger].concat(),
             held_back: takeover.held_back,
             taken_over: takeover.taken_over,
             taken_over_from: takeover.from,
@@ -463,3 +473,22 @@ impl<'a> Migrator<'a> {
 
 #[cfg(test)]
 mod tests;
+
+/// What `migrate` goes on past but says: applied migrations whose file is not in the folder any
+/// more, and applied files changed only cosmetically (as `migrate validate` reports them).
+fn ledger_warnings(plan: &Plan) -> Vec<String> {
+    plan.migrations
+        .iter()
+        .filter_map(|e| match e.state {
+            State::MissingFile => Some(format!(
+                "{} is applied but its file is not in the folder any more: restore it (`pgkeel migrate validate` lists every such migration)",
+                e.id
+            )),
+            State::Modified { cosmetic: true } => Some(format!(
+                "{} changed after it was applied, in line endings, BOM or trailing whitespace only: `pgkeel repair` records it",
+                e.id
+            )),
+            _ => None,
+        })
+        .collect()
+}

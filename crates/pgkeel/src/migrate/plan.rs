@@ -56,6 +56,11 @@ impl State {
 }
 
 impl Entry {
+    /// Applied, and its file changed in line endings, BOM or trailing whitespace only.
+    pub fn is_cosmetic(&self) -> bool {
+        self.state == State::Modified { cosmetic: true }
+    }
+
     /// The error that refuses to go on with this changed file.
     pub(super) fn modified_error(&self) -> MigrateError {
         MigrateError::Modified {
@@ -291,7 +296,12 @@ pub fn check_plan(plan: &Plan) -> Vec<Problem> {
         let (kind, severity, message) = match &e.state {
             State::Modified { cosmetic } => (
                 "modified",
-                Severity::Critical,
+                // A cosmetic edit changes nothing that runs: `migrate` goes on past it too.
+                if *cosmetic {
+                    Severity::Warning
+                } else {
+                    Severity::Critical
+                },
                 format!(
                     "applied with hash {} but the file now hashes to {}; {}",
                     e.ledger_hash.as_deref().unwrap_or("?"),
