@@ -850,3 +850,41 @@ async fn a_role_without_the_temp_privilege_still_migrates_with_every_guard() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn repair_records_the_cosmetic_edit_and_names_the_real_one() {
+    let db = TestDb::new("repair_mixed").await;
+    let settings = db.settings();
+    let dir = example_copy();
+    let client = db.client().await;
+    let set = source::load(dir.path()).unwrap();
+    Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    let (cosmetic, real) = (&set.migrations[1], &set.migrations[2]);
+    let text = std::fs::read_to_string(&cosmetic.path).unwrap();
+    std::fs::write(&cosmetic.path, text.replace('\n', "\r\n")).unwrap();
+    let text = std::fs::read_to_string(&real.path).unwrap();
+    std::fs::write(&real.path, format!("{text}\nSELECT 1;\n")).unwrap();
+    let set = source::load(dir.path()).unwrap();
+    let err = Migrator::new(&settings, &set)
+        .repair(&client, false)
+        .await
+        .unwrap_err();
+    match &err {
+        MigrateError::PartlyRepaired { repaired, source } => {
+            assert_eq!(repaired, &vec![cosmetic.id.clone()]);
+            assert!(
+                matches!(source.as_ref(), MigrateError::Modified { id, cosmetic: false, .. } if id == &real.id),
+                "{source:?}"
+            );
+        }
+        other => panic!("expected PartlyRepaired, got {other:?}"),
+    }
+    assert!(err.to_string().contains(&cosmetic.id) && err.to_string().contains(&real.id));
+    // The cosmetic one is recorded: only the real edit is still modified.
+    let plan = Migrator::new(&settings, &set).plan(&client).await.unwrap();
+    let modified: Vec<&str> = plan.modified().map(|e| e.id.as_str()).collect();
+    assert_eq!(modified, [real.id.as_str()]);
+}

@@ -96,16 +96,17 @@ impl<'a> Migrator<'a> {
         result
     }
 
-    /// `pgkeel repair`: records the new hash of modified files. Cosmetic changes only unless
-    /// `force`. Returns the repaired ids, or the error for the first non-cosmetic change.
+    /// `pgkeel repair`: records the new hash of modified files: cosmetic changes only unless
+    /// `force`. Returns the repaired ids. A real change (without `force`) is refused after the
+    /// cosmetic ones are recorded: [`MigrateError::PartlyRepaired`] names both, or the change's
+    /// own error when nothing could be recorded.
     pub async fn repair(&self, client: &Client, force: bool) -> Result<Vec<String>, MigrateError> {
         let plan = self.plan(client).await?;
-        let mut fixed = Vec::new();
-        for e in plan.modified() {
-            if e.state != (State::Modified { cosmetic: true }) && !force {
-                return Err(e.modified_error());
-            }
-        }
+        let mut refused: Vec<MigrateError> = plan
+            .modified()
+            .filter(|e| !e.is_cosmetic() && !force)
+            .map(|e| e.modified_error())
+            .collect();
         // Failed migrations that committed part of their statements and whose committed
         // statements were edited since: `--force` accepts the edited ones as what ran.
         let mut partial = Vec::new();
@@ -116,17 +117,22 @@ impl<'a> Migrator<'a> {
             let stmts = self.prepared.statements(m)?;
             if let Err(err) = resume_point(e, m, &stmts) {
                 if !force {
-                    return Err(err);
+                    refused.push(err);
+                    continue;
                 }
                 let hashes = statement_hashes(&stmts);
                 partial.push((m, hashes));
             }
         }
         self.ledger.ensure(client).await?;
-        for e in plan.modified() {
-            let m = &self.set.migrations[e.index.expect("modified entries are on disk")];
-            let cosmetic = matches!(e.state, State::Modified { cosmetic: true });
-            self.ledger.update_hash(client, m, !cosmetic, None).await?;
+        let mut fixed = Vec::new();
+        for e in plan.modified().filter(|e| force || e.is_cosmetic()) {
+            let Some(m) = e.index.map(|i| &self.set.migrations[i]) else {
+                continue;
+            };
+            self.ledger
+                .update_hash(client, m, !e.is_cosmetic(), None)
+                .await?;
             fixed.push(m.id.clone());
         }
         for (m, hashes) in partial {
@@ -135,6 +141,15 @@ impl<'a> Migrator<'a> {
                 .await?;
             fixed.push(m.id.clone());
         }
-        Ok(fixed)
+        let Some(first) = refused.into_iter().next() else {
+            return Ok(fixed);
+        };
+        if fixed.is_empty() {
+            return Err(first);
+        }
+        Err(MigrateError::PartlyRepaired {
+            repaired: fixed,
+            source: Box::new(first),
+        })
     }
 }

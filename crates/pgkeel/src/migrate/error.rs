@@ -33,6 +33,11 @@ pub enum MigrateError {
     },
     #[error("{} applied migration(s) changed on disk: {}; run `pgkeel status` for details", .ids.len(), .ids.join(", "))]
     ModifiedMany { ids: Vec<String> },
+    #[error("recorded the new hash of the cosmetic edit(s) {}; not of the rest: {source}", .repaired.join(", "))]
+    PartlyRepaired {
+        repaired: Vec<String>,
+        source: Box<MigrateError>,
+    },
     #[error("migration {id} failed{}{}: {pg}{}{}\n{}", statement_note(*.statement, *.statements), attempts_note(*.attempts), blockers_note(.blockers), location_note(.location), applied_note(.id, *.committed, *.statements, .applied_before))]
     Failed {
         id: String,
@@ -154,6 +159,7 @@ impl MigrateError {
                 | MigrateError::Syntax { .. }
                 | MigrateError::Modified { .. }
                 | MigrateError::ModifiedMany { .. }
+                | MigrateError::PartlyRepaired { .. }
                 | MigrateError::TransactionControl { .. }
                 | MigrateError::SingleTransactionImpossible { .. }
                 | MigrateError::CommittedChanged { .. }
@@ -182,6 +188,7 @@ impl crate::outcome::Classify for MigrateError {
             | MigrateError::Syntax { .. }
             | MigrateError::Modified { .. }
             | MigrateError::ModifiedMany { .. }
+            | MigrateError::PartlyRepaired { .. }
             | MigrateError::TransactionControl { .. }
             | MigrateError::SingleTransactionImpossible { .. }
             | MigrateError::CommittedChanged { .. }
