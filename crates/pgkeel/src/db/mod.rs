@@ -223,10 +223,39 @@ impl DbError {
     }
 }
 
+/// A next step for a denied privilege (42501), by the object and privilege the server's message
+/// names: a denied SELECT on a sequence is not fixed by `GRANT CREATE ON SCHEMA`.
 fn privilege_hint(pg: &PgError) -> Option<String> {
-    (pg.code == "42501").then(|| {
-        "the role lacks a privilege named above; grant it (e.g. GRANT CREATE ON SCHEMA … TO role) or connect as the schema owner".to_string()
-    })
+    if pg.code != "42501" {
+        return None;
+    }
+    let m = pg.message.as_str();
+    let after = |prefix: &str| m.strip_prefix(prefix).map(str::trim);
+    let hint = if let Some(schema) = after("permission denied for schema") {
+        format!("grant the role the schema's privileges (GRANT USAGE, CREATE ON SCHEMA {schema} TO <role>), or connect as its owner")
+    } else if let Some(seq) = after("permission denied for sequence") {
+        format!("GRANT USAGE, SELECT ON SEQUENCE {seq} TO <role> (or ALL SEQUENCES IN SCHEMA …), or connect as its owner")
+    } else if let Some(rel) = after("permission denied for table")
+        .or_else(|| after("permission denied for relation"))
+        .or_else(|| after("permission denied for view"))
+        .or_else(|| after("permission denied for materialized view"))
+    {
+        format!("GRANT the privilege the statement needs (SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES or TRIGGER) ON {rel} TO <role>, or connect as its owner")
+    } else if let Some(f) =
+        after("permission denied for function").or_else(|| after("permission denied for procedure"))
+    {
+        format!("GRANT EXECUTE ON FUNCTION {f} TO <role>")
+    } else if m.starts_with("permission denied to create database") {
+        "the role may not create databases: ALTER ROLE <role> CREATEDB, or give pgkeel an existing database (--scratch-url, --target-url)".to_string()
+    } else if let Some(db) = after("permission denied for database") {
+        format!("GRANT CONNECT, CREATE ON DATABASE {db} TO <role> (CREATE is what CREATE SCHEMA and CREATE EXTENSION need)")
+    } else if let Some(what) = after("must be owner of") {
+        format!("only the owner of {what} may do this: connect as that owner, or make the role a member of it (GRANT <owner> TO <role>)")
+    } else {
+        "the role lacks the privilege named above: grant it, or connect as the object's owner"
+            .to_string()
+    };
+    Some(hint)
 }
 
 /// Where and how to connect, resolved from settings. Its `Display` never shows a password.
@@ -1169,3 +1198,37 @@ impl crate::outcome::Classify for DbError {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod privilege_hint_tests {
+    use super::*;
+
+    fn denied(message: &str) -> String {
+        privilege_hint(&PgError {
+            severity: "ERROR".into(),
+            code: "42501".into(),
+            message: message.into(),
+            detail: None,
+            hint: None,
+            position: None,
+            context: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn privilege_hints_name_the_object_and_privilege() {
+        assert!(denied("permission denied for schema app").contains("ON SCHEMA app"));
+        let seq = denied("permission denied for sequence users_id_seq");
+        assert!(
+            seq.contains("ON SEQUENCE users_id_seq") && !seq.contains("CREATE ON SCHEMA"),
+            "{seq}"
+        );
+        assert!(denied("permission denied for table orders").contains("ON orders"));
+        assert!(denied("permission denied to create database").contains("CREATEDB"));
+        assert!(denied("permission denied for database app").contains("ON DATABASE app"));
+        assert!(denied("must be owner of table t").contains("owner of table t"));
+        assert!(denied("permission denied for function f").contains("EXECUTE ON FUNCTION f"));
+        assert!(!denied("something else").contains("SCHEMA"));
+    }
+}
