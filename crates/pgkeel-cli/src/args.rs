@@ -86,7 +86,8 @@ pub struct SafetyOpts {
     /// Tries per migration on lock timeout, deadlock or serialization failure. Default 5.
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
-    /// How long to wait for another pgkeel holding the deploy lock (e.g. 10min).
+    /// How long to wait for another pgkeel holding the deploy lock (e.g. 30s, 10min). Default
+    /// 10min (PGKEEL_DEPLOY_LOCK_TIMEOUT).
     #[arg(long, value_name = "DURATION")]
     pub lock_wait: Option<String>,
 }

@@ -263,7 +263,7 @@ pub enum SourceError {
 
     /// `pgkeel new NAME` with an unusable name.
     #[error(
-        "invalid migration name {name:?}: {problem}; use letters, digits, spaces, dashes or underscores, like \"add users table\""
+        "invalid migration name {name:?}: {problem}; a name is ASCII letters, digits, spaces, dashes or underscores (accented Latin letters are spelled in ASCII: \"Ünïcode\" becomes unicode), like \"add users table\""
     )]
     BadMigrationName { name: String, problem: NameProblem },
 
@@ -331,7 +331,7 @@ impl fmt::Display for NameProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Empty => f.write_str("it is empty"),
-            Self::BadChar(c) => write!(f, "it contains {c:?}"),
+            Self::BadChar(c) => write!(f, "it contains {c:?}, which has no ASCII spelling"),
         }
     }
 }

@@ -3,25 +3,33 @@
 
 use super::*;
 
-/// Turns a user's name into a migration name: ASCII letters lowercased, spaces and dashes become
-/// `_`, repeated `_` collapse, leading/trailing `_` go. Other characters are refused.
+/// Turns a user's name into a migration name: ASCII letters lowercased, accented Latin letters
+/// spelled in ASCII (`Ünïcode` → `unicode`, `Straße` → `strasse`), spaces and dashes become `_`,
+/// repeated `_` collapse, leading/trailing `_` go. Other characters are refused, naming them.
 pub fn slugify(name: &str) -> Result<String, SourceError> {
     let bad = |problem| SourceError::BadMigrationName {
         name: name.to_owned(),
         problem,
     };
     let mut slug = String::with_capacity(name.len());
-    for c in name.trim().chars() {
-        let c = match c {
-            'a'..='z' | '0'..='9' => c,
-            'A'..='Z' => c.to_ascii_lowercase(),
-            ' ' | '-' | '_' | '\t' => '_',
-            other => return Err(bad(NameProblem::BadChar(other))),
+    for c in name.trim().chars().flat_map(char::to_lowercase) {
+        let spelled: &str = match c {
+            'a'..='z' | '0'..='9' => {
+                slug.push(c);
+                continue;
+            }
+            ' ' | '-' | '_' | '\t' => "_",
+            other => match ascii_spelling(other) {
+                Some(a) => a,
+                None => return Err(bad(NameProblem::BadChar(other))),
+            },
         };
-        if c == '_' && (slug.is_empty() || slug.ends_with('_')) {
-            continue;
+        for c in spelled.chars() {
+            if c == '_' && (slug.is_empty() || slug.ends_with('_')) {
+                continue;
+            }
+            slug.push(c);
         }
-        slug.push(c);
     }
     while slug.ends_with('_') {
         slug.pop();
@@ -30,6 +38,37 @@ pub fn slugify(name: &str) -> Result<String, SourceError> {
         return Err(bad(NameProblem::Empty));
     }
     Ok(slug)
+}
+
+/// The ASCII spelling of a lowercase accented Latin letter (Latin-1 and Latin Extended-A, the
+/// letters of European languages), or `None`.
+fn ascii_spelling(c: char) -> Option<&'static str> {
+    Some(match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' => "a",
+        'æ' => "ae",
+        'ç' | 'ć' | 'ĉ' | 'ċ' | 'č' => "c",
+        'ď' | 'đ' | 'ð' => "d",
+        'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ĕ' | 'ė' | 'ę' | 'ě' => "e",
+        'ĝ' | 'ğ' | 'ġ' | 'ģ' => "g",
+        'ĥ' | 'ħ' => "h",
+        'ì' | 'í' | 'î' | 'ï' | 'ĩ' | 'ī' | 'ĭ' | 'į' | 'ı' => "i",
+        'ĵ' => "j",
+        'ķ' => "k",
+        'ĺ' | 'ļ' | 'ľ' | 'ŀ' | 'ł' => "l",
+        'ñ' | 'ń' | 'ņ' | 'ň' => "n",
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' | 'ŏ' | 'ő' => "o",
+        'œ' => "oe",
+        'ŕ' | 'ŗ' | 'ř' => "r",
+        'ś' | 'ŝ' | 'ş' | 'š' | 'ș' => "s",
+        'ß' => "ss",
+        'ţ' | 'ť' | 'ŧ' | 'ț' => "t",
+        'þ' => "th",
+        'ù' | 'ú' | 'û' | 'ü' | 'ũ' | 'ū' | 'ŭ' | 'ů' | 'ű' | 'ų' => "u",
+        'ŵ' => "w",
+        'ý' | 'ÿ' | 'ŷ' => "y",
+        'ź' | 'ż' | 'ž' => "z",
+        _ => return None,
+    })
 }
 
 pub(super) fn header(id: &str, layout: Layout, now: DateTime<Utc>) -> String {

@@ -864,13 +864,24 @@ fn slugify_names() {
             ..
         }
     ));
+    // Accented Latin letters are spelled in ASCII; other scripts are refused, naming the
+    // character and what a name may hold.
+    assert_eq!(slugify("Ünïcode").unwrap(), "unicode");
+    assert_eq!(slugify("Straße café").unwrap(), "strasse_cafe");
+    assert_eq!(slugify("Œuvre Łódź").unwrap(), "oeuvre_lodz");
+    let err = slugify("用户表").unwrap_err();
     assert!(matches!(
-        slugify("café").unwrap_err(),
+        err,
         SourceError::BadMigrationName {
-            problem: NameProblem::BadChar('é'),
+            problem: NameProblem::BadChar('用'),
             ..
         }
     ));
+    let text = err.to_string();
+    assert!(
+        text.contains("no ASCII spelling") && text.contains("ASCII letters"),
+        "{text}"
+    );
 }
 
 #[test]
