@@ -139,6 +139,16 @@ impl Ctx {
     }
 
     /// Prints one JSON document on stdout.
+    /// [`Ctx::print_json`] of `value` (an object) with `"ok"` set: every JSON document says
+    /// whether the command succeeded, as its exit code does.
+    pub fn print_json_ok(&self, ok: bool, value: &impl Serialize) -> anyhow::Result<()> {
+        let mut v = serde_json::to_value(value)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("ok".into(), serde_json::Value::Bool(ok));
+        }
+        self.print_json(&v)
+    }
+
     pub fn print_json(&self, value: &impl Serialize) -> anyhow::Result<()> {
         // Rendered first: serde_json writes token by token; a closed pipe is not an error.
         let text = serde_json::to_string_pretty(value)?;

@@ -638,6 +638,7 @@ async fn deploy_after_a_failed_deploy_retries_the_failed_migration_after_its_bac
         .get_output()
         .clone();
     let report = json(&out.stdout);
+    assert_eq!(report["ok"], true);
     assert_eq!(report["applied"], serde_json::json!(["0002_broken"]));
     assert_eq!(step(&report, "check-migrations")["status"], "warning");
     assert_eq!(step(&report, "backup")["status"], "ok", "{report}");

@@ -29,8 +29,9 @@ async fn monitor_json_writes_the_report_and_exits_by_worst_level() {
         .stdout
         .clone();
     let doc = json(&out);
-    // Pending migrations are only info: exit 0.
+    // Pending migrations are only info: exit 0, and the document says ok as the exit code does.
     assert_eq!(doc["summary"]["status"], "info");
+    assert_eq!(doc["ok"], true);
     assert_eq!(doc["migrations"]["counts"]["pending"], 5);
     assert_eq!(doc["health"]["reachable"], true);
     assert!(doc["performance"]["database_size_bytes"].as_i64().unwrap() > 0);

@@ -69,6 +69,7 @@ async fn diff_exit_code_says_whether_schemas_differ() {
         .clone();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["identical"], false);
+    assert_eq!(v["ok"], false, "ok follows the exit code");
     assert_eq!(
         v["changes"][0]["sql"],
         "ALTER TABLE \"public\".\"t\" ADD COLUMN \"note\" text;"

@@ -192,7 +192,7 @@ pub async fn run(mut ctx: Ctx, args: DeployArgs) -> anyhow::Result<i32> {
         ctx.save_report(|dir| report::write_report_named(dir, &name, &report))
     };
     if ctx.json() {
-        ctx.print_json(&report)?;
+        ctx.print_json_ok(report.succeeded(), &report)?;
     } else {
         print_summary(&report, written.as_deref());
     }

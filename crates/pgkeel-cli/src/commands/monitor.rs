@@ -73,7 +73,7 @@ pub async fn run(mut ctx: Ctx, args: MonitorArgs) -> anyhow::Result<i32> {
             None if ctx.json() => {
                 let mut v = serde_json::to_value(&r)?;
                 v["report_file"] = json!(saved.as_ref().map(|p| p.display().to_string()));
-                ctx.print_json(&v)?;
+                ctx.print_json_ok(exit_code(r.worst()) == exit_codes::SUCCESS, &v)?;
             }
             None => print_report(&r, saved.as_deref()),
             Some(p) => print_changes(&ctx, p, &r, saved.as_deref())?,

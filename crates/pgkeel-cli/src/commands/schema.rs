@@ -102,6 +102,8 @@ async fn dump(ctx: Ctx, args: DumpArgs) -> anyhow::Result<i32> {
 
 #[derive(Serialize)]
 struct DiffOut<'a> {
+    /// As the exit code: true when the two sides are identical.
+    ok: bool,
     from: String,
     to: String,
     identical: bool,
@@ -135,6 +137,7 @@ async fn diff(ctx: Ctx, args: DiffArgs) -> anyhow::Result<i32> {
         Format::Sql => d.to_sql(),
         Format::Json => {
             let mut s = serde_json::to_string_pretty(&DiffOut {
+                ok: d.is_empty(),
                 from: from.to_string(),
                 to: to.to_string(),
                 identical: d.is_empty(),

@@ -103,15 +103,15 @@ pub async fn run(ctx: Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
     } else {
         ctx.save_report(|dir| report::write_report(dir, "validation", &report))
     };
+    let failing = report.fails(args.fail_on);
     if ctx.json() {
-        ctx.print_json(&report)?;
+        ctx.print_json_ok(!failing, &report)?;
     } else {
         print_human(&report);
         if let Some(p) = &written {
             println!("report: {}", p.display());
         }
     }
-    let failing = report.fails(args.fail_on);
     Ok(if failing {
         exit_codes::FINDINGS
     } else {
