@@ -130,3 +130,12 @@ pub struct FleetOpts {
 pub fn parse_environment(s: &str) -> Result<pgkeel::ops::environment::Environment, String> {
     s.parse()
 }
+
+/// `--pg-version` of `lint` and `test`: `15` → 150000; `150004` stays.
+pub fn parse_pg_version(v: &str) -> anyhow::Result<u32> {
+    let n: u32 = v
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--pg-version: `{v}` is not a version like 15 or 150004"))?;
+    Ok(if n < 100 { n * 10000 } else { n })
+}

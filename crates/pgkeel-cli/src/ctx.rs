@@ -115,6 +115,15 @@ impl Ctx {
         }
     }
 
+    /// The target database when one is configured (a URL or `PGHOST`), for commands that only
+    /// use it when it is there.
+    pub fn configured_target(&self) -> Option<pgkeel::db::Target> {
+        if self.settings.database_url.is_none() && self.settings.pg.host.is_none() {
+            return None;
+        }
+        self.target().ok()
+    }
+
     pub fn migrations_dir(&self) -> PathBuf {
         let dir = source::resolve_dir(self.settings.migrations_dir.as_deref(), &self.cwd);
         if dir.is_absolute() {

@@ -862,3 +862,51 @@ async fn status_counts_a_rolled_back_migration_as_to_apply_as_migrate_does() {
     let out = String::from_utf8(run(&["migrate", "--dry-run"])).unwrap();
     assert!(out.contains("0001_t (1 statement)"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_lints_for_the_servers_version_as_lint_does() {
+    let db = TestDb::new("cli_test_pgver").await;
+    let server: i32 = db
+        .client()
+        .await
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("migrations")).unwrap();
+    std::fs::write(
+        tmp.path().join("migrations/0001_t.sql"),
+        "CREATE TABLE t (id int);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("migrations/0001_t.down.sql"),
+        "DROP TABLE t;\n",
+    )
+    .unwrap();
+    let version = |args: &[&str], key: &str| {
+        let out = pgkeel(tmp.path())
+            .env("DATABASE_URL", &db.url)
+            .args(args)
+            .args(["--format", "json"])
+            .assert()
+            .get_output()
+            .stdout
+            .clone();
+        json(&out)[key].as_u64().unwrap()
+    };
+    // One rule: the configured server's version (it was 17 for test, whatever the server).
+    assert_eq!(
+        version(&["test", "--no-report"], "lint_pg_version"),
+        server as u64
+    );
+    assert_eq!(version(&["lint"], "pg_version"), server as u64);
+    assert_eq!(
+        version(
+            &["test", "--no-report", "--pg-version", "16"],
+            "lint_pg_version"
+        ),
+        160000
+    );
+}

@@ -57,8 +57,8 @@ pub async fn run(ctx: Ctx, args: LintArgs) -> anyhow::Result<i32> {
         return Ok(exit_codes::SUCCESS);
     }
     let pg_version = match &args.pg_version {
-        Some(v) => parse_version(v)?,
-        None => server_version(&ctx).await.unwrap_or(170000),
+        Some(v) => crate::args::parse_pg_version(v)?,
+        None => pgkeel::db::lint_version_default(ctx.configured_target().as_ref()).await,
     };
     let opts = LintOptions {
         pg_version,
@@ -142,28 +142,6 @@ pub async fn run(ctx: Ctx, args: LintArgs) -> anyhow::Result<i32> {
     } else {
         exit_codes::SUCCESS
     })
-}
-
-/// `15` → 150000; `150004` stays.
-fn parse_version(v: &str) -> anyhow::Result<u32> {
-    let n: u32 = v
-        .trim()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--pg-version: `{v}` is not a version like 15 or 150004"))?;
-    Ok(if n < 100 { n * 10000 } else { n })
-}
-
-/// The configured server's version, if one is configured and answers quickly.
-async fn server_version(ctx: &Ctx) -> Option<u32> {
-    if ctx.settings.database_url.is_none() && ctx.settings.pg.host.is_none() {
-        return None;
-    }
-    let target = ctx.target().ok()?;
-    let client = tokio::time::timeout(std::time::Duration::from_secs(2), target.connect())
-        .await
-        .ok()?
-        .ok()?;
-    pgkeel::db::server_version_num(&client).await.ok()
 }
 
 /// GitHub's workflow-command escaping.

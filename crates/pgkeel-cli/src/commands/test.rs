@@ -34,9 +34,11 @@ pub struct TestArgs {
     /// migration (default: a warning naming the columns).
     #[arg(long)]
     strict: bool,
-    /// Target PostgreSQL version for the lint rules (e.g. 15). Default 17.
+    /// Target PostgreSQL major version for the lint rules (e.g. 15) or server_version_num
+    /// (150004). Default: the configured database's, when one answers within 2 s; else 17 (as
+    /// `lint`).
     #[arg(long, value_name = "VERSION")]
-    pg_version: Option<u32>,
+    pg_version: Option<String>,
     /// Also write the results as JUnit XML (for CI test reports).
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
@@ -59,7 +61,10 @@ pub async fn run(ctx: Ctx, args: TestArgs) -> anyhow::Result<i32> {
         no_round_trip: args.no_round_trip,
         lint_fail_on: args.lint_fail_on,
         strict: args.strict,
-        pg_version: args.pg_version.map(|v| if v < 100 { v * 10000 } else { v }),
+        pg_version: Some(match &args.pg_version {
+            Some(v) => crate::args::parse_pg_version(v)?,
+            None => pgkeel::db::lint_version_default(ctx.configured_target().as_ref()).await,
+        }),
         ..TestOptions::default()
     };
     opts.scratch.scratch_url = args.scratch_url;

@@ -540,6 +540,20 @@ pub async fn server_version_num(client: &Client) -> Result<u32, DbError> {
     Ok(u32::try_from(n).unwrap_or(0))
 }
 
+/// The PostgreSQL version rules are checked against when none is given (`lint`, `test`): the
+/// server's `server_version_num` when `target` answers within 2 s, else 17 (170000). One rule
+/// for every command that lints.
+pub async fn lint_version_default(target: Option<&Target>) -> u32 {
+    const FALLBACK: u32 = 170000;
+    let Some(t) = target else {
+        return FALLBACK;
+    };
+    let Ok(Ok(client)) = tokio::time::timeout(Duration::from_secs(2), t.connect()).await else {
+        return FALLBACK;
+    };
+    server_version_num(&client).await.unwrap_or(FALLBACK)
+}
+
 /// A multi-statement query that failed, and how many of its statements completed before the
 /// one that failed (the server stops at the first error, and reports each completed
 /// statement), so the failing statement is known even when the error has no position.

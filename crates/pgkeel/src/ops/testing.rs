@@ -191,6 +191,8 @@ pub struct TestReport {
     pub idempotent: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_error: Option<String>,
+    /// The PostgreSQL version (`server_version_num`) the lint rules were checked against.
+    pub lint_pg_version: u32,
     pub lint_errors: usize,
     pub lint_warnings: usize,
     pub migrations: Vec<MigrationResult>,
@@ -292,6 +294,7 @@ pub async fn run(
         count(Verdict::Warning),
     );
     Ok(TestReport {
+        lint_pg_version: lint_opts.pg_version,
         ok: failed == 0 && idempotency_error.is_none() && lint_errors == 0,
         started_at,
         migrations_dir: set.dir.clone(),
