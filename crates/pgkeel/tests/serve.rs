@@ -66,24 +66,11 @@ async fn start(
 
 /// A plain HTTP/1.1 GET; returns the status and the body.
 async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", addr.port()))
-        .await
-        .unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
+    let (status, _, body) = get_raw(addr, path, &auth).await;
+    (status, body)
 }
 
 async fn migrate_all(settings: &Settings, dir: &Path, client: &tokio_postgres::Client) {
