@@ -356,6 +356,8 @@ fn config_shows_sources_and_redacts_secrets() {
         .as_str()
         .unwrap()
         .contains("1234"));
+    // A setting with no value is null, not the text "(not set)".
+    assert!(find("sslrootcert")["value"].is_null(), "{text}");
 }
 
 /// A drizzle project as drizzle-kit 0.31 sets it up: pgkeel reads drizzle.config.ts (no flags,

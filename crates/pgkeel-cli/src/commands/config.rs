@@ -18,7 +18,8 @@ pub async fn run(ctx: Ctx, _args: ConfigArgs) -> anyhow::Result<i32> {
     } else {
         let width = entries.iter().map(|e| e.key.len()).max().unwrap_or(10);
         for e in &entries {
-            println!("{:<width$}  {:<50}  ({})", e.key, e.value, e.origin);
+            let value = e.value.as_deref().unwrap_or("(not set)");
+            println!("{:<width$}  {value:<50}  ({})", e.key, e.origin);
         }
     }
     Ok(exit_codes::SUCCESS)

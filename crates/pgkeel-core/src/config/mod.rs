@@ -856,7 +856,7 @@ impl Settings {
             .into_iter()
             .map(|(key, value)| ConfigEntry {
                 key: key.to_string(),
-                value,
+                value: (value != NOT_SET).then_some(value),
                 origin: self.origins.get(key).cloned().unwrap_or(Origin::Default),
             })
             .collect()
@@ -865,7 +865,7 @@ impl Settings {
     /// Key → displayed value, for every setting (the list of keys lives here).
     fn rows(&self) -> Vec<(&'static str, String)> {
         fn opt<T: fmt::Display>(v: Option<T>) -> String {
-            v.map_or_else(|| "(not set)".to_string(), |v| v.to_string())
+            v.map_or_else(|| NOT_SET.to_string(), |v| v.to_string())
         }
         fn path(p: &Path) -> String {
             p.display().to_string()
@@ -936,7 +936,7 @@ impl Settings {
             (
                 "backup.encryption-recipients",
                 if self.backup_encryption_recipients.is_empty() {
-                    "(not set)".to_string()
+                    NOT_SET.to_string()
                 } else {
                     self.backup_encryption_recipients.join(",")
                 },
@@ -953,13 +953,16 @@ impl Settings {
     }
 }
 
+/// How `rows` marks a setting with no value; [`ConfigEntry::value`] is `None` then.
+const NOT_SET: &str = "(not set)";
+
 /// One line of `pgkeel config`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigEntry {
     /// As in pgkeel.toml (`pool-size`, `ledger.schema`), or `pghost` … for libpq variables.
     pub key: String,
-    /// For display: secrets redacted.
-    pub value: String,
+    /// For display: secrets redacted. `None` (JSON `null`) when not set.
+    pub value: Option<String>,
     pub origin: Origin,
 }
 
