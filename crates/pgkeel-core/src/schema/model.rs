@@ -610,6 +610,15 @@ pub fn display_name(schema: &str, name: &str) -> String {
     }
 }
 
+/// One identifier as [`display_name`] shows it: bare when plain, quoted otherwise.
+pub fn display_ident(name: &str) -> String {
+    if is_plain(name) {
+        name.to_string()
+    } else {
+        quote_ident(name)
+    }
+}
+
 fn is_plain(s: &str) -> bool {
     !s.is_empty()
         && s.chars()

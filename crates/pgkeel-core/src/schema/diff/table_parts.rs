@@ -13,7 +13,7 @@ pub(super) fn diff_table_parts(
     let tname = new.sql_name();
     let owner = display_name(&new.schema, &new.name);
     let hz = |list: &[Hazard]| if exists { h(list) } else { none() };
-    let sub = |n: &str| format!("{owner}.{}", display_name("x", n).trim_start_matches("x."));
+    let sub = |n: &str| format!("{owner}.{}", display_ident(n));
 
     // Constraints.
     let oc = by_key(&old.constraints, |c| c.name.clone());

@@ -76,10 +76,7 @@ pub(super) fn diff_tables(b: &mut Builder, from: &Snapshot, to: &Snapshot) -> Al
             b.push(
                 Phase::DropForeignKey,
                 ObjectKind::Constraint,
-                format!(
-                    "{name}.{}",
-                    display_name("x", &c.name).trim_start_matches("x.")
-                ),
+                format!("{name}.{}", display_ident(&c.name)),
                 name.clone(),
                 Action::Drop,
                 format!(
@@ -161,7 +158,7 @@ pub(super) fn diff_table(
             extra,
         )
     };
-    let col_obj = |c: &str| format!("{owner}.{}", display_name("x", c).trim_start_matches("x."));
+    let col_obj = |c: &str| format!("{owner}.{}", display_ident(c));
 
     let Some(old) = old else {
         b.push(

@@ -103,3 +103,31 @@ fn varchar_widening_does_not_rewrite() {
     ));
     assert!(!binary_compatible("integer", "bigint"));
 }
+
+#[test]
+fn a_quoted_constraint_or_column_name_is_labelled_without_a_stray_x() {
+    let mut user = table("user", &[("User_ID", "integer")]);
+    let a = snap(vec![user.clone()], vec![]);
+    user.constraints.push(Constraint {
+        name: "user_User_ID_key".into(),
+        kind: ConstraintKind::Unique,
+        definition: "UNIQUE (\"User_ID\")".into(),
+        columns: vec!["User_ID".into()],
+        references: None,
+        deferrable: false,
+        initially_deferred: false,
+        validated: true,
+        comment: None,
+    });
+    user.columns
+        .push(table("x", &[("Note", "text")]).columns.remove(0));
+    let b = snap(vec![user], vec![]);
+    let d = diff(&a, &b);
+    let objects: Vec<&str> = d.changes.iter().map(|c| c.object.as_str()).collect();
+    assert!(
+        objects.contains(&"public.user.\"user_User_ID_key\""),
+        "{objects:?}"
+    );
+    assert!(objects.contains(&"public.user.\"Note\""), "{objects:?}");
+    assert!(objects.iter().all(|o| !o.contains("\"x\"")), "{objects:?}");
+}
