@@ -362,3 +362,38 @@ async fn an_unwritable_reports_directory_is_a_warning_and_the_results_still_coun
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn largest_tables_are_quoted_and_leave_out_pgkeels_own() {
+    let db = TestDb::new("cli_mon_largest").await;
+    let tmp = tempfile::tempdir().unwrap();
+    pgkeel(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["migrate", "--migrations"])
+        .arg(example_dir())
+        .assert()
+        .success();
+    db.client()
+        .await
+        .batch_execute(r#"CREATE TABLE "Order Items" (id int); INSERT INTO "Order Items" SELECT generate_series(1, 20000);"#)
+        .await
+        .unwrap();
+    let out = pgkeel(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["monitor", "--no-report", "--migrations"])
+        .arg(example_dir())
+        .assert()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8_lossy(&out);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("largest"))
+        .unwrap_or_else(|| panic!("no largest line in\n{text}"));
+    assert!(line.contains(r#""public"."Order Items""#), "{line}");
+    assert!(
+        !line.contains("__drizzle_migrations") && !line.contains("__pgkeel"),
+        "{line}"
+    );
+}

@@ -357,8 +357,13 @@ pub fn print_report(r: &MonitorReport, saved: Option<&std::path::Path>) {
                     if p.sizes_estimated { "~" } else { " " },
                     p.largest_tables
                         .iter()
+                        .filter(|t| !t.bookkeeping)
                         .take(5)
-                        .map(|t| format!("{}.{} {}", t.schema, t.name, bytes(t.bytes as f64)))
+                        .map(|t| format!(
+                            "{} {}",
+                            pgkeel::schema::model::display_name(&t.schema, &t.name),
+                            bytes(t.bytes as f64)
+                        ))
                         .collect::<Vec<_>>()
                         .join(" · ")
                 );

@@ -327,7 +327,16 @@ impl Monitor {
         }
         if sections.performance {
             let perf = match performance::collect(&probe, &activity).await {
-                Ok(p) => p,
+                Ok(mut p) => {
+                    // pgkeel's and drizzle-orm's own tables are marked, so a summary can leave
+                    // them out of "largest" (the data still lists them).
+                    let ours = self.settings.bookkeeping_tables();
+                    for t in &mut p.largest_tables {
+                        t.bookkeeping = ours.contains(&(t.schema.clone(), t.name.clone()))
+                            || t.name == "__pgkeel_monitor_history";
+                    }
+                    p
+                }
                 Err(e) => Performance {
                     error: Some(e.to_string()),
                     ..Performance::default()

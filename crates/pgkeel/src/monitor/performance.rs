@@ -23,6 +23,9 @@ pub struct Relation {
     pub bytes: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows_estimate: Option<i64>,
+    /// One of pgkeel's or drizzle-orm's own tables (ledger, audit, monitor history).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bookkeeping: bool,
 }
 
 /// A table with more dead tuples than autovacuum's trigger point.
@@ -212,6 +215,7 @@ pub async fn collect(probe: &Probe<'_>, activity: &Activity) -> Result<Performan
             table: r.get(3),
             bytes: r.get(4),
             rows_estimate: r.get(5),
+            bookkeeping: false,
         };
         if kind == "table" {
             p.largest_tables.push(rel);

@@ -88,6 +88,7 @@ fn compare_matches_relations_by_name() {
         table: None,
         bytes: b,
         rows_estimate: None,
+        bookkeeping: false,
     };
     let before = Performance {
         database_size_bytes: 100,
