@@ -912,3 +912,33 @@ async fn test_lints_for_the_servers_version_as_lint_does() {
         160000
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_names_the_rollback_file_of_a_lint_finding() {
+    let db = TestDb::new("cli_test_downlint").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("migrations");
+    std::fs::create_dir(&m).unwrap();
+    std::fs::write(m.join("0001_a.sql"), "CREATE TABLE t (id int);\n").unwrap();
+    std::fs::write(m.join("0001_a.down.sql"), "DROP TABLE t;\n").unwrap();
+    std::fs::write(m.join("0002_b.sql"), "ALTER TABLE t ADD COLUMN v int;\n").unwrap();
+    // A blocking index build on an existing table, in the rollback file.
+    std::fs::write(
+        m.join("0002_b.down.sql"),
+        "CREATE INDEX t_id_idx ON t (id);\nALTER TABLE t DROP COLUMN v;\n",
+    )
+    .unwrap();
+    let out = pgkeel(tmp.path())
+        .env("DATABASE_URL", &db.url)
+        .args(["test", "--no-report"])
+        .assert()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8_lossy(&out);
+    let line = text
+        .lines()
+        .find(|l| l.contains("require-concurrent-index"))
+        .unwrap_or_else(|| panic!("no finding in\n{text}"));
+    assert!(line.contains("0002_b.down.sql:1:"), "{line}");
+}

@@ -153,10 +153,17 @@ fn print_human(r: &TestReport) {
             }
         }
         for v in &m.lint {
+            // The file is named: a migration's findings and its rollback file's are listed
+            // together.
             println!(
-                "     lint {}[{}] {}:{}: {}{}",
+                "     lint {}[{}] {}:{}:{}: {}{}",
                 pgkeel::lint::label(v.severity),
                 v.rule,
+                v.location
+                    .path
+                    .file_name()
+                    .map(|f| f.to_string_lossy())
+                    .unwrap_or_default(),
                 v.location.line,
                 v.location.column,
                 v.message,
