@@ -91,7 +91,10 @@ fn main() {
         );
         std::process::exit(exit_codes::INTERNAL);
     }));
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(e),
+    };
     init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -203,4 +206,39 @@ fn init_tracing(verbose: u8) {
         .with_target(false)
         .without_time()
         .init();
+}
+
+/// A command line clap refuses: its text on stderr, as always; with `--format json` also the
+/// JSON error document on stdout (as every other error gives), so a script reading stdout is
+/// never left with nothing. `--help` and `--version` print as usual.
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || !wants_json(std::env::args())
+    {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    eprint!("{text}");
+    let message = text
+        .lines()
+        .next()
+        .unwrap_or("bad command line")
+        .trim_start_matches("error: ")
+        .to_string();
+    let doc = serde_json::json!({
+        "ok": false,
+        "exit_code": exit_codes::USAGE,
+        "error": { "message": message, "causes": [], "postgres": null },
+    });
+    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    std::process::exit(exit_codes::USAGE);
+}
+
+/// Whether the raw arguments ask for `--format json` (read before clap could parse them).
+fn wants_json(args: impl Iterator<Item = String>) -> bool {
+    let args: Vec<String> = args.collect();
+    args.iter().enumerate().any(|(i, a)| {
+        a == "--format=json" || (a == "--format" && args.get(i + 1).is_some_and(|v| v == "json"))
+    })
 }

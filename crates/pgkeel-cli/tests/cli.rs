@@ -942,3 +942,33 @@ async fn test_names_the_rollback_file_of_a_lint_finding() {
         .unwrap_or_else(|| panic!("no finding in\n{text}"));
     assert!(line.contains("0002_b.down.sql:1:"), "{line}");
 }
+
+#[test]
+fn a_usage_error_in_json_mode_is_a_json_document_on_stdout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = pgkeel(tmp.path())
+        .args(["--format", "json", "migrate", "--no-such-flag"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let doc = json(&out.stdout);
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["exit_code"], 2);
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--no-such-flag"),
+        "{doc}"
+    );
+    // Without --format json, stdout stays empty and the text goes to stderr.
+    let out = pgkeel(tmp.path())
+        .args(["migrate", "--no-such-flag"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
+}
