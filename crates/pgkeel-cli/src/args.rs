@@ -83,7 +83,8 @@ pub struct SafetyOpts {
     /// statement_timeout per migration (e.g. 30s, 10min, off). Default off.
     #[arg(long, value_name = "DURATION")]
     pub statement_timeout: Option<String>,
-    /// Tries per migration on lock timeout, deadlock or serialization failure. Default 5.
+    /// Tries in all per migration, the first included, when it hits a lock timeout, deadlock or
+    /// serialization failure (1: no retry). Default 5 (PGKEEL_RETRIES).
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
     /// How long to wait for another pgkeel holding the deploy lock (e.g. 30s, 10min). Default

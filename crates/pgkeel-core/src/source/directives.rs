@@ -78,7 +78,7 @@ impl Serialize for Timeout {
 /// | `-- pgkeel:no-transaction` | Run this migration outside a transaction, statement by statement (needed for `CREATE INDEX CONCURRENTLY`, `REINDEX CONCURRENTLY`, `VACUUM`, ...). |
 /// | `-- pgkeel:lock-timeout 5s` | `lock_timeout` for this migration, overriding the configured one; `0` or `off` disables it. |
 /// | `-- pgkeel:statement-timeout 2min` | `statement_timeout` for this migration; `0` or `off` disables it. |
-/// | `-- pgkeel:retries 3` | How many times to retry the migration after it fails on a lock timeout. |
+/// | `-- pgkeel:retries 3` | Tries in all, the first included, on a lock timeout, deadlock or serialization failure. |
 /// | `-- pgkeel:irreversible` | The migration intentionally has no rollback (no down file may exist). |
 ///
 /// Durations are an integer and a unit, `ms`, `s`, `min` or `h` (`500ms`, `5s`, `2min`, `1h`),
