@@ -936,10 +936,7 @@ async fn test_names_the_rollback_file_of_a_lint_finding() {
         .stdout
         .clone();
     let text = String::from_utf8_lossy(&out);
-    let line = text
-        .lines()
-        .find(|l| l.contains("require-concurrent-index"))
-        .unwrap_or_else(|| panic!("no finding in\n{text}"));
+    let line = cli_support::line_where(&text, |l| l.contains("require-concurrent-index"));
     assert!(line.contains("0002_b.down.sql:1:"), "{line}");
 }
 

@@ -387,10 +387,7 @@ async fn largest_tables_are_quoted_and_leave_out_pgkeels_own() {
         .stdout
         .clone();
     let text = String::from_utf8_lossy(&out);
-    let line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("largest"))
-        .unwrap_or_else(|| panic!("no largest line in\n{text}"));
+    let line = cli_support::line_where(&text, |l| l.trim_start().starts_with("largest"));
     assert!(line.contains(r#""public"."Order Items""#), "{line}");
     assert!(
         !line.contains("__drizzle_migrations") && !line.contains("__pgkeel"),

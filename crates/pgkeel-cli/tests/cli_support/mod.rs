@@ -28,6 +28,13 @@ pub fn json(out: &[u8]) -> serde_json::Value {
     })
 }
 
+/// The first line of `text` that `wanted` accepts; the test fails with the whole text when none.
+pub fn line_where(text: &str, wanted: impl Fn(&str) -> bool) -> &str {
+    text.lines()
+        .find(|l| wanted(l))
+        .unwrap_or_else(|| panic!("no such line in\n{text}"))
+}
+
 /// The example project's drizzle-kit folder.
 pub fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cfi-handbook/drizzle")
