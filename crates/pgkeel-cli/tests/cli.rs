@@ -969,3 +969,30 @@ fn a_usage_error_in_json_mode_is_a_json_document_on_stdout() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_shows_the_users_sql_and_pgkeels_guard_only_with_v() {
+    let db = TestDb::new("cli_dry_guard").await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("migrations")).unwrap();
+    std::fs::write(
+        tmp.path().join("migrations/0001_t.sql"),
+        "CREATE TABLE t (id int);\n",
+    )
+    .unwrap();
+    let dry = |verbose: bool| {
+        let mut c = pgkeel(tmp.path());
+        c.env("DATABASE_URL", &db.url);
+        if verbose {
+            c.arg("-v");
+        }
+        let out = c.args(["migrate", "--dry-run"]).assert().success();
+        String::from_utf8_lossy(&out.get_output().stdout).to_string()
+    };
+    let plain = dry(false);
+    assert!(plain.contains("CREATE TABLE t (id int);"), "{plain}");
+    assert!(plain.contains("-- pgkeel's guard"), "{plain}");
+    assert!(!plain.contains("pg_locks"), "{plain}");
+    let verbose = dry(true);
+    assert!(verbose.contains("pg_locks"), "{verbose}");
+}

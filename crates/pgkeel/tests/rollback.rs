@@ -224,10 +224,10 @@ async fn dry_run_changes_nothing_and_shows_the_sql() {
     assert!(sql.contains("DROP TABLE \"user_progress\""), "{sql}");
     assert!(sql.contains("SET LOCAL lock_timeout"), "{sql}");
     assert!(sql.contains("rolled_back"), "{sql}");
-    // What a dry run shows runs as it is: the guard is a DO block, not the session function
-    // a real run installs (a dry run installs nothing).
+    // pgkeel's own guard is a one-line comment (`-v` shows it): the user sees their SQL and
+    // the ledger writes; no session function is named (a dry run installs nothing).
     assert!(
-        sql.contains("DO $pgkeel$") && !sql.contains("pg_temp."),
+        sql.contains("-- pgkeel's guard") && !sql.contains("pg_locks") && !sql.contains("pg_temp."),
         "{sql}"
     );
     assert_eq!(schema(&db), before);

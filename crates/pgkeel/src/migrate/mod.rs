@@ -34,7 +34,9 @@ pub use takeover::OtherLedger;
 use baseline::*;
 pub use error::*;
 use executor::*;
-pub(crate) use executor::{session_sql, Expect, Flush, Group, RunSoFar, SendError, Sender};
+pub(crate) use executor::{
+    session_sql, shown_sql, Expect, Flush, Group, RunSoFar, SendError, Sender,
+};
 pub use plan::*;
 pub use prepared::*;
 use state_rollback::*;
@@ -313,9 +315,10 @@ impl<'a> Migrator<'a> {
             let catalog = self.catalog_before(client, m, &stmts, resume).await?;
             let rollback = self.rollback_for(m, Some(&stmts), &catalog);
             let groups = self.groups(m, &stmts, resume, rollback, Flush::Durable);
+            let guard = self.guard_sql(m);
             let sql = groups
                 .iter()
-                .map(|g| g.batch.text.as_str())
+                .map(|g| shown_sql(&g.batch.text, &guard))
                 .collect::<Vec<_>>()
                 .join("\n");
             applied.push(Applied {

@@ -279,7 +279,7 @@ pub async fn rollback(
         let rows = ledger.rows(client).await?;
         let units = resolve(settings, set, &rows, id, opts.cascade, opts.force)?;
         let drizzle = drizzle_table_exists(client, settings, set).await?;
-        // The shown SQL must run as it is: the guard stays a DO block, nothing is installed.
+        // Nothing is installed: the guard stays a DO block, shown as a comment unless `-v`.
         let mut runner = Runner::new(settings, &ledger, drizzle);
         runner.in_step = in_step_ledger(client, settings, set).await?;
         return Ok(RollbackReport {
@@ -291,14 +291,15 @@ pub async fn rollback(
                     duration_ms: 0,
                     source: u.source,
                     statements: u.stmts.len(),
-                    sql: Some(
+                    sql: Some({
+                        let guard = runner.guard_sql(u);
                         runner
                             .groups(u)
                             .iter()
-                            .map(|g| g.sql())
+                            .map(|g| crate::migrate::shown_sql(&g.sql(), &guard))
                             .collect::<Vec<_>>()
-                            .join("\n"),
-                    ),
+                            .join("\n")
+                    }),
                 })
                 .collect(),
             duration_ms: started.elapsed().as_millis() as u64,
