@@ -176,11 +176,13 @@ impl Bucket {
         }
     }
 
-    /// Every object under the prefix, grouped by backup name: relative path → (size, modified).
-    async fn objects(&self) -> Result<BTreeMap<String, Objects>, BackupError> {
+    /// Every object under the prefix (or, with `only`, of that one backup), grouped by backup
+    /// name: relative path → (size, modified).
+    async fn objects(&self, only: Option<&str>) -> Result<BTreeMap<String, Objects>, BackupError> {
+        let under = only.map(|name| self.key(name, ""));
         let listed: Vec<object_store::ObjectMeta> = self
             .store
-            .list(self.prefix.as_ref())
+            .list(under.as_ref().or(self.prefix.as_ref()))
             .try_collect()
             .await
             .map_err(self.err("listing the backups"))?;
@@ -209,7 +211,7 @@ impl Bucket {
     /// Every backup in the bucket, oldest first, each checked as `list` checks a directory: the
     /// manifest read and its hash checked, every file present with its size.
     pub async fn list(&self) -> Result<Vec<BackupSummary>, BackupError> {
-        let groups = self.objects().await?;
+        let groups = self.objects(None).await?;
         // Manifests are read a few at a time: one round trip each.
         let mut out: Vec<BackupSummary> = futures_util::stream::iter(groups)
             .map(|(name, files)| async move {
@@ -357,7 +359,7 @@ impl Bucket {
     /// Downloads the backup `name` into `parent/name` (private files), streaming each object to
     /// disk. A name with nothing stored is [`BackupError::NoManifest`].
     pub async fn download(&self, name: &str, parent: &Path) -> Result<PathBuf, BackupError> {
-        let objects = self.objects().await?;
+        let objects = self.objects(Some(name)).await?;
         let Some(files) = objects.get(name) else {
             return Err(BackupError::NotInBucket {
                 url: self.url.clone(),

@@ -125,19 +125,20 @@ impl PartialDir {
         kind: Kind,
         at: DateTime<Utc>,
     ) -> Result<(Self, String), BackupError> {
-        if let Some(n) = name {
-            return Ok((PartialDir::create(parent, n)?, n.to_string()));
-        }
-        let base = default_name(kind, at);
-        let mut nth = 1;
-        loop {
-            let n = nth_name(&base, nth);
+        let mut names = candidate_names(name, &default_name(kind, at))
+            .into_iter()
+            .peekable();
+        while let Some(n) = names.next() {
             match PartialDir::create(parent, &n) {
                 Ok(p) => return Ok((p, n)),
-                Err(BackupError::Exists { .. }) if nth < NAME_TRIES => nth += 1,
+                Err(BackupError::Exists { .. }) if names.peek().is_some() => {}
                 Err(e) => return Err(e),
             }
         }
+        // Not reached: there is always a candidate, and the last one returns above.
+        Err(BackupError::Exists {
+            path: parent.to_path_buf(),
+        })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -502,14 +503,16 @@ pub fn default_name(kind: Kind, at: DateTime<Utc>) -> String {
 }
 
 /// How many `-N` names a default-named backup tries before giving up.
-pub(crate) const NAME_TRIES: u32 = 100;
+const NAME_TRIES: u32 = 100;
 
-/// `base` for the first try, `base-N` after.
-pub(crate) fn nth_name(base: &str, nth: u32) -> String {
-    if nth <= 1 {
-        base.to_string()
-    } else {
-        format!("{base}-{nth}")
+/// The names a backup may take, in order: the `chosen` one only (a name the user gave is never
+/// changed), else `base`, `base-2`, … `base-100` (replicas or cron jobs in the same second).
+pub(crate) fn candidate_names(chosen: Option<&str>, base: &str) -> Vec<String> {
+    match chosen {
+        Some(n) => vec![n.to_string()],
+        None => std::iter::once(base.to_string())
+            .chain((2..=NAME_TRIES).map(|n| format!("{base}-{n}")))
+            .collect(),
     }
 }
 
@@ -531,7 +534,7 @@ pub async fn full(
 ) -> Result<Manifest, BackupError> {
     match Bucket::open(&opts.dir)? {
         Some(bucket) => {
-            to_bucket(&bucket, opts, Kind::Full, |local| async move {
+            to_bucket(&bucket, opts, Kind::Full, true, |local| async move {
                 full_local(settings, &local, progress).await
             })
             .await
@@ -627,6 +630,7 @@ pub(crate) async fn to_bucket<F, Fut>(
     bucket: &Bucket,
     opts: &BackupOptions,
     kind: Kind,
+    stream_files: bool,
     take: F,
 ) -> Result<Manifest, BackupError>
 where
@@ -634,29 +638,28 @@ where
     Fut: std::future::Future<Output = Result<Manifest, BackupError>>,
 {
     // A chosen name must be free; a default one takes the next free `-N`.
-    let mut name = String::new();
-    for nth in 1..=NAME_TRIES {
-        name = match &opts.name {
-            Some(n) => n.clone(),
-            None => nth_name(&default_name(kind, Utc::now()), nth),
-        };
-        check_name(&name)?;
-        if !bucket.has(&name).await? {
+    let names = candidate_names(opts.name.as_deref(), &default_name(kind, Utc::now()));
+    let mut free = None;
+    for n in &names {
+        check_name(n)?;
+        if !bucket.has(n).await? {
+            free = Some(n.clone());
             break;
         }
-        if opts.name.is_some() || nth == NAME_TRIES {
-            return Err(BackupError::Exists {
-                path: bucket.backup_path(&name),
-            });
-        }
     }
+    let Some(name) = free else {
+        return Err(BackupError::Exists {
+            path: bucket.backup_path(names.last().map_or("", String::as_str)),
+        });
+    };
     let staging = Staging::new()?;
     let dir = staging.path().join(&name);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let mut local = opts.clone();
     local.dir = staging.path().to_path_buf();
     local.name = Some(name.clone());
-    local.finished = Some(tx);
+    // Without streaming, `tx` is dropped here and the uploader below ends at once.
+    local.finished = stream_files.then_some(tx);
     local.chunk_bytes = Some(opts.chunk_bytes.unwrap_or(BUCKET_CHUNK_BYTES));
     // Data files go up while the backup runs (and leave staging once up); the rest and the
     // manifest after it. A failure on either side stops both and deletes what was uploaded.

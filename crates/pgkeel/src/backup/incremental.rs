@@ -94,10 +94,9 @@ pub async fn incremental(
     // In a bucket: the base's manifest (all an incremental reads of it) goes to staging beside
     // the new backup.
     let from = &bucket;
-    to_bucket(&bucket, bo, Kind::Incremental, |mut local| async move {
-        // Files are not streamed up as they finish: a table found unchanged afterwards has its
-        // file deleted again. The whole backup goes up at the end.
-        local.finished = None;
+    // Files are not streamed up as they finish: a table found unchanged afterwards has its
+    // file deleted again. The whole backup goes up at the end.
+    to_bucket(&bucket, bo, Kind::Incremental, false, |local| async move {
         from.download_manifest(&base_name, &local.dir).await?;
         let opts = IncrementalOptions {
             backup: local,

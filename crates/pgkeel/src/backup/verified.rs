@@ -41,12 +41,15 @@ pub async fn full_verified(
             true,
         ),
     };
-    let mut nth = 1;
+    let mut names = super::full::candidate_names((!ours).then_some(base.as_str()), &base)
+        .into_iter()
+        .peekable();
     let manifest = loop {
-        opts.name = Some(super::full::nth_name(&base, nth));
+        // There is always a candidate; the last one's failure is returned.
+        opts.name = names.next();
         match full(settings, &opts, progress.clone()).await {
             Ok(m) => break m,
-            Err(BackupError::Exists { .. }) if ours && nth < super::full::NAME_TRIES => nth += 1,
+            Err(BackupError::Exists { .. }) if names.peek().is_some() => {}
             Err(e) => return Err(e),
         }
     };
