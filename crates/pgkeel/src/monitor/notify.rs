@@ -191,6 +191,21 @@ impl Notifier {
         if firing.is_empty() && resolved.is_empty() {
             return None;
         }
+        Some(self.send(firing, resolved, active))
+    }
+
+    /// Sends `firing` and `resolved` as they are, without the active set: for a one-shot run
+    /// (a deploy) that knows itself whether its alert fires or resolves.
+    pub fn announce(self: &Arc<Self>, firing: &[Finding], resolved: &[Finding]) -> Payload {
+        self.send(
+            firing.iter().map(Alert::from).collect(),
+            resolved.iter().map(Alert::from).collect(),
+            firing.len(),
+        )
+    }
+
+    /// Builds the message and starts its delivery to every target, in the background.
+    fn send(self: &Arc<Self>, firing: Vec<Alert>, resolved: Vec<Alert>, active: usize) -> Payload {
         let payload = Payload {
             source: "pgkeel",
             version: env!("CARGO_PKG_VERSION"),
@@ -200,35 +215,17 @@ impl Notifier {
             resolved,
             active,
         };
-        self.send(&payload);
-        Some(payload)
-    }
-
-    /// Sends `firing` and `resolved` as they are, without the active set: for a one-shot run
-    /// (a deploy) that knows itself whether its alert fires or resolves.
-    pub fn announce(self: &Arc<Self>, firing: &[Finding], resolved: &[Finding]) -> Payload {
-        let payload = Payload {
-            source: "pgkeel",
-            version: env!("CARGO_PKG_VERSION"),
-            database: self.database.clone(),
-            sent_at: chrono::Utc::now(),
-            firing: firing.iter().map(Alert::from).collect(),
-            resolved: resolved.iter().map(Alert::from).collect(),
-            active: firing.len(),
-        };
-        self.send(&payload);
-        payload
-    }
-
-    fn send(self: &Arc<Self>, payload: &Payload) {
         let mut jobs = Vec::new();
         if let Some(u) = &self.targets.webhook {
-            jobs.push((u.clone(), serde_json::to_value(payload).unwrap_or_default()));
+            jobs.push((
+                u.clone(),
+                serde_json::to_value(&payload).unwrap_or_default(),
+            ));
         }
         if let Some(u) = &self.targets.slack {
             jobs.push((
                 u.clone(),
-                serde_json::json!({ "text": slack_text(payload) }),
+                serde_json::json!({ "text": slack_text(&payload) }),
             ));
         }
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
@@ -237,6 +234,7 @@ impl Notifier {
             let me = self.clone();
             in_flight.push(tokio::spawn(async move { me.deliver(url, body).await }));
         }
+        payload
     }
 
     async fn deliver(&self, url: url::Url, body: serde_json::Value) {
