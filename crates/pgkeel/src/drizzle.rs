@@ -213,8 +213,9 @@ impl fmt::Display for TakeoverWarning {
                 file_hash,
             } => write!(
                 f,
-                "{id} was applied by drizzle with hash {row_hash} (row {row_id}, matched by its `when`) \
-                 but the file now hashes to {file_hash}: it changed after it was applied; restore it, \
+                "{id} is recorded in drizzle's migrations table with hash {row_hash} (row {row_id}, \
+                 matched by its `when`; applied by drizzle or by pgkeel keeping it in step) but the \
+                 file now hashes to {file_hash}: it changed after it was applied; restore it, \
                  or put the change in a new migration"
             ),
             TakeoverWarning::NullCreatedAt { row_id } => write!(

@@ -91,6 +91,20 @@ impl Progress<'_> {
 }
 
 /// Columns pgkeel adds beside the spec's seven.
+/// A marker in [`Ledger::record_sql`]'s `execution_ms` expression, followed by `0`: a record
+/// sent alone after a non-transactional statement (which runs in its own query, so its time is
+/// not in the record's `statement_timestamp()`) gets the statement's time, measured by the
+/// sender, put in front of that `0` ([`with_time_before`]).
+pub const RAN_BEFORE_MS: &str = "/*pgkeel:ran-before-ms*/";
+
+/// `sql` (a record) with `ms` milliseconds spent before it added to its `execution_ms`.
+pub fn with_time_before(sql: &str, ms: u128) -> String {
+    sql.replace(
+        &format!("{RAN_BEFORE_MS}0"),
+        &format!("{RAN_BEFORE_MS}{ms}"),
+    )
+}
+
 const EXTRA_COLUMNS: &[(&str, &str)] = &[
     ("execution_ms", "bigint"),
     ("normalized_hash", "text"),
@@ -361,6 +375,23 @@ impl Ledger {
         Ok(())
     }
 
+    /// The recorded `execution_ms` of the rows with `ids` (after the ledger exists).
+    pub async fn execution_times(
+        &self,
+        client: &Client,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, i64>, DbError> {
+        let sql = format!(
+            "SELECT id::text, execution_ms FROM {} WHERE id = ANY($1) AND execution_ms IS NOT NULL",
+            self.table_sql()
+        );
+        let rows = client
+            .query(&sql, &[&ids])
+            .await
+            .map_err(|e| DbError::query("reading the recorded durations", e))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Every ledger row in application order; empty when the ledger doesn't exist yet.
     pub async fn rows(&self, client: &Client) -> Result<Vec<LedgerRow>, DbError> {
         let Some(cols) = self.columns(client).await? else {
@@ -446,7 +477,11 @@ impl Ledger {
 
     /// The upsert that records `m` with `status`. Meant to run inside the migration's own
     /// transaction: `execution_ms` is computed by the server from `statement_timestamp()`, which
-    /// is when the batch that applied the migration arrived.
+    /// is when the batch that applied the migration arrived, plus [`RAN_BEFORE_MS`] (which the
+    /// sender fills in when the record goes alone after a non-transactional statement). A
+    /// migration applied in several units, or resumed by a later run, adds each unit's time to
+    /// what its in-progress row already holds: the row ends with the time all its statements
+    /// took, not only the last unit's (the pauses between runs are not counted).
     pub fn record_sql(
         &self,
         m: &Migration,
@@ -470,10 +505,16 @@ impl Ledger {
         format!(
             "INSERT INTO {t} AS l (id, hash, sql_content, created_at, applied_at, rollback_sql, status,
                                 execution_ms, normalized_hash, applied_by, pgkeel_version, statements_done, error, statement_hashes)
-             VALUES ({id}, {hash}, {sql}, {created}, NOW(), {rb}, {status}, {ms}, {nh}, {by}, {ver}, {done}, {err}, {hashes})
+             VALUES ({id}, {hash}, {sql}, {created}, NOW(), {rb}, {status},
+                     (extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::bigint + {RAN_BEFORE_MS}0,
+                     {nh}, {by}, {ver}, {done}, {err}, {hashes})
              ON CONFLICT (id) DO UPDATE SET hash = EXCLUDED.hash, sql_content = EXCLUDED.sql_content,
                 applied_at = EXCLUDED.applied_at, rollback_sql = coalesce(EXCLUDED.rollback_sql, l.rollback_sql),
-                status = EXCLUDED.status, execution_ms = EXCLUDED.execution_ms,
+                status = EXCLUDED.status,
+                execution_ms = CASE WHEN l.status = 'failed' AND coalesce(l.statements_done, 0) > 0
+                                         AND coalesce(EXCLUDED.statements_done, 0) >= l.statements_done
+                                    THEN coalesce(l.execution_ms, 0) + EXCLUDED.execution_ms
+                                    ELSE EXCLUDED.execution_ms END,
                 normalized_hash = EXCLUDED.normalized_hash, applied_by = EXCLUDED.applied_by,
                 pgkeel_version = EXCLUDED.pgkeel_version, statements_done = EXCLUDED.statements_done,
                 error = EXCLUDED.error, statement_hashes = EXCLUDED.statement_hashes",
@@ -483,12 +524,36 @@ impl Ledger {
             sql = quote_literal(&m.sql),
             rb = lit_opt(rollback_sql),
             status = quote_literal(status),
-            ms = "(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::bigint",
             nh = quote_literal(&m.normalized_hash()),
             by = actor_sql(),
             ver = quote_literal(env!("CARGO_PKG_VERSION")),
             err = lit_opt(error),
         )
+    }
+
+    /// `text` (a batch a dry run shows) with each of [`Ledger::record_sql`]'s upserts, which
+    /// carry the whole file and its rollback, as a one-line comment naming what they write.
+    pub fn abbreviate_records(&self, text: &str) -> String {
+        let start = format!(
+            "INSERT INTO {} AS l (id, hash, sql_content",
+            self.table_sql()
+        );
+        const END: &str = "error = EXCLUDED.error, statement_hashes = EXCLUDED.statement_hashes;\n";
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(i) = rest.find(&start) {
+            let Some(len) = rest[i..].find(END) else {
+                break;
+            };
+            out.push_str(&rest[..i]);
+            out.push_str(&format!(
+                "-- pgkeel records it in its ledger {} (the file's SQL, hash, rollback and timing; `-v` shows the statement)\n",
+                self.table_sql()
+            ));
+            rest = &rest[i + len + END.len()..];
+        }
+        out.push_str(rest);
+        out
     }
 
     /// Marks migration `id` rolled back, to run inside the rollback's own transaction. The row
@@ -592,4 +657,53 @@ fn text_array(items: &[String]) -> String {
 fn actor_sql() -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     format!("current_user || '@' || {}", quote_literal(&host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger() -> Ledger {
+        Ledger {
+            schema: "public".into(),
+            table: "__drizzle_migrations".into(),
+            audit_table: "__pgkeel_audit".into(),
+        }
+    }
+
+    fn migration(sql: &str) -> Migration {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("0001_x.sql"), sql).unwrap();
+        crate::source::load(tmp.path())
+            .unwrap()
+            .migrations
+            .remove(0)
+    }
+
+    #[test]
+    fn a_dry_run_shows_the_ledger_upsert_as_one_line_not_the_whole_file_again() {
+        let l = ledger();
+        let m = migration("CREATE TABLE t (a int);\nINSERT INTO t VALUES (1);\n");
+        let batch = format!(
+            "BEGIN;\nCREATE TABLE t (a int);\n{};\nCOMMIT;\n",
+            l.record_sql(&m, "applied", Some("DROP TABLE t;"), None, None)
+        );
+        let shown = l.abbreviate_records(&batch);
+        assert_eq!(
+            shown,
+            "BEGIN;\nCREATE TABLE t (a int);\n-- pgkeel records it in its ledger \
+             \"public\".\"__drizzle_migrations\" (the file's SQL, hash, rollback and timing; `-v` \
+             shows the statement)\nCOMMIT;\n"
+        );
+    }
+
+    #[test]
+    fn the_time_of_a_statement_sent_alone_is_added_to_its_record() {
+        let l = ledger();
+        let m = migration("CREATE INDEX CONCURRENTLY i ON t (a);\n");
+        let sql = l.record_sql(&m, "applied", None, None, None);
+        let timed = with_time_before(&sql, 1234);
+        assert!(timed.contains(&format!("{RAN_BEFORE_MS}1234")), "{timed}");
+        assert!(!timed.contains(&format!("{RAN_BEFORE_MS}0,")), "{timed}");
+    }
 }

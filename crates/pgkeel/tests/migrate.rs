@@ -888,3 +888,33 @@ async fn repair_records_the_cosmetic_edit_and_names_the_real_one() {
     let modified: Vec<&str> = plan.modified().map(|e| e.id.as_str()).collect();
     assert_eq!(modified, [real.id.as_str()]);
 }
+
+#[tokio::test]
+async fn a_migration_applied_in_several_units_records_the_time_of_all_of_them() {
+    let db = TestDb::new("units_time").await;
+    let settings = db.settings();
+    // Two units: the transactional start (which sleeps 300 ms), then the index built alone,
+    // whose ledger record is sent after it on its own.
+    let dir = native(&[(
+        "0001_index.sql",
+        "CREATE TABLE a (id int);\nSELECT pg_sleep(0.3);\nCREATE INDEX CONCURRENTLY a_id ON a (id);\n",
+    )]);
+    let client = db.client().await;
+    let set = source::load(dir.path()).unwrap();
+    let r = Migrator::new(&settings, &set)
+        .migrate(&client, &MigrateOptions::default(), &mut Silent)
+        .await
+        .unwrap();
+    let recorded: i64 = client
+        .query_one(
+            "SELECT execution_ms FROM __drizzle_migrations WHERE id = '0001_index'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(recorded >= 300, "recorded {recorded} ms for a 300 ms migration");
+    // One number per migration: the report (what deploy prints) is the ledger's (what status
+    // prints).
+    assert_eq!(r.applied[0].duration_ms, recorded as u64);
+}

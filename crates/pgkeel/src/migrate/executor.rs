@@ -480,8 +480,10 @@ impl<'s> Sender<'s> {
         }
         let mut attempt = 0;
         let mut reinstalled = false;
+        let mut ran;
         loop {
             attempt += 1;
+            ran = Instant::now();
             if let Some(index) = &g.cleanup {
                 drop_invalid_index(client, index)
                     .await
@@ -531,7 +533,9 @@ impl<'s> Sender<'s> {
             });
         }
         if !g.post.is_empty() {
-            client.batch_execute(&g.post).await.map_err(|e| {
+            // The record goes after a statement that ran alone: it carries that statement's time.
+            let post = crate::ledger::with_time_before(&g.post, ran.elapsed().as_millis());
+            client.batch_execute(&post).await.map_err(|e| {
                 SendError::Db(DbError::query(
                     format!("{what} (recording it in the ledger)"),
                     e,

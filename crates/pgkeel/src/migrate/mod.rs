@@ -318,7 +318,13 @@ impl<'a> Migrator<'a> {
             let guard = self.guard_sql(m);
             let sql = groups
                 .iter()
-                .map(|g| shown_sql(&g.batch.text, &guard))
+                .map(|g| {
+                    let shown = shown_sql(&g.batch.text, &guard);
+                    match tracing::enabled!(tracing::Level::INFO) {
+                        true => shown,
+                        false => self.ledger.abbreviate_records(&shown),
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("\n");
             applied.push(Applied {
@@ -450,6 +456,21 @@ impl<'a> Migrator<'a> {
                     }
                     None => elsewhere += 1,
                 }
+            }
+        }
+        // The report gives the durations the ledger recorded, so `migrate`, `deploy` and `status`
+        // show one number per migration (the live lines gave the wall time as it went).
+        if !applied.is_empty() {
+            let ids: Vec<String> = applied.iter().map(|a| a.id.clone()).collect();
+            match self.ledger.execution_times(client, &ids).await {
+                Ok(times) => {
+                    for a in &mut applied {
+                        if let Some(ms) = times.get(&a.id).and_then(|ms| u64::try_from(*ms).ok()) {
+                            a.duration_ms = ms;
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!("keeping the measured durations: {e}"),
             }
         }
         let counts = Counts {
