@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing pgkeel needs on Debian/Ubuntu and makes sure a PostgreSQL
 # server answers on 127.0.0.1:5432 for the role `postgres` without a password (tests create and
-# drop their own databases there). Safe to run again: it only does what is missing.
+# drop their own databases there). Safe to run again: it only does what is missing. It changes
+# the authentication of a server only when it created that server in this run; an existing
+# server that asks for a password is left alone unless PGKEEL_SETUP_TRUST_LOCAL=1 says otherwise.
+# (`scripts/demo.sh` needs none of this: it installs only the build tools and PostgreSQL's programs.)
 set -euo pipefail
 
 need=()
@@ -13,6 +16,8 @@ done
 # The drizzle-orm compatibility tests run the real drizzle-orm package with Node.js.
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+fresh_cluster=""
+[[ " ${need[*]} " == *" postgresql "* ]] && fresh_cluster=1
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   $SUDO apt-get update -qq
@@ -29,6 +34,7 @@ if command -v pg_lsclusters >/dev/null 2>&1; then
     ver=$(ls /usr/lib/postgresql | sort -V | tail -1)
     echo "setup: creating PostgreSQL $ver cluster main"
     $SUDO pg_createcluster "$ver" main >/dev/null
+    fresh_cluster=1
   fi
   pg_lsclusters -h | while read -r ver name port status _; do
     if [ "$status" != "online" ]; then
@@ -43,7 +49,16 @@ for i in $(seq 1 30); do
   sleep 1
 done
 if ! psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
-  # A fresh Debian cluster asks for a password on TCP: let local test connections in.
+  # A fresh Debian cluster asks for a password on TCP: let local test connections in, but only
+  # on a cluster this run created, or when asked to.
+  if [ -z "$fresh_cluster" ] && [ "${PGKEEL_SETUP_TRUST_LOCAL:-}" != 1 ]; then
+    echo "setup: the PostgreSQL server on 127.0.0.1:5432 refuses the role postgres without a password." >&2
+    echo "setup: the tests need trust authentication for 127.0.0.1 on a test server; setup does not" >&2
+    echo "setup: change an existing server's pg_hba.conf by itself. Either point the tests at a" >&2
+    echo "setup: throw-away server, or run again with PGKEEL_SETUP_TRUST_LOCAL=1 to let setup prepend" >&2
+    echo "setup: 'host all all 127.0.0.1/32 trust' to this server's pg_hba.conf and reload it." >&2
+    exit 1
+  fi
   hba=$($SUDO -u postgres psql -Atqc 'show hba_file' 2>/dev/null || su postgres -c "psql -Atqc 'show hba_file'")
   echo "setup: allowing trust auth for 127.0.0.1 in $hba (test machine only)"
   $SUDO sed -i '1i host all all 127.0.0.1/32 trust' "$hba"

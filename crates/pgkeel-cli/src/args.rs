@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-/// How to reach the database and where the configuration comes from.
+/// How to reach the database.
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Connection (every command)")]
 pub struct ConnectOpts {
     /// Database URL, e.g. postgresql://user:password@host:5432/db (overrides DATABASE_URL).
     #[arg(long, global = true, value_name = "URL", hide_env_values = true)]
@@ -17,6 +18,7 @@ pub struct ConnectOpts {
 
 /// Where to find configuration files.
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Configuration files (every command)")]
 pub struct ConfigOpts {
     /// Read this pgkeel.toml instead of ./pgkeel.toml.
     #[arg(long, global = true, value_name = "FILE")]
@@ -33,6 +35,7 @@ pub struct ConfigOpts {
 
 /// Where the migrations are.
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Migrations folder (every command)")]
 pub struct MigrationsOpts {
     /// Migrations folder (default: drizzle/ when it has meta/_journal.json, else the first of
     /// migrations/, prisma/migrations/, supabase/migrations/, db/migrations/ that exists).
@@ -63,15 +66,34 @@ pub enum Format {
     Human,
     /// One JSON document on stdout; nothing else on stdout.
     Json,
-    /// SQL on stdout (`schema dump`, `schema diff`; other commands print the human text).
+    /// SQL on stdout: `schema dump` and `schema diff` only (other commands refuse it).
     Sql,
 }
 
+/// When to colour the output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Only on a terminal, and not when NO_COLOR is set.
+    #[default]
+    Auto,
+    /// Always, also on a pipe (NO_COLOR is ignored).
+    Always,
+    /// Never.
+    Never,
+}
+
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Output (every command)")]
 pub struct OutputOpts {
-    /// Output format.
+    /// Output format (sql: `schema dump` and `schema diff` only).
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    /// Colour: auto (a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// More log output on stderr (-v info, -vv debug). RUST_LOG also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// Lock settings for commands that change the schema.

@@ -9,7 +9,7 @@ mod ctx;
 mod exit_codes;
 mod render;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::args::{ConfigOpts, ConnectOpts, MigrationsOpts, OutputOpts};
 
@@ -33,9 +33,6 @@ struct Cli {
     migrations: MigrationsOpts,
     #[command(flatten)]
     output: OutputOpts,
-    /// More log output on stderr (-v info, -vv debug). RUST_LOG also works.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,6 +76,10 @@ enum Command {
     Backup(commands::backup::BackupArgs),
     /// Restore a backup (spec: db:backup:restore): schema, parallel data, sequences, indexes.
     Restore(commands::backup::RestoreArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(commands::completions::CompletionsArgs),
+    /// Print the man page, or write one per subcommand with --out-dir.
+    Man(commands::completions::ManArgs),
 }
 
 fn main() {
@@ -95,7 +96,14 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => usage_error(e),
     };
-    init_tracing(cli.verbose);
+    if cli.output.format == args::Format::Sql && !matches!(cli.command, Command::Schema(_)) {
+        usage_error(clap::Error::raw(
+            clap::error::ErrorKind::InvalidValue,
+            "--format sql: only `schema dump` and `schema diff` print SQL; use human or json\n",
+        ));
+    }
+    printer::set_color(cli.output.color);
+    init_tracing(cli.output.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -135,6 +143,8 @@ fn main() {
                 Command::Backup(a) => commands::backup::run(ctx?, a).await,
                 Command::Restore(a) => commands::backup::restore(ctx?, a).await,
                 Command::Schema(a) => commands::schema::run(ctx?, a).await,
+                Command::Completions(a) => commands::completions::completions(a, Cli::command()),
+                Command::Man(a) => commands::completions::man(a, Cli::command()),
             }
         };
         tokio::pin!(run);
@@ -199,10 +209,7 @@ fn init_tracing(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // Colour codes only for a terminal: a CI log or a redirected file gets plain text.
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
+        .with_ansi(printer::color(printer::Stream::Stderr))
         .with_target(false)
         .without_time()
         .init();

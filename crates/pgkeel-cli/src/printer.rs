@@ -59,3 +59,65 @@ macro_rules! print {
         $crate::printer::write(format_args!($($arg)*), false)
     };
 }
+
+/// The one colour policy: `--color always|never` wins; `auto` colours a stream only when it is a
+/// terminal and NO_COLOR is not set (https://no-color.org). Set once from the flag in main.
+static COLOR: std::sync::OnceLock<crate::args::ColorChoice> = std::sync::OnceLock::new();
+
+/// Records `--color` (the first call wins).
+pub fn set_color(choice: crate::args::ColorChoice) {
+    let _ = COLOR.set(choice);
+}
+
+/// Which stream a coloured text goes to.
+#[derive(Debug, Clone, Copy)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Whether text written to `stream` may carry colour codes.
+pub fn color(stream: Stream) -> bool {
+    use std::io::IsTerminal;
+    let terminal = match stream {
+        Stream::Stdout => std::io::stdout().is_terminal(),
+        Stream::Stderr => std::io::stderr().is_terminal(),
+    };
+    decide(
+        COLOR.get().copied().unwrap_or_default(),
+        terminal,
+        std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+    )
+}
+
+fn decide(choice: crate::args::ColorChoice, terminal: bool, no_color: bool) -> bool {
+    use crate::args::ColorChoice;
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => terminal && !no_color,
+    }
+}
+
+/// `text` in SGR colour `code` (e.g. `1;31`) when `stream` may be coloured, else as is.
+pub fn paint(stream: Stream, code: &str, text: &str) -> String {
+    if color(stream) {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::args::ColorChoice;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color_unless_forced() {
+        assert!(super::decide(ColorChoice::Auto, true, false));
+        assert!(!super::decide(ColorChoice::Auto, false, false), "a pipe");
+        assert!(!super::decide(ColorChoice::Auto, true, true), "NO_COLOR");
+        assert!(super::decide(ColorChoice::Always, false, true));
+        assert!(!super::decide(ColorChoice::Never, true, false));
+    }
+}

@@ -1,8 +1,6 @@
 //! Rendering shared by subcommands: errors (with their cause chain, once, on stderr), exit-code
 //! mapping and small text helpers.
 
-use std::io::IsTerminal;
-
 use pgkeel::backup::BackupError;
 use pgkeel::config::ConfigError;
 use pgkeel::db::DbError;
@@ -87,12 +85,7 @@ fn causes(err: &anyhow::Error) -> Vec<String> {
 /// `--format json`); returns the exit code.
 pub fn error(err: &anyhow::Error, format: Format) -> i32 {
     let code = exit_code(err);
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let label = if color {
-        "\x1b[1;31merror\x1b[0m"
-    } else {
-        "error"
-    };
+    let label = crate::printer::paint(crate::printer::Stream::Stderr, "1;31", "error");
     eprintln!("{label}: {err}");
     let causes = causes(err);
     for cause in &causes {

@@ -996,3 +996,173 @@ async fn a_dry_run_shows_the_users_sql_and_pgkeels_guard_only_with_v() {
     let verbose = dry(true);
     assert!(verbose.contains("pg_locks"), "{verbose}");
 }
+
+#[test]
+fn demo_tours_the_product_on_its_private_server_and_prints_each_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The user's own database settings must not reach the tour's commands.
+    let out = pgkeel(tmp.path())
+        .env(
+            "DATABASE_URL",
+            "postgresql://nobody:secret@192.0.2.1:1/not_this_one",
+        )
+        .env("PGHOST", "192.0.2.1")
+        .arg("demo")
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for step in [
+        "$ export DATABASE_URL=postgresql://postgres@127.0.0.1:",
+        "$ pgkeel migrate --target 0002_loose_colossus",
+        "$ pgkeel migrate --dry-run",
+        "$ pgkeel migrate ",
+        "$ pgkeel status",
+        "$ pgkeel lint",
+        "$ pgkeel test",
+        "$ psql \"$DATABASE_URL\" -c \"ALTER TABLE users ADD COLUMN nickname text\"",
+        "$ pgkeel validate --fail-on warning",
+        "$ pgkeel backup full --name demo",
+        "$ pgkeel backup verify demo",
+        "$ pgkeel restore demo --target-url postgresql://postgres@127.0.0.1:",
+        "$ pgkeel rollback 0004_happy_banshee --dry-run",
+        "$ pgkeel rollback 0004_happy_banshee ",
+        "$ pgkeel monitor",
+    ] {
+        assert!(stdout.contains(step), "no `{step}` in\n{stdout}\n{stderr}");
+    }
+    assert!(
+        stdout.contains("[extra-column] public.users.nickname"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(cfi_restored holds 3 users"), "{stdout}");
+    assert!(
+        !stdout.contains("192.0.2.1") && !stderr.contains("192.0.2.1"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("server stopped and its data directory deleted"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_same_flags_as_help() {
+    let tmp = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = pgkeel(tmp.path())
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("migrate") && text.contains("lock-timeout"),
+            "{shell}: {text}"
+        );
+    }
+    pgkeel(tmp.path())
+        .args(["completions", "tcsh"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("possible values"));
+    let man = pgkeel(tmp.path())
+        .arg("man")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(
+        String::from_utf8_lossy(&man).starts_with(".ie"),
+        "roff expected"
+    );
+    pgkeel(tmp.path())
+        .args(["man", "--out-dir", "man1"])
+        .assert()
+        .success();
+    for page in [
+        "pgkeel.1",
+        "pgkeel-migrate.1",
+        "pgkeel-backup-full.1",
+        "pgkeel-completions.1",
+    ] {
+        let text = std::fs::read_to_string(tmp.path().join("man1").join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page}");
+    }
+    let text = std::fs::read_to_string(tmp.path().join("man1/pgkeel-migrate.1")).unwrap();
+    assert!(text.contains("lock\\-timeout"), "{text}");
+}
+
+#[test]
+fn help_groups_the_shared_flags_under_their_own_headings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = pgkeel(tmp.path())
+        .args(["migrate", "--help"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let help = String::from_utf8_lossy(&out);
+    let own = help.find("--lock-timeout").expect("own flag");
+    for heading in [
+        "Connection (every command):",
+        "Configuration files (every command):",
+        "Migrations folder (every command):",
+        "Output (every command):",
+    ] {
+        let at = help
+            .find(heading)
+            .unwrap_or_else(|| panic!("no {heading} in\n{help}"));
+        assert!(at > own, "the command's own flags come first:\n{help}");
+    }
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("Default 10min"),
+        "--lock-wait names its default:\n{help}"
+    );
+}
+
+#[test]
+fn format_sql_is_refused_where_no_sql_can_be_printed() {
+    let tmp = tempfile::tempdir().unwrap();
+    pgkeel(tmp.path())
+        .args(["status", "--format", "sql"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "only `schema dump` and `schema diff` print SQL",
+        ));
+}
+
+#[test]
+fn color_is_never_on_a_pipe_unless_asked_and_never_with_no_color() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], no_color: bool| {
+        let mut cmd = pgkeel(tmp.path());
+        cmd.env_remove("NO_COLOR");
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        }
+        let out = cmd
+            .args(args)
+            .args(["status", "-vv"])
+            .assert()
+            .get_output()
+            .clone();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(!run(&[], false).contains('\x1b'), "a pipe gets plain text");
+    assert!(!run(&["--color", "never"], false).contains('\x1b'));
+    assert!(!run(&[], true).contains('\x1b'), "NO_COLOR");
+    assert!(
+        run(&["--color", "always"], true).contains('\x1b'),
+        "--color always wins"
+    );
+}

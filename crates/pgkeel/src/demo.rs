@@ -1,6 +1,7 @@
 //! The example project (`examples/cfi-handbook`) embedded in the binary, so `pgkeel demo` works
-//! from an installed binary without a checkout, and the little SQL the demo shows. The demo's
-//! flow (which commands to show, in which order) lives in the CLI.
+//! from an installed binary without a checkout, and the little SQL the demo runs beside pgkeel's
+//! commands (seed rows, a hand-made change for `validate` to find). The demo's flow (which
+//! commands to show, in which order) lives in the CLI, which runs each as a real `pgkeel`.
 
 use std::path::{Path, PathBuf};
 
@@ -63,6 +64,31 @@ pub fn write_example(dir: &Path) -> std::io::Result<PathBuf> {
         std::fs::write(path, text)?;
     }
     Ok(root)
+}
+
+/// Rows the demo inserts after migrating, so backup and restore have something to carry.
+pub const SEED_SQL: &str = "INSERT INTO users (email, name) VALUES \
+('ada@example.com', 'Ada'), ('grace@example.com', 'Grace'), ('edsger@example.com', 'Edsger')";
+
+/// The hand-made change (drift) the demo plants for `validate` to find, and its undoing.
+pub const PLANT_DRIFT_SQL: &str = "ALTER TABLE users ADD COLUMN nickname text";
+pub const UNDO_DRIFT_SQL: &str = "ALTER TABLE users DROP COLUMN nickname";
+
+/// Runs one of the demo's statements (the constants above).
+pub async fn execute(client: &crate::db::Client, sql: &str) -> Result<(), crate::db::DbError> {
+    client
+        .batch_execute(sql)
+        .await
+        .map_err(|e| crate::db::DbError::query("running the demo's SQL", e))
+}
+
+/// How many rows the demo's `users` table holds (to show a restore carried them).
+pub async fn user_count(client: &crate::db::Client) -> Result<i64, crate::db::DbError> {
+    let row = client
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .map_err(|e| crate::db::DbError::query("counting users", e))?;
+    Ok(row.get(0))
 }
 
 /// The tables of the `public` schema, by name.

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod baseline;
+pub mod completions;
 pub mod config;
 pub mod demo;
 pub mod deploy;

@@ -3,7 +3,6 @@
 //! the exit code is the worst alert level. `--watch` repeats and prints only what changed.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::Args;
@@ -111,7 +110,7 @@ struct Style {
 impl Style {
     fn new() -> Self {
         Style {
-            on: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            on: crate::printer::color(crate::printer::Stream::Stdout),
         }
     }
 

@@ -1,8 +1,6 @@
 //! `pgkeel validate` (spec: db:validate, db:validate:schema, db:validate:data,
 //! db:validate:performance).
 
-use std::io::IsTerminal;
-
 use clap::Args;
 use pgkeel::report::{self, Severity};
 use pgkeel::validate::{self, ValidateOptions, ValidationReport};
@@ -120,17 +118,13 @@ pub async fn run(ctx: Ctx, args: ValidateArgs) -> anyhow::Result<i32> {
 }
 
 fn print_human(r: &ValidationReport) {
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let paint = |sev: Severity, text: &str| -> String {
-        if !color {
-            return text.to_string();
-        }
         let code = match sev {
             Severity::Critical => "1;31",
             Severity::Warning => "33",
             Severity::Info => "36",
         };
-        format!("\x1b[{code}m{text}\x1b[0m")
+        crate::printer::paint(crate::printer::Stream::Stdout, code, text)
     };
     for sev in [Severity::Critical, Severity::Warning, Severity::Info] {
         let group: Vec<_> = r.findings.iter().filter(|f| f.severity == sev).collect();
