@@ -8,6 +8,7 @@ mod commands;
 mod ctx;
 mod exit_codes;
 mod render;
+mod schemas;
 
 use clap::{CommandFactory, Parser, Subcommand};
 

@@ -10,7 +10,19 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// How a migration folder is organised; detected by `source::detect_layout` unless given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Layout {
     /// drizzle-kit: `meta/_journal.json` lists `NNNN_tag.sql` files beside it.

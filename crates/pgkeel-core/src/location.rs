@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 /// A place in a migration file, printed rustc-style.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Location {
     pub path: PathBuf,
     pub line: usize,

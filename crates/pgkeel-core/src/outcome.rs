@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 /// What kind of failure an error is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureKind {
     /// Problems found in the files or the database (broken or changed migration files, drift,

@@ -15,7 +15,18 @@ use serde::{Deserialize, Serialize};
 
 /// How bad a finding is. Ordered: `Info < Warning < Critical`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    Default,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -59,7 +70,7 @@ impl std::str::FromStr for Severity {
 /// One thing a check found. `id` is a stable rule name (`fk-orphans`, `missing-fk-index`, …) so
 /// CI can filter on it; `object` names what it concerns (`public.orders.user_id`); `evidence`
 /// carries the numbers; `fix` is SQL when there is one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Finding {
     pub id: String,
     pub severity: Severity,
@@ -105,7 +116,9 @@ pub fn worst<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Option<Seve
 }
 
 /// Counts per severity, for summaries.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct SeverityCounts {
     pub critical: usize,
     pub warning: usize,

@@ -9,7 +9,7 @@ use pg_query::NodeEnum;
 use serde::Serialize;
 
 /// One statement of a migration file.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Statement {
     /// The statement text, from its first token to the end of its last token: no leading or
     /// trailing comments and no terminating semicolon, so `text` followed by `;` is always
@@ -37,7 +37,7 @@ pub struct Statement {
 }
 
 /// A transaction-control statement, as PostgreSQL's parser classifies it.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TxControl {
     /// `BEGIN` or `START TRANSACTION` (with or without modes).
@@ -55,7 +55,7 @@ pub enum TxControl {
 }
 
 /// One explicit `BEGIN … COMMIT` block of a file.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Block {
     /// 0-based number of the block in its file.
     pub index: usize,

@@ -24,7 +24,7 @@ use crate::ident::{qualified, quote_ident, quote_literal};
 use crate::source::{Migration, MigrationSet};
 
 /// One row of drizzle's migrations table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DrizzleRow {
     pub id: i32,
     /// SHA-256 hex of the file text when drizzle (or pgkeel) applied it.
@@ -75,7 +75,7 @@ pub async fn read_rows(
 }
 
 /// A journal entry drizzle's table says is applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TakenOver {
     /// The migration id (journal tag).
     pub id: String,
@@ -91,14 +91,14 @@ pub struct TakenOver {
 
 /// A journal entry drizzle never applied and never will: its `when` is not newer than the newest
 /// row's `created_at`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Skipped {
     pub id: String,
     pub when: i64,
 }
 
 /// The newest row of drizzle's table, which decides what drizzle's migrator applies next.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Latest {
     pub created_at: i64,
     /// The journal entry matched to that row, if any.
@@ -107,7 +107,7 @@ pub struct Latest {
 
 /// A folder compared with drizzle's table (see [`match_journal`]). Every list is in folder
 /// order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Takeover {
     /// Applied according to drizzle's table: record them in pgkeel's ledger, don't run them.
     pub applied: Vec<TakenOver>,
@@ -165,7 +165,7 @@ impl Takeover {
 }
 
 /// Something about drizzle's table that needs a person.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum TakeoverWarning {
     Skipped {

@@ -32,7 +32,7 @@ use crate::layout::Layout;
 use crate::source::{Migration, MigrationSet};
 
 /// A migration runner whose ledger pgkeel adopts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Tool {
     GolangMigrate,
@@ -189,7 +189,7 @@ fn dirty_next_step(tool: Tool, version: &str) -> String {
 }
 
 /// A tool's ledger found in the database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Found {
     pub tool: Tool,
     pub schema: String,

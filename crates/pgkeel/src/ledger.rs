@@ -18,7 +18,7 @@ use crate::ident::{qualified, quote_literal};
 use crate::source::Migration;
 
 /// The state of a migration as the ledger records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RowStatus {
     Applied,
@@ -57,7 +57,7 @@ impl RowStatus {
 }
 
 /// One row of the ledger.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LedgerRow {
     pub id: String,
     pub hash: String,

@@ -913,7 +913,10 @@ async fn a_migration_applied_in_several_units_records_the_time_of_all_of_them() 
         .await
         .unwrap()
         .get(0);
-    assert!(recorded >= 300, "recorded {recorded} ms for a 300 ms migration");
+    assert!(
+        recorded >= 300,
+        "recorded {recorded} ms for a 300 ms migration"
+    );
     // One number per migration: the report (what deploy prints) is the ledger's (what status
     // prints).
     assert_eq!(r.applied[0].duration_ms, recorded as u64);

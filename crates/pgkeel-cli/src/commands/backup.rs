@@ -310,8 +310,8 @@ impl Progress for Bars {
     }
 }
 
-#[derive(Serialize)]
-struct BackupOut<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct BackupOut<'a> {
     ok: bool,
     path: String,
     name: &'a str,
@@ -448,13 +448,7 @@ async fn list(ctx: Ctx, a: DirArgs) -> anyhow::Result<i32> {
     let dir = backup_dir(&ctx, &a);
     let all = backup::list(&dir).await?;
     if ctx.json() {
-        #[derive(Serialize)]
-        struct Out<'a> {
-            ok: bool,
-            dir: String,
-            backups: &'a [backup::BackupSummary],
-        }
-        ctx.print_json(&Out {
+        ctx.print_json(&ListOut {
             ok: true,
             dir: dir.display().to_string(),
             backups: &all,
@@ -512,14 +506,7 @@ async fn verify(ctx: Ctx, a: VerifyArgs) -> anyhow::Result<i32> {
     };
     let report = backup::verify(&path, &opts, progress).await?;
     if ctx.json() {
-        #[derive(Serialize)]
-        struct Out<'a> {
-            ok: bool,
-            path: String,
-            #[serde(flatten)]
-            report: &'a backup::VerifyReport,
-        }
-        ctx.print_json(&Out {
+        ctx.print_json(&VerifyOut {
             ok: report.ok(),
             path: path.display().to_string(),
             report: &report,
@@ -563,13 +550,7 @@ async fn cleanup(ctx: Ctx, a: CleanupArgs) -> anyhow::Result<i32> {
         .unwrap_or(ctx.settings.backup_retention_days);
     let plan = backup::cleanup(&dir, days, a.dry_run, chrono::Utc::now()).await?;
     if ctx.json() {
-        #[derive(Serialize)]
-        struct Out<'a> {
-            ok: bool,
-            #[serde(flatten)]
-            plan: &'a backup::CleanupPlan,
-        }
-        ctx.print_json(&Out {
+        ctx.print_json(&CleanupOut {
             ok: true,
             plan: &plan,
         })?;
@@ -626,13 +607,7 @@ pub async fn restore(ctx: Ctx, a: RestoreArgs) -> anyhow::Result<i32> {
     };
     let s = backup::restore(&path, &target, &opts, progress).await?;
     if ctx.json() {
-        #[derive(Serialize)]
-        struct Out<'a> {
-            ok: bool,
-            #[serde(flatten)]
-            summary: &'a backup::RestoreSummary,
-        }
-        ctx.print_json(&Out {
+        ctx.print_json(&RestoreOut {
             ok: true,
             summary: &s,
         })?;
@@ -690,4 +665,33 @@ pub async fn before_production_migration(
         );
     }
     Ok(())
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct ListOut<'a> {
+    ok: bool,
+    dir: String,
+    backups: &'a [backup::BackupSummary],
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct VerifyOut<'a> {
+    ok: bool,
+    path: String,
+    #[serde(flatten)]
+    report: &'a backup::VerifyReport,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct CleanupOut<'a> {
+    ok: bool,
+    #[serde(flatten)]
+    plan: &'a backup::CleanupPlan,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct RestoreOut<'a> {
+    ok: bool,
+    #[serde(flatten)]
+    summary: &'a backup::RestoreSummary,
 }

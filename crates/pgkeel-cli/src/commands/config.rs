@@ -1,7 +1,7 @@
 //! `pgkeel config`: the resolved settings and where each came from.
 
 use clap::Args;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::ctx::Ctx;
 use crate::exit_codes;
@@ -12,9 +12,11 @@ pub struct ConfigArgs {}
 pub async fn run(ctx: Ctx, _args: ConfigArgs) -> anyhow::Result<i32> {
     let entries = ctx.settings.entries();
     if ctx.json() {
-        ctx.print_json(
-            &json!({ "ok": true, "config_file": ctx.settings.config_file, "settings": entries }),
-        )?;
+        ctx.print_json(&ConfigOut {
+            ok: true,
+            config_file: ctx.settings.config_file.as_deref(),
+            settings: &entries,
+        })?;
     } else {
         let width = entries.iter().map(|e| e.key.len()).max().unwrap_or(10);
         for e in &entries {
@@ -23,4 +25,13 @@ pub async fn run(ctx: Ctx, _args: ConfigArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(exit_codes::SUCCESS)
+}
+
+/// `pgkeel config --format json`.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct ConfigOut<'a> {
+    ok: bool,
+    /// The pgkeel.toml read, if any.
+    config_file: Option<&'a std::path::Path>,
+    settings: &'a [pgkeel::config::ConfigEntry],
 }

@@ -27,8 +27,8 @@ pub async fn targets(ctx: &Ctx, opts: &FleetOpts) -> anyhow::Result<Vec<FleetTar
     Ok(fleet::resolve(&file, &ctx.settings, ctx.env()).await?)
 }
 
-#[derive(Serialize)]
-struct JsonOut<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct JsonOut<'a> {
     ok: bool,
     report_path: Option<PathBuf>,
     #[serde(flatten)]

@@ -35,8 +35,8 @@ fn parse_severity(s: &str) -> Result<Severity, String> {
     s.parse()
 }
 
-#[derive(Serialize)]
-struct JsonOut<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct JsonOut<'a> {
     ok: bool,
     pg_version: u32,
     files: usize,

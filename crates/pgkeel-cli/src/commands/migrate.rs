@@ -79,8 +79,8 @@ pub async fn run(mut ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
     let mut obs = HumanObserver::new(ctx.json());
     if !ctx.json() {
         eprintln!(
-            "pgkeel: {} migrations in {} ({}) → {target}",
-            set.migrations.len(),
+            "pgkeel: {} in {} ({}) → {target}",
+            crate::render::count(set.migrations.len(), "migration"),
             set.dir.display(),
             set.layout
         );
@@ -159,8 +159,8 @@ async fn run_fleet(ctx: Ctx, args: MigrateArgs) -> anyhow::Result<i32> {
     };
     if !ctx.json() {
         eprintln!(
-            "pgkeel: {} migrations in {} ({}) → {} target(s), {} at a time{}",
-            set.migrations.len(),
+            "pgkeel: {} in {} ({}) → {} target(s), {} at a time{}",
+            crate::render::count(set.migrations.len(), "migration"),
             set.dir.display(),
             set.layout,
             targets.len(),
@@ -203,15 +203,15 @@ fn fleet_summary(line: &pgkeel::fleet::TargetLine) -> String {
     }
 }
 
-#[derive(Serialize)]
-struct JsonOut<'a, T: Serialize> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct JsonOut<'a, T: Serialize> {
     ok: bool,
     #[serde(flatten)]
     report: &'a T,
 }
 
-#[derive(Debug, Serialize)]
-struct ValidateOut {
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct ValidateOut {
     ok: bool,
     migrations_dir: String,
     layout: String,

@@ -31,8 +31,8 @@ pub struct RollbackArgs {
     safety: SafetyOpts,
 }
 
-#[derive(Serialize)]
-struct JsonOut<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct JsonOut<'a> {
     ok: bool,
     #[serde(flatten)]
     report: &'a RollbackReport,

@@ -100,8 +100,8 @@ async fn dump(ctx: Ctx, args: DumpArgs) -> anyhow::Result<i32> {
     Ok(exit_codes::SUCCESS)
 }
 
-#[derive(Serialize)]
-struct DiffOut<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct DiffOut<'a> {
     /// As the exit code: true when the two sides are identical.
     ok: bool,
     from: String,

@@ -15,8 +15,8 @@ pub struct StatusArgs {
     pub check: bool,
 }
 
-#[derive(Serialize)]
-struct StatusOut<'a> {
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct StatusOut<'a> {
     ok: bool,
     migrations_dir: String,
     layout: String,

@@ -73,8 +73,8 @@ pub async fn run(ctx: Ctx, args: TestArgs) -> anyhow::Result<i32> {
     }
     if !ctx.json() {
         eprintln!(
-            "pgkeel: testing {} migrations in {} on a scratch database…",
-            set.migrations.len(),
+            "pgkeel: testing {} in {} on a scratch database…",
+            crate::render::count(set.migrations.len(), "migration"),
             set.dir.display()
         );
     }

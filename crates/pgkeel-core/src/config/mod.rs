@@ -94,6 +94,24 @@ impl fmt::Display for Origin {
     }
 }
 
+impl schemars::JsonSchema for Origin {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Origin".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Where a setting's value came from",
+            "type": "object",
+            "required": ["kind"],
+            "properties": {
+                "kind": { "enum": ["default", "file", "dotenv", "env", "flag", "drizzle"] },
+                "path": { "type": "string" },
+                "var": { "type": "string" }
+            }
+        })
+    }
+}
+
 /// `{"kind": "default" | "file" | "dotenv" | "env" | "flag", "path"?: …, "var"?: …}`.
 impl Serialize for Origin {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -131,7 +149,7 @@ impl Serialize for Origin {
 }
 
 /// libpq's `sslmode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
     Disable,
@@ -957,7 +975,7 @@ impl Settings {
 const NOT_SET: &str = "(not set)";
 
 /// One line of `pgkeel config`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ConfigEntry {
     /// As in pgkeel.toml (`pool-size`, `ledger.schema`), or `pghost` … for libpq variables.
     pub key: String,

@@ -25,7 +25,7 @@ pub use catalog::{
 pub use text::*;
 
 /// Rollback SQL generated from a migration's statements.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Generated {
     /// The rollback, one statement per line group, each ending in `;`. `Some` only when every
     /// statement could be inverted (a migration without statements inverts to `Some("")`).
@@ -58,7 +58,7 @@ impl Generated {
 }
 
 /// A statement pgkeel cannot invert.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Irreversible {
     /// 0-based index in the migration's statements.
     pub statement: usize,

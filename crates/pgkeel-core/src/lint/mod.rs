@@ -24,7 +24,7 @@ use crate::location::Location;
 use crate::report::Severity;
 
 /// One lint rule: its id, how bad, why, and what to do instead.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, schemars::JsonSchema)]
 pub struct Rule {
     pub id: &'static str,
     pub severity: Severity,
@@ -70,7 +70,7 @@ impl Default for LintOptions {
 }
 
 /// A rule broken at a place in a file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Violation {
     pub rule: &'static str,
     pub severity: Severity,
@@ -86,7 +86,7 @@ pub struct Violation {
 }
 
 /// The outcome of linting one file.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct FileReport {
     pub path: PathBuf,
     pub statements: usize,

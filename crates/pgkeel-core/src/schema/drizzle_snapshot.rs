@@ -310,7 +310,7 @@ fn time_type(word: &str, args: &Option<String>, zone: bool) -> String {
 }
 
 /// One way the live schema differs from drizzle-kit's snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Drift {
     /// `table`, `column`, `constraint`, `policy`, `index`, `view`, `materialized-view`,
     /// `sequence`, `schema`, `enum`.
@@ -321,7 +321,7 @@ pub struct Drift {
 }
 
 /// Whether the object is missing from the live schema, extra in it, or different.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub enum How {
     Missing,
     Extra,

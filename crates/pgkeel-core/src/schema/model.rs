@@ -19,7 +19,7 @@ use crate::ident::{qualified, quote_ident};
 pub const SNAPSHOT_FORMAT: u32 = 1;
 
 /// The schema of one database (restricted to the schemas asked for).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {
     /// [`SNAPSHOT_FORMAT`].
@@ -34,7 +34,7 @@ pub struct Snapshot {
 }
 
 /// A schema (namespace).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Schema {
     pub name: String,
@@ -43,7 +43,7 @@ pub struct Schema {
 }
 
 /// An installed extension. Objects it owns are not part of the snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Extension {
     pub name: String,
@@ -54,7 +54,7 @@ pub struct Extension {
 
 /// A user-defined type: enum, domain or composite. (No `deny_unknown_fields`: serde cannot
 /// combine it with the flattened kind.)
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Type {
     pub schema: String,
     pub name: String,
@@ -64,7 +64,7 @@ pub struct Type {
     pub comment: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TypeKind {
     /// Labels in their sort order.
@@ -88,7 +88,7 @@ pub enum TypeKind {
 }
 
 /// A name with the server's rendering of its definition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamedDef {
     pub name: String,
@@ -96,7 +96,7 @@ pub struct NamedDef {
 }
 
 /// An attribute of a composite type.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Attribute {
     pub name: String,
@@ -107,7 +107,7 @@ pub struct Attribute {
 }
 
 /// A sequence (identity sequences belong to their column and are not listed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sequence {
     pub schema: String,
@@ -127,7 +127,9 @@ pub struct Sequence {
 }
 
 /// A column of a table, by name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnRef {
     pub schema: String,
@@ -136,7 +138,7 @@ pub struct ColumnRef {
 }
 
 /// A table: ordinary, partitioned, or a partition of another.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Table {
     pub schema: String,
@@ -165,7 +167,7 @@ pub struct Table {
     pub comment: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PartitionOf {
     pub schema: String,
@@ -173,7 +175,7 @@ pub struct PartitionOf {
     pub bound: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Column {
     pub name: String,
@@ -195,7 +197,7 @@ pub struct Column {
     pub comment: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Identity {
     Always,
@@ -211,7 +213,9 @@ impl Identity {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ConstraintKind {
     PrimaryKey,
@@ -223,7 +227,7 @@ pub enum ConstraintKind {
 
 /// A table constraint. `definition` is `pg_get_constraintdef`: it carries columns, match type,
 /// ON DELETE/UPDATE actions, deferrability, NULLS NOT DISTINCT and NOT VALID.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Constraint {
     pub name: String,
@@ -242,7 +246,9 @@ pub struct Constraint {
     pub comment: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct TableRef {
     pub schema: String,
@@ -256,7 +262,7 @@ impl TableRef {
 }
 
 /// An index that does not back a constraint. `definition` is `pg_get_indexdef`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Index {
     pub name: String,
@@ -277,7 +283,7 @@ pub struct Index {
 }
 
 /// A user trigger; `definition` is `pg_get_triggerdef`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Trigger {
     pub name: String,
@@ -289,7 +295,7 @@ pub struct Trigger {
 }
 
 /// A row-level security policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     pub name: String,
@@ -305,7 +311,7 @@ pub struct Policy {
 }
 
 /// A view or materialized view.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct View {
     pub schema: String,
@@ -326,7 +332,7 @@ pub struct View {
 }
 
 /// A function or procedure.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Function {
     pub schema: String,

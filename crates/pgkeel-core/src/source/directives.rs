@@ -61,6 +61,18 @@ impl fmt::Display for Timeout {
     }
 }
 
+impl schemars::JsonSchema for Timeout {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timeout".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration in directive syntax: `5s`, `500ms`, `2min`, or `off`"
+        })
+    }
+}
+
 impl Serialize for Timeout {
     /// Serialised in directive syntax (`"5s"`, `"off"`), which [`crate::duration::parse`] reads back.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -85,7 +97,7 @@ impl Serialize for Timeout {
 /// or `0`/`off` to disable. An unknown `-- pgkeel:` directive, a bad value, a directive given
 /// twice, or a `-- pgkeel:` line after the first SQL line is an error, so a typo never goes
 /// unnoticed. Rollback files may carry directives too (except `irreversible`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Directives {
     /// `-- pgkeel:no-transaction`.
     pub no_transaction: bool,

@@ -356,7 +356,7 @@ fn write_err(path: &Path) -> impl FnOnce(io::Error) -> SourceError + '_ {
 
 /// A rollback file: `NNNN_name.down.sql` (native), `<tag>.down.sql` beside a drizzle journal
 /// (pgkeel extension) or `down.sql` in a drizzle v1 folder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DownFile {
     pub path: PathBuf,
     /// The file's text, exactly as read.
@@ -369,7 +369,7 @@ pub struct DownFile {
 }
 
 /// One migration, read from its folder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Migration {
     /// The drizzle tag / folder name / native file stem, e.g. `0003_add_indexes`.
     pub id: String,
@@ -400,7 +400,7 @@ pub struct Migration {
 }
 
 /// A piece of a migration file that is sent to the server as one query string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Chunk<'a> {
     /// The text, exactly as in the file (drizzle runs it as-is).
     pub text: &'a str,
@@ -516,7 +516,7 @@ impl Migration {
 }
 
 /// A migration folder, read and ordered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct MigrationSet {
     pub dir: PathBuf,
     pub layout: Layout,
@@ -529,14 +529,14 @@ pub struct MigrationSet {
 }
 
 /// A file in a migration folder that no migration will run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct FolderWarning {
     pub path: PathBuf,
     pub kind: FolderWarningKind,
 }
 
 /// Why a [`FolderWarning`]'s file never runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum FolderWarningKind {

@@ -244,7 +244,7 @@ pub(super) fn new_folder(
 }
 
 /// The journal as written back: field order as drizzle-kit writes it, unknown fields kept.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub(super) struct JournalDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     version: Option<String>,
@@ -255,7 +255,7 @@ pub(super) struct JournalDoc {
     extra: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub(super) struct JournalEntryDoc {
     idx: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,7 +11,7 @@ use super::bucket::Bucket;
 use super::manifest::{Kind, Manifest, SourceDb};
 use super::{io_err, BackupError};
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(tag = "status", content = "reason", rename_all = "kebab-case")]
 pub enum BackupStatus {
     Valid,
@@ -19,7 +19,7 @@ pub enum BackupStatus {
     Damaged(String),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BackupSummary {
     pub name: String,
     pub path: PathBuf,

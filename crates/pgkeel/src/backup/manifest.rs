@@ -16,7 +16,7 @@ pub const FORMAT_VERSION: u32 = 1;
 /// The manifest's file name inside a backup directory.
 pub const MANIFEST: &str = "manifest.json";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     Full,
@@ -33,7 +33,7 @@ impl std::fmt::Display for Kind {
 }
 
 /// One file of the backup, relative to the backup directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FileEntry {
     pub path: String,
     /// Bytes on disk (compressed, encrypted).
@@ -50,7 +50,7 @@ pub struct FileEntry {
 }
 
 /// How an incremental backup holds a table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "mode", rename_all = "kebab-case")]
 pub enum TableMode {
     /// Every row is in this backup's files.
@@ -66,7 +66,7 @@ pub enum TableMode {
 }
 
 /// One table's data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TableEntry {
     pub schema: String,
     pub name: String,
@@ -89,7 +89,7 @@ impl TableEntry {
 }
 
 /// A sequence's value at backup time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SequenceValue {
     pub schema: String,
     pub name: String,
@@ -98,7 +98,7 @@ pub struct SequenceValue {
 }
 
 /// One row of the migration ledger at backup time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LedgerEntry {
     pub id: String,
     pub hash: String,
@@ -107,7 +107,7 @@ pub struct LedgerEntry {
 }
 
 /// How the files are encrypted (public information only).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EncryptionInfo {
     /// `age`.
     pub scheme: String,
@@ -120,7 +120,7 @@ pub struct EncryptionInfo {
 
 /// The database a backup was taken of: `latest`, incremental bases and retention keep to one
 /// source, and a restore over another database's data must be asked for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SourceDb {
     /// The cluster's `pg_control_system().system_identifier`; `None` when the role may not read
     /// it (then the name alone identifies the database).
@@ -175,13 +175,13 @@ impl std::fmt::Display for SourceDb {
 }
 
 /// The base an incremental backup builds on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BaseRef {
     pub name: String,
     pub manifest_sha256: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Manifest {
     pub format_version: u32,
     pub pgkeel_version: String,

@@ -48,7 +48,7 @@ pub struct RestoreOptions {
 }
 
 /// What a restore did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RestoreSummary {
     pub backup: String,
     pub kind: Kind,

@@ -13,7 +13,7 @@ use super::catalog::{list, BackupStatus, BackupSummary};
 use super::manifest::Kind;
 use super::{io_err, BackupError};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Decision {
     pub name: String,
     pub delete: bool,
@@ -21,7 +21,7 @@ pub struct Decision {
     pub stored_bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CleanupPlan {
     pub retention_days: u32,
     pub decisions: Vec<Decision>,

@@ -28,14 +28,14 @@ pub struct VerifyOptions {
 }
 
 /// One thing found wrong.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct VerifyProblem {
     /// The file (relative to the backup) or table concerned.
     pub subject: String,
     pub problem: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct VerifyReport {
     pub backup: String,
     pub files: usize,

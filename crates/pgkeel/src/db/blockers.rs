@@ -5,7 +5,7 @@ use super::*;
 
 /// A session that blocks another one (from `pg_blocking_pids`, which knows which lock modes
 /// conflict).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Blocker {
     pub pid: i32,
     pub user: Option<String>,

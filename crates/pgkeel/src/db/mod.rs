@@ -35,7 +35,7 @@ mod databases;
 pub use databases::*;
 
 /// A PostgreSQL error with the server's own structure kept intact.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct PgError {
     /// `ERROR`, `FATAL`, …
     pub severity: String,
@@ -865,7 +865,7 @@ fn escape_startup_option(value: &str) -> String {
 }
 
 /// Who holds the deploy lock, as seen from `pg_stat_activity`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LockHolder {
     pub pid: i32,
     pub application_name: String,

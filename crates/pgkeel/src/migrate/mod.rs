@@ -83,7 +83,7 @@ pub struct MigrateOptions {
 }
 
 /// One migration applied (or, in a dry run, planned).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Applied {
     pub id: String,
     pub duration_ms: u64,
@@ -97,7 +97,7 @@ pub struct Applied {
 }
 
 /// The outcome of `pgkeel migrate`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MigrateReport {
     pub dry_run: bool,
     /// Problems worth a human's attention that did not stop the run (drizzle takeover).

@@ -4,7 +4,7 @@
 use super::*;
 
 /// What the plan says about one migration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum State {
     Applied,
@@ -22,7 +22,7 @@ pub enum State {
 }
 
 /// One line of `pgkeel status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Entry {
     pub id: String,
     #[serde(flatten)]
@@ -74,7 +74,7 @@ impl Entry {
 }
 
 /// Counts over a plan.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Counts {
     pub applied: usize,
     pub pending: usize,
@@ -94,7 +94,7 @@ impl Counts {
 }
 
 /// The folder compared with the ledger.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Plan {
     pub migrations: Vec<Entry>,
     pub counts: Counts,
@@ -193,7 +193,7 @@ pub fn plan(set: &MigrationSet, rows: &[LedgerRow]) -> Plan {
 }
 
 /// One problem `migrate validate` found, in the folder or against the ledger.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Problem {
     /// `syntax`, `no_rollback`, `never_runs`, `modified`, `missing_file` or `failed`.
     pub kind: &'static str,

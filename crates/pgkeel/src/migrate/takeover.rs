@@ -272,7 +272,7 @@ impl<'a> Migrator<'a> {
 }
 
 /// Another tool's ledger as `status` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct OtherLedger {
     /// The tool (`golang-migrate`, `Prisma Migrate`, ...).
     pub tool: String,

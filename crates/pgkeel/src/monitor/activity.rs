@@ -12,7 +12,7 @@ use super::probe::Probe;
 use crate::db::DbError;
 
 /// One client session (never the monitoring session itself).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Session {
     pub pid: i32,
     pub user: Option<String>,
@@ -36,7 +36,7 @@ pub struct Session {
 }
 
 /// A session waiting for a lock, and the sessions it waits for.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LockWait {
     pub blocked: Session,
     pub blocked_by: Vec<i32>,
@@ -47,7 +47,7 @@ pub struct LockWait {
 }
 
 /// Connections in use, cluster-wide.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Connections {
     /// Client connections in use, this one included.
     pub used: i64,

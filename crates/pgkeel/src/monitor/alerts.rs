@@ -14,7 +14,7 @@ use crate::report::{Finding, Severity};
 
 /// Alert thresholds (`[monitor.thresholds]`, kebab-case keys; durations as in pgkeel.toml:
 /// integer milliseconds or `500ms`, `5s`, `2min`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Thresholds {
     /// Warning when connections in use exceed this percentage of the usable slots.
@@ -23,12 +23,15 @@ pub struct Thresholds {
     pub connections_critical_percent: f64,
     /// Warning for an active query running longer.
     #[serde(with = "dur")]
+    #[schemars(with = "String")]
     pub long_query_warning: Duration,
     /// Warning for a session idle in a transaction longer (it holds locks and stops vacuum).
     #[serde(with = "dur")]
+    #[schemars(with = "String")]
     pub idle_in_transaction_warning: Duration,
     /// Warning for a statement waiting for a lock longer.
     #[serde(with = "dur")]
+    #[schemars(with = "String")]
     pub lock_wait_warning: Duration,
     /// Warning when rollbacks exceed this percentage of transactions…
     pub error_rate_warning_percent: f64,
@@ -36,6 +39,7 @@ pub struct Thresholds {
     pub error_rate_min_transactions: i64,
     /// Warning when a standby lags longer.
     #[serde(with = "dur")]
+    #[schemars(with = "String")]
     pub replication_lag_warning: Duration,
     /// Warning / critical when the oldest unfrozen XID reaches this percentage of 2^31.
     pub wraparound_warning_percent: f64,
@@ -44,6 +48,7 @@ pub struct Thresholds {
     pub cache_hit_info_percent: f64,
     /// Info (performance degradation) when the median round trip is slower.
     #[serde(with = "dur")]
+    #[schemars(with = "String")]
     pub latency_info: Duration,
     /// Info when the database grows faster than this percentage per day.
     pub growth_info_percent_per_day: f64,

@@ -14,7 +14,7 @@ use crate::db::DbError;
 /// How many `SELECT 1` round trips the latency figures come from.
 pub const PROBES: usize = 3;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Latency {
     /// Time to open the monitoring connection (TCP, TLS, authentication).
     pub connect_ms: f64,
@@ -24,7 +24,7 @@ pub struct Latency {
     pub probes: usize,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Tls {
     pub in_use: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -33,7 +33,7 @@ pub struct Tls {
     pub cipher: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Pool {
     /// DATABASE_CONNECTION_POOL_SIZE: what one application instance may open.
     pub configured_size: usize,
@@ -41,7 +41,7 @@ pub struct Pool {
     pub free_slots: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Replica {
     pub name: Option<String>,
     pub client: Option<String>,
@@ -49,7 +49,7 @@ pub struct Replica {
     pub replay_lag_seconds: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Replication {
     /// True on a standby.
     pub in_recovery: bool,
@@ -61,7 +61,7 @@ pub struct Replication {
 }
 
 /// The health section.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Health {
     pub reachable: bool,
     /// Why the database could not be reached (or a check failed).

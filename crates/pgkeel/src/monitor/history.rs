@@ -15,7 +15,7 @@ use crate::ident::qualified;
 pub const TABLE: &str = crate::config::MONITOR_HISTORY_TABLE;
 
 /// One sample.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Sample {
     pub at: chrono::DateTime<chrono::Utc>,
     pub database_size_bytes: i64,
@@ -23,7 +23,7 @@ pub struct Sample {
 }
 
 /// Database size growth computed from the samples.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Growth {
     pub bytes_per_day: f64,
     pub percent_per_day: f64,
@@ -32,7 +32,7 @@ pub struct Growth {
 }
 
 /// The history section.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct History {
     pub table: String,
     /// False when samples can't be kept; `reason` says why.

@@ -12,7 +12,7 @@ use crate::config::Settings;
 use crate::migrate::{Counts, Migrator, State};
 
 /// One migration on the timeline.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TimelineEntry {
     pub id: String,
     /// `applied`, `pending`, `failed`, `rolled_back`, `modified`, `missing_file`, `baselined`.
@@ -26,7 +26,7 @@ pub struct TimelineEntry {
 }
 
 /// The migrations section.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct MigrationStatus {
     pub dir: String,
     /// Why the status could not be read (no folder, unreadable ledger, …).

@@ -58,7 +58,7 @@ pub enum MonitorError {
 }
 
 /// Which sections to collect (all when none is asked for).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Sections {
     pub health: bool,
     pub migrations: bool,
@@ -87,7 +87,7 @@ impl Sections {
 }
 
 /// The worst level and counts of a report's alerts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Summary {
     /// `ok`, `info`, `warning` or `critical`.
     pub status: String,
@@ -97,7 +97,7 @@ pub struct Summary {
 }
 
 /// One monitoring report (`reports/db-health-YYYY-MM-DD.json`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MonitorReport {
     pub generated_at: chrono::DateTime<chrono::Utc>,
     /// The database, password redacted.

@@ -82,7 +82,7 @@ impl AlertTargets {
 }
 
 /// An alert as the payload carries it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Alert {
     pub id: String,
     pub severity: Severity,
@@ -105,7 +105,7 @@ impl From<&Finding> for Alert {
 }
 
 /// One message: what appeared and what resolved since the last.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Payload {
     pub source: &'static str,
     pub version: &'static str,

@@ -12,7 +12,7 @@ use crate::db::DbError;
 use crate::ident::quote_ident;
 
 /// A table or index by size.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Relation {
     pub schema: String,
     pub name: String,
@@ -29,7 +29,7 @@ pub struct Relation {
 }
 
 /// A table with more dead tuples than autovacuum's trigger point.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct VacuumLag {
     pub schema: String,
     pub table: String,
@@ -43,7 +43,7 @@ pub struct VacuumLag {
 }
 
 /// A statement from pg_stat_statements.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Statement {
     pub query: String,
     pub calls: i64,
@@ -53,7 +53,7 @@ pub struct Statement {
 }
 
 /// The pg_stat_statements part: available, or why not.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Statements {
     pub available: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,7 +62,7 @@ pub struct Statements {
 }
 
 /// Counters of this database since its statistics were last reset.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Counters {
     pub commits: i64,
     pub rollbacks: i64,
@@ -79,7 +79,7 @@ pub struct Counters {
 }
 
 /// The performance section.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Performance {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -13,7 +13,7 @@ use tokio_postgres::Row;
 use crate::db::{Client, DbError};
 
 /// What a monitor run cost the database.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Cost {
     /// Round trips to the server (queries, plus the ledger reads the migration plan makes).
     pub queries: u32,

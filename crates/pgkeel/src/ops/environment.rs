@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 /// The deployment environment: decides the defaults of what protects the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
     Production,

@@ -393,7 +393,7 @@ impl FleetOptions {
 }
 
 /// What the closure passed to [`run`] says about one target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum OutcomeStatus {
     Ok,
@@ -442,7 +442,7 @@ impl TargetOutcome {
 }
 
 /// A target's state in the report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TargetStatus {
     Ok,
@@ -476,7 +476,7 @@ impl fmt::Display for TargetStatus {
 }
 
 /// One target's line in the report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TargetLine {
     pub name: String,
     /// Password redacted.
@@ -492,7 +492,9 @@ pub struct TargetLine {
 }
 
 /// How many targets ended in each state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct FleetCounts {
     pub total: usize,
     pub ok: usize,
@@ -503,7 +505,7 @@ pub struct FleetCounts {
 
 /// The outcome of a fleet run; written to `reports/fleet-<command>-…json` by the CLI and read
 /// back by `--resume` ([`done_in_report`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FleetReport {
     pub started_at: DateTime<Utc>,
     pub duration_ms: u64,

@@ -56,7 +56,7 @@ pub struct TestOptions {
 }
 
 /// How one migration was judged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Applied, and (unless the round trip was left out) rolled back and re-applied to the same
@@ -73,7 +73,7 @@ pub enum Verdict {
 }
 
 /// A lock a migration's transaction held.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct LockTaken {
     pub relation: String,
     /// The strongest mode held on it.
@@ -99,7 +99,7 @@ fn strength(mode: &str) -> usize {
 }
 
 /// What happened to one migration.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MigrationResult {
     pub id: String,
     pub verdict: Verdict,
@@ -170,7 +170,7 @@ impl MigrationResult {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TestReport {
     pub ok: bool,
     pub started_at: chrono::DateTime<chrono::Utc>,

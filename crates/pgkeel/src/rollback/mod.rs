@@ -54,7 +54,7 @@ pub struct RollbackOptions {
 }
 
 /// Where a rollback's SQL came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RollbackSource {
     /// The migration's `.down.sql` on disk.
@@ -78,7 +78,7 @@ impl std::fmt::Display for RollbackSource {
 }
 
 /// One migration rolled back (or, in a dry run, that would be).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RolledBack {
     pub id: String,
     pub duration_ms: u64,
@@ -90,7 +90,7 @@ pub struct RolledBack {
 }
 
 /// The outcome of `pgkeel rollback`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RollbackReport {
     pub dry_run: bool,
     /// In the order they were (or would be) rolled back: newest first, the requested one last.

@@ -80,7 +80,7 @@ pub fn pgkeel_tables(settings: &Settings) -> Vec<(String, String)> {
 }
 
 /// How an introspection went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct IntrospectStats {
     /// Statements sent to the server (catalog queries plus setting and restoring search_path).
     pub queries: usize,

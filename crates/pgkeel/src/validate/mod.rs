@@ -82,7 +82,7 @@ impl ValidateOptions {
 }
 
 /// How one check went.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CheckRun {
     /// Section: `data` or `performance` (or `schema`).
     pub section: &'static str,
@@ -99,7 +99,7 @@ pub struct CheckRun {
 }
 
 /// The outcome of `validate`: the spec's `reports/validation-YYYY-MM-DD.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ValidationReport {
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// The database, with its password redacted.

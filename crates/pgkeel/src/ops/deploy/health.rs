@@ -4,7 +4,7 @@
 use super::*;
 
 /// What polling the health URL saw.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct HealthPoll {
     /// The URL without credentials or query string.
     pub url: String,

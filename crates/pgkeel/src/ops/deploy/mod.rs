@@ -155,7 +155,7 @@ impl DeployOptions {
 }
 
 /// How a step went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepStatus {
     Ok,
@@ -169,7 +169,7 @@ pub enum StepStatus {
 }
 
 /// One step of the pipeline.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Step {
     pub name: &'static str,
     pub status: StepStatus,
@@ -185,7 +185,7 @@ pub struct Step {
 pub use crate::outcome::FailureKind;
 
 /// The failure of a deploy.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Failure {
     pub step: &'static str,
     pub kind: FailureKind,
@@ -194,7 +194,7 @@ pub struct Failure {
 }
 
 /// The backup a deploy took.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BackupRef {
     pub name: String,
     pub path: PathBuf,
@@ -206,28 +206,28 @@ pub struct BackupRef {
 }
 
 /// A number before and after.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Change<T> {
     pub before: Option<T>,
     pub after: Option<T>,
 }
 
 /// A table or index whose size is known before or after.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SizeChange {
     pub name: String,
     pub bytes: Change<i64>,
 }
 
 /// A pg_stat_statements entry before and after (mean time per call).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct StatementChange {
     pub query: String,
     pub mean_ms: Change<f64>,
 }
 
 /// The performance assessment: what the deploy changed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PerformanceDelta {
     pub database_size_bytes: Option<Change<i64>>,
     pub tables: Vec<SizeChange>,
@@ -239,7 +239,7 @@ pub struct PerformanceDelta {
 }
 
 /// The outcome of a deploy: `reports/deploy-YYYY-MM-DD-HHMMSS.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DeployReport {
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub environment: Environment,
