@@ -175,6 +175,12 @@ impl EmbeddedServer {
         &self.data_dir
     }
 
+    /// The directory of the server's Unix socket (`.s.PGSQL.<port>`), a host for libpq's
+    /// `host=/dir` and `PGHOST=/dir`.
+    pub fn socket_dir(&self) -> &Path {
+        self.data_dir.parent().unwrap_or(&self.data_dir)
+    }
+
     /// The server version, e.g. `15.20`.
     pub fn version(&self) -> &str {
         &self.version

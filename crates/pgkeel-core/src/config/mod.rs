@@ -313,6 +313,18 @@ pub struct PgEnv {
     pub user: Option<String>,
     pub password: Option<String>,
     pub database: Option<String>,
+    /// `PGPASSFILE` (default `~/.pgpass`).
+    pub passfile: Option<PathBuf>,
+    /// `PGSERVICE`: a section of the connection service file.
+    pub service: Option<String>,
+    /// `PGSERVICEFILE` (default `~/.pg_service.conf`, then `PGSYSCONFDIR/pg_service.conf`).
+    pub servicefile: Option<PathBuf>,
+    /// `PGSSLCERT` / `PGSSLKEY`: the client certificate and its key (default
+    /// `~/.postgresql/postgresql.crt` / `.key` when they exist).
+    pub sslcert: Option<PathBuf>,
+    pub sslkey: Option<PathBuf>,
+    /// `PGTARGETSESSIONATTRS`: `any` or `read-write` (with several hosts).
+    pub target_session_attrs: Option<String>,
 }
 
 impl fmt::Debug for PgEnv {
@@ -323,6 +335,12 @@ impl fmt::Debug for PgEnv {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("database", &self.database)
+            .field("passfile", &self.passfile)
+            .field("service", &self.service)
+            .field("servicefile", &self.servicefile)
+            .field("sslcert", &self.sslcert)
+            .field("sslkey", &self.sslkey)
+            .field("target_session_attrs", &self.target_session_attrs)
             .finish()
     }
 }
@@ -645,6 +663,12 @@ const ENV_VARS: &[(&str, &str)] = &[
     ("PGUSER", "pguser"),
     ("PGPASSWORD", "pgpassword"),
     ("PGDATABASE", "pgdatabase"),
+    ("PGPASSFILE", "pgpassfile"),
+    ("PGSERVICE", "pgservice"),
+    ("PGSERVICEFILE", "pgservicefile"),
+    ("PGSSLCERT", "sslcert"),
+    ("PGSSLKEY", "sslkey"),
+    ("PGTARGETSESSIONATTRS", "pgtargetsessionattrs"),
     ("DATABASE_CONNECTION_POOL_SIZE", "pool-size"),
     ("DATABASE_CONNECTION_TIMEOUT", "connect-timeout"),
     ("DATABASE_IDLE_TIMEOUT", "idle-timeout"),
@@ -901,6 +925,18 @@ impl Settings {
             ("pguser", opt(self.pg.user.as_deref())),
             ("pgpassword", opt(self.pg.password.as_ref().map(|_| "***"))),
             ("pgdatabase", opt(self.pg.database.as_deref())),
+            ("pgpassfile", opt(self.pg.passfile.as_deref().map(path))),
+            ("pgservice", opt(self.pg.service.as_deref())),
+            (
+                "pgservicefile",
+                opt(self.pg.servicefile.as_deref().map(path)),
+            ),
+            ("sslcert", opt(self.pg.sslcert.as_deref().map(path))),
+            ("sslkey", opt(self.pg.sslkey.as_deref().map(path))),
+            (
+                "pgtargetsessionattrs",
+                opt(self.pg.target_session_attrs.as_deref()),
+            ),
             ("pool-size", self.pool_size.to_string()),
             ("connect-timeout", format_duration(self.connect_timeout)),
             ("idle-timeout", format_duration(self.idle_timeout)),
@@ -1415,6 +1451,17 @@ fn apply_env(s: &mut Settings, key: &str, value: &str, origin: Origin) -> Result
         "pguser" => s.pg.user = Some(value.to_string()),
         "pgpassword" => s.pg.password = Some(value.to_string()),
         "pgdatabase" => s.pg.database = Some(value.to_string()),
+        "pgpassfile" => s.pg.passfile = Some(PathBuf::from(value)),
+        "pgservice" => s.pg.service = Some(value.to_string()),
+        "pgservicefile" => s.pg.servicefile = Some(PathBuf::from(value)),
+        "sslcert" => s.pg.sslcert = Some(PathBuf::from(value)),
+        "sslkey" => s.pg.sslkey = Some(PathBuf::from(value)),
+        "pgtargetsessionattrs" => {
+            s.pg.target_session_attrs = match value.trim() {
+                v @ ("any" | "read-write") => Some(v.to_string()),
+                _ => return Err(invalid("any or read-write")),
+            }
+        }
         "pool-size" => {
             s.pool_size = usize::try_from(number("a whole number of at least 1")?)
                 .map_err(|_| invalid("a whole number of at least 1"))?

@@ -143,6 +143,12 @@ fn every_env_var_and_flag_is_applied() {
         ("PGUSER", "u"),
         ("PGPASSWORD", "pw"),
         ("PGDATABASE", "db"),
+        ("PGPASSFILE", "/pw.file"),
+        ("PGSERVICE", "prod"),
+        ("PGSERVICEFILE", "/svc.conf"),
+        ("PGSSLCERT", "/c.pem"),
+        ("PGSSLKEY", "/k.pem"),
+        ("PGTARGETSESSIONATTRS", "read-write"),
         ("DATABASE_CONNECTION_POOL_SIZE", "2"),
         ("DATABASE_CONNECTION_TIMEOUT", "1000"),
         ("DATABASE_IDLE_TIMEOUT", "2000"),
@@ -177,6 +183,12 @@ fn every_env_var_and_flag_is_applied() {
             user: Some("u".into()),
             password: Some("pw".into()),
             database: Some("db".into()),
+            passfile: Some("/pw.file".into()),
+            service: Some("prod".into()),
+            servicefile: Some("/svc.conf".into()),
+            sslcert: Some("/c.pem".into()),
+            sslkey: Some("/k.pem".into()),
+            target_session_attrs: Some("read-write".into()),
         }
     );
     assert_eq!(s.pool_size, 2);
@@ -821,6 +833,12 @@ fn reference_config_parses_and_documents_every_key() {
         "pguser",
         "pgpassword",
         "pgdatabase",
+        "pgpassfile",
+        "pgservice",
+        "pgservicefile",
+        "sslcert",
+        "sslkey",
+        "pgtargetsessionattrs",
         "backup.encryption-passphrase",
         // drizzle-kit's own settings, read from drizzle.config.ts only.
         "migration-prefix",

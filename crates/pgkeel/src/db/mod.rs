@@ -32,6 +32,7 @@ mod blockers;
 pub use blockers::*;
 
 mod databases;
+mod libpq;
 pub use databases::*;
 
 /// A PostgreSQL error with the server's own structure kept intact.
@@ -95,13 +96,28 @@ impl fmt::Display for PgError {
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error(
-        "no database configured: set DATABASE_URL (or PGHOST/PGDATABASE), put `database-url` in pgkeel.toml, or pass --database-url"
+        "no database configured: set DATABASE_URL (or PGHOST/PGDATABASE, or PGSERVICE), put `database-url` in pgkeel.toml, or pass --database-url"
     )]
     NotConfigured,
     #[error("invalid database URL `{url}`: {reason}; expected postgresql://user:password@host:port/database")]
     InvalidUrl { url: String, reason: String },
     #[error("cannot read sslrootcert {path}: {reason}")]
     RootCert { path: PathBuf, reason: String },
+    /// A file libpq's conventions point at (service file, client certificate or key) is unusable.
+    #[error("{file} {path}: {reason}")]
+    ConnFile {
+        file: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error(
+        "connection service `{name}` (PGSERVICE or service=) is in none of {}; add a [{name}] section or fix the name",
+        .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    UnknownService {
+        name: String,
+        searched: Vec<PathBuf>,
+    },
     #[error("cannot connect to {target}: connection timed out after {}ms; check the host and port, firewalls, and DATABASE_CONNECTION_TIMEOUT", .after.as_millis())]
     ConnectTimeout { target: String, after: Duration },
     #[error("cannot connect to {target}: {reason}{}", hint_suffix(.hint))]
@@ -204,6 +220,8 @@ impl DbError {
             DbError::NotConfigured
                 | DbError::InvalidUrl { .. }
                 | DbError::RootCert { .. }
+                | DbError::ConnFile { .. }
+                | DbError::UnknownService { .. }
                 | DbError::LedgerIsDrizzles { .. }
         )
     }
@@ -264,6 +282,8 @@ pub struct Target {
     pub config: tokio_postgres::Config,
     pub sslmode: SslMode,
     pub sslrootcert: Option<PathBuf>,
+    /// The client certificate and key presented when the server asks (`sslcert`/`sslkey`).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     redacted: String,
 }
 
@@ -288,23 +308,40 @@ impl Target {
     pub fn from_settings(settings: &Settings) -> Result<Self, DbError> {
         let pg = &settings.pg;
         let url = settings.database_url.as_deref();
-        if url.is_none() && pg.host.is_none() && pg.database.is_none() {
+        if url.is_none() && pg.host.is_none() && pg.database.is_none() && pg.service.is_none() {
             return Err(DbError::NotConfigured);
         }
-        let mut sslmode_from_url = None;
-        let mut rootcert_from_url = None;
+        let invalid = |reason: String| DbError::InvalidUrl {
+            url: url.map(redact_url).unwrap_or_default(),
+            reason,
+        };
+        let mut params = match url {
+            Some(raw) => libpq::split_url(raw, invalid)?,
+            None => libpq::UrlParams::default(),
+        };
         let mut config = match url {
-            Some(raw) => {
-                let (cleaned, mode, root) = split_ssl_params(raw)?;
-                sslmode_from_url = mode;
-                rootcert_from_url = root;
-                tokio_postgres::Config::from_str(&cleaned).map_err(|e| DbError::InvalidUrl {
+            Some(raw) => tokio_postgres::Config::from_str(&params.cleaned).map_err(|e| {
+                DbError::InvalidUrl {
                     url: redact_url(raw),
                     reason: e.to_string(),
-                })?
-            }
+                }
+            })?,
             None => tokio_postgres::Config::new(),
         };
+        // The connection service file fills in what the URL leaves out, before the PG*
+        // variables do (libpq's order).
+        if let Some(name) = params.service.clone().or_else(|| pg.service.clone()) {
+            let files = libpq::service_files(pg.servicefile.as_deref());
+            let found = libpq::service(&name, &files)?;
+            apply_service(&mut config, &mut params, &found, &files)?;
+        }
+        if let Some(attrs) = &pg.target_session_attrs {
+            if attrs == "read-write" && !params.cleaned.contains("target_session_attrs") {
+                config.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+            }
+        }
+        let sslmode_from_url = params.sslmode;
+        let rootcert_from_url = params.sslrootcert.clone();
         if config.get_hosts().is_empty() {
             let host = pg.host.clone().unwrap_or_else(default_host);
             if host.starts_with('/') {
@@ -379,11 +416,45 @@ impl Target {
             SslMode::Allow | SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
             _ => tokio_postgres::config::SslMode::Require,
         });
+        // No password anywhere: the password file, as libpq looks it up.
+        if config.get_password().is_none() {
+            let file = libpq::passfile(params.passfile.as_deref().or(pg.passfile.as_deref()));
+            let host = match config.get_hosts().first() {
+                Some(Host::Tcp(h)) => h.clone(),
+                #[cfg(unix)]
+                Some(Host::Unix(p)) => p.display().to_string(),
+                _ => "localhost".into(),
+            };
+            let port = config.get_ports().first().copied().unwrap_or(5432);
+            let (db, user) = (
+                config.get_dbname().unwrap_or_default().to_string(),
+                config.get_user().unwrap_or_default().to_string(),
+            );
+            if let Some(pw) = file.and_then(|f| libpq::pgpass(&f, &host, port, &db, &user)) {
+                config.password(pw.as_bytes());
+            }
+        }
+        let client_cert = match (
+            params.sslcert.clone().or_else(|| pg.sslcert.clone()),
+            params.sslkey.clone().or_else(|| pg.sslkey.clone()),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (Some(cert), None) => Some((cert.clone(), cert.with_extension("key"))),
+            (None, Some(key)) => {
+                return Err(DbError::ConnFile {
+                    file: "client key",
+                    path: key,
+                    reason: "sslkey is set but sslcert is not: set both".into(),
+                })
+            }
+            (None, None) => libpq::default_client_cert(),
+        };
         let redacted = describe(&config);
         Ok(Target {
             config,
             sslmode,
             sslrootcert: rootcert_from_url.or_else(|| settings.sslrootcert.clone()),
+            client_cert,
             redacted,
         })
     }
@@ -402,7 +473,13 @@ impl Target {
     }
 
     fn tls(&self) -> Result<MakeRustlsConnect, DbError> {
-        tls_connector(self.sslmode, self.sslrootcert.as_deref())
+        tls_connector_with(
+            self.sslmode,
+            self.sslrootcert.as_deref(),
+            self.client_cert
+                .as_ref()
+                .map(|(c, k)| (c.as_path(), k.as_path())),
+        )
     }
 
     /// Opens one connection; its driver task runs in the background.
@@ -647,63 +724,81 @@ fn describe(config: &tokio_postgres::Config) -> String {
     format!("postgresql://{user}{pw}@{host}:{port}/{db}")
 }
 
-/// Removes `sslmode` and `sslrootcert` from a URL's query: tokio-postgres only knows three modes,
-/// pgkeel implements all of libpq's.
-fn split_ssl_params(raw: &str) -> Result<(String, Option<SslMode>, Option<PathBuf>), DbError> {
-    let invalid = |reason: String| DbError::InvalidUrl {
-        url: redact_url(raw),
+/// Applies the `[service]` parameters to what the URL left unset (`files`: where they came from,
+/// for errors).
+fn apply_service(
+    config: &mut tokio_postgres::Config,
+    params: &mut libpq::UrlParams,
+    service: &[(String, String)],
+    files: &[PathBuf],
+) -> Result<(), DbError> {
+    let bad = |reason: String| DbError::ConnFile {
+        file: "connection service file",
+        path: files.first().cloned().unwrap_or_default(),
         reason,
     };
-    if !(raw.starts_with("postgres://") || raw.starts_with("postgresql://")) {
-        if raw.contains("://") {
-            return Err(invalid(
-                "the scheme must be postgresql:// or postgres://".into(),
-            ));
-        }
-        // key=value conninfo: let the driver parse it.
-        return Ok((raw.to_string(), None, None));
-    }
-    let mut url = url::Url::parse(raw).map_err(|e| invalid(e.to_string()))?;
-    let mut mode = None;
-    let mut root = None;
-    let mut kept = Vec::new();
-    for (k, v) in url.query_pairs() {
-        match k.as_ref() {
-            "sslmode" => {
-                mode = Some(
-                    SslMode::from_str(&v).map_err(|_| invalid(format!("unknown sslmode `{v}`")))?,
-                )
+    for (key, value) in service {
+        match key.as_str() {
+            "host" if config.get_hosts().is_empty() => {
+                for h in value.split(',') {
+                    match h.starts_with('/') {
+                        true => config.host_path(h),
+                        false => config.host(h),
+                    };
+                }
             }
-            "sslrootcert" => root = Some(PathBuf::from(v.as_ref())),
-            "ssl" if v == "true" || v == "1" => mode = mode.or(Some(SslMode::Require)),
-            _ => kept.push((k.into_owned(), v.into_owned())),
+            "port" if config.get_ports().is_empty() => {
+                for p in value.split(',') {
+                    config.port(p.trim().parse().map_err(|_| bad(format!("port `{p}`")))?);
+                }
+            }
+            "dbname" if config.get_dbname().is_none() => {
+                config.dbname(value);
+            }
+            "user" if config.get_user().is_none() => {
+                config.user(value);
+            }
+            "password" if config.get_password().is_none() => {
+                config.password(value.as_bytes());
+            }
+            "application_name" | "options" | "target_session_attrs" | "connect_timeout" => {
+                // Through the driver's own parser, so values mean what they mean in a URL.
+                let one: tokio_postgres::Config = format!("{key}='{}'", value.replace('\'', "\\'"))
+                    .parse()
+                    .map_err(|e| bad(format!("{key}: {e}")))?;
+                if key == "options" && config.get_options().is_none() {
+                    config.options(one.get_options().unwrap_or_default());
+                }
+                if key == "application_name" {
+                    if let Some(a) = one.get_application_name() {
+                        config.application_name(a);
+                    }
+                }
+                if key == "target_session_attrs" {
+                    config.target_session_attrs(one.get_target_session_attrs());
+                }
+                if key == "connect_timeout" && config.get_connect_timeout().is_none() {
+                    if let Some(t) = one.get_connect_timeout() {
+                        config.connect_timeout(*t);
+                    }
+                }
+            }
+            "sslmode" => {
+                params.sslmode = params.sslmode.or(Some(
+                    value
+                        .parse()
+                        .map_err(|_| bad(format!("unknown sslmode `{value}`")))?,
+                ))
+            }
+            "sslrootcert" => params.sslrootcert = params.sslrootcert.take().or(Some(value.into())),
+            "sslcert" => params.sslcert = params.sslcert.take().or(Some(value.into())),
+            "sslkey" => params.sslkey = params.sslkey.take().or(Some(value.into())),
+            "passfile" => params.passfile = params.passfile.take().or(Some(value.into())),
+            "host" | "port" | "dbname" | "user" | "password" => {}
+            other => return Err(bad(format!("unknown parameter `{other}`"))),
         }
     }
-    if kept.is_empty() {
-        url.set_query(None);
-    } else {
-        // Percent-encoded, not form-encoded: the driver decodes `%20` but leaves `+` as it is,
-        // so `options=-c%20search_path%3Dx` must not come back as `-c+search_path=x`.
-        use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-        const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-            .remove(b'-')
-            .remove(b'.')
-            .remove(b'_')
-            .remove(b'~');
-        let query = kept
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "{}={}",
-                    utf8_percent_encode(k, UNRESERVED),
-                    utf8_percent_encode(v, UNRESERVED)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("&");
-        url.set_query(Some(&query));
-    }
-    Ok((url.to_string(), mode, root))
+    Ok(())
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -712,11 +807,21 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// Builds the TLS connector for a libpq `sslmode`.
 pub fn tls_connector(mode: SslMode, rootcert: Option<&Path>) -> Result<MakeRustlsConnect, DbError> {
+    tls_connector_with(mode, rootcert, None)
+}
+
+/// [`tls_connector`] that presents `client` (certificate chain and key, PEM) when the server
+/// asks for a certificate (`clientcert=verify-ca|verify-full`, `cert` authentication).
+pub fn tls_connector_with(
+    mode: SslMode,
+    rootcert: Option<&Path>,
+    client: Option<(&Path, &Path)>,
+) -> Result<MakeRustlsConnect, DbError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions");
-    let config = match mode {
+    let wants = match mode {
         SslMode::VerifyCa | SslMode::VerifyFull => {
             let roots = Arc::new(root_store(rootcert)?);
             let webpki =
@@ -727,21 +832,82 @@ pub fn tls_connector(mode: SslMode, rootcert: Option<&Path>) -> Result<MakeRustl
                         reason: e.to_string(),
                     })?;
             if mode == SslMode::VerifyFull {
-                builder.with_webpki_verifier(webpki).with_no_client_auth()
+                builder.with_webpki_verifier(webpki)
             } else {
                 builder
                     .dangerous()
                     .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
-                    .with_no_client_auth()
             }
         }
         // libpq's require/prefer encrypt without checking the certificate.
         _ => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider_algs())))
-            .with_no_client_auth(),
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider_algs()))),
+    };
+    let config = match client {
+        None => wants.with_no_client_auth(),
+        Some((cert, key)) => {
+            let (chain, key_der) = client_identity(cert, key)?;
+            wants
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| DbError::ConnFile {
+                    file: "client certificate",
+                    path: cert.to_path_buf(),
+                    reason: format!("does not go with its key {}: {e}", key.display()),
+                })?
+        }
     };
     Ok(MakeRustlsConnect::new(config))
+}
+
+/// The client certificate chain and private key (PEM), with libpq's rule for the key: nobody
+/// but its owner may read it (or root's group, 0640 at most, for a root-owned key).
+fn client_identity(
+    cert: &Path,
+    key: &Path,
+) -> Result<
+    (
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+    DbError,
+> {
+    let cert_err = |reason: String| DbError::ConnFile {
+        file: "client certificate (sslcert)",
+        path: cert.to_path_buf(),
+        reason,
+    };
+    let key_err = |reason: String| DbError::ConnFile {
+        file: "client key (sslkey)",
+        path: key.to_path_buf(),
+        reason,
+    };
+    let pem = std::fs::read(cert).map_err(|e| cert_err(e.to_string()))?;
+    let chain: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| cert_err(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(cert_err("no PEM certificate found".into()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::metadata(key).map_err(|e| key_err(e.to_string()))?;
+        let mode = meta.permissions().mode();
+        let allowed = if meta.uid() == 0 { 0o037 } else { 0o077 };
+        if mode & allowed != 0 {
+            return Err(key_err(format!(
+                "has group or world access (mode {:o}); it must be u=rw (0600) or less: chmod 600 {}",
+                mode & 0o777,
+                key.display()
+            )));
+        }
+    }
+    let pem = std::fs::read(key).map_err(|e| key_err(e.to_string()))?;
+    let key_der = rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| key_err(e.to_string()))?
+        .ok_or_else(|| key_err("no PEM private key found".into()))?;
+    Ok((chain, key_der))
 }
 
 fn provider_algs() -> rustls::crypto::WebPkiSupportedAlgorithms {
@@ -1197,6 +1363,8 @@ impl crate::outcome::Classify for DbError {
             DbError::NotConfigured
             | DbError::InvalidUrl { .. }
             | DbError::RootCert { .. }
+            | DbError::ConnFile { .. }
+            | DbError::UnknownService { .. }
             | DbError::LedgerIsDrizzles { .. } => K::Usage,
             DbError::TransactionPooler { .. }
             | DbError::SharedBackend { .. }

@@ -23,10 +23,16 @@ fn application_name_with_non_ascii_hostname_does_not_panic() {
 
 #[test]
 fn url_ssl_params_are_taken_out_for_the_driver() {
-    let (url, mode, root) = split_ssl_params(
+    let invalid = |reason| DbError::InvalidUrl {
+        url: "x".into(),
+        reason,
+    };
+    let p = libpq::split_url(
         "postgresql://u:p@h:5433/db?sslmode=verify-full&sslrootcert=/x.pem&application_name=a",
+        invalid,
     )
     .unwrap();
+    let (url, mode, root) = (p.cleaned, p.sslmode, p.sslrootcert);
     assert_eq!(mode, Some(SslMode::VerifyFull));
     assert_eq!(root, Some(PathBuf::from("/x.pem")));
     assert!(!url.contains("sslmode"), "{url}");
@@ -35,7 +41,9 @@ fn url_ssl_params_are_taken_out_for_the_driver() {
 
 #[test]
 fn invalid_url_error_never_shows_the_password() {
-    let err = split_ssl_params("mysql://u:hunter2@h/db").unwrap_err();
+    let mut settings = crate::config::Settings::defaults();
+    settings.database_url = Some("mysql://u:hunter2@h/db".into());
+    let err = Target::from_settings(&settings).unwrap_err();
     let text = err.to_string();
     assert!(!text.contains("hunter2"), "{text}");
     assert!(text.contains("postgresql://"), "{text}");
