@@ -160,7 +160,7 @@ fn main() {
                 let _ = stop_tx.send(true);
                 tokio::select! {
                     res = &mut run => finish(res).max(exit_codes::INTERRUPTED),
-                    _ = shutdown_signal() => exit_codes::INTERRUPTED,
+                    _ = second_signal() => exit_codes::INTERRUPTED,
                     _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => exit_codes::INTERRUPTED,
                 }
             }
@@ -179,23 +179,46 @@ fn main() {
     std::process::exit(code);
 }
 
+/// SIGINT, SIGTERM or SIGHUP (a closed terminal, or a supervisor's reload): each asks for a
+/// clean stop.
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return std::future::pending().await;
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             _ = term.recv() => {},
+            _ = hup.recv() => {},
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// A second stop signal, which ends the process at once. One that arrives within a second of the
+/// first is the same Ctrl-C twice (the terminal signals the whole process group, and a launcher
+/// such as `npx pgkeel` passes it on as well), not a user insisting: it is ignored.
+async fn second_signal() {
+    let first = std::time::Instant::now();
+    loop {
+        shutdown_signal().await;
+        if insists(first.elapsed()) {
+            return;
+        }
+    }
+}
+
+/// Whether a stop signal `after` the first one is the user insisting (see [`second_signal`]).
+fn insists(after: std::time::Duration) -> bool {
+    after >= std::time::Duration::from_secs(1)
 }
 
 fn init_tracing(verbose: u8) {
@@ -249,4 +272,16 @@ fn wants_json(args: impl Iterator<Item = String>) -> bool {
     args.iter().enumerate().any(|(i, a)| {
         a == "--format=json" || (a == "--format" && args.get(i + 1).is_some_and(|v| v == "json"))
     })
+}
+
+#[cfg(test)]
+mod signal_tests {
+    #[test]
+    fn a_repeated_signal_within_a_second_is_the_same_ctrl_c() {
+        use std::time::Duration;
+        assert!(!super::insists(Duration::from_millis(5)));
+        assert!(!super::insists(Duration::from_millis(999)));
+        assert!(super::insists(Duration::from_secs(1)));
+        assert!(super::insists(Duration::from_secs(3)));
+    }
 }

@@ -1166,3 +1166,110 @@ fn color_is_never_on_a_pipe_unless_asked_and_never_with_no_color() {
         "--color always wins"
     );
 }
+
+/// Starts `pgkeel migrate` on a migration that sleeps, waits until the sleep runs, sends
+/// `signals` (with `gap` between them) and returns the exit code and the ledger row's error.
+async fn interrupt_migration(
+    test: &str,
+    signals: &[&str],
+    gap: std::time::Duration,
+) -> (i32, String, bool) {
+    let db = TestDb::new(test).await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("migrations")).unwrap();
+    std::fs::write(
+        tmp.path().join("migrations/0001_sleep.sql"),
+        "CREATE TABLE marker (id int);\nSELECT pg_sleep(20);\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("pgkeel"))
+        .current_dir(tmp.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .arg("migrate")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = db.client().await;
+    let started = std::time::Instant::now();
+    loop {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(20)%' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the migration never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for (i, sig) in signals.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(gap).await;
+        }
+        let ok = std::process::Command::new("kill")
+            .args([format!("-{sig}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(40),
+            "pgkeel did not stop"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let error: String = client
+        .query_one(
+            "SELECT coalesce((SELECT error FROM __drizzle_migrations WHERE id = '0001_sleep'), '(no row)')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let marker: bool = client
+        .query_one("SELECT to_regclass('marker') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    (code, error, marker)
+}
+
+#[tokio::test]
+async fn the_same_ctrl_c_twice_still_rolls_back_cleanly_and_records_it() {
+    // A terminal signals the whole process group, and `npx pgkeel` passes the signal on too:
+    // pgkeel gets SIGINT twice within milliseconds. That is one Ctrl-C, not "stop now".
+    let (code, error, marker) = interrupt_migration(
+        "cli_double_int",
+        &["INT", "INT"],
+        std::time::Duration::from_millis(300),
+    )
+    .await;
+    assert_eq!(code, 130);
+    assert!(!marker, "the migration's transaction was rolled back");
+    assert!(
+        error.contains("interrupted"),
+        "the clean path recorded it: {error}"
+    );
+}
+
+#[tokio::test]
+async fn sighup_stops_a_migration_cleanly() {
+    let (code, error, marker) =
+        interrupt_migration("cli_sighup", &["HUP"], std::time::Duration::ZERO).await;
+    assert_eq!(code, 130);
+    assert!(!marker);
+    assert!(error.contains("interrupted"), "{error}");
+}
