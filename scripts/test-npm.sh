@@ -231,6 +231,25 @@ check "status --format json: all $journal_entries migrations applied, none pendi
 check "status --check exits 0 (rc $rc_check)" test "$rc_check" == 0
 
 # ---------------------------------------------------------------------------------------------
+log "the example project: npm install, then its own npm run db:migrate:prod"
+EXAMPLE="$WORK/cfi-handbook"
+cp -R "$ROOT/examples/cfi-handbook" "$EXAMPLE"
+rm -rf "$EXAMPLE/node_modules" "$EXAMPLE/package-lock.json"
+# The example's devDependency is `pgkeel` from the registry; here the same packages come from the
+# tarballs just built (npm records them in package.json as file: dependencies).
+(cd "$EXAMPLE" && timeout 300 npm install --offline --save-dev "$MAIN_TGZ" "$PLATFORM_TGZ") 2>&1 | sed 's/^/  | /'
+DB3="pgkeel_npm_example_${STAMP}"
+createdb "$DB3"
+DBS+=("$DB3")
+set +e
+(cd "$EXAMPLE" && DATABASE_URL="postgresql://postgres@127.0.0.1:5432/$DB3" npm run --silent db:migrate:prod) > "$WORK/example.out" 2>&1; rc=$?
+set -e
+sed 's/^/  | /' "$WORK/example.out"
+applied_rows="$(psql -d "$DB3" -Atc "select count(*) from __drizzle_migrations where status = 'applied'" 2>/dev/null || echo "?")"
+check "npm run db:migrate:prod in the example applies its $journal_entries migrations (rc $rc, applied $applied_rows)" \
+  test "$rc" == 0 -a "$applied_rows" == "$journal_entries"
+
+# ---------------------------------------------------------------------------------------------
 log "signals stop a running migration through the launcher"
 DB2="pgkeel_npm_${STAMP}_sig"
 createdb "$DB2"
