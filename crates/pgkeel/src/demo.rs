@@ -5,51 +5,53 @@
 
 use std::path::{Path, PathBuf};
 
-/// `(path relative to the drizzle folder, contents)` of every example file.
+/// `(path relative to the drizzle folder, contents)` of every example file, from the crate's copy
+/// of `examples/cfi-handbook/drizzle` (`demo-example/`: a published crate holds only its own
+/// files; the test below keeps the copy equal to the example).
 pub const EXAMPLE_FILES: &[(&str, &str)] = &[
     (
         "meta/_journal.json",
-        include_str!("../../../examples/cfi-handbook/drizzle/meta/_journal.json"),
+        include_str!("../demo-example/drizzle/meta/_journal.json"),
     ),
     (
         "0000_brave_wolverine.down.sql",
-        include_str!("../../../examples/cfi-handbook/drizzle/0000_brave_wolverine.down.sql"),
+        include_str!("../demo-example/drizzle/0000_brave_wolverine.down.sql"),
     ),
     (
         "0000_brave_wolverine.sql",
-        include_str!("../../../examples/cfi-handbook/drizzle/0000_brave_wolverine.sql"),
+        include_str!("../demo-example/drizzle/0000_brave_wolverine.sql"),
     ),
     (
         "0001_tiny_nightcrawler.down.sql",
-        include_str!("../../../examples/cfi-handbook/drizzle/0001_tiny_nightcrawler.down.sql"),
+        include_str!("../demo-example/drizzle/0001_tiny_nightcrawler.down.sql"),
     ),
     (
         "0001_tiny_nightcrawler.sql",
-        include_str!("../../../examples/cfi-handbook/drizzle/0001_tiny_nightcrawler.sql"),
+        include_str!("../demo-example/drizzle/0001_tiny_nightcrawler.sql"),
     ),
     (
         "0002_loose_colossus.down.sql",
-        include_str!("../../../examples/cfi-handbook/drizzle/0002_loose_colossus.down.sql"),
+        include_str!("../demo-example/drizzle/0002_loose_colossus.down.sql"),
     ),
     (
         "0002_loose_colossus.sql",
-        include_str!("../../../examples/cfi-handbook/drizzle/0002_loose_colossus.sql"),
+        include_str!("../demo-example/drizzle/0002_loose_colossus.sql"),
     ),
     (
         "0003_slim_warhawk.down.sql",
-        include_str!("../../../examples/cfi-handbook/drizzle/0003_slim_warhawk.down.sql"),
+        include_str!("../demo-example/drizzle/0003_slim_warhawk.down.sql"),
     ),
     (
         "0003_slim_warhawk.sql",
-        include_str!("../../../examples/cfi-handbook/drizzle/0003_slim_warhawk.sql"),
+        include_str!("../demo-example/drizzle/0003_slim_warhawk.sql"),
     ),
     (
         "0004_happy_banshee.down.sql",
-        include_str!("../../../examples/cfi-handbook/drizzle/0004_happy_banshee.down.sql"),
+        include_str!("../demo-example/drizzle/0004_happy_banshee.down.sql"),
     ),
     (
         "0004_happy_banshee.sql",
-        include_str!("../../../examples/cfi-handbook/drizzle/0004_happy_banshee.sql"),
+        include_str!("../demo-example/drizzle/0004_happy_banshee.sql"),
     ),
 ];
 
