@@ -16,8 +16,9 @@ use crate::args::{ConfigOpts, ConnectOpts, MigrationsOpts, OutputOpts};
 
 /// Safe PostgreSQL schema changes: migrate, validate, monitor, back up, restore, test.
 ///
-/// Configuration comes from defaults < pgkeel.toml < .env < environment (DATABASE_URL, PG*, …)
-/// < flags. `pgkeel config` shows the result and where each value came from.
+/// Configuration comes from defaults < drizzle.config.ts < pgkeel.toml < .env < environment
+/// (DATABASE_URL, PG*, PGSERVICE, ~/.pgpass, …) < flags. `pgkeel config` shows the result and
+/// where each value came from.
 #[derive(Debug, Parser)]
 #[command(
     name = "pgkeel",
@@ -71,7 +72,7 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     /// Schema snapshots: `schema dump` (JSON or SQL) and `schema diff --from A --to B`.
     Schema(commands::schema::SchemaArgs),
-    /// Run the example project against a private, throw-away PostgreSQL server.
+    /// A ~5 s tour of every command on the example project and a private, throw-away server.
     Demo(commands::demo::DemoArgs),
     /// Back up the database: full, incremental, list, verify, cleanup (spec: db:backup:*).
     Backup(commands::backup::BackupArgs),
