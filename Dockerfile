@@ -21,8 +21,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends clang libclang-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# The whole tree (less what .dockerignore drops): the crates embed files from outside crates/
-# (the demo's examples/cfi-handbook/drizzle/, docs/), so copying only crates/ would not build.
+# The whole workspace (less what .dockerignore drops): Cargo.toml and Cargo.lock at the root with
+# crates/; the rest is small.
 COPY . .
 # Cache mounts keep the crates.io downloads and the compiled dependencies between builds on one
 # machine. target/ is a cache mount, so the binary is copied out of it in the same step.
