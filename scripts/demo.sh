@@ -2,8 +2,9 @@
 # The demo command: builds pgkeel and runs `pgkeel demo`, the tour of the example project on a
 # private, throw-away PostgreSQL server (initdb + pg_ctl in a temp dir, deleted on exit).
 #
-# It installs only what the demo needs, and says what before doing it: clang (pg_query's build
-# uses libclang) and PostgreSQL's programs (initdb, pg_ctl, pg_dump, pg_restore). It starts no
+# It installs only what the demo needs, and says what before doing it: a C compiler when there is
+# none, clang (pg_query's build uses libclang) and PostgreSQL's programs (initdb, pg_ctl,
+# pg_dump, pg_restore). It starts no
 # system service and edits no server's configuration: on Debian/Ubuntu the PostgreSQL package is
 # installed without its default cluster. Everything the tests need is scripts/setup.sh's job.
 set -euo pipefail
@@ -20,6 +21,8 @@ have_pg_bin() {
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
 }
 need=()
+# A C compiler and linker: Rust links with `cc`, and pg_query compiles PostgreSQL's parser.
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 if ! command -v clang >/dev/null 2>&1 || ! compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null; then
   need+=(clang libclang-dev)
 fi
