@@ -101,10 +101,14 @@ fn decide(choice: crate::args::ColorChoice, terminal: bool, no_color: bool) -> b
 
 /// `text` in SGR colour `code` (e.g. `1;31`) when `stream` may be coloured, else as is.
 pub fn paint(stream: Stream, code: &str, text: &str) -> String {
-    if color(stream) {
-        format!("\x1b[{code}m{text}\x1b[0m")
-    } else {
-        text.to_string()
+    sgr(color(stream), code, text)
+}
+
+/// `text` in SGR colour `code` when `on` (a [`color`] decision taken once), else as is.
+pub fn sgr(on: bool, code: &str, text: &str) -> String {
+    match on {
+        true => format!("\x1b[{code}m{text}\x1b[0m"),
+        false => text.to_string(),
     }
 }
 

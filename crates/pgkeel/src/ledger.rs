@@ -90,7 +90,6 @@ impl Progress<'_> {
     }
 }
 
-/// Columns pgkeel adds beside the spec's seven.
 /// A marker in [`Ledger::record_sql`]'s `execution_ms` expression, followed by `0`: a record
 /// sent alone after a non-transactional statement (which runs in its own query, so its time is
 /// not in the record's `statement_timestamp()`) gets the statement's time, measured by the
@@ -105,6 +104,7 @@ pub fn with_time_before(sql: &str, ms: u128) -> String {
     )
 }
 
+/// Columns pgkeel adds beside the spec's seven.
 const EXTRA_COLUMNS: &[(&str, &str)] = &[
     ("execution_ms", "bigint"),
     ("normalized_hash", "text"),

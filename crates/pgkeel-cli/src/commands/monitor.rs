@@ -115,11 +115,7 @@ impl Style {
     }
 
     fn paint(&self, code: &str, s: &str) -> String {
-        if self.on {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
+        crate::printer::sgr(self.on, code, s)
     }
 
     fn level(&self, s: Severity) -> String {

@@ -208,7 +208,6 @@ pub(crate) fn service(name: &str, files: &[PathBuf]) -> Result<Vec<(String, Stri
 }
 
 fn section(text: &str, name: &str, path: &Path) -> Result<Option<Vec<(String, String)>>, DbError> {
-    let mut current: Option<&str> = None;
     let mut found: Option<Vec<(String, String)>> = None;
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -219,8 +218,7 @@ fn section(text: &str, name: &str, path: &Path) -> Result<Option<Vec<(String, St
             if found.is_some() {
                 break;
             }
-            current = Some(s.trim());
-            if current == Some(name) {
+            if s.trim() == name {
                 found = Some(Vec::new());
             }
             continue;
@@ -237,7 +235,6 @@ fn section(text: &str, name: &str, path: &Path) -> Result<Option<Vec<(String, St
         };
         params.push((k.trim().to_string(), v.trim().to_string()));
     }
-    let _ = current;
     Ok(found)
 }
 

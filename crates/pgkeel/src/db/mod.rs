@@ -320,12 +320,8 @@ impl Target {
             None => libpq::UrlParams::default(),
         };
         let mut config = match url {
-            Some(raw) => tokio_postgres::Config::from_str(&params.cleaned).map_err(|e| {
-                DbError::InvalidUrl {
-                    url: redact_url(raw),
-                    reason: e.to_string(),
-                }
-            })?,
+            Some(_) => tokio_postgres::Config::from_str(&params.cleaned)
+                .map_err(|e| invalid(e.to_string()))?,
             None => tokio_postgres::Config::new(),
         };
         // The connection service file fills in what the URL leaves out, before the PG*

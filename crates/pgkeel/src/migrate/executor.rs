@@ -261,15 +261,16 @@ pub(crate) fn guard_sql(ledger: &Ledger, id: &str, expect: Expect) -> String {
 }
 
 /// The SQL a dry run shows of a batch: the user's statements and the ledger writes, with
-/// pgkeel's guard (the deploy-lock check and "not done by another process yet") as a one-line
-/// comment, unless `-v` (info logging) asks for every statement sent.
-pub(crate) fn shown_sql(text: &str, guard: &str) -> String {
+/// pgkeel's guard (the deploy-lock check and "not done by another process yet") and `ledger`'s
+/// record upserts (which repeat the whole file) as one-line comments, unless `-v` (info
+/// logging) asks for every statement sent.
+pub(crate) fn shown_sql(text: &str, guard: &str, ledger: &Ledger) -> String {
     if tracing::enabled!(tracing::Level::INFO) {
         return text.to_string();
     }
     const NOTE: &str = "-- pgkeel's guard: this session holds the deploy lock, and no other process did this first (`-v` shows its SQL)\n";
     // The guard is a whole line (it ends in `;\n`), and so is the note.
-    text.replace(guard, NOTE)
+    ledger.abbreviate_records(&text.replace(guard, NOTE))
 }
 
 /// The PL/pgSQL statements of the guard, for the migration id in variable `mid`.

@@ -318,13 +318,7 @@ impl<'a> Migrator<'a> {
             let guard = self.guard_sql(m);
             let sql = groups
                 .iter()
-                .map(|g| {
-                    let shown = shown_sql(&g.batch.text, &guard);
-                    match tracing::enabled!(tracing::Level::INFO) {
-                        true => shown,
-                        false => self.ledger.abbreviate_records(&shown),
-                    }
-                })
+                .map(|g| shown_sql(&g.batch.text, &guard, &self.ledger))
                 .collect::<Vec<_>>()
                 .join("\n");
             applied.push(Applied {

@@ -296,7 +296,7 @@ pub async fn rollback(
                         runner
                             .groups(u)
                             .iter()
-                            .map(|g| crate::migrate::shown_sql(&g.sql(), &guard))
+                            .map(|g| crate::migrate::shown_sql(&g.sql(), &guard, &ledger))
                             .collect::<Vec<_>>()
                             .join("\n")
                     }),
